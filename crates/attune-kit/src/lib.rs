@@ -1,1 +1,28 @@
-//! placeholder during bootstrap
+//! The runtime every Attune service shares, so that no service copies plumbing:
+//!
+//! - [`config`]: one typed [`Config`], layered defaults → TOML file →
+//!   `ATTUNE_*` environment → flags.
+//! - [`telemetry`]: logging, OpenTelemetry export, W3C trace context across gRPC.
+//! - [`db`]: SQLite / PostgreSQL connections and per-service migrations.
+//! - [`error`]: [`ApiError`], the one mapping to `tonic::Status`.
+//! - [`pagination`]: page sizes and opaque page tokens.
+//! - [`server`]: the gRPC bootstrap (health, reflection, limits, graceful shutdown).
+//!
+//! `sea_orm` and `sea_orm_migration` are re-exported so every service builds against
+//! the same versions as the kit.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod pagination;
+pub mod server;
+pub mod telemetry;
+
+pub use sea_orm;
+pub use sea_orm_migration;
+
+pub use config::{
+    Config, ConfigArgs, ConfigError, DatabaseConfig, Limits, LogFormat, TelemetryConfig,
+};
+pub use error::{ApiError, FieldViolation, Violations};
+pub use server::{GrpcServer, ServerError, shutdown_signal};

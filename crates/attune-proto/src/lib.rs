@@ -26,3 +26,8 @@ macro_rules! proto_package {
 proto_package!(common, "attune.common.v1");
 proto_package!(consent, "attune.consent.v1");
 proto_package!(privacy, "attune.privacy.v1");
+proto_package!(profile, "attune.profile.v1");
+proto_package!(recommendation, "attune.recommendation.v1");
+proto_package!(loyalty, "attune.loyalty.v1");
+proto_package!(delivery, "attune.delivery.v1");
+proto_package!(gateway, "attune.gateway.v1");

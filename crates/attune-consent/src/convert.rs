@@ -1,0 +1,360 @@
+//! Between the wire and the domain. Requests are destructured without `..`, so a
+//! new proto field does not compile until someone decides what it means here.
+
+use attune_kit::error::{ApiError, Violations};
+use attune_proto::common::v1 as common_pb;
+use attune_proto::consent::v1 as pb;
+use chrono::{DateTime, SubsecRound, Utc};
+use prost_types::Timestamp;
+
+use crate::domain::{
+    Channel, ConsentRecord, ConsentStatus, CustomerId, DataCategory, Decision, DecisionInput,
+    LegalBasis, NewPurpose, Proof, Purpose, PurposeCode, PurposeNotice, RecordConsent, RequestId,
+};
+
+/// A create or update request, parsed.
+pub fn purpose_change(
+    code: &str,
+    display_name: &str,
+    description: &str,
+    legal_basis: i32,
+    data_categories: &[i32],
+    request_id: &str,
+) -> Result<(NewPurpose, RequestId), ApiError> {
+    let mut v = Violations::default();
+    let code = v.check("code", PurposeCode::parse(code));
+    let request_id = v.check("request_id", RequestId::parse(request_id));
+    let legal_basis = v.check("legal_basis", legal_basis_from(legal_basis));
+    let mut categories = Vec::with_capacity(data_categories.len());
+    for (index, raw) in data_categories.iter().enumerate() {
+        if let Some(category) = v.check(
+            format!("data_categories[{index}]"),
+            data_category_from(*raw),
+        ) {
+            categories.push(category);
+        }
+    }
+    let all_categories_valid = categories.len() == data_categories.len();
+    let notice = match legal_basis {
+        Some(basis) if all_categories_valid => {
+            match PurposeNotice::parse(display_name, description, basis, categories) {
+                Ok(notice) => Some(notice),
+                Err(problems) => {
+                    for (field, problem) in problems {
+                        v.add(field, problem);
+                    }
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    v.finish()?;
+    match (code, notice, request_id) {
+        (Some(code), Some(notice), Some(request_id)) => {
+            Ok((NewPurpose { code, notice }, request_id))
+        }
+        _ => Err(ApiError::invalid("request", "is invalid")),
+    }
+}
+
+/// A record request, parsed and checked against `now`.
+pub fn record_consent(
+    request: pb::RecordConsentRequest,
+    now: DateTime<Utc>,
+) -> Result<RecordConsent, ApiError> {
+    let pb::RecordConsentRequest {
+        customer_id,
+        decisions,
+        channel,
+        proof,
+        decide_time,
+        expire_time,
+        request_id,
+    } = request;
+    let mut v = Violations::default();
+    let customer = v.check("customer_id", CustomerId::parse(&customer_id));
+    let request_id = v.check("request_id", RequestId::parse(&request_id));
+    let channel = v.check("channel", channel_from(channel));
+    let proof = v.check("proof", proof_from(proof.unwrap_or_default()));
+    let decide_time = decide_time.and_then(|t| v.check("decide_time", timestamp_from(t)));
+    let expire_time = expire_time.and_then(|t| v.check("expire_time", timestamp_from(t)));
+    let mut inputs = Vec::with_capacity(decisions.len());
+    for (index, decision) in decisions.into_iter().enumerate() {
+        let pb::PurposeDecision {
+            purpose_code,
+            decision,
+            notice_version,
+        } = decision;
+        let purpose = v.check(
+            format!("decisions[{index}].purpose_code"),
+            PurposeCode::parse(&purpose_code),
+        );
+        let decision = v.check(
+            format!("decisions[{index}].decision"),
+            decision_from(decision),
+        );
+        if notice_version < 1 {
+            v.add(
+                format!("decisions[{index}].notice_version"),
+                "must be the notice version shown to the customer (1 or more)",
+            );
+        }
+        if let (Some(purpose), Some(decision)) = (purpose, decision) {
+            inputs.push(DecisionInput {
+                purpose,
+                decision,
+                notice_version,
+            });
+        }
+    }
+    v.finish()?;
+    let (Some(customer), Some(request_id), Some(channel), Some(proof)) =
+        (customer, request_id, channel, proof)
+    else {
+        return Err(ApiError::invalid("request", "is invalid"));
+    };
+    let command = RecordConsent {
+        customer,
+        decisions: inputs,
+        channel,
+        proof,
+        decide_time,
+        expire_time,
+        request_id,
+    };
+    let mut v = Violations::default();
+    for (field, problem) in command.check(now) {
+        v.add(field, problem);
+    }
+    v.finish()?;
+    Ok(command)
+}
+
+/// Parses a list of purpose codes, each violation naming its index.
+pub fn purpose_codes(
+    v: &mut Violations,
+    field: &str,
+    codes: &[String],
+    max: usize,
+) -> Vec<PurposeCode> {
+    if codes.len() > max {
+        v.add(field, format!("must name at most {max} purposes"));
+    }
+    codes
+        .iter()
+        .enumerate()
+        .filter_map(|(index, code)| v.check(format!("{field}[{index}]"), PurposeCode::parse(code)))
+        .collect()
+}
+
+fn proof_from(proof: pb::ConsentProof) -> Result<Proof, String> {
+    let pb::ConsentProof {
+        form_hash,
+        user_agent,
+        captured_by,
+    } = proof;
+    let bounded = |name: &str, value: String, max: usize| -> Result<Option<String>, String> {
+        if value.chars().count() > max {
+            return Err(format!("{name} must be at most {max} characters"));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(format!("{name} must not contain control characters"));
+        }
+        Ok((!value.is_empty()).then_some(value))
+    };
+    Ok(Proof {
+        form_hash: bounded("form_hash", form_hash, Proof::MAX_FORM_HASH)?,
+        user_agent: bounded("user_agent", user_agent, Proof::MAX_USER_AGENT)?,
+        captured_by: bounded("captured_by", captured_by, Proof::MAX_CAPTURED_BY)?,
+    })
+}
+
+/// A wire timestamp as a UTC time at the store's precision (microseconds).
+fn timestamp_from(timestamp: Timestamp) -> Result<DateTime<Utc>, String> {
+    let nanos = u32::try_from(timestamp.nanos).map_err(|_| "has negative nanos".to_owned())?;
+    DateTime::from_timestamp(timestamp.seconds, nanos)
+        .map(|time| time.trunc_subsecs(6))
+        .ok_or_else(|| "is not a valid time".to_owned())
+}
+
+pub fn timestamp_to(time: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: time.timestamp(),
+        nanos: i32::try_from(time.timestamp_subsec_nanos()).expect("subsecond nanos fit in i32"),
+    }
+}
+
+fn legal_basis_from(raw: i32) -> Result<LegalBasis, String> {
+    match pb::LegalBasis::try_from(raw) {
+        Ok(pb::LegalBasis::Unspecified) => Err("must be set".into()),
+        Ok(pb::LegalBasis::Consent) => Ok(LegalBasis::Consent),
+        Ok(pb::LegalBasis::Contract) => Ok(LegalBasis::Contract),
+        Ok(pb::LegalBasis::LegalObligation) => Ok(LegalBasis::LegalObligation),
+        Ok(pb::LegalBasis::VitalInterests) => Ok(LegalBasis::VitalInterests),
+        Ok(pb::LegalBasis::PublicTask) => Ok(LegalBasis::PublicTask),
+        Ok(pb::LegalBasis::LegitimateInterests) => Ok(LegalBasis::LegitimateInterests),
+        Err(_) => Err(format!("{raw} is not a known legal basis")),
+    }
+}
+
+fn legal_basis_to(basis: LegalBasis) -> pb::LegalBasis {
+    match basis {
+        LegalBasis::Consent => pb::LegalBasis::Consent,
+        LegalBasis::Contract => pb::LegalBasis::Contract,
+        LegalBasis::LegalObligation => pb::LegalBasis::LegalObligation,
+        LegalBasis::VitalInterests => pb::LegalBasis::VitalInterests,
+        LegalBasis::PublicTask => pb::LegalBasis::PublicTask,
+        LegalBasis::LegitimateInterests => pb::LegalBasis::LegitimateInterests,
+    }
+}
+
+fn data_category_from(raw: i32) -> Result<DataCategory, String> {
+    use common_pb::DataCategory as Wire;
+    match Wire::try_from(raw) {
+        Ok(Wire::Unspecified) => Err("must be set".into()),
+        Ok(Wire::Identifiers) => Ok(DataCategory::Identifiers),
+        Ok(Wire::Contact) => Ok(DataCategory::Contact),
+        Ok(Wire::Demographics) => Ok(DataCategory::Demographics),
+        Ok(Wire::Preferences) => Ok(DataCategory::Preferences),
+        Ok(Wire::Browsing) => Ok(DataCategory::Browsing),
+        Ok(Wire::Purchases) => Ok(DataCategory::Purchases),
+        Ok(Wire::Location) => Ok(DataCategory::Location),
+        Ok(Wire::Loyalty) => Ok(DataCategory::Loyalty),
+        Ok(Wire::Payment) => Ok(DataCategory::Payment),
+        Ok(Wire::Engagement) => Ok(DataCategory::Engagement),
+        Ok(Wire::Device) => Ok(DataCategory::Device),
+        Err(_) => Err(format!("{raw} is not a known data category")),
+    }
+}
+
+fn data_category_to(category: DataCategory) -> common_pb::DataCategory {
+    use common_pb::DataCategory as Wire;
+    match category {
+        DataCategory::Identifiers => Wire::Identifiers,
+        DataCategory::Contact => Wire::Contact,
+        DataCategory::Demographics => Wire::Demographics,
+        DataCategory::Preferences => Wire::Preferences,
+        DataCategory::Browsing => Wire::Browsing,
+        DataCategory::Purchases => Wire::Purchases,
+        DataCategory::Location => Wire::Location,
+        DataCategory::Loyalty => Wire::Loyalty,
+        DataCategory::Payment => Wire::Payment,
+        DataCategory::Engagement => Wire::Engagement,
+        DataCategory::Device => Wire::Device,
+    }
+}
+
+fn decision_from(raw: i32) -> Result<Decision, String> {
+    match pb::Decision::try_from(raw) {
+        Ok(pb::Decision::Unspecified) => Err("must be set".into()),
+        Ok(pb::Decision::Granted) => Ok(Decision::Granted),
+        Ok(pb::Decision::Denied) => Ok(Decision::Denied),
+        Ok(pb::Decision::Withdrawn) => Ok(Decision::Withdrawn),
+        Err(_) => Err(format!("{raw} is not a known decision")),
+    }
+}
+
+fn decision_to(decision: Decision) -> pb::Decision {
+    match decision {
+        Decision::Granted => pb::Decision::Granted,
+        Decision::Denied => pb::Decision::Denied,
+        Decision::Withdrawn => pb::Decision::Withdrawn,
+    }
+}
+
+fn channel_from(raw: i32) -> Result<Channel, String> {
+    use common_pb::Channel as Wire;
+    match Wire::try_from(raw) {
+        Ok(Wire::Unspecified) => Err("must be set".into()),
+        Ok(Wire::Web) => Ok(Channel::Web),
+        Ok(Wire::App) => Ok(Channel::App),
+        Ok(Wire::Store) => Ok(Channel::Store),
+        Ok(Wire::Email) => Ok(Channel::Email),
+        Ok(Wire::CallCentre) => Ok(Channel::CallCentre),
+        Ok(Wire::Sms) => Ok(Channel::Sms),
+        Ok(Wire::Backend) => Ok(Channel::Backend),
+        Err(_) => Err(format!("{raw} is not a known channel")),
+    }
+}
+
+fn channel_to(channel: Channel) -> common_pb::Channel {
+    use common_pb::Channel as Wire;
+    match channel {
+        Channel::Web => Wire::Web,
+        Channel::App => Wire::App,
+        Channel::Store => Wire::Store,
+        Channel::Email => Wire::Email,
+        Channel::CallCentre => Wire::CallCentre,
+        Channel::Sms => Wire::Sms,
+        Channel::Backend => Wire::Backend,
+    }
+}
+
+pub fn status_to(status: ConsentStatus) -> pb::ConsentStatus {
+    match status {
+        ConsentStatus::NotGiven => pb::ConsentStatus::NotGiven,
+        ConsentStatus::Granted => pb::ConsentStatus::Granted,
+        ConsentStatus::Denied => pb::ConsentStatus::Denied,
+        ConsentStatus::Withdrawn => pb::ConsentStatus::Withdrawn,
+        ConsentStatus::Expired => pb::ConsentStatus::Expired,
+    }
+}
+
+pub fn purpose_to(purpose: Purpose) -> pb::Purpose {
+    let Purpose {
+        code,
+        notice,
+        notice_version,
+        create_time,
+        notice_publish_time,
+    } = purpose;
+    pb::Purpose {
+        code: code.to_string(),
+        display_name: notice.display_name().to_owned(),
+        description: notice.description().to_owned(),
+        legal_basis: legal_basis_to(notice.legal_basis()).into(),
+        data_categories: notice
+            .data_categories()
+            .iter()
+            .map(|category| data_category_to(*category).into())
+            .collect(),
+        notice_version,
+        create_time: Some(timestamp_to(create_time)),
+        notice_publish_time: Some(timestamp_to(notice_publish_time)),
+    }
+}
+
+pub fn record_to(record: ConsentRecord) -> pb::ConsentRecord {
+    let ConsentRecord {
+        record_id,
+        customer,
+        purpose,
+        decision,
+        notice_version,
+        channel,
+        proof,
+        decide_time,
+        expire_time,
+        record_time,
+        request_id,
+    } = record;
+    let has_proof = proof != Proof::default();
+    pb::ConsentRecord {
+        record_id,
+        customer_id: customer.to_string(),
+        purpose_code: purpose.to_string(),
+        decision: decision_to(decision).into(),
+        notice_version,
+        channel: channel_to(channel).into(),
+        proof: has_proof.then(|| pb::ConsentProof {
+            form_hash: proof.form_hash.unwrap_or_default(),
+            user_agent: proof.user_agent.unwrap_or_default(),
+            captured_by: proof.captured_by.unwrap_or_default(),
+        }),
+        decide_time: Some(timestamp_to(decide_time)),
+        expire_time: expire_time.map(timestamp_to),
+        record_time: Some(timestamp_to(record_time)),
+        request_id,
+    }
+}

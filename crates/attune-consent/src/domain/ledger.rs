@@ -1,0 +1,250 @@
+//! The consent ledger: decisions as a customer made them, recorded once, never changed.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{CustomerId, PurposeCode, RequestId};
+
+/// How many purposes one request may decide; a consent banner has a handful.
+pub const MAX_DECISIONS_PER_REQUEST: usize = 50;
+
+/// How far ahead of the server's clock a client's `decide_time` may be, for clock skew.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
+
+/// A customer's decision about one purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Decision {
+    Granted,
+    Denied,
+    Withdrawn,
+}
+
+impl Decision {
+    const ALL: [Self; 3] = [Self::Granted, Self::Denied, Self::Withdrawn];
+
+    /// The stable name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Granted => "granted",
+            Self::Denied => "denied",
+            Self::Withdrawn => "withdrawn",
+        }
+    }
+
+    /// Reads a stored name back.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|decision| decision.as_str() == name)
+    }
+
+    /// Which decision wins when two carry the same decision time: the one that
+    /// protects the customer more, so a withdrawal beats a denial beats a grant.
+    pub fn precedence(self) -> i16 {
+        match self {
+            Self::Granted => 1,
+            Self::Denied => 2,
+            Self::Withdrawn => 3,
+        }
+    }
+}
+
+/// Where a decision was captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Channel {
+    Web,
+    App,
+    Store,
+    Email,
+    CallCentre,
+    Sms,
+    Backend,
+}
+
+impl Channel {
+    const ALL: [Self; 7] = [
+        Self::Web,
+        Self::App,
+        Self::Store,
+        Self::Email,
+        Self::CallCentre,
+        Self::Sms,
+        Self::Backend,
+    ];
+
+    /// The stable name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::App => "app",
+            Self::Store => "store",
+            Self::Email => "email",
+            Self::CallCentre => "call_centre",
+            Self::Sms => "sms",
+            Self::Backend => "backend",
+        }
+    }
+
+    /// Reads a stored name back.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|channel| channel.as_str() == name)
+    }
+}
+
+/// Evidence of how a decision was captured; every part is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Proof {
+    pub form_hash: Option<String>,
+    pub user_agent: Option<String>,
+    pub captured_by: Option<String>,
+}
+
+impl Proof {
+    pub const MAX_FORM_HASH: usize = 200;
+    pub const MAX_USER_AGENT: usize = 512;
+    pub const MAX_CAPTURED_BY: usize = 128;
+}
+
+/// One purpose's decision inside a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionInput {
+    pub purpose: PurposeCode,
+    pub decision: Decision,
+    pub notice_version: i32,
+}
+
+/// A request to record one customer's decisions, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordConsent {
+    pub customer: CustomerId,
+    pub decisions: Vec<DecisionInput>,
+    pub channel: Channel,
+    pub proof: Proof,
+    /// When the customer decided, if the client says so; otherwise the receipt time.
+    pub decide_time: Option<DateTime<Utc>>,
+    pub expire_time: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub request_id: RequestId,
+}
+
+impl RecordConsent {
+    /// Checks the rules that span fields; each problem names the field it is about.
+    pub fn check(&self, now: DateTime<Utc>) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if self.decisions.is_empty() {
+            problems.push(("decisions".into(), "must hold at least one decision".into()));
+        }
+        if self.decisions.len() > MAX_DECISIONS_PER_REQUEST {
+            problems.push((
+                "decisions".into(),
+                format!("must hold at most {MAX_DECISIONS_PER_REQUEST} decisions"),
+            ));
+        }
+        for (index, input) in self.decisions.iter().enumerate() {
+            let earlier = &self.decisions[..index];
+            if earlier.iter().any(|other| other.purpose == input.purpose) {
+                problems.push((
+                    format!("decisions[{index}].purpose_code"),
+                    format!("decides {} twice in one request", input.purpose),
+                ));
+            }
+        }
+        if let Some(decide_time) = self.decide_time
+            && decide_time > now + CLOCK_SKEW
+        {
+            problems.push(("decide_time".into(), "must not lie in the future".into()));
+        }
+        if let Some(expire_time) = self.expire_time
+            && expire_time <= self.decide_time.unwrap_or(now)
+        {
+            problems.push((
+                "expire_time".into(),
+                "must be after the decision time".into(),
+            ));
+        }
+        problems
+    }
+}
+
+/// One decision as the ledger holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub record_id: i64,
+    pub customer: CustomerId,
+    pub purpose: PurposeCode,
+    pub decision: Decision,
+    pub notice_version: i32,
+    pub channel: Channel,
+    pub proof: Proof,
+    pub decide_time: DateTime<Utc>,
+    pub expire_time: Option<DateTime<Utc>>,
+    pub record_time: DateTime<Utc>,
+    pub request_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::fingerprint;
+
+    fn request(decisions: &[(&str, Decision)]) -> RecordConsent {
+        RecordConsent {
+            customer: CustomerId::parse("c-1").unwrap(),
+            decisions: decisions
+                .iter()
+                .map(|(code, decision)| DecisionInput {
+                    purpose: PurposeCode::parse(code).unwrap(),
+                    decision: *decision,
+                    notice_version: 1,
+                })
+                .collect(),
+            channel: Channel::Web,
+            proof: Proof::default(),
+            decide_time: None,
+            expire_time: None,
+            request_id: RequestId::parse("r-1").unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_same_purpose_twice_is_rejected() {
+        let cmd = request(&[
+            ("analytics", Decision::Granted),
+            ("analytics", Decision::Denied),
+        ]);
+        let problems = cmd.check(Utc::now());
+        assert_eq!(problems[0].0, "decisions[1].purpose_code");
+    }
+
+    #[test]
+    fn expiry_must_follow_the_decision() {
+        let now = Utc::now();
+        let mut cmd = request(&[("analytics", Decision::Granted)]);
+        cmd.expire_time = Some(now - chrono::Duration::seconds(1));
+        assert_eq!(cmd.check(now)[0].0, "expire_time");
+        cmd.decide_time = Some(now + chrono::Duration::minutes(5));
+        assert!(
+            cmd.check(now)
+                .iter()
+                .any(|(field, _)| field == "decide_time")
+        );
+    }
+
+    #[test]
+    fn fingerprint_ignores_the_request_id_but_not_the_content() {
+        let a = request(&[("analytics", Decision::Granted)]);
+        let mut b = a.clone();
+        b.request_id = RequestId::parse("r-2").unwrap();
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        b.decisions[0].decision = Decision::Denied;
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+    }
+
+    #[test]
+    fn withdrawal_beats_grant_at_the_same_instant() {
+        assert!(Decision::Withdrawn.precedence() > Decision::Granted.precedence());
+        assert!(Decision::Denied.precedence() > Decision::Granted.precedence());
+    }
+}

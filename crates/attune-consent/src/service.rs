@@ -1,0 +1,233 @@
+//! Consent's operations: each validates against stored state, runs in one
+//! transaction when it writes, and answers in domain types.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::{DatabaseConnection, TransactionTrait};
+
+use crate::domain::{
+    ConsentRecord, ConsentStatus, CurrentDecision, CustomerId, NewPurpose, Purpose, PurposeCode,
+    RecordConsent, RequestId, fingerprint,
+};
+use crate::error::ConsentError;
+use crate::store::{self, Claim, ledger, purposes};
+
+/// One purpose's answer to a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurposeAnswer {
+    pub purpose: PurposeCode,
+    pub status: ConsentStatus,
+    pub current: Option<CurrentDecision>,
+}
+
+/// One purpose's current state with the decision it derives from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurposeState {
+    pub purpose: PurposeCode,
+    pub status: ConsentStatus,
+    pub latest: Option<ConsentRecord>,
+}
+
+/// The consent service's operations over its database.
+#[derive(Debug, Clone)]
+pub struct Consent {
+    db: DatabaseConnection,
+}
+
+impl Consent {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Creates a purpose at notice version 1.
+    pub async fn create_purpose(
+        &self,
+        new: NewPurpose,
+        request_id: RequestId,
+    ) -> Result<Purpose, ConsentError> {
+        const OPERATION: &str = "create_purpose";
+        let now = now();
+        let txn = store::begin_write(&self.db).await?;
+        let claim = store::claim(
+            &txn,
+            OPERATION,
+            request_id.as_ref(),
+            &fingerprint(&new),
+            now,
+        )
+        .await?;
+        if let Claim::Fresh = claim {
+            if !purposes::insert_new(&txn, &new, now).await? {
+                return Err(ConsentError::PurposeExists(new.code.to_string()));
+            }
+            store::complete(&txn, OPERATION, request_id.as_ref(), "1".to_owned()).await?;
+        }
+        txn.commit().await?;
+        self.get_purpose(&new.code, Some(1)).await
+    }
+
+    /// Publishes a new notice version (or keeps the current one if nothing changed).
+    pub async fn update_purpose(
+        &self,
+        update: NewPurpose,
+        request_id: RequestId,
+    ) -> Result<Purpose, ConsentError> {
+        const OPERATION: &str = "update_purpose";
+        let now = now();
+        let txn = store::begin_write(&self.db).await?;
+        let claim = store::claim(
+            &txn,
+            OPERATION,
+            request_id.as_ref(),
+            &fingerprint(&update),
+            now,
+        )
+        .await?;
+        let version = match claim {
+            Claim::Replay(outcome) => parse_version(&outcome)?,
+            Claim::Fresh => {
+                let version = purposes::publish_notice(&txn, &update, now).await?;
+                store::complete(&txn, OPERATION, request_id.as_ref(), version.to_string()).await?;
+                version
+            }
+        };
+        txn.commit().await?;
+        self.get_purpose(&update.code, Some(version)).await
+    }
+
+    /// Reads a purpose at a notice version, or at its current one.
+    pub async fn get_purpose(
+        &self,
+        code: &PurposeCode,
+        version: Option<i32>,
+    ) -> Result<Purpose, ConsentError> {
+        if let Some(purpose) = purposes::get(&self.db, code, version).await? {
+            return Ok(purpose);
+        }
+        match (version, purposes::get(&self.db, code, None).await?) {
+            (Some(version), Some(_)) => Err(ConsentError::NoticeVersionNotFound {
+                code: code.to_string(),
+                version,
+            }),
+            _ => Err(ConsentError::PurposeNotFound(code.to_string())),
+        }
+    }
+
+    /// One page of the catalogue after the code `after`.
+    pub async fn list_purposes(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Purpose>, ConsentError> {
+        purposes::list(&self.db, after, u64::from(limit)).await
+    }
+
+    /// Records a customer's decisions, all or none.
+    pub async fn record(&self, command: RecordConsent) -> Result<Vec<ConsentRecord>, ConsentError> {
+        const OPERATION: &str = "record_consent";
+        let now = now();
+        let txn = store::begin_write(&self.db).await?;
+        let request_id = command.request_id.as_ref();
+        let claim = store::claim(&txn, OPERATION, request_id, &fingerprint(&command), now).await?;
+        let records = match claim {
+            Claim::Replay(outcome) => {
+                let ids = outcome
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<Vec<i64>, _>>()
+                    .map_err(|_| ConsentError::Corrupt(format!("outcome of {request_id}")))?;
+                let mut found = ledger::records_by_id(&txn, &ids).await?;
+                ids.iter()
+                    .map(|id| found.remove(id))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| ConsentError::Corrupt(format!("records of {request_id}")))?
+            }
+            Claim::Fresh => {
+                let records = ledger::append(&txn, &command, now).await?;
+                let ids: Vec<String> = records.iter().map(|r| r.record_id.to_string()).collect();
+                store::complete(&txn, OPERATION, request_id, ids.join(",")).await?;
+                records
+            }
+        };
+        txn.commit().await?;
+        Ok(records)
+    }
+
+    /// The current state of each purpose asked, or of every consent-based purpose.
+    pub async fn state(
+        &self,
+        customer: &CustomerId,
+        mut asked: Vec<PurposeCode>,
+    ) -> Result<Vec<PurposeState>, ConsentError> {
+        if asked.is_empty() {
+            asked = purposes::consent_based_codes(&self.db).await?;
+        }
+        asked.sort();
+        asked.dedup();
+        let txn = self.db.begin().await?;
+        let current = ledger::current(&txn, customer, &asked).await?;
+        let ids: Vec<i64> = current
+            .values()
+            .map(|decision| decision.record_id)
+            .collect();
+        let mut records = ledger::records_by_id(&txn, &ids).await?;
+        txn.commit().await?;
+        let now = now();
+        Ok(asked
+            .into_iter()
+            .map(|purpose| {
+                let decision = current.get(purpose.as_ref());
+                PurposeState {
+                    status: ConsentStatus::at(decision, now),
+                    latest: decision.and_then(|d| records.remove(&d.record_id)),
+                    purpose,
+                }
+            })
+            .collect())
+    }
+
+    /// One page of a customer's history after record id `after`.
+    pub async fn history(
+        &self,
+        customer: &CustomerId,
+        purpose: Option<&PurposeCode>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<ConsentRecord>, ConsentError> {
+        ledger::history(&self.db, customer, purpose, after, u64::from(limit)).await
+    }
+
+    /// Whether each purpose is granted now, in the order asked. Unknown customers
+    /// and purposes have no current decision, so they are simply not granted.
+    pub async fn check(
+        &self,
+        customer: &CustomerId,
+        asked: Vec<PurposeCode>,
+    ) -> Result<(Vec<PurposeAnswer>, DateTime<Utc>), ConsentError> {
+        let current = ledger::current(&self.db, customer, &asked).await?;
+        let now = now();
+        let answers = asked
+            .into_iter()
+            .map(|purpose| {
+                let current = current.get(purpose.as_ref()).copied();
+                PurposeAnswer {
+                    status: ConsentStatus::at(current.as_ref(), now),
+                    current,
+                    purpose,
+                }
+            })
+            .collect();
+        Ok((answers, now))
+    }
+}
+
+/// The current time at the precision the store keeps, so that a fresh answer and
+/// its replay carry the same times.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn parse_version(outcome: &str) -> Result<i32, ConsentError> {
+    outcome
+        .parse()
+        .map_err(|_| ConsentError::Corrupt(format!("stored notice version {outcome:?}")))
+}

@@ -1,0 +1,337 @@
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum ConsentPurposes {
+    Table,
+    Code,
+    NoticeVersion,
+    CreateTime,
+}
+
+#[derive(DeriveIden)]
+enum ConsentPurposeNotices {
+    Table,
+    PurposeCode,
+    NoticeVersion,
+    DisplayName,
+    Description,
+    LegalBasis,
+    DataCategories,
+    PublishTime,
+}
+
+#[derive(DeriveIden)]
+enum ConsentRecords {
+    Table,
+    Id,
+    CustomerId,
+    PurposeCode,
+    Decision,
+    NoticeVersion,
+    Channel,
+    FormHash,
+    UserAgent,
+    CapturedBy,
+    DecideTime,
+    ExpireTime,
+    RecordTime,
+    RequestId,
+}
+
+#[derive(DeriveIden)]
+enum ConsentStates {
+    Table,
+    CustomerId,
+    PurposeCode,
+    RecordId,
+    Decision,
+    Precedence,
+    NoticeVersion,
+    DecideTime,
+    ExpireTime,
+}
+
+#[derive(DeriveIden)]
+enum ConsentRequests {
+    Table,
+    Operation,
+    RequestId,
+    Fingerprint,
+    Outcome,
+    CreateTime,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(ConsentPurposes::Table)
+                    .col(
+                        ColumnDef::new(ConsentPurposes::Code)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentPurposes::NoticeVersion)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentPurposes::CreateTime)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ConsentPurposeNotices::Table)
+                    .col(
+                        ColumnDef::new(ConsentPurposeNotices::PurposeCode)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentPurposeNotices::NoticeVersion)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentPurposeNotices::DisplayName)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentPurposeNotices::Description)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentPurposeNotices::LegalBasis)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentPurposeNotices::DataCategories)
+                            .text()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentPurposeNotices::PublishTime)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(ConsentPurposeNotices::PurposeCode)
+                            .col(ConsentPurposeNotices::NoticeVersion),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(
+                                ConsentPurposeNotices::Table,
+                                ConsentPurposeNotices::PurposeCode,
+                            )
+                            .to(ConsentPurposes::Table, ConsentPurposes::Code),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ConsentRecords::Table)
+                    .col(
+                        ColumnDef::new(ConsentRecords::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentRecords::CustomerId)
+                            .string_len(128)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentRecords::PurposeCode)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentRecords::Decision)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentRecords::NoticeVersion)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentRecords::Channel)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(ConsentRecords::FormHash).text().null())
+                    .col(ColumnDef::new(ConsentRecords::UserAgent).text().null())
+                    .col(ColumnDef::new(ConsentRecords::CapturedBy).text().null())
+                    .col(
+                        ColumnDef::new(ConsentRecords::DecideTime)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentRecords::ExpireTime)
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentRecords::RecordTime)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentRecords::RequestId)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(ConsentRecords::Table, ConsentRecords::PurposeCode)
+                            .to(ConsentPurposes::Table, ConsentPurposes::Code),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        // History pages read one customer's records in id order.
+        manager
+            .create_index(
+                Index::create()
+                    .name("consent_records_by_customer")
+                    .table(ConsentRecords::Table)
+                    .col(ConsentRecords::CustomerId)
+                    .col(ConsentRecords::Id)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ConsentStates::Table)
+                    .col(
+                        ColumnDef::new(ConsentStates::CustomerId)
+                            .string_len(128)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentStates::PurposeCode)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentStates::RecordId)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentStates::Decision)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentStates::Precedence)
+                            .small_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentStates::NoticeVersion)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentStates::DecideTime)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentStates::ExpireTime)
+                            .big_integer()
+                            .null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(ConsentStates::CustomerId)
+                            .col(ConsentStates::PurposeCode),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(ConsentStates::Table, ConsentStates::RecordId)
+                            .to(ConsentRecords::Table, ConsentRecords::Id),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ConsentRequests::Table)
+                    .col(
+                        ColumnDef::new(ConsentRequests::Operation)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentRequests::RequestId)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ConsentRequests::Fingerprint)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(ConsentRequests::Outcome).text().not_null())
+                    .col(
+                        ColumnDef::new(ConsentRequests::CreateTime)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(ConsentRequests::Operation)
+                            .col(ConsentRequests::RequestId),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(ConsentRequests::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(ConsentStates::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(ConsentRecords::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(ConsentPurposeNotices::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(ConsentPurposes::Table).to_owned())
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,401 @@
+//! The errors a service returns to its callers, and the one mapping to
+//! [`tonic::Status`].
+//!
+//! Client mistakes say what to fix (per field for INVALID_ARGUMENT, as
+//! `google.rpc.BadRequest` details) and are not logged as errors. Internal failures
+//! are logged with their whole chain and reach the client only as "internal error":
+//! internals stay in the log.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// One bad field of a request: its path (`decisions[0].decision`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    /// Path of the field in the request, dot-separated, with `[i]` for list items.
+    pub field: String,
+    /// What is wrong with it, phrased to complete "`<field>`: ...".
+    pub description: String,
+}
+
+impl FieldViolation {
+    /// A violation of `field`.
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.description)
+    }
+}
+
+/// An error a gRPC handler returns; `?` turns it into the right [`Status`].
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; each violation names a field.
+    #[error("{}", join_violations(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// The named resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource the caller tried to create exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The system is not in a state the operation needs (e.g. notice version retired).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A value is valid in general but past the end of what exists (e.g. a cursor).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The caller could not be identified.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A quota or rate limit is exhausted; `retry_after` tells when to try again.
+    #[error("{message}")]
+    ResourceExhausted {
+        /// What ran out.
+        message: String,
+        /// When a retry may succeed, sent as `retry-after` metadata and `RetryInfo`.
+        retry_after: Option<Duration>,
+    },
+    /// A dependency (database, another service) is down or overloaded; retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; only "internal error" reaches the client.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl ApiError {
+    /// INVALID_ARGUMENT for one field.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    /// INTERNAL wrapping `err`, whose chain is logged but never sent.
+    pub fn internal(err: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// The gRPC code this error maps to.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NotFound(_) => Code::NotFound,
+            Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::OutOfRange(_) => Code::OutOfRange,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::ResourceExhausted { .. } => Code::ResourceExhausted,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<FieldViolation> for ApiError {
+    fn from(violation: FieldViolation) -> Self {
+        Self::InvalidArgument(vec![violation])
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    /// A pool that cannot hand out a connection is an outage the client may retry;
+    /// any other database error is internal. Services map the errors that mean
+    /// something in their domain (unique violations, ...) before this.
+    fn from(err: sea_orm::DbErr) -> Self {
+        match err {
+            sea_orm::DbErr::ConnectionAcquire(_) => {
+                tracing::warn!(error = %err, "database connection unavailable");
+                Self::Unavailable("database unavailable, retry later".to_owned())
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+fn join_violations(violations: &[FieldViolation]) -> String {
+    if violations.is_empty() {
+        return "invalid argument".to_owned();
+    }
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Self {
+        let code = err.code();
+        match err {
+            ApiError::InvalidArgument(violations) => {
+                let message = join_violations(&violations);
+                tracing::debug!(%message, "rejected invalid argument");
+                let details = ErrorDetails::with_bad_request(
+                    violations
+                        .into_iter()
+                        .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
+                        .collect::<Vec<_>>(),
+                );
+                Status::with_error_details(code, message, details)
+            }
+            ApiError::ResourceExhausted {
+                message,
+                retry_after,
+            } => {
+                tracing::debug!(%message, ?retry_after, "resource exhausted");
+                let Some(delay) = retry_after else {
+                    return Status::new(code, message);
+                };
+                let mut metadata = MetadataMap::new();
+                // Whole seconds, rounded up, as HTTP's Retry-After: never invite an early retry.
+                let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+                metadata.insert("retry-after", MetadataValue::from(seconds));
+                Status::with_error_details_and_metadata(
+                    code,
+                    message,
+                    ErrorDetails::with_retry_info(Some(delay)),
+                    metadata,
+                )
+            }
+            ApiError::Internal(source) => {
+                tracing::error!(error = %ErrorChain(source.as_ref()), "internal error");
+                Status::internal("internal error")
+            }
+            ApiError::Unavailable(message) => {
+                tracing::warn!(%message, "unavailable");
+                Status::new(code, message)
+            }
+            ApiError::NotFound(message)
+            | ApiError::AlreadyExists(message)
+            | ApiError::FailedPrecondition(message)
+            | ApiError::OutOfRange(message)
+            | ApiError::PermissionDenied(message)
+            | ApiError::Unauthenticated(message) => {
+                tracing::debug!(?code, %message, "request refused");
+                Status::new(code, message)
+            }
+        }
+    }
+}
+
+/// Displays an error and all its sources: "a: b: c".
+struct ErrorChain<'a>(&'a (dyn StdError + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(err) = source {
+            write!(f, ": {err}")?;
+            source = err.source();
+        }
+        Ok(())
+    }
+}
+
+/// Collects every field violation of a request, so the caller learns all its
+/// mistakes in one round trip.
+///
+/// ```
+/// use attune_kit::error::Violations;
+///
+/// let mut v = Violations::default();
+/// let limit: Option<u32> = v.check("limit", "ten".parse::<u32>());
+/// v.add("customer_id", "must not be empty");
+/// assert!(limit.is_none());
+/// assert!(v.finish().is_err());
+/// ```
+#[derive(Debug, Default)]
+pub struct Violations {
+    violations: Vec<FieldViolation>,
+}
+
+impl Violations {
+    /// Records that `field` is bad.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.violations
+            .push(FieldViolation::new(field, description));
+    }
+
+    /// Records a violation produced elsewhere (e.g. by [`crate::pagination`]).
+    pub fn push(&mut self, violation: FieldViolation) {
+        self.violations.push(violation);
+    }
+
+    /// Returns the parsed value, or records the error's `Display` against `field`.
+    pub fn check<T, E: fmt::Display>(
+        &mut self,
+        field: impl Into<String>,
+        result: Result<T, E>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(err) => {
+                self.add(field, err.to_string());
+                None
+            }
+        }
+    }
+
+    /// Returns the value, or records the violation as is (it names its own field).
+    pub fn check_field<T>(&mut self, result: Result<T, FieldViolation>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(violation) => {
+                self.push(violation);
+                None
+            }
+        }
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// `Ok` when nothing was recorded, else INVALID_ARGUMENT with every violation.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.violations.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidArgument(self.violations))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_decodable_bad_request_details() {
+        let mut v = Violations::default();
+        v.add("customer_id", "must not be empty");
+        v.add("decisions[0].decision", "must be set");
+        let status = Status::from(v.finish().expect_err("two violations were recorded"));
+
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "customer_id: must not be empty; decisions[0].decision: must be set"
+        );
+        let bad_request = status
+            .get_details_bad_request()
+            .expect("BadRequest details are attached");
+        let fields: Vec<_> = bad_request
+            .field_violations
+            .iter()
+            .map(|f| (f.field.as_str(), f.description.as_str()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("customer_id", "must not be empty"),
+                ("decisions[0].decision", "must be set")
+            ]
+        );
+    }
+
+    #[test]
+    fn internal_does_not_leak_its_message() {
+        let err = ApiError::internal(std::io::Error::other("password=hunter2 at 10.0.0.7"));
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error");
+        assert!(!format!("{status:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn resource_exhausted_tells_when_to_retry() {
+        let status = Status::from(ApiError::ResourceExhausted {
+            message: "too many redemptions".into(),
+            retry_after: Some(Duration::from_millis(1500)),
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(
+            status
+                .metadata()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("2")
+        );
+        let retry = status
+            .get_details_retry_info()
+            .expect("RetryInfo is attached");
+        assert_eq!(retry.retry_delay, Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn each_variant_maps_to_its_code() {
+        let cases = [
+            (ApiError::NotFound("x".into()), Code::NotFound),
+            (ApiError::AlreadyExists("x".into()), Code::AlreadyExists),
+            (
+                ApiError::FailedPrecondition("x".into()),
+                Code::FailedPrecondition,
+            ),
+            (ApiError::OutOfRange("x".into()), Code::OutOfRange),
+            (
+                ApiError::PermissionDenied("x".into()),
+                Code::PermissionDenied,
+            ),
+            (ApiError::Unauthenticated("x".into()), Code::Unauthenticated),
+            (ApiError::Unavailable("x".into()), Code::Unavailable),
+            (
+                ApiError::ResourceExhausted {
+                    message: "x".into(),
+                    retry_after: None,
+                },
+                Code::ResourceExhausted,
+            ),
+        ];
+        for (err, code) in cases {
+            let status = Status::from(err);
+            assert_eq!(status.code(), code);
+            assert_eq!(status.message(), "x");
+        }
+    }
+
+    #[test]
+    fn check_records_display_and_returns_value() {
+        let mut v = Violations::default();
+        assert_eq!(v.check("a", "5".parse::<u8>()), Some(5));
+        assert!(v.is_empty());
+        assert_eq!(v.check("b", "300".parse::<u8>()), None);
+        assert_eq!(
+            v.check_field::<u8>(Err(FieldViolation::new("c", "bad"))),
+            None
+        );
+        match v.finish() {
+            Err(ApiError::InvalidArgument(list)) => {
+                assert_eq!(
+                    list[0],
+                    FieldViolation::new("b", "number too large to fit in target type")
+                );
+                assert_eq!(list[1], FieldViolation::new("c", "bad"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_violations_finish_ok() {
+        assert!(Violations::default().finish().is_ok());
+    }
+}

@@ -1,0 +1,129 @@
+//! Page sizes and opaque page tokens (Google AIP-158).
+//!
+//! A page token wraps a service's cursor (a sequence number, a last key) in a
+//! versioned payload encoded as URL-safe base64, so clients treat it as opaque and
+//! the format can change without breaking tokens already handed out. It is an
+//! encoding, not encryption: cursors must not hold personal data.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::error::FieldViolation;
+
+/// First byte of every token this version writes.
+const TOKEN_VERSION: u8 = 1;
+
+/// Tokens longer than this are refused before decoding (a cursor is short).
+const MAX_TOKEN_LEN: usize = 1024;
+
+/// Validates a request's `page_size`: 0 means `default`, negative or above `max` is
+/// a violation of `field`.
+pub fn page_size(field: &str, raw: i32, default: u32, max: u32) -> Result<u32, FieldViolation> {
+    match u32::try_from(raw) {
+        Err(_) => Err(FieldViolation::new(field, "must not be negative")),
+        Ok(0) => Ok(default),
+        Ok(size) if size > max => Err(FieldViolation::new(field, format!("must be at most {max}"))),
+        Ok(size) => Ok(size),
+    }
+}
+
+/// Wraps `cursor` in an opaque page token.
+pub fn encode_page_token(cursor: &str) -> String {
+    let mut payload = Vec::with_capacity(cursor.len() + 1);
+    payload.push(TOKEN_VERSION);
+    payload.extend_from_slice(cursor.as_bytes());
+    URL_SAFE_NO_PAD.encode(payload)
+}
+
+/// Unwraps a token from [`encode_page_token`]: `None` for the empty token (first
+/// page), a violation of `field` for anything this API did not issue.
+pub fn decode_page_token(field: &str, token: &str) -> Result<Option<String>, FieldViolation> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || FieldViolation::new(field, "is not a page token from this API");
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(invalid());
+    }
+    let payload = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    match payload.split_first() {
+        Some((&TOKEN_VERSION, cursor)) => String::from_utf8(cursor.to_vec())
+            .map(Some)
+            .map_err(|_| invalid()),
+        _ => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_zero_means_default() {
+        assert_eq!(page_size("page_size", 0, 50, 1000), Ok(50));
+    }
+
+    #[test]
+    fn page_size_within_bounds_is_kept() {
+        assert_eq!(page_size("page_size", 1, 50, 1000), Ok(1));
+        assert_eq!(page_size("page_size", 1000, 50, 1000), Ok(1000));
+    }
+
+    #[test]
+    fn page_size_rejections_name_the_field() {
+        assert_eq!(
+            page_size("page_size", -1, 50, 1000),
+            Err(FieldViolation::new("page_size", "must not be negative"))
+        );
+        assert_eq!(
+            page_size("page_size", 1001, 50, 1000),
+            Err(FieldViolation::new("page_size", "must be at most 1000"))
+        );
+    }
+
+    #[test]
+    fn page_token_round_trips() {
+        for cursor in [
+            "",
+            "42",
+            "customer/ü/2024-01-01T00:00:00Z",
+            &"x".repeat(500),
+        ] {
+            let token = encode_page_token(cursor);
+            assert!(
+                token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
+            assert_eq!(
+                decode_page_token("page_token", &token),
+                Ok(Some(cursor.to_owned()))
+            );
+        }
+    }
+
+    #[test]
+    fn empty_page_token_is_the_first_page() {
+        assert_eq!(decode_page_token("page_token", ""), Ok(None));
+    }
+
+    #[test]
+    fn foreign_page_tokens_are_rejected() {
+        let expected = Err(FieldViolation::new(
+            "page_token",
+            "is not a page token from this API",
+        ));
+        let wrong_version = URL_SAFE_NO_PAD.encode([9u8, b'1']);
+        let not_utf8 = URL_SAFE_NO_PAD.encode([TOKEN_VERSION, 0xff, 0xfe]);
+        let too_long = "A".repeat(MAX_TOKEN_LEN + 1);
+        for token in [
+            "not base64!",
+            "42",
+            wrong_version.as_str(),
+            not_utf8.as_str(),
+            too_long.as_str(),
+        ] {
+            assert_eq!(decode_page_token("page_token", token), expected, "{token}");
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! The one gRPC server bootstrap every Attune process uses.
+//!
+//! Always on: `grpc.health.v1` (overall `""` and each mounted service), server
+//! reflection v1 and v1alpha (so every grpcurl works), limits from [`Limits`], the
+//! [`TraceContextLayer`]. Shutdown is an argument: when it resolves, health goes
+//! NOT_SERVING first, the listener closes, in-flight calls drain for at most
+//! `limits.shutdown_grace` (then their connections are cut), and background tasks
+//! are cancelled and joined.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::transport::Server;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic_health::ServingStatus;
+use tonic_health::server::{HealthReporter, HealthService};
+use tracing::Instrument as _;
+
+use crate::config::Limits;
+use crate::telemetry::TraceContextLayer;
+
+/// Sets a generated tonic server's message size limits from [`Limits`]; tonic
+/// configures these per service, not per server.
+///
+/// ```ignore
+/// server.add_service(attune_kit::with_limits!(ConsentServiceServer::new(api), config.limits));
+/// ```
+#[macro_export]
+macro_rules! with_limits {
+    ($server:expr, $limits:expr) => {
+        $server
+            .max_decoding_message_size($limits.max_message_bytes)
+            .max_encoding_message_size($limits.max_message_bytes)
+    };
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Serving failed.
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A registered descriptor set is malformed.
+    #[error("cannot build server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
+
+/// A gRPC server being assembled: mount services, spawn background tasks, then
+/// [`serve`](GrpcServer::serve).
+pub struct GrpcServer {
+    limits: Limits,
+    routes: RoutesBuilder,
+    service_names: Vec<&'static str>,
+    descriptor_sets: Vec<&'static [u8]>,
+    health: HealthReporter,
+    draining: CancellationToken,
+    background_cancel: CancellationToken,
+    background: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
+}
+
+impl std::fmt::Debug for GrpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcServer")
+            .field("limits", &self.limits)
+            .field("service_names", &self.service_names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GrpcServer {
+    /// An empty server with health and reflection, bounded by `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            routes: RoutesBuilder::default(),
+            service_names: Vec::new(),
+            descriptor_sets: vec![
+                attune_proto::FILE_DESCRIPTOR_SET,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+            ],
+            health: HealthReporter::new(),
+            draining: CancellationToken::new(),
+            background_cancel: CancellationToken::new(),
+            background: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Mounts a generated tonic server; marks it SERVING in grpc.health.v1 and lists it in reflection.
+    ///
+    /// Its status is set when [`serve`](Self::serve) starts, since nobody can ask before.
+    /// A service name can be mounted once per server (tonic's router refuses a second
+    /// route for the same name); health and reflection are mounted already.
+    pub fn add_service<S>(&mut self, service: S) -> &mut Self
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.routes.add_service(service);
+        self.service_names.push(S::NAME);
+        self
+    }
+
+    /// Adds an encoded `FileDescriptorSet` to reflection, for services whose
+    /// descriptors are not in `attune_proto::FILE_DESCRIPTOR_SET`.
+    pub fn add_descriptor_set(&mut self, encoded: &'static [u8]) -> &mut Self {
+        self.descriptor_sets.push(encoded);
+        self
+    }
+
+    /// A handle on this server's health statuses, e.g. to report a dependency down.
+    pub fn health_reporter(&self) -> HealthReporter {
+        self.health.clone()
+    }
+
+    /// Cancelled when shutdown begins (after health goes NOT_SERVING): long-lived
+    /// streams (watches, feeds) end on it, so the drain need not wait out the grace.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.draining.child_token()
+    }
+
+    /// Background tasks: cancelled (child CancellationToken) and joined at shutdown.
+    ///
+    /// The task starts now, on the current Tokio runtime (call this inside one). It
+    /// is cancelled after in-flight calls have drained, since those may rely on it.
+    pub fn spawn_background<F, Fut>(&self, name: &'static str, task: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let future = task(self.background_cancel.child_token());
+        let handle =
+            tokio::spawn(future.instrument(tracing::info_span!("background", task = name)));
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name, handle));
+    }
+
+    /// Serves until `shutdown` resolves: then every health status goes NOT_SERVING first, the listener stops accepting, in-flight calls drain for at most `limits.shutdown_grace`, background tasks are cancelled and joined.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let background = std::mem::take(
+            &mut *self
+                .background
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let background_cancel = self.background_cancel.clone();
+        let grace = self.limits.shutdown_grace;
+
+        let result = self.serve_until(listener, shutdown).await;
+
+        background_cancel.cancel();
+        join_background(background, grace).await;
+        result
+    }
+
+    async fn serve_until(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Self {
+            limits,
+            mut routes,
+            service_names,
+            descriptor_sets,
+            health,
+            draining,
+            ..
+        } = self;
+        let (reflection_v1, reflection_v1alpha) = reflection(&service_names, &descriptor_sets)?;
+        routes
+            .add_service(tonic_health::pb::health_server::HealthServer::new(
+                HealthService::from_health_reporter(health.clone()),
+            ))
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+
+        let all_statuses = || std::iter::once("").chain(service_names.iter().copied());
+        for name in all_statuses() {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+
+        // Cancelled when the grace period is over: every accepted connection then
+        // fails its I/O, so hyper drops it and the drain ends.
+        let cut_connections = CancellationToken::new();
+        let incoming = {
+            let cut = cut_connections.clone();
+            TcpListenerStream::new(listener).map(move |accepted| {
+                accepted.map(|stream| {
+                    // Small unary messages must not wait for Nagle's algorithm.
+                    let _ = stream.set_nodelay(true);
+                    CuttableStream::new(stream, &cut)
+                })
+            })
+        };
+        let (stop_accepting, stop_accepting_rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = Server::builder()
+            .concurrency_limit_per_connection(limits.concurrency_per_connection)
+            .timeout(limits.request_timeout)
+            .layer(TraceContextLayer)
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop_accepting_rx.await;
+            });
+        let mut serving = pin!(serving);
+
+        tokio::select! {
+            result = &mut serving => {
+                // Stopped on its own, before any shutdown request: an error.
+                return result.map_err(ServerError::from);
+            }
+            () = shutdown => {}
+        }
+
+        tracing::info!("shutdown requested: reporting NOT_SERVING, then draining");
+        for name in all_statuses() {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        draining.cancel();
+        let _ = stop_accepting.send(());
+
+        match tokio::time::timeout(limits.shutdown_grace, &mut serving).await {
+            Ok(result) => result?,
+            Err(_elapsed) => {
+                tracing::warn!(
+                    grace = ?limits.shutdown_grace,
+                    "in-flight calls outlived the shutdown grace; cutting their connections"
+                );
+                cut_connections.cancel();
+                // Cut connections close at once; the bound only guards against the unforeseen.
+                if tokio::time::timeout(Duration::from_secs(1), &mut serving)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("connections still open after being cut; abandoning them");
+                }
+            }
+        }
+        tracing::info!("gRPC server stopped");
+        Ok(())
+    }
+}
+
+/// Reflection v1 and v1alpha, listing only what is mounted, health and reflection.
+#[allow(clippy::type_complexity)]
+fn reflection(
+    service_names: &[&'static str],
+    descriptor_sets: &[&'static [u8]],
+) -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    ServerError,
+> {
+    let builder = || {
+        // Both reflection descriptor sets in both builders, so each version can
+        // describe every service it lists.
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            );
+        for set in descriptor_sets {
+            builder = builder.register_encoded_file_descriptor_set(set);
+        }
+        for name in service_names
+            .iter()
+            .chain(&[HEALTH_SERVICE, REFLECTION_V1, REFLECTION_V1ALPHA])
+        {
+            builder = builder.with_service_name(*name);
+        }
+        builder
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
+}
+
+async fn join_background(tasks: Vec<(&'static str, JoinHandle<()>)>, bound: Duration) {
+    for (name, mut handle) in tasks {
+        match tokio::time::timeout(bound, &mut handle).await {
+            Ok(Ok(())) => tracing::debug!(task = name, "background task stopped"),
+            Ok(Err(err)) if err.is_panic() => {
+                tracing::error!(task = name, "background task panicked")
+            }
+            Ok(Err(_cancelled)) => {}
+            Err(_elapsed) => {
+                tracing::warn!(
+                    task = name,
+                    "background task ignored cancellation; aborting it"
+                );
+                handle.abort();
+            }
+        }
+    }
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// A TCP connection that fails all I/O once `cut` is cancelled, so that hyper
+/// drops it even in the middle of a call that would never end (a watch stream).
+struct CuttableStream {
+    stream: TcpStream,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    is_cut: bool,
+}
+
+impl CuttableStream {
+    fn new(stream: TcpStream, cut: &CancellationToken) -> Self {
+        Self {
+            stream,
+            cut: Box::pin(cut.clone().cancelled_owned()),
+            is_cut: false,
+        }
+    }
+
+    /// Registers the task to be woken when the connection is cut.
+    fn poll_cut(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if !self.is_cut && self.cut.as_mut().poll(cx).is_ready() {
+            self.is_cut = true;
+        }
+        if self.is_cut {
+            Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "shutdown grace period elapsed",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Connected for CuttableStream {
+    type ConnectInfo = TcpConnectInfo;
+
+    /// Keeps `Request::remote_addr()` working.
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for CuttableStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Err(err) = self.poll_cut(cx) {
+            return Poll::Ready(Err(err));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CuttableStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Err(err) = self.poll_cut(cx) {
+            return Poll::Ready(Err(err));
+        }
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Err(err) = self.poll_cut(cx) {
+            return Poll::Ready(Err(err));
+        }
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Closing must work even when cut.
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if let Err(err) = self.poll_cut(cx) {
+            return Poll::Ready(Err(err));
+        }
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
