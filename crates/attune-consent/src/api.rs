@@ -34,22 +34,7 @@ impl ConsentService for ConsentApi {
         &self,
         request: Request<pb::CreatePurposeRequest>,
     ) -> RpcResult<pb::CreatePurposeResponse> {
-        let pb::CreatePurposeRequest {
-            code,
-            display_name,
-            description,
-            legal_basis,
-            data_categories,
-            request_id,
-        } = request.into_inner();
-        let (new, request_id) = convert::purpose_change(
-            &code,
-            &display_name,
-            &description,
-            legal_basis,
-            &data_categories,
-            &request_id,
-        )?;
+        let (new, request_id) = convert::create_purpose(request.into_inner())?;
         let purpose = self
             .consent
             .create_purpose(new, request_id)
@@ -64,22 +49,7 @@ impl ConsentService for ConsentApi {
         &self,
         request: Request<pb::UpdatePurposeRequest>,
     ) -> RpcResult<pb::UpdatePurposeResponse> {
-        let pb::UpdatePurposeRequest {
-            code,
-            display_name,
-            description,
-            legal_basis,
-            data_categories,
-            request_id,
-        } = request.into_inner();
-        let (update, request_id) = convert::purpose_change(
-            &code,
-            &display_name,
-            &description,
-            legal_basis,
-            &data_categories,
-            &request_id,
-        )?;
+        let (update, request_id) = convert::update_purpose(request.into_inner())?;
         let purpose = self
             .consent
             .update_purpose(update, request_id)

@@ -12,8 +12,51 @@ use crate::domain::{
     LegalBasis, NewPurpose, Proof, Purpose, PurposeCode, PurposeNotice, RecordConsent, RequestId,
 };
 
-/// A create or update request, parsed.
-pub fn purpose_change(
+/// A create request, parsed.
+pub fn create_purpose(
+    request: pb::CreatePurposeRequest,
+) -> Result<(NewPurpose, RequestId), ApiError> {
+    let pb::CreatePurposeRequest {
+        code,
+        display_name,
+        description,
+        legal_basis,
+        data_categories,
+        request_id,
+    } = request;
+    purpose_change(
+        &code,
+        &display_name,
+        &description,
+        legal_basis,
+        &data_categories,
+        &request_id,
+    )
+}
+
+/// An update request, parsed: the same fields as a create, naming an existing purpose.
+pub fn update_purpose(
+    request: pb::UpdatePurposeRequest,
+) -> Result<(NewPurpose, RequestId), ApiError> {
+    let pb::UpdatePurposeRequest {
+        code,
+        display_name,
+        description,
+        legal_basis,
+        data_categories,
+        request_id,
+    } = request;
+    purpose_change(
+        &code,
+        &display_name,
+        &description,
+        legal_basis,
+        &data_categories,
+        &request_id,
+    )
+}
+
+fn purpose_change(
     code: &str,
     display_name: &str,
     description: &str,
