@@ -95,6 +95,8 @@ impl GrpcServer {
             descriptor_sets: vec![
                 attune_proto::FILE_DESCRIPTOR_SET,
                 tonic_health::pb::FILE_DESCRIPTOR_SET,
+                // google.rpc error details, so grpcurl can show field violations.
+                tonic_types::pb::FILE_DESCRIPTOR_SET,
             ],
             health: HealthReporter::new(),
             draining: CancellationToken::new(),
