@@ -1,10 +1,12 @@
 //! The purposes catalogue and its notice versions.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use super::entity::{notice, purpose};
@@ -129,18 +131,33 @@ pub async fn list(
         query = query.filter(purpose::Column::Code.gt(after));
     }
     let heads = query.limit(limit).all(db).await?;
-    let mut purposes = Vec::with_capacity(heads.len());
-    for head in heads {
-        let key = (head.code.clone(), head.notice_version);
-        let notice = notice::Entity::find_by_id(key)
-            .one(db)
-            .await?
-            .ok_or_else(|| {
+    if heads.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One query for all current notices rather than one per purpose.
+    let current = heads.iter().fold(Condition::any(), |any, head| {
+        any.add(
+            Condition::all()
+                .add(notice::Column::PurposeCode.eq(head.code.as_str()))
+                .add(notice::Column::NoticeVersion.eq(head.notice_version)),
+        )
+    });
+    let mut notices: HashMap<String, notice::Model> = notice::Entity::find()
+        .filter(current)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|notice| (notice.purpose_code.clone(), notice))
+        .collect();
+    heads
+        .into_iter()
+        .map(|head| {
+            let notice = notices.remove(&head.code).ok_or_else(|| {
                 ConsentError::Corrupt(format!("purpose {} lost its notice", head.code))
             })?;
-        purposes.push(assemble(head, notice)?);
-    }
-    Ok(purposes)
+            assemble(head, notice)
+        })
+        .collect()
 }
 
 /// The codes of every purpose whose current notice is based on consent, in order.
