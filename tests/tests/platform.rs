@@ -167,13 +167,17 @@ backend_tests! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_describes_error_details_so_grpcurl_can_show_field_violations() {
-    let app = TestApp::spawn(Backend::Sqlite).await.expect("SQLite is always available");
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("SQLite is always available");
     let mut client = v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
     let request = v1::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::FileContainingSymbol(
-            "google.rpc.BadRequest".into(),
-        )),
+        message_request: Some(
+            v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "google.rpc.BadRequest".into(),
+            ),
+        ),
     };
     let mut responses = client
         .server_reflection_info(tokio_stream::iter([request]))
