@@ -1,0 +1,109 @@
+//! The real `attune` binary: migrate, serve one service from flags and environment,
+//! answer over gRPC, and stop cleanly on SIGTERM.
+
+#![allow(clippy::unwrap_used)] // a panic is how a test fails
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn attune() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_attune"));
+    command
+        .env_remove("RUST_LOG")
+        .env("ATTUNE_TELEMETRY__LOG_FORMAT", "json")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Reads the server's JSON log lines until it says where it serves.
+fn serving_address(child: &mut Child) -> String {
+    let stderr = child.stderr.take().unwrap();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if line.contains("attune is serving") {
+            let start = line.find("\"address\":\"").unwrap() + "\"address\":\"".len();
+            let end = start + line[start..].find('"').unwrap();
+            return line[start..end].to_owned();
+        }
+    }
+    panic!("attune exited before serving");
+}
+
+fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "attune did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn migrate_then_serve_one_service_and_stop_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("attune.db").display()
+    );
+
+    let migrated = attune()
+        .args(["migrate", "--database-url", &url])
+        .status()
+        .unwrap();
+    assert!(migrated.success());
+
+    // The database from the environment, the service and the port from flags.
+    let mut child = attune()
+        .args(["serve", "--service", "consent", "--listen", "127.0.0.1:0"])
+        .env("ATTUNE_DATABASE__URL", &url)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address = serving_address(&mut child);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let purposes = runtime.block_on(async {
+        let mut client =
+            attune_proto::consent::v1::consent_service_client::ConsentServiceClient::connect(
+                format!("http://{address}"),
+            )
+            .await
+            .unwrap();
+        client
+            .list_purposes(attune_proto::consent::v1::ListPurposesRequest {
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .purposes
+    });
+    assert_eq!(purposes.len(), 6, "migrate seeded the catalogue once");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = wait_for_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "attune exits 0 after SIGTERM: {status:?}");
+}
+
+#[test]
+fn a_bad_setting_is_refused_with_its_name() {
+    let output = attune()
+        .args(["serve"])
+        .env("ATTUNE_DATABASE__MAX_CONNECTIONS", "many")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("database.max_connections"), "{stderr}");
+}
