@@ -110,9 +110,14 @@ backend_tests! {
             ("unknown channel", "channel", Box::new(|r| r.channel = 99)),
             ("empty request id", "request_id", Box::new(|r| r.request_id.clear())),
             ("over-long request id", "request_id", Box::new(|r| r.request_id = "r".repeat(65))),
-            ("over-long user agent", "proof", Box::new(|r| r.proof = Some(pb::ConsentProof {
+            ("over-long user agent", "proof.user_agent", Box::new(|r| r.proof = Some(pb::ConsentProof {
                 form_hash: String::new(),
                 user_agent: "u".repeat(513),
+                captured_by: String::new(),
+            }))),
+            ("control character in form hash", "proof.form_hash", Box::new(|r| r.proof = Some(pb::ConsentProof {
+                form_hash: "sha256:\u{7}".into(),
+                user_agent: String::new(),
                 captured_by: String::new(),
             }))),
             ("future decision", "decide_time", Box::new(|r| r.decide_time = at(Duration::hours(1)))),

@@ -119,7 +119,7 @@ pub fn record_consent(
     let customer = v.check("customer_id", CustomerId::parse(&customer_id));
     let request_id = v.check("request_id", RequestId::parse(&request_id));
     let channel = v.check("channel", channel_from(channel));
-    let proof = v.check("proof", proof_from(proof.unwrap_or_default()));
+    let proof = proof_from(&mut v, proof.unwrap_or_default());
     let decide_time = decide_time.and_then(|t| v.check("decide_time", timestamp_from(t)));
     let expire_time = expire_time.and_then(|t| v.check("expire_time", timestamp_from(t)));
     let mut inputs = Vec::with_capacity(decisions.len());
@@ -152,9 +152,7 @@ pub fn record_consent(
         }
     }
     v.finish()?;
-    let (Some(customer), Some(request_id), Some(channel), Some(proof)) =
-        (customer, request_id, channel, proof)
-    else {
+    let (Some(customer), Some(request_id), Some(channel)) = (customer, request_id, channel) else {
         return Err(ApiError::invalid("request", "is invalid"));
     };
     let command = RecordConsent {
@@ -191,26 +189,29 @@ pub fn purpose_codes(
         .collect()
 }
 
-fn proof_from(proof: pb::ConsentProof) -> Result<Proof, String> {
+/// The optional proof; each over-long or malformed part is reported as `proof.<part>`.
+fn proof_from(v: &mut Violations, proof: pb::ConsentProof) -> Proof {
     let pb::ConsentProof {
         form_hash,
         user_agent,
         captured_by,
     } = proof;
-    let bounded = |name: &str, value: String, max: usize| -> Result<Option<String>, String> {
-        if value.chars().count() > max {
-            return Err(format!("{name} must be at most {max} characters"));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(format!("{name} must not contain control characters"));
-        }
-        Ok((!value.is_empty()).then_some(value))
+    let mut bounded = |part: &str, value: String, max: usize| -> Option<String> {
+        let checked = if value.chars().count() > max {
+            Err(format!("must be at most {max} characters"))
+        } else if value.chars().any(char::is_control) {
+            Err("must not contain control characters".to_owned())
+        } else {
+            Ok(value)
+        };
+        v.check(format!("proof.{part}"), checked)
+            .filter(|value| !value.is_empty())
     };
-    Ok(Proof {
-        form_hash: bounded("form_hash", form_hash, Proof::MAX_FORM_HASH)?,
-        user_agent: bounded("user_agent", user_agent, Proof::MAX_USER_AGENT)?,
-        captured_by: bounded("captured_by", captured_by, Proof::MAX_CAPTURED_BY)?,
-    })
+    Proof {
+        form_hash: bounded("form_hash", form_hash, Proof::MAX_FORM_HASH),
+        user_agent: bounded("user_agent", user_agent, Proof::MAX_USER_AGENT),
+        captured_by: bounded("captured_by", captured_by, Proof::MAX_CAPTURED_BY),
+    }
 }
 
 /// A wire timestamp as a UTC time at the store's precision (microseconds).
