@@ -6,8 +6,6 @@
 //! Every storage test runs on SQLite, and on PostgreSQL too when
 //! `ATTUNE_TEST_DATABASE_URL` is set: write it once with [`backend_tests!`].
 
-use std::net::SocketAddr;
-
 use attune::ServiceName;
 use attune_kit::config::Config;
 use attune_kit::db::{TestDatabase, fresh_test_database_on};
@@ -25,31 +23,24 @@ pub use attune_proto::consent::v1 as consent_pb;
 
 /// A running Attune server with its own database.
 pub struct TestApp {
-    pub address: SocketAddr,
     pub channel: Channel,
     pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     // Declared last: the database outlives the server that uses it.
-    pub database: TestDatabase,
+    _database: TestDatabase,
 }
 
 impl TestApp {
     /// Starts every service against a fresh database on `backend`, or returns `None`
     /// for PostgreSQL when no test server is configured.
     pub async fn spawn(backend: Backend) -> Option<Self> {
-        Self::spawn_with(backend, |_| {}).await
-    }
-
-    /// Like [`TestApp::spawn`], with the configuration adjusted first.
-    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<Self> {
         attune_kit::telemetry::init_for_tests();
         let database = fresh_test_database_on(backend, "e2e")
             .await
             .expect("a fresh test database can be created")?;
         let mut config = Config::default();
         config.database = database.config.clone();
-        adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("an ephemeral loopback port is free");
@@ -73,12 +64,11 @@ impl TestApp {
             .await
             .expect("the test server accepts connections");
         let app = Self {
-            address,
             channel,
             config,
             shutdown: Some(shutdown),
             server: Some(server),
-            database,
+            _database: database,
         };
         app.wait_until_serving().await;
         Some(app)
@@ -108,10 +98,32 @@ impl TestApp {
         ConsentServiceClient::new(self.channel.clone())
     }
 
-    /// Asks the server to shut down and waits until it has, returning its result.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        self.begin_shutdown();
-        self.join().await
+    /// A customer's whole consent history (every page), optionally for one purpose.
+    pub async fn consent_history(
+        &self,
+        customer: &str,
+        purpose: &str,
+    ) -> Vec<consent_pb::ConsentRecord> {
+        let mut records = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .consent()
+                .list_consent_history(consent_pb::ListConsentHistoryRequest {
+                    customer_id: customer.into(),
+                    purpose_code: purpose.into(),
+                    page_size: 0,
+                    page_token,
+                })
+                .await
+                .expect("history can be listed")
+                .into_inner();
+            records.extend(page.records);
+            if page.next_page_token.is_empty() {
+                return records;
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     /// Signals shutdown without waiting for it.

@@ -263,17 +263,8 @@ backend_tests! {
                 ("personalization", pb::Decision::Withdrawn as i32),
             ]
         );
-        let only_email = client
-            .list_consent_history(pb::ListConsentHistoryRequest {
-                customer_id: "cust-1".into(),
-                purpose_code: "marketing_email".into(),
-                page_size: 0,
-                page_token: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(only_email.records.len(), 1);
+        let only_email = app.consent_history("cust-1", "marketing_email").await;
+        assert_eq!(only_email.len(), 1);
     }
 
     async fn a_replayed_record_returns_the_original_and_writes_nothing(app) {
@@ -288,17 +279,8 @@ backend_tests! {
         let err = client.record_consent(changed).await.unwrap_err();
         assert_eq!(err.code(), Code::AlreadyExists);
 
-        let history = client
-            .list_consent_history(pb::ListConsentHistoryRequest {
-                customer_id: "cust-2".into(),
-                purpose_code: String::new(),
-                page_size: 0,
-                page_token: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(history.records.len(), 1);
+        let history = app.consent_history("cust-2", "").await;
+        assert_eq!(history.len(), 1);
         assert!(check(&app, "cust-2", &["analytics"]).await[0].granted);
     }
 
@@ -314,18 +296,8 @@ backend_tests! {
             answers.push(call.await.unwrap().expect("every replay succeeds"));
         }
         assert!(answers.windows(2).all(|pair| pair[0] == pair[1]));
-        let history = app
-            .consent()
-            .list_consent_history(pb::ListConsentHistoryRequest {
-                customer_id: "cust-3".into(),
-                purpose_code: String::new(),
-                page_size: 0,
-                page_token: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(history.records.len(), 1);
+        let history = app.consent_history("cust-3", "").await;
+        assert_eq!(history.len(), 1);
     }
 
     async fn unknown_customers_and_purposes_are_not_granted(app) {
@@ -403,16 +375,7 @@ backend_tests! {
         assert_eq!(err.code(), Code::NotFound, "{err:?}");
         // All or nothing: the valid first decision was not kept either.
         assert!(!check(&app, "cust-6", &["analytics"]).await[0].granted);
-        let history = client
-            .list_consent_history(pb::ListConsentHistoryRequest {
-                customer_id: "cust-6".into(),
-                purpose_code: String::new(),
-                page_size: 0,
-                page_token: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(history.records.is_empty());
+        let history = app.consent_history("cust-6", "").await;
+        assert!(history.is_empty());
     }
 }

@@ -74,17 +74,8 @@ async fn nothing_written(app: &TestApp) {
         .purposes;
     assert_eq!(purposes.len(), 6, "the catalogue is unchanged");
     assert!(purposes.iter().all(|p| p.notice_version == 1));
-    let history = client
-        .list_consent_history(pb::ListConsentHistoryRequest {
-            customer_id: "cust-1".into(),
-            purpose_code: String::new(),
-            page_size: 0,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(history.records.is_empty(), "no decision was recorded");
+    let history = app.consent_history("cust-1", "").await;
+    assert!(history.is_empty(), "no decision was recorded");
 }
 
 backend_tests! {

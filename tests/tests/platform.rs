@@ -42,26 +42,36 @@ async fn health_reports_every_service_serving() {
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reflection_v1_lists_the_attune_services() {
-    let app = TestApp::spawn(Backend::Sqlite)
-        .await
-        .expect("SQLite is always available");
+/// Sends one v1 reflection request and returns what the server answers to it.
+async fn reflect_v1(
+    app: &TestApp,
+    request: v1::server_reflection_request::MessageRequest,
+) -> Option<v1::server_reflection_response::MessageResponse> {
     let mut client = v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
     let request = v1::ServerReflectionRequest {
         host: String::new(),
-        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
-            String::new(),
-        )),
+        message_request: Some(request),
     };
     let mut responses = client
         .server_reflection_info(tokio_stream::iter([request]))
         .await
         .unwrap()
         .into_inner();
-    let response = responses.next().await.unwrap().unwrap();
+    responses.next().await.unwrap().unwrap().message_response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_v1_lists_the_attune_services() {
+    let app = TestApp::spawn(Backend::Sqlite)
+        .await
+        .expect("SQLite is always available");
+    let response = reflect_v1(
+        &app,
+        v1::server_reflection_request::MessageRequest::ListServices(String::new()),
+    )
+    .await;
     let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        response.message_response
+        response
     else {
         panic!("expected a service list, got {response:?}");
     };
@@ -170,24 +180,16 @@ async fn reflection_describes_error_details_so_grpcurl_can_show_field_violations
     let app = TestApp::spawn(Backend::Sqlite)
         .await
         .expect("SQLite is always available");
-    let mut client = v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
-    let request = v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            v1::server_reflection_request::MessageRequest::FileContainingSymbol(
-                "google.rpc.BadRequest".into(),
-            ),
+    let response = reflect_v1(
+        &app,
+        v1::server_reflection_request::MessageRequest::FileContainingSymbol(
+            "google.rpc.BadRequest".into(),
         ),
-    };
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = responses.next().await.unwrap().unwrap();
+    )
+    .await;
     assert!(
         matches!(
-            response.message_response,
+            response,
             Some(v1::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
         ),
         "{response:?}"

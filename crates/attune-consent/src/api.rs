@@ -1,7 +1,7 @@
 //! The gRPC face of consent: each RPC parses its request, calls the service and
 //! converts the answer. Rules live in `service` and `domain`, not here.
 
-use attune_kit::error::{ApiError, Violations};
+use attune_kit::error::{ApiError, Violations, checked};
 use attune_kit::pagination::{decode_page_token, encode_page_token, page_size};
 use attune_proto::consent::v1 as pb;
 use attune_proto::consent::v1::consent_service_server::ConsentService;
@@ -77,7 +77,7 @@ impl ConsentService for ConsentApi {
             );
         }
         v.finish()?;
-        let code = code.ok_or_else(|| ApiError::invalid("code", "is invalid"))?;
+        let code = checked(code);
         let version = (notice_version > 0).then_some(notice_version);
         let purpose = self
             .consent
@@ -107,9 +107,7 @@ impl ConsentService for ConsentApi {
             decode_page_token("page_token", &page_token).map_err(|e| e.description),
         );
         v.finish()?;
-        let (Some(limit), Some(after)) = (limit, after) else {
-            return Err(ApiError::invalid("page_size", "is invalid").into());
-        };
+        let (limit, after) = (checked(limit), checked(after));
         let mut purposes = self
             .consent
             .list_purposes(after.as_deref(), limit + 1)
@@ -152,7 +150,7 @@ impl ConsentService for ConsentApi {
             MAX_PURPOSES_PER_QUERY,
         );
         v.finish()?;
-        let customer = customer.ok_or_else(|| ApiError::invalid("customer_id", "is invalid"))?;
+        let customer = checked(customer);
         let states = self
             .consent
             .state(&customer, purposes)
@@ -206,9 +204,7 @@ impl ConsentService for ConsentApi {
                 )
             });
         v.finish()?;
-        let (Some(customer), Some(limit)) = (customer, limit) else {
-            return Err(ApiError::invalid("customer_id", "is invalid").into());
-        };
+        let (customer, limit) = (checked(customer), checked(limit));
         let mut records = self
             .consent
             .history(&customer, purpose.as_ref(), after, limit + 1)
@@ -241,7 +237,7 @@ impl ConsentService for ConsentApi {
             MAX_PURPOSES_PER_QUERY,
         );
         v.finish()?;
-        let customer = customer.ok_or_else(|| ApiError::invalid("customer_id", "is invalid"))?;
+        let customer = checked(customer);
         let (answers, now) = self
             .consent
             .check(&customer, purposes)

@@ -1,7 +1,7 @@
 //! Between the wire and the domain. Requests are destructured without `..`, so a
 //! new proto field does not compile until someone decides what it means here.
 
-use attune_kit::error::{ApiError, Violations};
+use attune_kit::error::{ApiError, Violations, checked};
 use attune_proto::common::v1 as common_pb;
 use attune_proto::consent::v1 as pb;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -93,12 +93,11 @@ fn purpose_change(
         _ => None,
     };
     v.finish()?;
-    match (code, notice, request_id) {
-        (Some(code), Some(notice), Some(request_id)) => {
-            Ok((NewPurpose { code, notice }, request_id))
-        }
-        _ => Err(ApiError::invalid("request", "is invalid")),
-    }
+    let new = NewPurpose {
+        code: checked(code),
+        notice: checked(notice),
+    };
+    Ok((new, checked(request_id)))
 }
 
 /// A record request, parsed and checked against `now`.
@@ -152,17 +151,14 @@ pub fn record_consent(
         }
     }
     v.finish()?;
-    let (Some(customer), Some(request_id), Some(channel)) = (customer, request_id, channel) else {
-        return Err(ApiError::invalid("request", "is invalid"));
-    };
     let command = RecordConsent {
-        customer,
+        customer: checked(customer),
         decisions: inputs,
-        channel,
+        channel: checked(channel),
         proof,
         decide_time,
         expire_time,
-        request_id,
+        request_id: checked(request_id),
     };
     let mut v = Violations::default();
     for (field, problem) in command.check(now) {

@@ -279,6 +279,13 @@ impl Violations {
     }
 }
 
+/// Takes a parsed value after [`Violations::finish`] succeeded. Use it for values
+/// that are `None` only when a violation was recorded, as [`Violations::check`]
+/// returns them: once no violation was recorded, every such value is present.
+pub fn checked<T>(value: Option<T>) -> T {
+    value.expect("a value is missing only when its violation was recorded")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
