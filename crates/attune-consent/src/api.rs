@@ -165,6 +165,7 @@ impl ConsentService for ConsentApi {
                     latest: state.latest.map(convert::record_to),
                 })
                 .collect(),
+            change_position: 0,
         }))
     }
 
@@ -255,6 +256,39 @@ impl ConsentService for ConsentApi {
                 .collect(),
             check_time: Some(convert::timestamp_to(now)),
         }))
+    }
+
+    // TEMPORARY while issue 4 is built in parallel: each is replaced by its owner.
+    type WatchConsentChangesStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<pb::WatchConsentChangesResponse, Status>> + Send>,
+    >;
+
+    async fn watch_consent_changes(
+        &self,
+        _request: Request<pb::WatchConsentChangesRequest>,
+    ) -> RpcResult<Self::WatchConsentChangesStream> {
+        Err(Status::unimplemented("watch: in progress"))
+    }
+
+    async fn list_expiring_consents(
+        &self,
+        _request: Request<pb::ListExpiringConsentsRequest>,
+    ) -> RpcResult<pb::ListExpiringConsentsResponse> {
+        Err(Status::unimplemented("expiring: in progress"))
+    }
+
+    async fn apply_global_privacy_control(
+        &self,
+        _request: Request<pb::ApplyGlobalPrivacyControlRequest>,
+    ) -> RpcResult<pb::ApplyGlobalPrivacyControlResponse> {
+        Err(Status::unimplemented("gpc: in progress"))
+    }
+
+    async fn verify_audit_log(
+        &self,
+        _request: Request<pb::VerifyAuditLogRequest>,
+    ) -> RpcResult<pb::VerifyAuditLogResponse> {
+        Err(Status::unimplemented("audit: in progress"))
     }
 }
 

@@ -22,9 +22,13 @@ pub use service::Consent;
 pub use store::migration::Migrator;
 
 /// The consent gRPC service over `db` (migrated with [`Migrator`]), with `limits` applied.
-pub fn grpc_service(db: DatabaseConnection, limits: &Limits) -> ConsentServiceServer<ConsentApi> {
-    attune_kit::with_limits!(
-        ConsentServiceServer::new(ConsentApi::new(Consent::new(db))),
+pub async fn grpc_service(
+    db: DatabaseConnection,
+    limits: &Limits,
+) -> Result<ConsentServiceServer<ConsentApi>, ConsentError> {
+    let consent = Consent::open(db).await?;
+    Ok(attune_kit::with_limits!(
+        ConsentServiceServer::new(ConsentApi::new(consent)),
         limits
-    )
+    ))
 }

@@ -1,15 +1,17 @@
 //! Consent's operations: each validates against stored state, runs in one
 //! transaction when it writes, and answers in domain types.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 
 use crate::domain::{
-    ConsentRecord, ConsentStatus, CurrentDecision, CustomerId, NewPurpose, Purpose, PurposeCode,
-    RecordConsent, RequestId, fingerprint,
+    ConsentRecord, ConsentStatus, CurrentDecision, CustomerId, NewPurpose, PseudonymKey, Purpose,
+    PurposeCode, RecordConsent, RequestId,
 };
 use crate::error::ConsentError;
-use crate::store::{self, Claim, ledger, purposes};
+use crate::store::{self, Claim, ledger, purposes, secrets};
 
 /// One purpose's answer to a check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,11 +33,18 @@ pub struct PurposeState {
 #[derive(Debug, Clone)]
 pub struct Consent {
     db: DatabaseConnection,
+    key: Arc<PseudonymKey>,
 }
 
 impl Consent {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// Opens the service over a migrated database, loading (on first start,
+    /// generating) its pseudonymisation key.
+    pub async fn open(db: DatabaseConnection) -> Result<Self, ConsentError> {
+        let key = secrets::pseudonym_key(&db).await?;
+        Ok(Self {
+            db,
+            key: Arc::new(key),
+        })
     }
 
     /// Creates a purpose at notice version 1.
@@ -51,7 +60,7 @@ impl Consent {
             &txn,
             OPERATION,
             request_id.as_ref(),
-            &fingerprint(&new),
+            &self.key.fingerprint(&new),
             now,
         )
         .await?;
@@ -78,7 +87,7 @@ impl Consent {
             &txn,
             OPERATION,
             request_id.as_ref(),
-            &fingerprint(&update),
+            &self.key.fingerprint(&update),
             now,
         )
         .await?;
@@ -127,7 +136,14 @@ impl Consent {
         let now = now();
         let txn = store::begin_write(&self.db).await?;
         let request_id = command.request_id.as_ref();
-        let claim = store::claim(&txn, OPERATION, request_id, &fingerprint(&command), now).await?;
+        let claim = store::claim(
+            &txn,
+            OPERATION,
+            request_id,
+            &self.key.fingerprint(&command),
+            now,
+        )
+        .await?;
         let records = match claim {
             Claim::Replay(outcome) => {
                 let ids = outcome

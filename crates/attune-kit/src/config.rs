@@ -37,6 +37,10 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Bounds on requests and shutdown.
     pub limits: Limits,
+    /// How ordered change feeds (consent's changes) are served.
+    pub feeds: FeedConfig,
+    /// The cached consent checker other services ask before using personal data.
+    pub consent_checker: ConsentCheckerConfig,
 }
 
 impl Default for Config {
@@ -46,6 +50,8 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             telemetry: TelemetryConfig::default(),
             limits: Limits::default(),
+            feeds: FeedConfig::default(),
+            consent_checker: ConsentCheckerConfig::default(),
         }
     }
 }
@@ -140,6 +146,51 @@ impl Default for Limits {
     }
 }
 
+/// How a service serves an ordered change feed to its watchers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FeedConfig {
+    /// How often the database is polled for changes committed by other processes
+    /// (changes made in this process wake watchers at once).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Longest silence on a watch stream: with nothing to send, the server sends a
+    /// heartbeat this often so watchers can tell quiet from broken.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(100),
+            heartbeat_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Settings of the cached consent checker (see [`crate::consent`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ConsentCheckerConfig {
+    /// How long the checker answers from its cache without hearing from the
+    /// consent change stream; past it, every check fails closed ("not granted").
+    /// It bounds how late a withdrawal can take effect when the stream breaks.
+    #[serde(with = "humantime_serde")]
+    pub freshness_bound: Duration,
+    /// Most customers kept in memory; the least used are evicted beyond it.
+    pub max_customers: u64,
+}
+
+impl Default for ConsentCheckerConfig {
+    fn default() -> Self {
+        Self {
+            freshness_bound: Duration::from_secs(1),
+            max_customers: 1_000_000,
+        }
+    }
+}
+
 /// Command-line flags for every setting; flatten into a subcommand with
 /// `#[command(flatten)]`. A flag left out leaves the lower layers' value.
 #[derive(clap::Args, Debug, Default, Clone)]
@@ -210,6 +261,27 @@ pub struct ConfigArgs {
     /// [default: 10s] [env: ATTUNE_LIMITS__SHUTDOWN_GRACE]
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Option<Duration>,
+
+    /// How often change feeds poll the database for other processes' changes
+    /// [default: 100ms] [env: ATTUNE_FEEDS__POLL_INTERVAL]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub feed_poll_interval: Option<Duration>,
+
+    /// Longest silence on a watch stream before a heartbeat
+    /// [default: 250ms] [env: ATTUNE_FEEDS__HEARTBEAT_INTERVAL]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub feed_heartbeat_interval: Option<Duration>,
+
+    /// How long the consent checker trusts its cache without news from the change
+    /// stream before it answers "not granted"
+    /// [default: 1s] [env: ATTUNE_CONSENT_CHECKER__FRESHNESS_BOUND]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub consent_freshness_bound: Option<Duration>,
+
+    /// Most customers the consent checker keeps in memory
+    /// [default: 1000000] [env: ATTUNE_CONSENT_CHECKER__MAX_CUSTOMERS]
+    #[arg(long, value_name = "N")]
+    pub consent_cache_customers: Option<u64>,
 }
 
 /// Why the configuration could not be loaded.
@@ -292,7 +364,7 @@ impl Config {
     }
 
     fn validated(self) -> Result<Self, ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 5] = [
+        let checks: [(bool, &'static str, &'static str); 9] = [
             (
                 self.database.url.trim().is_empty(),
                 "database.url",
@@ -317,6 +389,26 @@ impl Config {
                 self.limits.request_timeout.is_zero(),
                 "limits.request_timeout",
                 "must be longer than 0s",
+            ),
+            (
+                self.feeds.poll_interval.is_zero(),
+                "feeds.poll_interval",
+                "must be longer than 0s",
+            ),
+            (
+                self.feeds.heartbeat_interval.is_zero(),
+                "feeds.heartbeat_interval",
+                "must be longer than 0s",
+            ),
+            (
+                self.consent_checker.freshness_bound <= self.feeds.heartbeat_interval,
+                "consent_checker.freshness_bound",
+                "must be longer than feeds.heartbeat_interval, or a quiet stream looks broken",
+            ),
+            (
+                self.consent_checker.max_customers == 0,
+                "consent_checker.max_customers",
+                "must be at least 1",
             ),
         ];
         match checks.into_iter().find(|(bad, _, _)| *bad) {
@@ -376,7 +468,23 @@ impl ConfigArgs {
             self.concurrency_per_connection,
         );
         let f = set(f, "limits.request_timeout", human(self.request_timeout));
-        set(f, "limits.shutdown_grace", human(self.shutdown_grace))
+        let f = set(f, "limits.shutdown_grace", human(self.shutdown_grace));
+        let f = set(f, "feeds.poll_interval", human(self.feed_poll_interval));
+        let f = set(
+            f,
+            "feeds.heartbeat_interval",
+            human(self.feed_heartbeat_interval),
+        );
+        let f = set(
+            f,
+            "consent_checker.freshness_bound",
+            human(self.consent_freshness_bound),
+        );
+        set(
+            f,
+            "consent_checker.max_customers",
+            self.consent_cache_customers,
+        )
     }
 }
 

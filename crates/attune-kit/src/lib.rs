@@ -6,12 +6,14 @@
 //! - [`db`]: SQLite / PostgreSQL connections and per-service migrations.
 //! - [`error`]: [`ApiError`], the one mapping to `tonic::Status`.
 //! - [`pagination`]: page sizes and opaque page tokens.
+//! - [`consent`]: the consent rule every service applies the same way.
 //! - [`server`]: the gRPC bootstrap (health, reflection, limits, graceful shutdown).
 //!
 //! `sea_orm` and `sea_orm_migration` are re-exported so every service builds against
 //! the same versions as the kit.
 
 pub mod config;
+pub mod consent;
 pub mod db;
 pub mod error;
 pub mod pagination;
@@ -22,7 +24,8 @@ pub use sea_orm;
 pub use sea_orm_migration;
 
 pub use config::{
-    Config, ConfigArgs, ConfigError, DatabaseConfig, Limits, LogFormat, TelemetryConfig,
+    Config, ConfigArgs, ConfigError, ConsentCheckerConfig, DatabaseConfig, FeedConfig, Limits,
+    LogFormat, TelemetryConfig,
 };
 pub use error::{ApiError, FieldViolation, Violations};
 pub use server::{GrpcServer, ServerError, shutdown_signal};

@@ -56,9 +56,11 @@ pub async fn serve(
     let mut server = GrpcServer::new(config.limits.clone());
     for service in services {
         match service {
-            ServiceName::Consent => {
-                server.add_service(attune_consent::grpc_service(db.clone(), &config.limits))
-            }
+            ServiceName::Consent => server.add_service(
+                attune_consent::grpc_service(db.clone(), &config.limits)
+                    .await
+                    .context("cannot start the consent service")?,
+            ),
         };
     }
     tracing::info!(

@@ -3,51 +3,13 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{CustomerId, PurposeCode, RequestId};
+use super::{CustomerId, Decision, PurposeCode, RequestId};
 
 /// How many purposes one request may decide; a consent banner has a handful.
 pub const MAX_DECISIONS_PER_REQUEST: usize = 50;
 
 /// How far ahead of the server's clock a client's `decide_time` may be, for clock skew.
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
-
-/// A customer's decision about one purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum Decision {
-    Granted,
-    Denied,
-    Withdrawn,
-}
-
-impl Decision {
-    const ALL: [Self; 3] = [Self::Granted, Self::Denied, Self::Withdrawn];
-
-    /// The stable name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Granted => "granted",
-            Self::Denied => "denied",
-            Self::Withdrawn => "withdrawn",
-        }
-    }
-
-    /// Reads a stored name back.
-    pub fn from_stored(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|decision| decision.as_str() == name)
-    }
-
-    /// Which decision wins when two carry the same decision time: the one that
-    /// protects the customer more, so a withdrawal beats a denial beats a grant.
-    pub fn precedence(self) -> i16 {
-        match self {
-            Self::Granted => 1,
-            Self::Denied => 2,
-            Self::Withdrawn => 3,
-        }
-    }
-}
 
 /// Where a decision was captured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -187,7 +149,7 @@ pub struct ConsentRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::fingerprint;
+    use crate::domain::PseudonymKey;
 
     fn request(decisions: &[(&str, Decision)]) -> RecordConsent {
         RecordConsent {
@@ -237,14 +199,9 @@ mod tests {
         let a = request(&[("analytics", Decision::Granted)]);
         let mut b = a.clone();
         b.request_id = RequestId::parse("r-2").unwrap();
-        assert_eq!(fingerprint(&a), fingerprint(&b));
+        let key = PseudonymKey::new([3; 32]);
+        assert_eq!(key.fingerprint(&a), key.fingerprint(&b));
         b.decisions[0].decision = Decision::Denied;
-        assert_ne!(fingerprint(&a), fingerprint(&b));
-    }
-
-    #[test]
-    fn withdrawal_beats_grant_at_the_same_instant() {
-        assert!(Decision::Withdrawn.precedence() > Decision::Granted.precedence());
-        assert!(Decision::Denied.precedence() > Decision::Granted.precedence());
+        assert_ne!(key.fingerprint(&a), key.fingerprint(&b));
     }
 }

@@ -2,18 +2,16 @@
 //! ledger of decisions into a status. Knows neither tonic nor sea-orm.
 
 mod catalogue;
-mod fingerprint;
 mod ids;
 mod ledger;
+mod pseudonym;
 mod purpose;
-mod status;
 
+pub use attune_kit::consent::{ConsentStatus, CurrentDecision, Decision};
 pub use catalogue::default_catalogue;
-pub use fingerprint::fingerprint;
 pub use ids::{CustomerId, PurposeCode, RequestId};
 pub use ledger::{
-    Channel, ConsentRecord, Decision, DecisionInput, MAX_DECISIONS_PER_REQUEST, Proof,
-    RecordConsent,
+    Channel, ConsentRecord, DecisionInput, MAX_DECISIONS_PER_REQUEST, Proof, RecordConsent,
 };
+pub use pseudonym::PseudonymKey;
 pub use purpose::{DataCategory, LegalBasis, NewPurpose, Purpose, PurposeNotice};
-pub use status::{ConsentStatus, CurrentDecision};

@@ -66,6 +66,7 @@ pub async fn append(
         };
         let stored = record::Entity::insert(row).exec_with_returning(txn).await?;
         advance_state(txn, &stored, input.decision).await?;
+        super::changes::record_decision(txn, &stored, now).await?;
         records.push(to_domain(stored)?);
     }
     Ok(records)

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_create_tables;
 mod m0002_seed_default_catalogue;
+mod m0003_changes_audit_secrets;
 
 /// Consent's migrations, tracked in their own table because in one-process mode
 /// every service's migrator shares one database.
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_create_tables::Migration),
             Box::new(m0002_seed_default_catalogue::Migration),
+            Box::new(m0003_changes_audit_secrets::Migration),
         ]
     }
 

@@ -1,8 +1,48 @@
-//! From the ledger to an answer: which decision counts, and what it means now.
+//! The consent rule every Attune service applies the same way: which decision
+//! counts for a customer and purpose, and what it means at a given moment. The
+//! consent service computes it from its ledger; the cached checker from the
+//! change stream. Keeping it here means both answer identically, to the instant.
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
-use super::Decision;
+/// A customer's decision about one purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Decision {
+    Granted,
+    Denied,
+    Withdrawn,
+}
+
+impl Decision {
+    const ALL: [Self; 3] = [Self::Granted, Self::Denied, Self::Withdrawn];
+
+    /// The stable name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Granted => "granted",
+            Self::Denied => "denied",
+            Self::Withdrawn => "withdrawn",
+        }
+    }
+
+    /// Reads a stored name back.
+    pub fn from_stored(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|decision| decision.as_str() == name)
+    }
+
+    /// Which decision wins when two carry the same decision time: the one that
+    /// protects the customer more, so a withdrawal beats a denial beats a grant.
+    pub fn precedence(self) -> i16 {
+        match self {
+            Self::Granted => 1,
+            Self::Denied => 2,
+            Self::Withdrawn => 3,
+        }
+    }
+}
 
 /// The decision that currently counts for one customer and purpose: the most
 /// recent by decision time, the more protective one at the same instant (a
@@ -81,5 +121,11 @@ mod tests {
             ConsentStatus::at(Some(&grant(None)), at(1_000_000_000_000_000)),
             ConsentStatus::Granted
         );
+    }
+
+    #[test]
+    fn withdrawal_beats_grant_at_the_same_instant() {
+        assert!(Decision::Withdrawn.precedence() > Decision::Granted.precedence());
+        assert!(Decision::Denied.precedence() > Decision::Granted.precedence());
     }
 }
