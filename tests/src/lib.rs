@@ -10,6 +10,7 @@ use attune::ServiceName;
 use attune_kit::config::Config;
 use attune_kit::db::{TestDatabase, fresh_test_database_on};
 use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
+use attune_proto::privacy::v1::data_subject_service_client::DataSubjectServiceClient;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -20,6 +21,7 @@ use tonic_health::pb::health_client::HealthClient;
 pub use attune_kit::db::Backend;
 pub use attune_proto::common::v1 as common_pb;
 pub use attune_proto::consent::v1 as consent_pb;
+pub use attune_proto::privacy::v1 as privacy_pb;
 
 /// A running Attune server with its own database.
 pub struct TestApp {
@@ -96,6 +98,11 @@ impl TestApp {
     /// A consent client on the shared connection.
     pub fn consent(&self) -> ConsentServiceClient<Channel> {
         ConsentServiceClient::new(self.channel.clone())
+    }
+
+    /// A data-subject client (consent's export and erasure) on the shared connection.
+    pub fn privacy(&self) -> DataSubjectServiceClient<Channel> {
+        DataSubjectServiceClient::new(self.channel.clone())
     }
 
     /// A customer's whole consent history (every page), optionally for one purpose.

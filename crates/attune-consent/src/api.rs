@@ -1,15 +1,21 @@
 //! The gRPC face of consent: each RPC parses its request, calls the service and
 //! converts the answer. Rules live in `service` and `domain`, not here.
 
+use std::pin::Pin;
+use std::sync::Arc;
+
 use attune_kit::error::{ApiError, Violations, checked};
 use attune_kit::pagination::{decode_page_token, encode_page_token, page_size};
+use attune_kit::privacy::gpc_signalled;
 use attune_proto::consent::v1 as pb;
 use attune_proto::consent::v1::consent_service_server::ConsentService;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::domain::{CustomerId, PurposeCode};
+use crate::domain::{CustomerId, ExpiryCursor, PurposeCode};
 use crate::service::Consent;
+use crate::watch::{ChangeFeed, WatchError};
 
 /// How many purposes one state or check request may name.
 const MAX_PURPOSES_PER_QUERY: usize = 50;
@@ -18,11 +24,12 @@ const MAX_PURPOSES_PER_QUERY: usize = 50;
 #[derive(Debug, Clone)]
 pub struct ConsentApi {
     consent: Consent,
+    feed: Arc<ChangeFeed>,
 }
 
 impl ConsentApi {
-    pub fn new(consent: Consent) -> Self {
-        Self { consent }
+    pub fn new(consent: Consent, feed: Arc<ChangeFeed>) -> Self {
+        Self { consent, feed }
     }
 }
 
@@ -124,7 +131,9 @@ impl ConsentService for ConsentApi {
         &self,
         request: Request<pb::RecordConsentRequest>,
     ) -> RpcResult<pb::RecordConsentResponse> {
+        let gpc = gpc_signalled(request.metadata());
         let command = convert::record_consent(request.into_inner(), chrono::Utc::now())?;
+        self.honour_gpc(gpc, &command.customer).await?;
         let (customer, count) = (command.customer.to_string(), command.decisions.len());
         let records = self.consent.record(command).await.map_err(ApiError::from)?;
         tracing::info!(customer_id = %customer, decisions = count, "consent recorded");
@@ -137,6 +146,7 @@ impl ConsentService for ConsentApi {
         &self,
         request: Request<pb::GetConsentStateRequest>,
     ) -> RpcResult<pb::GetConsentStateResponse> {
+        let gpc = gpc_signalled(request.metadata());
         let pb::GetConsentStateRequest {
             customer_id,
             purpose_codes,
@@ -151,7 +161,8 @@ impl ConsentService for ConsentApi {
         );
         v.finish()?;
         let customer = checked(customer);
-        let states = self
+        self.honour_gpc(gpc, &customer).await?;
+        let (states, change_position) = self
             .consent
             .state(&customer, purposes)
             .await
@@ -165,7 +176,7 @@ impl ConsentService for ConsentApi {
                     latest: state.latest.map(convert::record_to),
                 })
                 .collect(),
-            change_position: 0,
+            change_position,
         }))
     }
 
@@ -222,6 +233,7 @@ impl ConsentService for ConsentApi {
         &self,
         request: Request<pb::CheckConsentRequest>,
     ) -> RpcResult<pb::CheckConsentResponse> {
+        let gpc = gpc_signalled(request.metadata());
         let pb::CheckConsentRequest {
             customer_id,
             purpose_codes,
@@ -239,6 +251,7 @@ impl ConsentService for ConsentApi {
         );
         v.finish()?;
         let customer = checked(customer);
+        self.honour_gpc(gpc, &customer).await?;
         let (answers, now) = self
             .consent
             .check(&customer, purposes)
@@ -258,43 +271,95 @@ impl ConsentService for ConsentApi {
         }))
     }
 
-    // TEMPORARY while issue 4 is built in parallel: each is replaced by its owner.
-    type WatchConsentChangesStream = std::pin::Pin<
-        Box<dyn futures::Stream<Item = Result<pb::WatchConsentChangesResponse, Status>> + Send>,
-    >;
+    type WatchConsentChangesStream =
+        Pin<Box<dyn Stream<Item = Result<pb::WatchConsentChangesResponse, Status>> + Send>>;
 
     async fn watch_consent_changes(
         &self,
-        _request: Request<pb::WatchConsentChangesRequest>,
+        request: Request<pb::WatchConsentChangesRequest>,
     ) -> RpcResult<Self::WatchConsentChangesStream> {
-        Err(Status::unimplemented("watch: in progress"))
+        let start = convert::watch_start(request.into_inner())?;
+        let batches = self.feed.watch(start).await.map_err(|error| match error {
+            WatchError::BeyondNewest { .. } => ApiError::OutOfRange(error.to_string()),
+            WatchError::Consent(error) => ApiError::from(error),
+        })?;
+        let responses = batches.map(|batch| match batch {
+            Ok(batch) => Ok(convert::watch_response(batch)),
+            Err(error) => Err(Status::from(ApiError::from(error))),
+        });
+        Ok(Response::new(Box::pin(responses)))
     }
 
     async fn list_expiring_consents(
         &self,
-        _request: Request<pb::ListExpiringConsentsRequest>,
+        request: Request<pb::ListExpiringConsentsRequest>,
     ) -> RpcResult<pb::ListExpiringConsentsResponse> {
-        Err(Status::unimplemented("expiring: in progress"))
+        let (query, limit) = convert::list_expiring_consents(request.into_inner())?;
+        let (mut grants, window_end) = self
+            .consent
+            .expiring(&query, limit + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token = next_token(&mut grants, limit, |grant| {
+            ExpiryCursor::after(window_end, grant).encode()
+        });
+        Ok(Response::new(pb::ListExpiringConsentsResponse {
+            consents: grants.into_iter().map(convert::expiring_to).collect(),
+            next_page_token,
+        }))
     }
 
     async fn apply_global_privacy_control(
         &self,
-        _request: Request<pb::ApplyGlobalPrivacyControlRequest>,
+        request: Request<pb::ApplyGlobalPrivacyControlRequest>,
     ) -> RpcResult<pb::ApplyGlobalPrivacyControlResponse> {
-        Err(Status::unimplemented("gpc: in progress"))
+        let pb::ApplyGlobalPrivacyControlRequest { customer_id } = request.into_inner();
+        let customer = CustomerId::parse(&customer_id)
+            .map_err(|reason| ApiError::invalid("customer_id", reason))?;
+        let outcome = self
+            .consent
+            .apply_gpc(&customer)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ApplyGlobalPrivacyControlResponse {
+            recorded: outcome.recorded.is_some(),
+            record: outcome.recorded.map(convert::record_to),
+            status: convert::status_to(outcome.status).into(),
+        }))
     }
 
     async fn verify_audit_log(
         &self,
-        _request: Request<pb::VerifyAuditLogRequest>,
+        request: Request<pb::VerifyAuditLogRequest>,
     ) -> RpcResult<pb::VerifyAuditLogResponse> {
-        Err(Status::unimplemented("audit: in progress"))
+        let pb::VerifyAuditLogRequest {} = request.into_inner();
+        let verification = self
+            .consent
+            .verify_audit_log()
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(convert::audit_verification_to(verification)))
+    }
+}
+
+impl ConsentApi {
+    /// Applies a Global Privacy Control signal carried in a request's metadata,
+    /// after the request was validated and before its own work.
+    async fn honour_gpc(&self, signalled: bool, customer: &CustomerId) -> Result<(), ApiError> {
+        if signalled {
+            self.consent.apply_gpc(customer).await?;
+        }
+        Ok(())
     }
 }
 
 /// Trims a page fetched with one extra row and returns the token for the next page:
 /// the extra row's presence is how we know there is one.
-fn next_token<T>(rows: &mut Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> String {
+pub(crate) fn next_token<T>(
+    rows: &mut Vec<T>,
+    limit: u32,
+    cursor: impl Fn(&T) -> String,
+) -> String {
     let limit = usize::try_from(limit).expect("page sizes fit in usize");
     if rows.len() <= limit {
         return String::new();

@@ -2,15 +2,21 @@
 //! new proto field does not compile until someone decides what it means here.
 
 use attune_kit::error::{ApiError, Violations, checked};
+use attune_kit::pagination::{decode_page_token, page_size};
+use attune_kit::privacy::struct_from_json;
 use attune_proto::common::v1 as common_pb;
 use attune_proto::consent::v1 as pb;
+use attune_proto::privacy::v1 as privacy_pb;
 use chrono::{DateTime, SubsecRound, Utc};
 use prost_types::Timestamp;
 
 use crate::domain::{
-    Channel, ConsentRecord, ConsentStatus, CustomerId, DataCategory, Decision, DecisionInput,
-    LegalBasis, NewPurpose, Proof, Purpose, PurposeCode, PurposeNotice, RecordConsent, RequestId,
+    Change, ChangeKind, Channel, ConsentRecord, ConsentStatus, CustomerId, DataCategory, Decision,
+    DecisionInput, LegalBasis, NewPurpose, Proof, Purpose, PurposeCode, PurposeNotice,
+    RecordConsent, RequestId,
 };
+use crate::domain::{ExpiringGrant, ExpiringQuery, ExpiryCursor, ExpiryWindow};
+use crate::watch::{Batch, StartAt};
 
 /// A create request, parsed.
 pub fn create_purpose(
@@ -185,6 +191,64 @@ pub fn purpose_codes(
         .collect()
 }
 
+/// A list-expiring request, parsed, with its page size. A page token replaces the
+/// window by the first page's, but `within_days` must still be valid.
+pub fn list_expiring_consents(
+    request: pb::ListExpiringConsentsRequest,
+) -> Result<(ExpiringQuery, u32), ApiError> {
+    let pb::ListExpiringConsentsRequest {
+        within_days,
+        purpose_code,
+        page_size: raw_size,
+        page_token,
+    } = request;
+    let mut v = Violations::default();
+    let window = v.check("within_days", ExpiryWindow::days(within_days));
+    let purpose = if purpose_code.is_empty() {
+        None
+    } else {
+        v.check("purpose_code", PurposeCode::parse(&purpose_code))
+    };
+    let limit = v.check_field(page_size("page_size", raw_size, 100, 1000));
+    let cursor = v
+        .check_field(decode_page_token("page_token", &page_token))
+        .flatten()
+        .and_then(|text| {
+            v.check(
+                "page_token",
+                ExpiryCursor::decode(&text).ok_or("is not a page token from this API"),
+            )
+        });
+    v.finish()?;
+    let query = ExpiringQuery {
+        window: cursor.map_or_else(|| checked(window), ExpiryWindow::Resume),
+        purpose,
+    };
+    Ok((query, checked(limit)))
+}
+
+pub fn expiring_to(grant: ExpiringGrant) -> pb::ExpiringConsent {
+    let ExpiringGrant {
+        customer,
+        purpose,
+        record_id,
+        notice_version,
+        decide_time,
+        expire_time,
+    } = grant;
+    pb::ExpiringConsent {
+        customer_id: customer.to_string(),
+        purpose_code: purpose.to_string(),
+        grant: Some(pb::DecisionSummary {
+            record_id,
+            decision: pb::Decision::Granted.into(),
+            notice_version,
+            decide_time: Some(timestamp_to(decide_time)),
+            expire_time: Some(timestamp_to(expire_time)),
+        }),
+    }
+}
+
 /// The optional proof; each over-long or malformed part is reported as `proof.<part>`.
 fn proof_from(v: &mut Violations, proof: pb::ConsentProof) -> Proof {
     let pb::ConsentProof {
@@ -341,6 +405,39 @@ pub fn status_to(status: ConsentStatus) -> pb::ConsentStatus {
     }
 }
 
+/// The outcome of verifying the audit log, for the wire.
+pub fn audit_verification_to(
+    verification: crate::domain::AuditVerification,
+) -> pb::VerifyAuditLogResponse {
+    use crate::domain::{AuditProblem, AuditProblemKind, AuditVerification};
+    let AuditVerification {
+        entry_count,
+        head_hash,
+        first_problem,
+    } = verification;
+    pb::VerifyAuditLogResponse {
+        intact: first_problem.is_none(),
+        entry_count,
+        head_hash: head_hash.unwrap_or_default(),
+        first_problem: first_problem.map(
+            |AuditProblem {
+                 sequence,
+                 kind,
+                 description,
+             }| pb::AuditProblem {
+                sequence,
+                kind: match kind {
+                    AuditProblemKind::Altered => pb::AuditProblemKind::Altered,
+                    AuditProblemKind::Missing => pb::AuditProblemKind::Missing,
+                    AuditProblemKind::OutOfOrder => pb::AuditProblemKind::OutOfOrder,
+                }
+                .into(),
+                description,
+            },
+        ),
+    }
+}
+
 pub fn purpose_to(purpose: Purpose) -> pb::Purpose {
     let Purpose {
         code,
@@ -396,5 +493,97 @@ pub fn record_to(record: ConsentRecord) -> pb::ConsentRecord {
         expire_time: expire_time.map(timestamp_to),
         record_time: Some(timestamp_to(record_time)),
         request_id,
+    }
+}
+
+/// Where a watch starts; a negative cursor is invalid.
+pub fn watch_start(request: pb::WatchConsentChangesRequest) -> Result<StartAt, ApiError> {
+    let pb::WatchConsentChangesRequest {
+        after_position,
+        start_at_newest,
+    } = request;
+    if start_at_newest {
+        return Ok(StartAt::Newest);
+    }
+    if after_position < 0 {
+        return Err(ApiError::invalid(
+            "after_position",
+            "must be 0 or a position from an earlier response",
+        ));
+    }
+    Ok(StartAt::After(after_position))
+}
+
+pub fn watch_response(batch: Batch) -> pb::WatchConsentChangesResponse {
+    let Batch {
+        changes,
+        position,
+        send_time,
+    } = batch;
+    pb::WatchConsentChangesResponse {
+        changes: changes.into_iter().map(change_to).collect(),
+        position,
+        send_time: Some(timestamp_to(send_time)),
+    }
+}
+
+fn change_to(change: Change) -> pb::ConsentChange {
+    let Change {
+        position,
+        change_time,
+        kind,
+    } = change;
+    let change = match kind {
+        ChangeKind::Decision { recorded, current } => {
+            pb::consent_change::Change::Decision(pb::ConsentDecisionChange {
+                customer_id: recorded.customer.to_string(),
+                purpose_code: recorded.purpose.to_string(),
+                recorded: Some(summary_to(&recorded)),
+                current: Some(summary_to(&current)),
+            })
+        }
+        ChangeKind::Erasure => pb::consent_change::Change::CustomerErased(pb::CustomerErased {}),
+    };
+    pb::ConsentChange {
+        position,
+        change_time: Some(timestamp_to(change_time)),
+        change: Some(change),
+    }
+}
+
+fn summary_to(record: &ConsentRecord) -> pb::DecisionSummary {
+    pb::DecisionSummary {
+        record_id: record.record_id,
+        decision: decision_to(record.decision).into(),
+        notice_version: record.notice_version,
+        decide_time: Some(timestamp_to(record.decide_time)),
+        expire_time: record.expire_time.map(timestamp_to),
+    }
+}
+
+/// One ledger record as an export shows it to the customer.
+pub fn record_export(record: ConsentRecord) -> privacy_pb::DataRecord {
+    let time = |time: DateTime<Utc>| time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let data = serde_json::json!({
+        "customer_id": record.customer.as_ref(),
+        "purpose_code": record.purpose.as_ref(),
+        "decision": record.decision.as_str(),
+        "notice_version": record.notice_version,
+        "channel": record.channel.as_str(),
+        "decide_time": time(record.decide_time),
+        "expire_time": record.expire_time.map(time),
+        "record_time": time(record.record_time),
+        "request_id": record.request_id,
+        "proof": {
+            "form_hash": record.proof.form_hash,
+            "user_agent": record.proof.user_agent,
+            "captured_by": record.proof.captured_by,
+        },
+    });
+    privacy_pb::DataRecord {
+        kind: "consent_decision".to_owned(),
+        id: record.record_id.to_string(),
+        update_time: Some(timestamp_to(record.record_time)),
+        data: Some(struct_from_json(data)),
     }
 }

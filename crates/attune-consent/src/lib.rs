@@ -9,26 +9,56 @@ mod api;
 mod convert;
 pub mod domain;
 mod error;
+mod privacy_api;
 mod service;
 pub mod store;
+mod subject_rights;
+mod watch;
 
-use attune_kit::config::Limits;
+use std::sync::Arc;
+
+use attune_kit::config::Config;
+use attune_kit::server::GrpcServer;
 use attune_proto::consent::v1::consent_service_server::ConsentServiceServer;
+use attune_proto::privacy::v1::data_subject_service_server::DataSubjectServiceServer;
 use sea_orm::DatabaseConnection;
 
 pub use api::ConsentApi;
+pub use domain::{AuditProblem, AuditProblemKind, AuditVerification};
 pub use error::ConsentError;
+pub use privacy_api::ConsentPrivacyApi;
 pub use service::Consent;
 pub use store::migration::Migrator;
+pub use watch::ChangeFeed;
 
-/// The consent gRPC service over `db` (migrated with [`Migrator`]), with `limits` applied.
-pub async fn grpc_service(
+/// Mounts consent on `server` over `db` (migrated with [`Migrator`]): the consent
+/// API, and the background task that keeps its change stream current.
+pub async fn mount(
+    server: &mut GrpcServer,
     db: DatabaseConnection,
-    limits: &Limits,
-) -> Result<ConsentServiceServer<ConsentApi>, ConsentError> {
-    let consent = Consent::open(db).await?;
-    Ok(attune_kit::with_limits!(
-        ConsentServiceServer::new(ConsentApi::new(consent)),
-        limits
-    ))
+    config: &Config,
+) -> Result<(), ConsentError> {
+    let feed = ChangeFeed::new(db.clone(), config.feeds.clone(), server.shutdown_token());
+    server.spawn_background("consent-change-feed", |cancel| {
+        Arc::clone(&feed).follow_database(cancel)
+    });
+    let consent = Consent::open(db, Arc::clone(&feed)).await?;
+    server.add_service(attune_kit::with_limits!(
+        ConsentServiceServer::new(ConsentApi::new(consent.clone(), feed)),
+        &config.limits
+    ));
+    // Until the gateway fans data-subject requests out, consent's implementation
+    // is the only one, so it can be mounted on the public port directly.
+    server.add_service(attune_kit::with_limits!(
+        DataSubjectServiceServer::new(ConsentPrivacyApi::new(consent)),
+        &config.limits
+    ));
+    Ok(())
+}
+
+/// Verifies the privacy audit log in `db` without a running server (for `attune
+/// audit verify`): every entry present, unaltered and chained to the one before.
+/// [`store::audit::exists`] tells first whether the database holds the log at all.
+pub async fn verify_audit_log(db: &DatabaseConnection) -> Result<AuditVerification, ConsentError> {
+    store::audit::verify(db).await
 }

@@ -4,14 +4,17 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 
+use crate::domain::{AuditEvent, AuditVerification};
 use crate::domain::{
     ConsentRecord, ConsentStatus, CurrentDecision, CustomerId, NewPurpose, PseudonymKey, Purpose,
     PurposeCode, RecordConsent, RequestId,
 };
+use crate::domain::{ExpiringGrant, ExpiringQuery, ExpiryWindow};
 use crate::error::ConsentError;
-use crate::store::{self, Claim, ledger, purposes, secrets};
+use crate::store::{self, Claim, changes, ledger, purposes, secrets};
+use crate::watch::ChangeFeed;
 
 /// One purpose's answer to a check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,18 +35,20 @@ pub struct PurposeState {
 /// The consent service's operations over its database.
 #[derive(Debug, Clone)]
 pub struct Consent {
-    db: DatabaseConnection,
-    key: Arc<PseudonymKey>,
+    pub(crate) db: DatabaseConnection,
+    pub(crate) key: Arc<PseudonymKey>,
+    pub(crate) feed: Arc<ChangeFeed>,
 }
 
 impl Consent {
     /// Opens the service over a migrated database, loading (on first start,
     /// generating) its pseudonymisation key.
-    pub async fn open(db: DatabaseConnection) -> Result<Self, ConsentError> {
+    pub async fn open(db: DatabaseConnection, feed: Arc<ChangeFeed>) -> Result<Self, ConsentError> {
         let key = secrets::pseudonym_key(&db).await?;
         Ok(Self {
             db,
             key: Arc::new(key),
+            feed,
         })
     }
 
@@ -68,6 +73,7 @@ impl Consent {
             if !purposes::insert_new(&txn, &new, now).await? {
                 return Err(ConsentError::PurposeExists(new.code.to_string()));
             }
+            store::audit::append(&txn, AuditEvent::purpose_created(&new), now).await?;
             store::complete(&txn, OPERATION, request_id.as_ref(), "1".to_owned()).await?;
         }
         txn.commit().await?;
@@ -94,9 +100,14 @@ impl Consent {
         let version = match claim {
             Claim::Replay(outcome) => parse_version(&outcome)?,
             Claim::Fresh => {
-                let version = purposes::publish_notice(&txn, &update, now).await?;
-                store::complete(&txn, OPERATION, request_id.as_ref(), version.to_string()).await?;
-                version
+                let published = purposes::publish_notice(&txn, &update, now).await?;
+                if published.new {
+                    let event = AuditEvent::notice_published(&update, published.version);
+                    store::audit::append(&txn, event, now).await?;
+                }
+                let outcome = published.version.to_string();
+                store::complete(&txn, OPERATION, request_id.as_ref(), outcome).await?;
+                published.version
             }
         };
         txn.commit().await?;
@@ -159,27 +170,38 @@ impl Consent {
             }
             Claim::Fresh => {
                 let records = ledger::append(&txn, &command, now).await?;
+                // The log names the customer by pseudonym only, so erasure never
+                // has to rewrite the chain.
+                let subject = self.key.subject(&command.customer);
+                for record in &records {
+                    let event = AuditEvent::consent_recorded(subject.clone(), record);
+                    store::audit::append(&txn, event, now).await?;
+                }
                 let ids: Vec<String> = records.iter().map(|r| r.record_id.to_string()).collect();
                 store::complete(&txn, OPERATION, request_id, ids.join(",")).await?;
                 records
             }
         };
         txn.commit().await?;
+        self.feed.committed();
         Ok(records)
     }
 
-    /// The current state of each purpose asked, or of every consent-based purpose.
+    /// The current state of each purpose asked, or of every consent-based purpose,
+    /// with the change-stream position it reflects: read in one snapshot, so the
+    /// state holds every change up to that position and none after it.
     pub async fn state(
         &self,
         customer: &CustomerId,
         mut asked: Vec<PurposeCode>,
-    ) -> Result<Vec<PurposeState>, ConsentError> {
+    ) -> Result<(Vec<PurposeState>, i64), ConsentError> {
         if asked.is_empty() {
             asked = purposes::consent_based_codes(&self.db).await?;
         }
         asked.sort();
         asked.dedup();
-        let txn = self.db.begin().await?;
+        let txn = store::begin_snapshot(&self.db).await?;
+        let position = changes::newest_position(&txn).await?;
         let current = ledger::current(&txn, customer, &asked).await?;
         let ids: Vec<i64> = current
             .values()
@@ -188,7 +210,7 @@ impl Consent {
         let mut records = ledger::records_by_id(&txn, &ids).await?;
         txn.commit().await?;
         let now = now();
-        Ok(asked
+        let states = asked
             .into_iter()
             .map(|purpose| {
                 let decision = current.get(purpose.as_ref());
@@ -198,7 +220,8 @@ impl Consent {
                     purpose,
                 }
             })
-            .collect())
+            .collect();
+        Ok((states, position))
     }
 
     /// One page of a customer's history after record id `after`.
@@ -210,6 +233,30 @@ impl Consent {
         limit: u32,
     ) -> Result<Vec<ConsentRecord>, ConsentError> {
         ledger::history(&self.db, customer, purpose, after, u64::from(limit)).await
+    }
+
+    /// One page of the grants in force that expire inside the query's window, and
+    /// the window's end: fixed now by a first page, carried by the cursor after it.
+    pub async fn expiring(
+        &self,
+        query: &ExpiringQuery,
+        limit: u32,
+    ) -> Result<(Vec<ExpiringGrant>, DateTime<Utc>), ConsentError> {
+        let now = now();
+        let (window_end, after) = match &query.window {
+            ExpiryWindow::Ahead(length) => (now + *length, None),
+            ExpiryWindow::Resume(cursor) => (cursor.window_end, Some(cursor)),
+        };
+        let grants = store::expiring::list(
+            &self.db,
+            now,
+            window_end,
+            query.purpose.as_ref(),
+            after,
+            u64::from(limit),
+        )
+        .await?;
+        Ok((grants, window_end))
     }
 
     /// Whether each purpose is granted now, in the order asked. Unknown customers
@@ -234,11 +281,24 @@ impl Consent {
             .collect();
         Ok((answers, now))
     }
+
+    /// Verifies the privacy audit log's chain from its first entry to its newest.
+    pub async fn verify_audit_log(&self) -> Result<AuditVerification, ConsentError> {
+        let verification = store::audit::verify(&self.db).await?;
+        if let Some(problem) = &verification.first_problem {
+            tracing::warn!(
+                sequence = problem.sequence,
+                problem = problem.kind.as_str(),
+                "the audit log's chain is broken"
+            );
+        }
+        Ok(verification)
+    }
 }
 
 /// The current time at the precision the store keeps, so that a fresh answer and
 /// its replay carry the same times.
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 

@@ -7,6 +7,7 @@
 //! - [`error`]: [`ApiError`], the one mapping to `tonic::Status`.
 //! - [`pagination`]: page sizes and opaque page tokens.
 //! - [`consent`]: the consent rule every service applies the same way.
+//! - [`privacy`]: shared pieces of data-subject export and erasure.
 //! - [`server`]: the gRPC bootstrap (health, reflection, limits, graceful shutdown).
 //!
 //! `sea_orm` and `sea_orm_migration` are re-exported so every service builds against
@@ -17,6 +18,7 @@ pub mod consent;
 pub mod db;
 pub mod error;
 pub mod pagination;
+pub mod privacy;
 pub mod server;
 pub mod telemetry;
 

@@ -1,6 +1,10 @@
 //! `attune`: the one binary. `attune serve` runs every service on one port with an
 //! embedded SQLite file; `attune serve --service NAME` runs one service (one pod);
-//! `attune migrate` brings the schema up to date and exits.
+//! `attune migrate` brings the schema up to date and exits; `attune audit verify`
+//! checks the privacy audit log's hash chain.
+
+use std::io::Write;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use attune::{ServiceName, selected};
@@ -36,10 +40,26 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Inspect the privacy audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the audit log's hash chain in an existing, migrated database and name
+    /// the first altered, missing or reordered entry. Exits 0 when the chain is
+    /// intact, 1 when it is broken, 2 when it could not be checked.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Serve { service, config } => {
             let config = Config::load(&config)?;
@@ -53,14 +73,48 @@ async fn main() -> anyhow::Result<()> {
                 listener,
                 attune_kit::server::shutdown_signal(),
             )
-            .await
+            .await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { service, config } => {
             let config = Config::load(&config)?;
             let _telemetry = attune_kit::telemetry::init(&config.telemetry)?;
             attune::migrate(&config, &selected(service)).await?;
             tracing::info!("migrations applied");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => audit_verify(&config).await,
     }
+}
+
+/// `attune audit verify`: 0 intact, 1 broken, 2 when it could not be checked (a
+/// script must not mistake "could not check" for "broken").
+async fn audit_verify(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(args) {
+        Ok(config) => config,
+        Err(error) => return Ok(unchecked(&error.into())),
+    };
+    let _telemetry = match attune_kit::telemetry::init(&config.telemetry) {
+        Ok(telemetry) => telemetry,
+        Err(error) => return Ok(unchecked(&error.into())),
+    };
+    let verification = match attune::verify_audit_log(&config).await {
+        Ok(verification) => verification,
+        Err(error) => return Ok(unchecked(&error)),
+    };
+    let mut out = std::io::stdout().lock();
+    attune::write_audit_report(&mut out, &verification)?;
+    out.flush()?;
+    Ok(if verification.is_intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn unchecked(error: &anyhow::Error) -> ExitCode {
+    eprintln!("Error: {error:#}");
+    ExitCode::from(2)
 }

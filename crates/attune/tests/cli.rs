@@ -107,3 +107,109 @@ fn a_bad_setting_is_refused_with_its_name() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("database.max_connections"), "{stderr}");
 }
+
+fn database(url: &str) -> attune_kit::config::DatabaseConfig {
+    attune_kit::config::DatabaseConfig {
+        url: url.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// Appends three catalogue events to the audit log at `url`, as the service would.
+async fn append_audit_entries(url: &str) -> attune_kit::sea_orm::DatabaseConnection {
+    use attune_consent::domain::{AuditEvent, default_catalogue};
+    use attune_kit::sea_orm::TransactionTrait;
+
+    let db = attune_kit::db::connect(&database(url)).await.unwrap();
+    let txn = db.begin().await.unwrap();
+    for purpose in default_catalogue().iter().take(3) {
+        let event = AuditEvent::purpose_created(purpose);
+        attune_consent::store::audit::append(&txn, event, chrono::Utc::now())
+            .await
+            .unwrap();
+    }
+    txn.commit().await.unwrap();
+    db
+}
+
+fn audit_verify(url: &str) -> (Option<i32>, String, String) {
+    let output = attune()
+        .args(["audit", "verify", "--database-url", url])
+        .output()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[test]
+fn audit_verify_exits_0_when_intact_and_1_naming_the_altered_entry() {
+    use attune_consent::store::entity::audit;
+    use attune_kit::sea_orm::sea_query::Expr;
+    use attune_kit::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("attune.db").display()
+    );
+    let migrated = attune()
+        .args(["migrate", "--database-url", &url])
+        .status()
+        .unwrap();
+    assert!(migrated.success());
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime.block_on(append_audit_entries(&url));
+    let head = runtime
+        .block_on(audit::Entity::find_by_id(3).one(&db))
+        .unwrap()
+        .unwrap()
+        .hash;
+
+    let (code, stdout, stderr) = audit_verify(&url);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("intact: 3 entries"), "{stdout}");
+    assert!(stdout.contains(&head), "the head hash is printed: {stdout}");
+
+    runtime
+        .block_on(
+            audit::Entity::update_many()
+                .col_expr(audit::Column::Detail, Expr::value("{}"))
+                .filter(audit::Column::Sequence.eq(2))
+                .exec(&db),
+        )
+        .unwrap();
+    let (code, stdout, stderr) = audit_verify(&url);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("BROKEN at entry 2: altered"), "{stdout}");
+    assert!(stdout.contains("purpose_created"), "{stdout}");
+}
+
+#[test]
+fn audit_verify_neither_creates_nor_migrates_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.db");
+    let (code, stdout, stderr) = audit_verify(&format!("sqlite://{}?mode=rwc", path.display()));
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("must already exist"), "{stderr}");
+    assert!(!path.exists(), "verification created the database");
+
+    let other = dir.path().join("other.db");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!("sqlite://{}?mode=rwc", other.display());
+        attune_kit::db::connect(&database(&url))
+            .await
+            .unwrap()
+            .close()
+            .await
+            .unwrap();
+    });
+    let (code, _, stderr) = audit_verify(&format!("sqlite://{}", other.display()));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("no consent audit log"), "{stderr}");
+}

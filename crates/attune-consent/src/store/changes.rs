@@ -8,12 +8,13 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::entity::{change, record, state};
-use super::time::to_micros;
-use crate::domain::CustomerId;
+use super::ledger;
+use super::time::{from_micros, to_micros};
+use crate::domain::{Change, ChangeKind, CustomerId};
 use crate::error::ConsentError;
 
 /// The kind stored for a recorded decision.
@@ -71,4 +72,61 @@ pub async fn erase_customer(
     .exec_without_returning(txn)
     .await?;
     Ok(deleted)
+}
+
+/// The newest position, or 0 while the stream is empty.
+pub async fn newest_position(db: &impl ConnectionTrait) -> Result<i64, ConsentError> {
+    let newest: Option<Option<i64>> = change::Entity::find()
+        .select_only()
+        .column_as(change::Column::Position.max(), "newest")
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(newest.flatten().unwrap_or(0))
+}
+
+/// Up to `limit` changes after position `after`, in position order, with the
+/// ledger records they name.
+pub async fn after(
+    db: &impl ConnectionTrait,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<Change>, ConsentError> {
+    let rows = change::Entity::find()
+        .filter(change::Column::Position.gt(after))
+        .order_by_asc(change::Column::Position)
+        .limit(limit)
+        .all(db)
+        .await?;
+    let ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|row| [row.record_id, row.current_record_id])
+        .flatten()
+        .collect();
+    let records = ledger::records_by_id(db, &ids).await?;
+    rows.into_iter()
+        .map(|row| {
+            let corrupt =
+                |what: &str| ConsentError::Corrupt(format!("change {}: {what}", row.position));
+            let kind = match row.kind.as_str() {
+                DECISION => {
+                    let find = |id: Option<i64>| {
+                        id.and_then(|id| records.get(&id).cloned().map(Box::new))
+                            .ok_or_else(|| corrupt("missing ledger record"))
+                    };
+                    ChangeKind::Decision {
+                        recorded: find(row.record_id)?,
+                        current: find(row.current_record_id)?,
+                    }
+                }
+                ERASURE => ChangeKind::Erasure,
+                _ => return Err(corrupt("unknown kind")),
+            };
+            Ok(Change {
+                position: row.position,
+                change_time: from_micros(row.change_time)?,
+                kind,
+            })
+        })
+        .collect()
 }

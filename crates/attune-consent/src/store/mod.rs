@@ -1,8 +1,11 @@
 //! Consent's storage: entities, migrations and the queries the service runs, the
 //! same on SQLite and PostgreSQL.
 
+pub mod audit;
 pub(crate) mod changes;
 pub mod entity;
+pub(crate) mod erasure;
+pub(crate) mod expiring;
 pub(crate) mod ledger;
 pub mod migration;
 pub(crate) mod purposes;
@@ -12,7 +15,7 @@ mod time;
 
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    IsolationLevel, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
 pub use requests::Claim;
@@ -45,6 +48,19 @@ pub(crate) async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTrans
         .await?;
     }
     Ok(txn)
+}
+
+/// Begins a read-only transaction whose reads all see one snapshot. SQLite's
+/// read transactions do so already; PostgreSQL needs REPEATABLE READ (its
+/// default, READ COMMITTED, takes a new snapshot per statement).
+pub(crate) async fn begin_snapshot(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    db.begin_with_options(TransactionOptions {
+        isolation_level: postgres.then_some(IsolationLevel::RepeatableRead),
+        access_mode: postgres.then_some(AccessMode::ReadOnly),
+        sqlite_transaction_mode: None,
+    })
+    .await
 }
 
 pub(crate) use requests::{claim, complete};

@@ -40,19 +40,31 @@ pub async fn insert_new(
     Ok(true)
 }
 
-/// Publishes `notice` as the purpose's next version and returns that version, or
-/// the current version unchanged when the notice says exactly what it already says
-/// (re-publishing identical text would force needless re-consent).
+/// What publishing a notice did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Publication {
+    /// The purpose's notice version now.
+    pub version: i32,
+    /// False when the notice was already the current one, so nothing was published.
+    pub new: bool,
+}
+
+/// Publishes `notice` as the purpose's next version, or keeps the current version
+/// when the notice says exactly what it already says (re-publishing identical text
+/// would force needless re-consent).
 pub async fn publish_notice(
     db: &impl ConnectionTrait,
     update: &NewPurpose,
     now: DateTime<Utc>,
-) -> Result<i32, ConsentError> {
+) -> Result<Publication, ConsentError> {
     let current = get(db, &update.code, None)
         .await?
         .ok_or_else(|| ConsentError::PurposeNotFound(update.code.to_string()))?;
     if current.notice == update.notice {
-        return Ok(current.notice_version);
+        return Ok(Publication {
+            version: current.notice_version,
+            new: false,
+        });
     }
     // One guarded statement, so two concurrent updates get two distinct versions.
     let bumped = purpose::Entity::update_many()
@@ -68,7 +80,7 @@ pub async fn publish_notice(
         .map(|row| row.notice_version)
         .ok_or_else(|| ConsentError::PurposeNotFound(update.code.to_string()))?;
     insert_notice(db, &update.code, version, &update.notice, now).await?;
-    Ok(version)
+    Ok(Publication { version, new: true })
 }
 
 async fn insert_notice(

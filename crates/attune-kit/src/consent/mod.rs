@@ -1,6 +1,21 @@
 //! Consent as every other service sees it: the rule that turns decisions into a
-//! status ([`rule`]), shared with the consent service itself.
+//! status ([`rule`]), shared with the consent service itself, and the cached
+//! [`ConsentChecker`] services ask before they use personal data ([`checker`]).
+//!
+//! The checker's parts: `cache` holds customers (lock-free reads), `journal`
+//! reconciles a miss's load with the change stream, `follow` keeps the cache
+//! current from `WatchConsentChanges`, `freshness` decides when it may answer at
+//! all, `wire` reads consent's messages, [`metrics`] counts.
 
+mod cache;
+pub mod checker;
+mod follow;
+mod freshness;
+mod journal;
+pub mod metrics;
 pub mod rule;
+mod wire;
 
+pub use checker::{ConsentChecker, PurposeVerdict, Reason};
+pub use metrics::CheckerMetrics;
 pub use rule::{ConsentStatus, CurrentDecision, Decision};

@@ -1,0 +1,98 @@
+//! `attune.privacy.v1.DataSubjectService` for consent's data: export a
+//! customer's consent records, erase a customer (see `subject_rights` for what
+//! erasure keeps and why).
+
+use attune_kit::error::{ApiError, Violations, checked};
+use attune_kit::pagination::{decode_page_token, page_size};
+use attune_proto::privacy::v1 as pb;
+use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::domain::{CustomerId, RequestId};
+use crate::service::Consent;
+
+/// The name an export or receipt gives this service.
+const SERVICE: &str = "attune.consent.v1";
+
+/// Consent's data-subject requests over a [`Consent`] service.
+#[derive(Debug, Clone)]
+pub struct ConsentPrivacyApi {
+    consent: Consent,
+}
+
+impl ConsentPrivacyApi {
+    pub fn new(consent: Consent) -> Self {
+        Self { consent }
+    }
+}
+
+#[tonic::async_trait]
+impl DataSubjectService for ConsentPrivacyApi {
+    async fn export_customer_data(
+        &self,
+        request: Request<pb::ExportCustomerDataRequest>,
+    ) -> Result<Response<pb::ExportCustomerDataResponse>, Status> {
+        let pb::ExportCustomerDataRequest {
+            customer_id,
+            request_id,
+            page_token,
+            page_size: raw_size,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
+        let request_id = v.check("request_id", RequestId::parse(&request_id));
+        let limit = v.check_field(page_size("page_size", raw_size, 100, 1000));
+        let after = v
+            .check_field(decode_page_token("page_token", &page_token))
+            .flatten()
+            .and_then(|cursor| {
+                v.check(
+                    "page_token",
+                    cursor
+                        .parse::<i64>()
+                        .map_err(|_| "is not a page token from this API"),
+                )
+            });
+        v.finish()?;
+        let (customer, request_id, limit) =
+            (checked(customer), checked(request_id), checked(limit));
+        let mut records = self
+            .consent
+            .export(&customer, &request_id, after, limit + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token =
+            crate::api::next_token(&mut records, limit, |r| r.record_id.to_string());
+        Ok(Response::new(pb::ExportCustomerDataResponse {
+            service: SERVICE.to_owned(),
+            records: records.into_iter().map(convert::record_export).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn erase_customer(
+        &self,
+        request: Request<pb::EraseCustomerRequest>,
+    ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
+        let pb::EraseCustomerRequest {
+            customer_id,
+            request_id,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
+        let request_id = v.check("request_id", RequestId::parse(&request_id));
+        v.finish()?;
+        let receipt = self
+            .consent
+            .erase(&checked(customer), &checked(request_id))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::EraseCustomerResponse {
+            service: SERVICE.to_owned(),
+            erased_record_count: receipt.erased_record_count,
+            retained: receipt.retained,
+            erase_time: Some(convert::timestamp_to(receipt.erase_time)),
+        }))
+    }
+}

@@ -1,0 +1,182 @@
+//! The data subject's rights over consent's data: the Global Privacy Control
+//! opt-out, export (GDPR Art. 15/20) and erasure (Art. 17).
+//!
+//! What erasure keeps, and why. To prove past consent (Art. 7(1)) and to defend
+//! legal claims (Art. 17(3)(e)), the ledger keeps each decision (purpose,
+//! decision, notice version, channel, times, request id, form hash), with the
+//! customer id replaced by a keyed hash (HMAC-SHA256 under a key only this
+//! deployment holds, see `domain::pseudonym`), and the audit log keeps its
+//! entries, which never held more than that hash. Everything else that
+//! identifies the customer goes: the user agent and capturer in the proof, the
+//! current-state projection, and the customer's rows in the change stream (an
+//! anonymous erasure change replaces them, so caches drop what they hold).
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::domain::{
+    AuditEvent, AuditKind, ConsentRecord, ConsentStatus, CustomerId, GPC_PURPOSE, PurposeCode,
+    RequestId, gpc_records_withdrawal, gpc_withdrawal,
+};
+use crate::error::ConsentError;
+use crate::service::{Consent, now};
+use crate::store::{self, Claim, changes, erasure, ledger, purposes};
+
+/// What a Global Privacy Control signal did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpcOutcome {
+    /// The withdrawal this signal recorded, if it recorded one.
+    pub recorded: Option<ConsentRecord>,
+    /// The `sale_or_share` status after the signal.
+    pub status: ConsentStatus,
+}
+
+/// The receipt of an erasure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureReceipt {
+    pub erased_record_count: i64,
+    pub retained: Vec<String>,
+    pub erase_time: DateTime<Utc>,
+}
+
+/// What erasure keeps, in words a data protection officer can check.
+pub const RETAINED_AFTER_ERASURE: [&str; 2] = [
+    "consent decisions (purpose, decision, notice version, channel, decision, expiry and \
+     record times, request id, form hash) under a keyed hash (HMAC-SHA256) of the customer id \
+     instead of the id, to prove past consent (GDPR Art. 7(1)) and defend legal claims \
+     (Art. 17(3)(e))",
+    "privacy audit log entries, which name the customer only by the same keyed hash, to prove \
+     that the consent history was not altered",
+];
+
+impl Consent {
+    /// Honours a Global Privacy Control signal: withdraws `sale_or_share` unless
+    /// the customer already withdrew or denied it. The check and the withdrawal
+    /// run under the write lock, so concurrent signals record one withdrawal.
+    pub async fn apply_gpc(&self, customer: &CustomerId) -> Result<GpcOutcome, ConsentError> {
+        let now = now();
+        let purpose = PurposeCode::parse(GPC_PURPOSE)
+            .map_err(|_| ConsentError::Corrupt("the GPC purpose code".to_owned()))?;
+        let txn = store::begin_write(&self.db).await?;
+        let current = ledger::current(&txn, customer, std::slice::from_ref(&purpose))
+            .await?
+            .remove(purpose.as_ref());
+        if !gpc_records_withdrawal(current.as_ref()) {
+            txn.commit().await?;
+            return Ok(GpcOutcome {
+                recorded: None,
+                status: ConsentStatus::at(current.as_ref(), now),
+            });
+        }
+        let notice = purposes::get(&txn, &purpose, None)
+            .await?
+            .ok_or_else(|| ConsentError::PurposeNotFound(GPC_PURPOSE.to_owned()))?;
+        let request_id = RequestId::parse(&format!("gpc-{}", uuid::Uuid::new_v4()))
+            .map_err(|_| ConsentError::Corrupt("a generated request id".to_owned()))?;
+        let command = gpc_withdrawal(customer.clone(), purpose, notice.notice_version, request_id);
+        let record = ledger::append(&txn, &command, now)
+            .await?
+            .pop()
+            .ok_or_else(|| ConsentError::Corrupt("a GPC withdrawal left no record".to_owned()))?;
+        let event = AuditEvent {
+            kind: AuditKind::GpcApplied,
+            ..AuditEvent::consent_recorded(self.key.subject(customer), &record)
+        };
+        store::audit::append(&txn, event, now).await?;
+        txn.commit().await?;
+        self.feed.committed();
+        tracing::info!(
+            record_id = record.record_id,
+            "GPC signal recorded a withdrawal"
+        );
+        Ok(GpcOutcome {
+            recorded: Some(record),
+            status: ConsentStatus::Withdrawn,
+        })
+    }
+
+    /// One page of a customer's consent records, after record id `after`. The
+    /// request is audited once, on its first page, whatever the number of pages.
+    pub async fn export(
+        &self,
+        customer: &CustomerId,
+        request_id: &RequestId,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<ConsentRecord>, ConsentError> {
+        const OPERATION: &str = "export_customer_data";
+        let now = now();
+        let txn = store::begin_write(&self.db).await?;
+        let fingerprint = self.key.fingerprint(customer);
+        let claim = store::claim(&txn, OPERATION, request_id.as_ref(), &fingerprint, now).await?;
+        if let Claim::Fresh = claim {
+            let event = AuditEvent {
+                kind: AuditKind::DataExported,
+                subject: Some(self.key.subject(customer)),
+                detail: json!({ "request_id": request_id.as_ref() }),
+            };
+            store::audit::append(&txn, event, now).await?;
+            store::complete(&txn, OPERATION, request_id.as_ref(), String::new()).await?;
+        }
+        txn.commit().await?;
+        ledger::history(&self.db, customer, None, after, u64::from(limit)).await
+    }
+
+    /// Erases a customer (see the module documentation for what is kept). A
+    /// retry with the same request id returns the original receipt.
+    pub async fn erase(
+        &self,
+        customer: &CustomerId,
+        request_id: &RequestId,
+    ) -> Result<ErasureReceipt, ConsentError> {
+        const OPERATION: &str = "erase_customer";
+        let now = now();
+        let txn = store::begin_write(&self.db).await?;
+        let fingerprint = self.key.fingerprint(customer);
+        let claim = store::claim(&txn, OPERATION, request_id.as_ref(), &fingerprint, now).await?;
+        let (count, erase_time) = match claim {
+            Claim::Replay(outcome) => parse_receipt(&outcome)?,
+            Claim::Fresh => {
+                let subject = self.key.subject(customer);
+                let records = erasure::pseudonymise_records(&txn, customer, &subject).await?;
+                let states = erasure::delete_states(&txn, customer).await?;
+                let changes = changes::erase_customer(&txn, customer, now).await?;
+                let event = AuditEvent {
+                    kind: AuditKind::CustomerErased,
+                    subject: Some(subject),
+                    detail: json!({
+                        "request_id": request_id.as_ref(),
+                        "records_pseudonymised": records,
+                        "states_deleted": states,
+                        "changes_deleted": changes,
+                    }),
+                };
+                store::audit::append(&txn, event, now).await?;
+                let count = i64::try_from(records + states + changes)
+                    .map_err(|_| ConsentError::Corrupt("an erasure count".to_owned()))?;
+                let outcome = format!("{count}:{}", now.timestamp_micros());
+                store::complete(&txn, OPERATION, request_id.as_ref(), outcome).await?;
+                tracing::info!(records, states, changes, "customer erased from consent");
+                (count, now)
+            }
+        };
+        txn.commit().await?;
+        self.feed.committed();
+        Ok(ErasureReceipt {
+            erased_record_count: count,
+            retained: RETAINED_AFTER_ERASURE.map(str::to_owned).to_vec(),
+            erase_time,
+        })
+    }
+}
+
+fn parse_receipt(outcome: &str) -> Result<(i64, DateTime<Utc>), ConsentError> {
+    let corrupt = || ConsentError::Corrupt(format!("stored erasure receipt {outcome:?}"));
+    let (count, micros) = outcome.split_once(':').ok_or_else(corrupt)?;
+    let count = count.parse().map_err(|_| corrupt())?;
+    let micros = micros.parse().map_err(|_| corrupt())?;
+    Ok((
+        count,
+        DateTime::from_timestamp_micros(micros).ok_or_else(corrupt)?,
+    ))
+}

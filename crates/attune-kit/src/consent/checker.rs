@@ -1,0 +1,255 @@
+//! The cached consent checker: what every service asks before it uses personal
+//! data, instead of calling consent's `CheckConsent` on every request.
+//!
+//! It answers from memory for the customers it has seen, loads a customer it has
+//! not seen with one `GetConsentState` call, and follows `WatchConsentChanges` to
+//! keep what it holds current (see [`ConsentChecker::follow`]). It fails closed:
+//! while the stream has not confirmed the cache within the freshness bound, or when
+//! consent cannot be reached, every purpose is "not granted", so a withdrawal takes
+//! effect within the bound even when the stream breaks.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use attune_proto::consent::v1 as pb;
+use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
+use chrono::Utc;
+use tonic::transport::Channel;
+
+use super::cache::{ConsentCache, CustomerEntry};
+use super::freshness::Freshness;
+use super::journal::Unreconciled;
+use super::metrics::{self, CheckerMetrics, Counters, MetricsSource};
+use super::rule::ConsentStatus;
+use super::wire;
+use crate::config::ConsentCheckerConfig;
+
+/// How long a miss waits for consent before answering "unavailable": a caller is
+/// waiting, and an answer that late is worth less than a retry.
+const FILL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many times a miss loads a customer whose state cannot be reconciled with
+/// the stream (see [`super::journal`]) before answering "unavailable". A second
+/// load reads past the stream's cursor and succeeds unless a burst of changes
+/// (or an erasure) lands during each call.
+const MAX_FILL_ATTEMPTS: usize = 3;
+
+/// Why a purpose is or is not granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The customer's consent as known: granted only for [`ConsentStatus::Granted`].
+    Status(ConsentStatus),
+    /// The change stream has not confirmed the cache within the freshness bound
+    /// (or has not started): the checker cannot know of a recent withdrawal, so
+    /// it answers "not granted" whatever it holds.
+    FreshnessUnconfirmed,
+    /// The customer had to be loaded from consent, which could not be reached or
+    /// answered something unreadable: "not granted".
+    Unavailable,
+}
+
+/// The answer for one purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurposeVerdict {
+    /// The purpose asked about.
+    pub purpose: String,
+    /// Whether the purpose may be used now.
+    pub granted: bool,
+    /// Why it may or may not be.
+    pub reason: Reason,
+    /// The notice version of the decision the answer derives from; `None` when
+    /// there is none or the checker could not tell.
+    pub notice_version: Option<i32>,
+}
+
+impl PurposeVerdict {
+    fn failed(purpose: &str, reason: Reason) -> Self {
+        Self {
+            purpose: purpose.to_owned(),
+            granted: false,
+            reason,
+            notice_version: None,
+        }
+    }
+
+    fn from_entry(purpose: &str, entry: &CustomerEntry, now: chrono::DateTime<Utc>) -> Self {
+        let current = entry.current(purpose);
+        let status = ConsentStatus::at(current, now);
+        Self {
+            purpose: purpose.to_owned(),
+            granted: status.is_granted(),
+            reason: Reason::Status(status),
+            notice_version: current.map(|current| current.notice_version),
+        }
+    }
+}
+
+/// Answers "may purpose P be used for customer C?" from memory, kept current by
+/// consent's change stream. Cheap to clone: clones share one cache.
+///
+/// ```ignore
+/// let checker = ConsentChecker::new(channel, &config.consent_checker);
+/// server.spawn_background("consent-checker", |cancel| checker.clone().follow(cancel));
+/// if checker.is_granted(customer_id, "personalization").await { … }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConsentChecker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) channel: Channel,
+    pub(crate) cache: ConsentCache,
+    pub(crate) freshness: Freshness,
+    pub(crate) counters: Counters,
+}
+
+impl MetricsSource for Inner {
+    fn metrics(&self) -> CheckerMetrics {
+        CheckerMetrics {
+            cached_customers: self.cache.entry_count(),
+            position: self.cache.cursor(),
+            since_last_response: self.freshness.since_confirmed(),
+            ..self.counters.snapshot()
+        }
+    }
+
+    fn staleness(&self) -> Duration {
+        self.freshness.staleness()
+    }
+}
+
+impl ConsentChecker {
+    /// A checker asking consent over `channel`, with an empty cache. It answers
+    /// "not granted" (freshness unconfirmed) until [`follow`](Self::follow) runs
+    /// and the stream's first response arrives.
+    pub fn new(channel: Channel, config: &ConsentCheckerConfig) -> Self {
+        let inner = Arc::new(Inner {
+            channel,
+            cache: ConsentCache::new(config.max_customers),
+            freshness: Freshness::new(config.freshness_bound),
+            counters: Counters::default(),
+        });
+        let source: Weak<dyn MetricsSource> = Arc::downgrade(&inner) as Weak<Inner>;
+        metrics::register(source);
+        Self { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// Whether each of `purposes` may be used for the customer now, in the order
+    /// asked. Never an error: whatever goes wrong is "not granted" with its reason.
+    /// An empty customer id has granted nothing.
+    pub async fn check(&self, customer_id: &str, purposes: &[&str]) -> Vec<PurposeVerdict> {
+        let answer = |entry: &CustomerEntry| {
+            let now = Utc::now();
+            purposes
+                .iter()
+                .map(|purpose| PurposeVerdict::from_entry(purpose, entry, now))
+                .collect()
+        };
+        let fail = |reason: Reason| -> Vec<PurposeVerdict> {
+            purposes
+                .iter()
+                .map(|purpose| PurposeVerdict::failed(purpose, reason))
+                .collect()
+        };
+        let inner = &self.inner;
+        if customer_id.is_empty() {
+            return fail(Reason::Status(ConsentStatus::NotGiven));
+        }
+        if !inner.freshness.is_fresh() {
+            Counters::bump(&inner.counters.fail_closed);
+            return fail(Reason::FreshnessUnconfirmed);
+        }
+        if let Some(entry) = inner.cache.get(customer_id) {
+            Counters::bump(&inner.counters.hits);
+            return answer(&entry);
+        }
+        Counters::bump(&inner.counters.misses);
+        match self.fill(customer_id).await {
+            Ok(entry) => answer(&entry),
+            Err(Reason::Status(status)) => fail(Reason::Status(status)),
+            Err(reason) => {
+                Counters::bump(&inner.counters.fail_closed);
+                fail(reason)
+            }
+        }
+    }
+
+    /// Whether one purpose may be used for the customer now.
+    pub async fn is_granted(&self, customer_id: &str, purpose: &str) -> bool {
+        self.check(customer_id, &[purpose])
+            .await
+            .first()
+            .is_some_and(|verdict| verdict.granted)
+    }
+
+    /// The checker's counters now.
+    pub fn metrics(&self) -> CheckerMetrics {
+        self.inner.metrics()
+    }
+
+    /// Loads a customer into the cache: one `GetConsentState` call, brought up to
+    /// the stream's cursor, fetched again when that is impossible. The error is the
+    /// reason every purpose is answered "not granted".
+    async fn fill(&self, customer_id: &str) -> Result<Arc<CustomerEntry>, Reason> {
+        let inner = &self.inner;
+        for attempt in 1..=MAX_FILL_ATTEMPTS {
+            let ticket = inner.cache.fill_ticket();
+            let state = self.load(customer_id).await?;
+            match inner.cache.insert_fill(customer_id, state, ticket) {
+                Ok(entry) => return Ok(entry),
+                Err(Unreconciled::NoCursor) => return Err(Reason::FreshnessUnconfirmed),
+                Err(
+                    why @ (Unreconciled::Stale | Unreconciled::Reset | Unreconciled::Unreadable),
+                ) => {
+                    tracing::debug!(
+                        ?why,
+                        attempt,
+                        "consent fill not reconcilable with the stream"
+                    );
+                    Counters::bump(&inner.counters.fills_refetched);
+                }
+            }
+            // A reset between the attempts stops the checker answering until the
+            // stream restarts: say so rather than load in vain.
+            if !inner.freshness.is_fresh() {
+                return Err(Reason::FreshnessUnconfirmed);
+            }
+        }
+        tracing::warn!(
+            attempts = MAX_FILL_ATTEMPTS,
+            "consent fill could not be reconciled with the stream; answering unavailable"
+        );
+        Err(Reason::Unavailable)
+    }
+
+    /// One `GetConsentState` call for every purpose.
+    async fn load(&self, customer_id: &str) -> Result<wire::CustomerState, Reason> {
+        let mut client = ConsentServiceClient::new(self.inner.channel.clone());
+        let mut request = tonic::Request::new(pb::GetConsentStateRequest {
+            customer_id: customer_id.to_owned(),
+            purpose_codes: Vec::new(),
+        });
+        request.set_timeout(FILL_TIMEOUT);
+        match client.get_consent_state(request).await {
+            Ok(response) => wire::customer_state(response.into_inner()).ok_or_else(|| {
+                tracing::warn!("consent state holds a record this checker cannot read");
+                Reason::Unavailable
+            }),
+            // Consent rejects ids no customer can have: such a customer has
+            // granted nothing, which is no outage.
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                Err(Reason::Status(ConsentStatus::NotGiven))
+            }
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), "cannot load consent state");
+                Err(Reason::Unavailable)
+            }
+        }
+    }
+}

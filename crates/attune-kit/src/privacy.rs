@@ -1,0 +1,94 @@
+//! What every data-holding service needs to answer `attune.privacy.v1`
+//! data-subject requests the same way.
+
+use prost_types::value::Kind;
+use prost_types::{ListValue, Struct, Value};
+use tonic::metadata::MetadataMap;
+
+/// The metadata key a caller forwards a browser's `Sec-GPC` header as.
+pub const GPC_METADATA_KEY: &str = "sec-gpc";
+
+/// Whether a request carries the Global Privacy Control signal: `sec-gpc: 1`,
+/// the only value the GPC specification defines; anything else is no signal.
+pub fn gpc_signalled(metadata: &MetadataMap) -> bool {
+    metadata
+        .get(GPC_METADATA_KEY)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim() == "1")
+}
+
+/// Turns a JSON object into the `google.protobuf.Struct` an export record
+/// carries; anything but an object becomes a struct with one field, `value`.
+pub fn struct_from_json(json: serde_json::Value) -> Struct {
+    match json {
+        serde_json::Value::Object(fields) => Struct {
+            fields: fields
+                .into_iter()
+                .map(|(name, value)| (name, value_from_json(value)))
+                .collect(),
+        },
+        other => Struct {
+            fields: [("value".to_owned(), value_from_json(other))].into(),
+        },
+    }
+}
+
+fn value_from_json(json: serde_json::Value) -> Value {
+    let kind = match json {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(flag) => Kind::BoolValue(flag),
+        // Struct numbers are doubles; ids beyond 2^53 would lose digits, so
+        // exporters write such ids as strings.
+        serde_json::Value::Number(number) => Kind::NumberValue(number.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::String(text) => Kind::StringValue(text),
+        serde_json::Value::Array(items) => Kind::ListValue(ListValue {
+            values: items.into_iter().map(value_from_json).collect(),
+        }),
+        serde_json::Value::Object(_) => Kind::StructValue(struct_from_json(json)),
+    };
+    Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sec_gpc_1_is_a_signal() {
+        let with = |value: &str| {
+            let mut metadata = MetadataMap::new();
+            metadata.insert(GPC_METADATA_KEY, value.parse().unwrap());
+            gpc_signalled(&metadata)
+        };
+        assert!(with("1"));
+        assert!(!with("0"));
+        assert!(!with("yes"));
+        assert!(!gpc_signalled(&MetadataMap::new()));
+    }
+
+    #[test]
+    fn json_objects_become_structs_field_by_field() {
+        let exported = struct_from_json(serde_json::json!({
+            "purpose": "analytics",
+            "version": 2,
+            "expires": null,
+            "proof": { "form_hash": "sha256:x" },
+            "tags": [true],
+        }));
+        let kind = |name: &str| exported.fields[name].kind.clone().unwrap();
+        assert_eq!(kind("purpose"), Kind::StringValue("analytics".into()));
+        assert_eq!(kind("version"), Kind::NumberValue(2.0));
+        assert_eq!(kind("expires"), Kind::NullValue(0));
+        let Kind::StructValue(proof) = kind("proof") else {
+            panic!("nested objects are structs")
+        };
+        assert_eq!(
+            proof.fields["form_hash"].kind,
+            Some(Kind::StringValue("sha256:x".into()))
+        );
+        let Kind::ListValue(tags) = kind("tags") else {
+            panic!("arrays are lists")
+        };
+        assert_eq!(tags.values[0].kind, Some(Kind::BoolValue(true)));
+    }
+}
