@@ -5,6 +5,13 @@
 //! - (c) a bare tonic service on loopback answering a canned `CheckConsentResponse`
 //!   of the same encoded size: the floor gRPC itself sets for (b).
 //!
+//! Two more rows break (b) down, to tell where its time goes:
+//!
+//! - (d) consent's `Consent::check` in process on the same SQLite file: the query
+//!   and the rule, no gRPC;
+//! - (e) the canned service of (c) behind attune-kit's `GrpcServer` (its layers:
+//!   trace context, deadline, per-connection concurrency limit).
+//!
 //! One load generator drives each: `CONSENT_BENCH_TASKS` concurrent Tokio tasks
 //! (default 64) calling in a loop for `CONSENT_BENCH_SECONDS` (default 5), counting
 //! completed calls. Run with `cargo bench -p attune-tests --bench consent_check`.
@@ -15,7 +22,10 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use attune_consent::domain::{CustomerId, PurposeCode};
+use attune_consent::{ChangeFeed, Consent};
 use attune_kit::consent::ConsentChecker;
+use attune_kit::server::GrpcServer;
 use attune_proto::consent::v1::consent_service_server::{ConsentService, ConsentServiceServer};
 use attune_proto::prost::Message as _;
 use attune_tests::{Backend, TestApp, common_pb, consent_pb as pb};
@@ -55,7 +65,10 @@ async fn run(duration: Duration, tasks: u64) {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
     grant(&app).await;
 
-    // (a) The cached checker, warm.
+    // (a) The cached checker, warm. A hit completes without awaiting anything, so
+    // each call yields once, as a request handler would between requests:
+    // otherwise 64 busy tasks starve the follow task and the server's heartbeats,
+    // and the checker (rightly) fails closed.
     let checker = ConsentChecker::new(
         connect(app.config.listen).await,
         &app.config.consent_checker,
@@ -63,14 +76,21 @@ async fn run(duration: Duration, tasks: u64) {
     let stop = CancellationToken::new();
     tokio::spawn(checker.clone().follow(stop.clone()));
     warm(&checker).await;
-    let cached = load(tasks, duration, move || {
+    let cached = {
         let checker = checker.clone();
-        async move {
-            let verdicts = checker.check(CUSTOMER, &PURPOSES).await;
-            assert!(verdicts[0].granted, "the warm cache answers granted");
-        }
-    })
-    .await;
+        load(tasks, duration, move || {
+            let checker = checker.clone();
+            async move {
+                let verdicts = checker.check(CUSTOMER, &PURPOSES).await;
+                assert!(
+                    verdicts[0].granted,
+                    "the warm cache answers granted: {verdicts:?}"
+                );
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+    };
     stop.cancel();
 
     // (b) CheckConsent over gRPC against the real server.
@@ -134,12 +154,76 @@ async fn run(duration: Duration, tasks: u64) {
     };
     baseline_stop.cancel();
 
+    // (d) The query and the rule alone, on a pool of the server's settings.
+    let db = attune_kit::db::connect(&app.config.database).await.unwrap();
+    let feed = ChangeFeed::new(
+        db.clone(),
+        app.config.feeds.clone(),
+        CancellationToken::new(),
+    );
+    let consent = Consent::open(db, feed).await.unwrap();
+    let in_process = {
+        let customer = CustomerId::parse(CUSTOMER).unwrap();
+        let purposes: Vec<_> = PURPOSES
+            .iter()
+            .map(|p| PurposeCode::parse(p).unwrap())
+            .collect();
+        load(tasks, duration, move || {
+            let (consent, customer, purposes) =
+                (consent.clone(), customer.clone(), purposes.clone());
+            async move {
+                let (answers, _) = consent.check(&customer, purposes).await.unwrap();
+                assert!(answers[0].status.is_granted(), "the store answers granted");
+            }
+        })
+        .await
+    };
+
+    // (e) The canned service behind the kit's server stack.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (kit_stop, kit_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = GrpcServer::new(app.config.limits.clone());
+    server.add_service(attune_kit::with_limits!(
+        ConsentServiceServer::new(Canned(canned.clone())),
+        &app.config.limits
+    ));
+    let kit_server = tokio::spawn(server.serve(listener, async move {
+        let _ = kit_stopped.await;
+    }));
+    let kit = {
+        let client = pb::consent_service_client::ConsentServiceClient::new(connect(address).await);
+        let request = pb::CheckConsentRequest {
+            customer_id: CUSTOMER.into(),
+            purpose_codes: PURPOSES.iter().map(|p| p.to_string()).collect(),
+        };
+        load(tasks, duration, move || {
+            let mut client = client.clone();
+            let request = request.clone();
+            async move {
+                let checks = client
+                    .check_consent(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .checks;
+                assert!(checks[0].granted, "the canned answer is granted");
+            }
+        })
+        .await
+    };
+    let _ = kit_stop.send(());
+    let _ = kit_server.await;
+
     println!("response size: {} bytes encoded", canned.encoded_len());
     println!("(a) ConsentChecker::check, warm cache, in process: {cached:>12.0} calls/s");
     println!("(b) CheckConsent over gRPC, real server (SQLite):  {grpc:>12.0} calls/s");
     println!("(c) bare tonic unary, canned response:             {bare:>12.0} calls/s");
     println!("(b)/(c) = {:.2} (target >= 0.5)", grpc / bare);
     println!("(a)/(b) = {:.1}", cached / grpc);
+    println!("breakdown of (b):");
+    println!("(d) Consent::check in process, same SQLite file:   {in_process:>12.0} calls/s");
+    println!("(e) canned response behind attune-kit GrpcServer:  {kit:>12.0} calls/s");
 }
 
 /// Grants two of the three purposes checked.

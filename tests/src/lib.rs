@@ -5,6 +5,9 @@
 //!
 //! Every storage test runs on SQLite, and on PostgreSQL too when
 //! `ATTUNE_TEST_DATABASE_URL` is set: write it once with [`backend_tests!`].
+//!
+//! Consent requests come ready-made from [`consent_requests`]; calls that need the
+//! server ([`TestApp::record_consent`], [`TestApp::check_consent`], ...) are methods.
 
 use attune::ServiceName;
 use attune_kit::config::Config;
@@ -13,15 +16,20 @@ use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use attune_proto::privacy::v1::data_subject_service_client::DataSubjectServiceClient;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tonic::transport::Channel;
+use tonic::{Status, Streaming};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_types::StatusExt;
 
 pub use attune_kit::db::Backend;
 pub use attune_proto::common::v1 as common_pb;
 pub use attune_proto::consent::v1 as consent_pb;
 pub use attune_proto::privacy::v1 as privacy_pb;
+
+pub mod consent_requests;
 
 /// A running Attune server with its own database.
 pub struct TestApp {
@@ -111,26 +119,108 @@ impl TestApp {
         customer: &str,
         purpose: &str,
     ) -> Vec<consent_pb::ConsentRecord> {
-        let mut records = Vec::new();
-        let mut page_token = String::new();
-        loop {
+        self.consent_history_paged(customer, purpose, 0).await
+    }
+
+    /// The same history read in pages of `page_size` (0: the server's default).
+    pub async fn consent_history_paged(
+        &self,
+        customer: &str,
+        purpose: &str,
+        page_size: i32,
+    ) -> Vec<consent_pb::ConsentRecord> {
+        every_page(async |page_token| {
             let page = self
                 .consent()
                 .list_consent_history(consent_pb::ListConsentHistoryRequest {
                     customer_id: customer.into(),
                     purpose_code: purpose.into(),
-                    page_size: 0,
+                    page_size,
                     page_token,
                 })
                 .await
                 .expect("history can be listed")
                 .into_inner();
-            records.extend(page.records);
-            if page.next_page_token.is_empty() {
-                return records;
-            }
-            page_token = page.next_page_token;
-        }
+            (page.records, page.next_page_token)
+        })
+        .await
+    }
+
+    /// Records `request`, which must succeed; returns the ledger records it holds.
+    pub async fn record_consent(
+        &self,
+        request: consent_pb::RecordConsentRequest,
+    ) -> Vec<consent_pb::ConsentRecord> {
+        self.consent()
+            .record_consent(request)
+            .await
+            .expect("the decision is recorded")
+            .into_inner()
+            .records
+    }
+
+    /// CheckConsent's answers for `customer` on `codes`, in the order asked.
+    pub async fn check_consent(
+        &self,
+        customer: &str,
+        codes: &[&str],
+    ) -> Vec<consent_pb::PurposeCheck> {
+        self.consent()
+            .check_consent(consent_pb::CheckConsentRequest {
+                customer_id: customer.into(),
+                purpose_codes: codes.iter().map(|code| (*code).into()).collect(),
+            })
+            .await
+            .expect("check succeeds")
+            .into_inner()
+            .checks
+    }
+
+    /// The change stream from just after `after_position` (0: from the start).
+    pub async fn watch_changes(
+        &self,
+        after_position: i64,
+    ) -> Streaming<consent_pb::WatchConsentChangesResponse> {
+        self.consent()
+            .watch_consent_changes(consent_pb::WatchConsentChangesRequest {
+                after_position,
+                start_at_newest: false,
+            })
+            .await
+            .expect("the change stream opens")
+            .into_inner()
+    }
+
+    /// The newest change position, as the first response of a watch at the newest says.
+    pub async fn newest_change_position(&self) -> i64 {
+        let mut stream = self
+            .consent()
+            .watch_consent_changes(consent_pb::WatchConsentChangesRequest {
+                after_position: 0,
+                start_at_newest: true,
+            })
+            .await
+            .expect("the change stream opens")
+            .into_inner();
+        let first = stream
+            .next()
+            .await
+            .expect("the stream sends a first response")
+            .expect("the first response is not an error");
+        assert!(
+            first.changes.is_empty(),
+            "a watch at the newest starts with a heartbeat"
+        );
+        first.position
+    }
+
+    /// VerifyAuditLog's verdict on the whole audit log.
+    pub async fn verify_audit_log(&self) -> consent_pb::VerifyAuditLogResponse {
+        self.consent()
+            .verify_audit_log(consent_pb::VerifyAuditLogRequest {})
+            .await
+            .expect("verification answers")
+            .into_inner()
     }
 
     /// Signals shutdown without waiting for it.
@@ -153,6 +243,41 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.begin_shutdown();
     }
+}
+
+/// Every item of a paged listing: `page` reads the page a token names (the first
+/// page: an empty token) as its items and the next page's token. Panics after 100
+/// pages, so that a token that never advances fails rather than hangs.
+pub async fn every_page<T>(mut page: impl AsyncFnMut(String) -> (Vec<T>, String)) -> Vec<T> {
+    let mut items = Vec::new();
+    let mut token = String::new();
+    for _ in 0..100 {
+        let (more, next) = page(token).await;
+        items.extend(more);
+        if next.is_empty() {
+            return items;
+        }
+        token = next;
+    }
+    panic!(
+        "100 pages and the listing has not ended ({} items so far)",
+        items.len()
+    );
+}
+
+/// The field each violation in a status's google.rpc.BadRequest details names, in
+/// order (none without such details).
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|details| {
+            details
+                .field_violations
+                .into_iter()
+                .map(|violation| violation.field)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Writes each test once and runs it on every backend: `sqlite` always, `postgres`

@@ -2,68 +2,12 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
-use attune_tests::{TestApp, backend_tests, common_pb, consent_pb as pb};
+use attune_tests::consent_requests::{
+    TEST_FORM_HASH, decision, new_purpose, record, request_id, timestamp,
+};
+use attune_tests::{backend_tests, common_pb, consent_pb as pb, every_page};
 use chrono::{Duration, Utc};
-use prost_types::Timestamp;
 use tonic::Code;
-
-fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-fn ts(time: chrono::DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
-}
-
-fn decision(code: &str, decision: pb::Decision) -> pb::PurposeDecision {
-    pb::PurposeDecision {
-        purpose_code: code.into(),
-        decision: decision.into(),
-        notice_version: 1,
-    }
-}
-
-fn record(customer: &str, decisions: Vec<pb::PurposeDecision>) -> pb::RecordConsentRequest {
-    pb::RecordConsentRequest {
-        customer_id: customer.into(),
-        decisions,
-        channel: common_pb::Channel::Web.into(),
-        proof: Some(pb::ConsentProof {
-            form_hash: "sha256:banner-v1".into(),
-            user_agent: "Mozilla/5.0".into(),
-            captured_by: String::new(),
-        }),
-        decide_time: None,
-        expire_time: None,
-        request_id: request_id(),
-    }
-}
-
-fn new_purpose(code: &str) -> pb::CreatePurposeRequest {
-    pb::CreatePurposeRequest {
-        code: code.into(),
-        display_name: "Birthday surprises".into(),
-        description: "We use your birthday to send you a gift voucher.".into(),
-        legal_basis: pb::LegalBasis::Consent.into(),
-        data_categories: vec![common_pb::DataCategory::Demographics.into()],
-        request_id: request_id(),
-    }
-}
-
-async fn check(app: &TestApp, customer: &str, codes: &[&str]) -> Vec<pb::PurposeCheck> {
-    app.consent()
-        .check_consent(pb::CheckConsentRequest {
-            customer_id: customer.into(),
-            purpose_codes: codes.iter().map(|c| c.to_string()).collect(),
-        })
-        .await
-        .expect("check succeeds")
-        .into_inner()
-        .checks
-}
 
 backend_tests! {
     async fn default_catalogue_is_seeded_on_first_start(app) {
@@ -124,21 +68,16 @@ backend_tests! {
             .unwrap();
         assert_eq!(first.display_name, "Birthday surprises");
 
-        let mut seen = Vec::new();
-        let mut token = String::new();
-        loop {
+        let seen = every_page(async |page_token| {
             let page = client
-                .list_purposes(pb::ListPurposesRequest { page_size: 3, page_token: token })
+                .list_purposes(pb::ListPurposesRequest { page_size: 3, page_token })
                 .await
                 .unwrap()
                 .into_inner();
             assert!(page.purposes.len() <= 3);
-            seen.extend(page.purposes.into_iter().map(|p| p.code));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
+            (page.purposes.into_iter().map(|p| p.code).collect(), page.next_page_token)
+        })
+        .await;
         assert_eq!(seen.len(), 7);
         assert!(seen.windows(2).all(|pair| pair[0] < pair[1]), "ordered by code: {seen:?}");
     }
@@ -201,10 +140,10 @@ backend_tests! {
         assert_eq!(first.customer_id, "cust-1");
         assert_eq!(first.decision, pb::Decision::Granted as i32);
         assert_eq!(first.channel, common_pb::Channel::Web as i32);
-        assert_eq!(first.proof.as_ref().unwrap().form_hash, "sha256:banner-v1");
+        assert_eq!(first.proof.as_ref().unwrap().form_hash, TEST_FORM_HASH);
         assert!(recorded.records[1].record_id > first.record_id);
 
-        let checks = check(&app, "cust-1", &["personalization", "marketing_email", "analytics"]).await;
+        let checks = app.check_consent("cust-1", &["personalization", "marketing_email", "analytics"]).await;
         let answers: Vec<_> = checks.iter().map(|c| (c.purpose_code.as_str(), c.granted, c.status)).collect();
         assert_eq!(
             answers,
@@ -220,7 +159,7 @@ backend_tests! {
             .record_consent(record("cust-1", vec![decision("personalization", pb::Decision::Withdrawn)]))
             .await
             .unwrap();
-        let checks = check(&app, "cust-1", &["personalization"]).await;
+        let checks = app.check_consent("cust-1", &["personalization"]).await;
         assert_eq!((checks[0].granted, checks[0].status), (false, pb::ConsentStatus::Withdrawn as i32));
 
         let state = client
@@ -235,25 +174,7 @@ backend_tests! {
         let analytics = state.states.iter().find(|s| s.purpose_code == "analytics").unwrap();
         assert_eq!((analytics.status, analytics.latest.is_none()), (pb::ConsentStatus::NotGiven as i32, true));
 
-        let mut history = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = client
-                .list_consent_history(pb::ListConsentHistoryRequest {
-                    customer_id: "cust-1".into(),
-                    purpose_code: String::new(),
-                    page_size: 2,
-                    page_token: token,
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            history.extend(page.records);
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
+        let history = app.consent_history_paged("cust-1", "", 2).await;
         let decisions: Vec<_> = history.iter().map(|r| (r.purpose_code.as_str(), r.decision)).collect();
         assert_eq!(
             decisions,
@@ -281,7 +202,7 @@ backend_tests! {
 
         let history = app.consent_history("cust-2", "").await;
         assert_eq!(history.len(), 1);
-        assert!(check(&app, "cust-2", &["analytics"]).await[0].granted);
+        assert!(app.check_consent("cust-2", &["analytics"]).await[0].granted);
     }
 
     async fn concurrent_replays_record_once(app) {
@@ -301,7 +222,7 @@ backend_tests! {
     }
 
     async fn unknown_customers_and_purposes_are_not_granted(app) {
-        let checks = check(&app, "nobody-knows-me", &["personalization", "no_such_purpose"]).await;
+        let checks = app.check_consent("nobody-knows-me", &["personalization", "no_such_purpose"]).await;
         for answer in checks {
             assert!(!answer.granted);
             assert_eq!(answer.status, pb::ConsentStatus::NotGiven as i32);
@@ -311,16 +232,16 @@ backend_tests! {
 
     async fn an_expired_grant_is_not_granted(app) {
         let mut request = record("cust-4", vec![decision("marketing_sms", pb::Decision::Granted)]);
-        request.decide_time = Some(ts(Utc::now() - Duration::days(30)));
-        request.expire_time = Some(ts(Utc::now() - Duration::days(1)));
+        request.decide_time = Some(timestamp(Utc::now() - Duration::days(30)));
+        request.expire_time = Some(timestamp(Utc::now() - Duration::days(1)));
         app.consent().record_consent(request).await.unwrap();
-        let answer = &check(&app, "cust-4", &["marketing_sms"]).await[0];
+        let answer = &app.check_consent("cust-4", &["marketing_sms"]).await[0];
         assert_eq!((answer.granted, answer.status), (false, pb::ConsentStatus::Expired as i32));
 
         let mut live = record("cust-4", vec![decision("analytics", pb::Decision::Granted)]);
-        live.expire_time = Some(ts(Utc::now() + Duration::days(365)));
+        live.expire_time = Some(timestamp(Utc::now() + Duration::days(365)));
         app.consent().record_consent(live).await.unwrap();
-        assert!(check(&app, "cust-4", &["analytics"]).await[0].granted);
+        assert!(app.check_consent("cust-4", &["analytics"]).await[0].granted);
     }
 
     async fn the_latest_decision_wins_and_withdrawal_wins_a_tie(app) {
@@ -328,23 +249,23 @@ backend_tests! {
         let now = Utc::now();
         // The web grant happened after the store withdrawal, but the store syncs late.
         let mut web = record("cust-5", vec![decision("personalization", pb::Decision::Granted)]);
-        web.decide_time = Some(ts(now - Duration::hours(1)));
+        web.decide_time = Some(timestamp(now - Duration::hours(1)));
         client.record_consent(web).await.unwrap();
         let mut store = record("cust-5", vec![decision("personalization", pb::Decision::Withdrawn)]);
         store.channel = common_pb::Channel::Store.into();
-        store.decide_time = Some(ts(now - Duration::hours(2)));
+        store.decide_time = Some(timestamp(now - Duration::hours(2)));
         client.record_consent(store).await.unwrap();
-        assert!(check(&app, "cust-5", &["personalization"]).await[0].granted);
+        assert!(app.check_consent("cust-5", &["personalization"]).await[0].granted);
 
         // At the same instant, a withdrawal beats a grant whatever the recording order.
-        let tie = ts(now - Duration::minutes(30));
+        let tie = timestamp(now - Duration::minutes(30));
         let mut withdraw = record("cust-5", vec![decision("personalization", pb::Decision::Withdrawn)]);
         withdraw.decide_time = Some(tie);
         client.record_consent(withdraw).await.unwrap();
         let mut grant = record("cust-5", vec![decision("personalization", pb::Decision::Granted)]);
         grant.decide_time = Some(tie);
         client.record_consent(grant).await.unwrap();
-        let answer = &check(&app, "cust-5", &["personalization"]).await[0];
+        let answer = &app.check_consent("cust-5", &["personalization"]).await[0];
         assert_eq!((answer.granted, answer.status), (false, pb::ConsentStatus::Withdrawn as i32));
     }
 
@@ -374,7 +295,7 @@ backend_tests! {
             .unwrap_err();
         assert_eq!(err.code(), Code::NotFound, "{err:?}");
         // All or nothing: the valid first decision was not kept either.
-        assert!(!check(&app, "cust-6", &["analytics"]).await[0].granted);
+        assert!(!app.check_consent("cust-6", &["analytics"]).await[0].granted);
         let history = app.consent_history("cust-6", "").await;
         assert!(history.is_empty());
     }

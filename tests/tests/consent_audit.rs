@@ -5,6 +5,9 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
 use attune_consent::store::entity::audit;
+use attune_tests::consent_requests::{
+    TEST_CAPTURED_BY, TEST_USER_AGENT, decision, new_purpose, record, request_id,
+};
 use attune_tests::{TestApp, backend_tests, common_pb, consent_pb as pb};
 use sea_orm::ActiveValue::{Set, Unchanged};
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
@@ -13,92 +16,26 @@ use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 const CUSTOMER: &str = "cust-audit-7f3a9";
 const OTHER_CUSTOMER: &str = "cust-audit-b2c41";
 
-fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-fn decision(code: &str, decision: pb::Decision) -> pb::PurposeDecision {
-    pb::PurposeDecision {
-        purpose_code: code.into(),
-        decision: decision.into(),
-        notice_version: 1,
-    }
-}
-
-fn record(customer: &str, decisions: Vec<pb::PurposeDecision>) -> pb::RecordConsentRequest {
-    pb::RecordConsentRequest {
-        customer_id: customer.into(),
-        decisions,
-        channel: common_pb::Channel::Web.into(),
-        proof: Some(pb::ConsentProof {
-            form_hash: "sha256:banner-v1".into(),
-            user_agent: "Mozilla/5.0 (AuditTest)".into(),
-            captured_by: "agent-audit-42".into(),
-        }),
-        decide_time: None,
-        expire_time: None,
-        request_id: request_id(),
-    }
-}
-
-fn purpose(code: &str, description: &str) -> pb::CreatePurposeRequest {
-    pb::CreatePurposeRequest {
-        code: code.into(),
-        display_name: "Birthday surprises".into(),
-        description: description.into(),
-        legal_basis: pb::LegalBasis::Consent.into(),
-        data_categories: vec![common_pb::DataCategory::Demographics.into()],
-        request_id: request_id(),
-    }
-}
-
 /// One created purpose and four decisions: entries 1 to 5.
 async fn populate(app: &TestApp) {
-    let mut client = app.consent();
-    client
-        .create_purpose(purpose(
-            "birthday",
-            "We send you a voucher on your birthday.",
-        ))
-        .await
-        .unwrap();
-    client
-        .record_consent(record(
-            CUSTOMER,
-            vec![
-                decision("birthday", pb::Decision::Granted),
-                decision("analytics", pb::Decision::Granted),
-            ],
-        ))
-        .await
-        .unwrap();
-    client
-        .record_consent(record(
-            CUSTOMER,
-            vec![decision("birthday", pb::Decision::Withdrawn)],
-        ))
-        .await
-        .unwrap();
-    client
-        .record_consent(record(
-            OTHER_CUSTOMER,
-            vec![decision("marketing_email", pb::Decision::Denied)],
-        ))
-        .await
-        .unwrap();
-}
-
-async fn verify(app: &TestApp) -> pb::VerifyAuditLogResponse {
     app.consent()
-        .verify_audit_log(pb::VerifyAuditLogRequest {})
+        .create_purpose(new_purpose("birthday"))
         .await
-        .expect("verification answers")
-        .into_inner()
+        .unwrap();
+    let both = vec![
+        decision("birthday", pb::Decision::Granted),
+        decision("analytics", pb::Decision::Granted),
+    ];
+    app.record_consent(record(CUSTOMER, both)).await;
+    let withdrawal = vec![decision("birthday", pb::Decision::Withdrawn)];
+    app.record_consent(record(CUSTOMER, withdrawal)).await;
+    let denial = vec![decision("marketing_email", pb::Decision::Denied)];
+    app.record_consent(record(OTHER_CUSTOMER, denial)).await;
 }
 
 /// The first problem found, as (kind, sequence).
 async fn problem(app: &TestApp) -> (pb::AuditProblemKind, i64) {
-    let verification = verify(app).await;
+    let verification = app.verify_audit_log().await;
     assert!(!verification.intact);
     let problem = verification
         .first_problem
@@ -130,7 +67,7 @@ async fn entry(db: &DatabaseConnection, sequence: i64) -> audit::Model {
 
 backend_tests! {
     async fn an_intact_log_holds_every_change_once_and_names_nobody(app) {
-        assert_eq!(verify(&app).await, pb::VerifyAuditLogResponse {
+        assert_eq!(app.verify_audit_log().await, pb::VerifyAuditLogResponse {
             intact: true,
             entry_count: 0,
             head_hash: String::new(),
@@ -138,7 +75,7 @@ backend_tests! {
         });
         populate(&app).await;
 
-        let verification = verify(&app).await;
+        let verification = app.verify_audit_log().await;
         assert!(verification.intact, "{verification:?}");
         assert_eq!(verification.entry_count, 5);
         assert_eq!(verification.first_problem, None);
@@ -167,7 +104,7 @@ backend_tests! {
         assert_ne!(subjects[2], subjects[3]);
         for entry in &log {
             let stored = format!("{} {:?} {}", entry.kind, entry.subject, entry.detail);
-            for secret in [CUSTOMER, OTHER_CUSTOMER, "7f3a9", "b2c41", "Mozilla", "agent-audit-42"] {
+            for secret in [CUSTOMER, OTHER_CUSTOMER, "7f3a9", "b2c41", TEST_USER_AGENT, TEST_CAPTURED_BY] {
                 assert!(!stored.contains(secret), "entry {} holds {secret}: {stored}", entry.sequence);
             }
         }
@@ -176,10 +113,10 @@ backend_tests! {
 
     async fn catalogue_changes_are_logged_when_they_change_something(app) {
         let mut client = app.consent();
-        let create = purpose("birthday", "We send you a voucher on your birthday.");
+        let create = new_purpose("birthday");
         client.create_purpose(create.clone()).await.unwrap();
         client.create_purpose(create).await.unwrap();
-        assert_eq!(verify(&app).await.entry_count, 1, "a replayed create appends nothing");
+        assert_eq!(app.verify_audit_log().await.entry_count, 1, "a replayed create appends nothing");
 
         let update = |description: &str| pb::UpdatePurposeRequest {
             code: "birthday".into(),
@@ -191,7 +128,7 @@ backend_tests! {
         };
         client.update_purpose(update("We send you a gift on your birthday.")).await.unwrap();
         client.update_purpose(update("We send you a gift on your birthday.")).await.unwrap();
-        let verification = verify(&app).await;
+        let verification = app.verify_audit_log().await;
         assert!(verification.intact);
         assert_eq!(verification.entry_count, 2, "an unchanged notice publishes nothing");
 
@@ -202,14 +139,14 @@ backend_tests! {
 
     async fn a_replayed_record_appends_nothing(app) {
         populate(&app).await;
-        let before = verify(&app).await;
+        let before = app.verify_audit_log().await;
         let request = record(CUSTOMER, vec![decision("profiling", pb::Decision::Granted)]);
-        app.consent().record_consent(request.clone()).await.unwrap();
-        let after = verify(&app).await;
+        app.record_consent(request.clone()).await;
+        let after = app.verify_audit_log().await;
         assert_eq!(after.entry_count, before.entry_count + 1);
 
-        app.consent().record_consent(request).await.unwrap();
-        assert_eq!(verify(&app).await, after);
+        app.record_consent(request).await;
+        assert_eq!(app.verify_audit_log().await, after);
     }
 
     async fn an_altered_entry_is_named(app) {
@@ -228,7 +165,7 @@ backend_tests! {
         .unwrap();
 
         assert_eq!(problem(&app).await, (pb::AuditProblemKind::Altered, 3));
-        assert_eq!(verify(&app).await.entry_count, 5, "every entry is still read");
+        assert_eq!(app.verify_audit_log().await.entry_count, 5, "every entry is still read");
     }
 
     async fn a_deleted_entry_is_missing(app) {
@@ -237,7 +174,7 @@ backend_tests! {
         audit::Entity::delete_by_id(3).exec(&db).await.unwrap();
 
         assert_eq!(problem(&app).await, (pb::AuditProblemKind::Missing, 3));
-        assert_eq!(verify(&app).await.entry_count, 4);
+        assert_eq!(app.verify_audit_log().await.entry_count, 4);
     }
 
     async fn swapped_entries_are_out_of_order_at_the_first_of_them(app) {
@@ -265,12 +202,9 @@ backend_tests! {
 
     async fn the_log_keeps_growing_after_the_check(app) {
         populate(&app).await;
-        let first = verify(&app).await;
-        app.consent()
-            .record_consent(record(OTHER_CUSTOMER, vec![decision("analytics", pb::Decision::Granted)]))
-            .await
-            .unwrap();
-        let second = verify(&app).await;
+        let first = app.verify_audit_log().await;
+        app.record_consent(record(OTHER_CUSTOMER, vec![decision("analytics", pb::Decision::Granted)])).await;
+        let second = app.verify_audit_log().await;
         assert!(second.intact);
         assert_eq!(second.entry_count, first.entry_count + 1);
         let db = database(&app).await;

@@ -3,59 +3,27 @@
 
 #![allow(clippy::unwrap_used, clippy::type_complexity)] // panics fail tests; case tables hold closures
 
-use attune_tests::{TestApp, backend_tests, common_pb, consent_pb as pb};
+use attune_tests::consent_requests::{decision, new_purpose, record, timestamp};
+use attune_tests::{TestApp, backend_tests, common_pb, consent_pb as pb, violated_fields};
 use chrono::{Duration, Utc};
 use prost_types::Timestamp;
 use tonic::{Code, Status};
-use tonic_types::StatusExt;
 
+/// A request that would be recorded, for a case to spoil one field of.
 fn valid_record() -> pb::RecordConsentRequest {
-    pb::RecordConsentRequest {
-        customer_id: "cust-1".into(),
-        decisions: vec![pb::PurposeDecision {
-            purpose_code: "analytics".into(),
-            decision: pb::Decision::Granted.into(),
-            notice_version: 1,
-        }],
-        channel: common_pb::Channel::App.into(),
-        proof: None,
-        decide_time: None,
-        expire_time: None,
-        request_id: "req-1".into(),
-    }
+    record("cust-1", vec![decision("analytics", pb::Decision::Granted)])
 }
 
-fn valid_create() -> pb::CreatePurposeRequest {
-    pb::CreatePurposeRequest {
-        code: "birthday".into(),
-        display_name: "Birthday".into(),
-        description: "A gift on your birthday.".into(),
-        legal_basis: pb::LegalBasis::Consent.into(),
-        data_categories: vec![common_pb::DataCategory::Demographics.into()],
-        request_id: "req-2".into(),
-    }
-}
-
+/// A decision or expiry time `offset` from now.
 fn at(offset: Duration) -> Option<Timestamp> {
-    let time = Utc::now() + offset;
-    Some(Timestamp {
-        seconds: time.timestamp(),
-        nanos: 0,
-    })
-}
-
-/// The field a status's BadRequest details name first.
-fn violated_field(status: &Status) -> Option<String> {
-    status
-        .get_details_bad_request()
-        .and_then(|details| details.field_violations.first().map(|v| v.field.clone()))
+    Some(timestamp(Utc::now() + offset))
 }
 
 fn expect_invalid(result: Result<impl std::fmt::Debug, Status>, field: &str, case: &str) {
     let status = result.expect_err(case);
     assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
     assert_eq!(
-        violated_field(&status).as_deref(),
+        violated_fields(&status).first().map(String::as_str),
         Some(field),
         "{case}: {status:?}"
     );
@@ -87,11 +55,7 @@ backend_tests! {
             ("over-long customer", "customer_id", Box::new(|r| r.customer_id = "c".repeat(129))),
             ("no decisions", "decisions", Box::new(|r| r.decisions.clear())),
             ("too many decisions", "decisions", Box::new(|r| {
-                r.decisions = (0..51).map(|i| pb::PurposeDecision {
-                    purpose_code: format!("purpose_{i}"),
-                    decision: pb::Decision::Granted.into(),
-                    notice_version: 1,
-                }).collect();
+                r.decisions = (0..51).map(|i| decision(&format!("purpose_{i}"), pb::Decision::Granted)).collect();
             })),
             ("malformed purpose", "decisions[0].purpose_code", Box::new(|r| r.decisions[0].purpose_code = "Not A Code".into())),
             ("unspecified decision", "decisions[0].decision", Box::new(|r| r.decisions[0].decision = 0)),
@@ -126,11 +90,7 @@ backend_tests! {
         }
         let err = client
             .record_consent(pb::RecordConsentRequest {
-                decisions: vec![pb::PurposeDecision {
-                    purpose_code: "no_such_purpose".into(),
-                    decision: pb::Decision::Granted.into(),
-                    notice_version: 1,
-                }],
+                decisions: vec![decision("no_such_purpose", pb::Decision::Granted)],
                 ..valid_record()
             })
             .await
@@ -157,7 +117,7 @@ backend_tests! {
             ("empty request id", "request_id", Box::new(|r| r.request_id.clear())),
         ];
         for (case, field, mutate) in &cases {
-            let mut request = valid_create();
+            let mut request = new_purpose("birthday");
             mutate(&mut request);
             expect_invalid(client.create_purpose(request.clone()).await, field, case);
             let update = pb::UpdatePurposeRequest {

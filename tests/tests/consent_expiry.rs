@@ -6,19 +6,12 @@
 
 use std::collections::HashSet;
 
-use attune_tests::{TestApp, backend_tests, common_pb, consent_pb as pb};
+use attune_tests::consent_requests::{self as requests, timestamp};
+use attune_tests::{
+    TestApp, backend_tests, common_pb, consent_pb as pb, every_page, violated_fields,
+};
 use chrono::{DateTime, Duration, Utc};
-use prost_types::Timestamp;
-use tonic::{Code, Status};
-use tonic_types::StatusExt;
-
-fn ts(time: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: time.timestamp(),
-        // The store keeps microseconds; send no more, so times compare equal.
-        nanos: i32::try_from(time.timestamp_subsec_micros() * 1000).unwrap(),
-    }
-}
+use tonic::Code;
 
 /// Records one decision per purpose for `customer`, at `decide_time` (or on
 /// receipt), on `channel`, expiring at `expire_time` (grants only); returns the
@@ -32,27 +25,15 @@ async fn record(
     decide_time: Option<DateTime<Utc>>,
     expire_time: Option<DateTime<Utc>>,
 ) -> Vec<pb::ConsentRecord> {
-    app.consent()
-        .record_consent(pb::RecordConsentRequest {
-            customer_id: customer.into(),
-            decisions: purposes
-                .iter()
-                .map(|code| pb::PurposeDecision {
-                    purpose_code: (*code).into(),
-                    decision: decision.into(),
-                    notice_version: 1,
-                })
-                .collect(),
-            channel: channel.into(),
-            proof: None,
-            decide_time: decide_time.map(ts),
-            expire_time: expire_time.map(ts),
-            request_id: uuid::Uuid::new_v4().to_string(),
-        })
-        .await
-        .expect("the decision is recorded")
-        .into_inner()
-        .records
+    let decisions = purposes
+        .iter()
+        .map(|code| requests::decision(code, decision))
+        .collect();
+    let mut request = requests::record(customer, decisions);
+    request.channel = channel.into();
+    request.decide_time = decide_time.map(timestamp);
+    request.expire_time = expire_time.map(timestamp);
+    app.record_consent(request).await
 }
 
 /// A web grant of `purposes` decided now, expiring at `expire_time`.
@@ -89,17 +70,17 @@ fn list_request(
 }
 
 /// Every page of a listing, checking each page's size and that nothing repeats.
-/// Gives up after 100 pages, so a token that never advances fails rather than hangs.
 async fn list_all(
     app: &TestApp,
     request: pb::ListExpiringConsentsRequest,
 ) -> Vec<pb::ExpiringConsent> {
     let mut client = app.consent();
-    let mut listed = Vec::new();
-    let mut request = request;
-    for _ in 0..100 {
+    let listed = every_page(async |page_token| {
         let page = client
-            .list_expiring_consents(request.clone())
+            .list_expiring_consents(pb::ListExpiringConsentsRequest {
+                page_token,
+                ..request.clone()
+            })
             .await
             .unwrap()
             .into_inner();
@@ -109,23 +90,17 @@ async fn list_all(
                 "page larger than asked"
             );
         }
-        listed.extend(page.consents);
-        if page.next_page_token.is_empty() {
-            let keys: HashSet<_> = listed.iter().map(key).collect();
-            assert_eq!(
-                keys.len(),
-                listed.len(),
-                "no grant is listed twice: {:?}",
-                keys_of(&listed)
-            );
-            return listed;
-        }
-        request.page_token = page.next_page_token;
-    }
-    panic!(
-        "100 pages and the listing has not ended: {:?}",
+        (page.consents, page.next_page_token)
+    })
+    .await;
+    let keys: HashSet<_> = listed.iter().map(key).collect();
+    assert_eq!(
+        keys.len(),
+        listed.len(),
+        "no grant is listed twice: {:?}",
         keys_of(&listed)
     );
+    listed
 }
 
 fn key(consent: &pb::ExpiringConsent) -> (String, String) {
@@ -144,17 +119,8 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 async fn check(app: &TestApp, customer: &str, purpose: &str) -> (bool, pb::ConsentStatus) {
-    let checks = app
-        .consent()
-        .check_consent(pb::CheckConsentRequest {
-            customer_id: customer.into(),
-            purpose_codes: vec![purpose.into()],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .checks;
-    (checks[0].granted, checks[0].status())
+    let check = &app.check_consent(customer, &[purpose]).await[0];
+    (check.granted, check.status())
 }
 
 async fn state(app: &TestApp, customer: &str, purpose: &str) -> pb::PurposeState {
@@ -173,6 +139,7 @@ async fn state(app: &TestApp, customer: &str, purpose: &str) -> pb::PurposeState
 /// The mix of states the listing must sort through; returns the time the expiries
 /// are counted from and the record of cust-02's analytics grant.
 async fn seed(app: &TestApp) -> (DateTime<Utc>, pb::ConsentRecord) {
+    use pb::Decision::{Denied, Granted, Withdrawn};
     let now = Utc::now();
     let (in_1, in_5, in_40) = (
         now + Duration::days(1),
@@ -191,68 +158,32 @@ async fn seed(app: &TestApp) -> (DateTime<Utc>, pb::ConsentRecord) {
     grant(app, "cust-01", &["analytics"], Some(in_5)).await;
     grant(app, "cust-01", &["personalization"], Some(in_40)).await;
     grant(app, "cust-04", &["analytics"], Some(in_40)).await;
-    // Not in force: already expired, denied, withdrawn after the grant.
     let (two_days_ago, yesterday) = (now - Duration::days(2), now - Duration::days(1));
+    // (customer, decision on analytics, decide time, expire time), in this order.
+    let analytics_decisions = [
+        // Not in force: already expired, denied, withdrawn after the grant.
+        ("cust-05", Granted, Some(two_days_ago), Some(yesterday)),
+        ("cust-06", Denied, None, None),
+        ("cust-07", Granted, Some(two_days_ago), Some(in_5)),
+        ("cust-07", Withdrawn, Some(yesterday), None),
+        // In force but not expiring: no expiry, or renewed by a later grant.
+        ("cust-08", Granted, None, None),
+        ("cust-09", Granted, Some(two_days_ago), Some(in_5)),
+        ("cust-09", Granted, None, Some(now + Duration::days(200))),
+    ];
     let web = common_pb::Channel::Web;
-    record(
-        app,
-        "cust-05",
-        &["analytics"],
-        pb::Decision::Granted,
-        web,
-        Some(two_days_ago),
-        Some(yesterday),
-    )
-    .await;
-    record(
-        app,
-        "cust-06",
-        &["analytics"],
-        pb::Decision::Denied,
-        web,
-        None,
-        None,
-    )
-    .await;
-    record(
-        app,
-        "cust-07",
-        &["analytics"],
-        pb::Decision::Granted,
-        web,
-        Some(two_days_ago),
-        Some(in_5),
-    )
-    .await;
-    record(
-        app,
-        "cust-07",
-        &["analytics"],
-        pb::Decision::Withdrawn,
-        web,
-        Some(yesterday),
-        None,
-    )
-    .await;
-    // In force but not expiring: no expiry, or renewed by a later grant.
-    grant(app, "cust-08", &["analytics"], None).await;
-    record(
-        app,
-        "cust-09",
-        &["analytics"],
-        pb::Decision::Granted,
-        web,
-        Some(two_days_ago),
-        Some(in_5),
-    )
-    .await;
-    grant(
-        app,
-        "cust-09",
-        &["analytics"],
-        Some(now + Duration::days(200)),
-    )
-    .await;
+    for (customer, decision, decide_time, expire_time) in analytics_decisions {
+        record(
+            app,
+            customer,
+            &["analytics"],
+            decision,
+            web,
+            decide_time,
+            expire_time,
+        )
+        .await;
+    }
     let analytics = cust_02
         .into_iter()
         .find(|r| r.purpose_code == "analytics")
@@ -278,20 +209,6 @@ const WITHIN_60_DAYS: [(&str, &str); 6] = [
     ("cust-04", "analytics"),
 ];
 
-/// The field each violation of a status names, in order.
-fn violated_fields(status: &Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|details| {
-            details
-                .field_violations
-                .into_iter()
-                .map(|v| v.field)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 backend_tests! {
     async fn grants_expiring_within_the_window_are_listed_in_expiry_order(app) {
         let (now, cust_02_analytics) = seed(&app).await;
@@ -304,7 +221,7 @@ backend_tests! {
         assert_eq!(grant.decision(), pb::Decision::Granted);
         assert_eq!(grant.notice_version, 1);
         assert_eq!(grant.decide_time, cust_02_analytics.decide_time);
-        assert_eq!(grant.expire_time, Some(ts(now + Duration::days(1))));
+        assert_eq!(grant.expire_time, Some(timestamp(now + Duration::days(1))));
 
         let two_months = list_all(&app, list_request(60, "", 0)).await;
         assert_eq!(keys_of(&two_months), pairs(&WITHIN_60_DAYS));

@@ -5,12 +5,12 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
+use attune_tests::consent_requests::{decision, record, timestamp};
 use attune_tests::{TestApp, backend_tests, common_pb, consent_pb as pb};
-use chrono::{Duration, Utc};
+use chrono::{Duration, SubsecRound, Utc};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
-use prost_types::Timestamp;
 
 const PURPOSES: [&str; 2] = ["personalization", "analytics"];
 const CASES: usize = 24;
@@ -49,27 +49,18 @@ fn precedence(decision: i32) -> i32 {
 
 async fn check_case(app: &TestApp, case: usize, steps: &[Step]) {
     let customer = format!("prop-{case}");
-    let base = Utc::now() - Duration::hours(1);
+    // Whole seconds: the model below ranks decision times by their seconds.
+    let base = (Utc::now() - Duration::hours(1)).trunc_subsecs(0);
     // Record every step concurrently, one request each: record ids follow commit order.
     let calls = steps.iter().map(|step| {
         let mut client = app.consent();
         let time = base - Duration::minutes(step.minutes_ago);
-        let request = pb::RecordConsentRequest {
-            customer_id: customer.clone(),
-            decisions: vec![pb::PurposeDecision {
-                purpose_code: PURPOSES[step.purpose].into(),
-                decision: step.decision.into(),
-                notice_version: 1,
-            }],
-            channel: common_pb::Channel::Store.into(),
-            proof: None,
-            decide_time: Some(Timestamp {
-                seconds: time.timestamp(),
-                nanos: 0,
-            }),
-            expire_time: None,
-            request_id: uuid::Uuid::new_v4().to_string(),
-        };
+        let mut request = record(
+            &customer,
+            vec![decision(PURPOSES[step.purpose], step.decision)],
+        );
+        request.channel = common_pb::Channel::Store.into();
+        request.decide_time = Some(timestamp(time));
         tokio::spawn(async move { client.record_consent(request).await })
     });
     let mut records = Vec::new();
@@ -117,10 +108,9 @@ async fn check_case(app: &TestApp, case: usize, steps: &[Step]) {
 backend_tests! {
     async fn the_current_state_follows_the_ranking_rule_under_concurrency(app) {
         let mut runner = TestRunner::default();
-        let strategy = steps();
-        for case in 0..CASES {
-            let steps = strategy.new_tree(&mut runner).unwrap().current();
-            check_case(&app, case, &steps).await;
+        let cases = proptest::collection::vec(steps(), CASES).new_tree(&mut runner).unwrap().current();
+        for (case, steps) in cases.iter().enumerate() {
+            check_case(&app, case, steps).await;
         }
     }
 }

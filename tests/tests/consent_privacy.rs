@@ -5,42 +5,23 @@
 
 use attune_kit::db;
 use attune_kit::sea_orm::{ConnectionTrait, DbBackend, Statement};
-use attune_tests::{TestApp, backend_tests, common_pb, consent_pb as pb, privacy_pb};
+use attune_tests::consent_requests::{TEST_USER_AGENT, decision, record, request_id};
+use attune_tests::{TestApp, backend_tests, common_pb, consent_pb as pb, every_page, privacy_pb};
 use prost_types::value::Kind;
 use tokio_stream::StreamExt;
 use tonic::{Code, Request};
 
 const SALE: &str = "sale_or_share";
 
-fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-fn record(customer: &str, purpose: &str, decision: pb::Decision) -> pb::RecordConsentRequest {
-    pb::RecordConsentRequest {
-        customer_id: customer.into(),
-        decisions: vec![pb::PurposeDecision {
-            purpose_code: purpose.into(),
-            decision: decision.into(),
-            notice_version: 1,
-        }],
-        channel: common_pb::Channel::Web.into(),
-        proof: Some(pb::ConsentProof {
-            form_hash: "sha256:banner-v1".into(),
-            user_agent: "UA-private-device-fingerprint".into(),
-            captured_by: "store-employee-77".into(),
-        }),
-        decide_time: None,
-        expire_time: None,
-        request_id: request_id(),
-    }
-}
-
+/// Records `customer`'s grant of `purpose`.
 async fn grant(app: &TestApp, customer: &str, purpose: &str) {
-    app.consent()
-        .record_consent(record(customer, purpose, pb::Decision::Granted))
-        .await
-        .unwrap();
+    let decisions = vec![decision(purpose, pb::Decision::Granted)];
+    app.record_consent(record(customer, decisions)).await;
+}
+
+/// Whether `customer` has granted `purpose`, as CheckConsent answers.
+async fn granted(app: &TestApp, customer: &str, purpose: &str) -> bool {
+    app.check_consent(customer, &[purpose]).await[0].granted
 }
 
 async fn gpc(app: &TestApp, customer: &str) -> pb::ApplyGlobalPrivacyControlResponse {
@@ -51,19 +32,6 @@ async fn gpc(app: &TestApp, customer: &str) -> pb::ApplyGlobalPrivacyControlResp
         .await
         .unwrap()
         .into_inner()
-}
-
-async fn check(app: &TestApp, customer: &str, purpose: &str) -> pb::PurposeCheck {
-    app.consent()
-        .check_consent(pb::CheckConsentRequest {
-            customer_id: customer.into(),
-            purpose_codes: vec![purpose.into()],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .checks
-        .remove(0)
 }
 
 /// A CheckConsent carrying the browser's signal as metadata.
@@ -78,14 +46,13 @@ fn check_with_gpc(customer: &str, signal: &str) -> Request<pb::CheckConsentReque
     request
 }
 
+/// The whole export for `customer` under `request_id`, read one record a page.
 async fn export_all(
     app: &TestApp,
     customer: &str,
     request_id: &str,
 ) -> Vec<privacy_pb::DataRecord> {
-    let mut records = Vec::new();
-    let mut page_token = String::new();
-    loop {
+    every_page(async |page_token| {
         let page = app
             .privacy()
             .export_customer_data(privacy_pb::ExportCustomerDataRequest {
@@ -98,12 +65,9 @@ async fn export_all(
             .unwrap()
             .into_inner();
         assert_eq!(page.service, "attune.consent.v1");
-        records.extend(page.records);
-        if page.next_page_token.is_empty() {
-            return records;
-        }
-        page_token = page.next_page_token;
-    }
+        (page.records, page.next_page_token)
+    })
+    .await
 }
 
 async fn erase(
@@ -122,12 +86,7 @@ async fn erase(
 }
 
 async fn audit_entries(app: &TestApp) -> i64 {
-    app.consent()
-        .verify_audit_log(pb::VerifyAuditLogRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .entry_count
+    app.verify_audit_log().await.entry_count
 }
 
 /// Every (table, column) of the database, on either backend.
@@ -186,7 +145,7 @@ backend_tests! {
         assert!(!repeat.recorded && repeat.record.is_none());
         assert_eq!(repeat.status, pb::ConsentStatus::Withdrawn as i32);
         assert_eq!(app.consent_history("gpc-1", SALE).await.len(), 2, "one grant, one withdrawal");
-        assert!(!check(&app, "gpc-1", SALE).await.granted);
+        assert!(!granted(&app, "gpc-1", SALE).await);
     }
 
     async fn concurrent_gpc_signals_record_one_withdrawal(app) {
@@ -218,7 +177,7 @@ backend_tests! {
         grant(&app, "gpc-3", "analytics").await;
         // Only "1" is a signal.
         app.consent().check_consent(check_with_gpc("gpc-3", "0")).await.unwrap();
-        assert!(check(&app, "gpc-3", SALE).await.granted);
+        assert!(granted(&app, "gpc-3", SALE).await);
 
         let answer = app
             .consent()
@@ -236,9 +195,9 @@ backend_tests! {
     async fn a_new_grant_after_gpc_is_withdrawn_by_the_next_signal(app) {
         gpc(&app, "gpc-4").await;
         grant(&app, "gpc-4", SALE).await;
-        assert!(check(&app, "gpc-4", SALE).await.granted);
+        assert!(granted(&app, "gpc-4", SALE).await);
         assert!(gpc(&app, "gpc-4").await.recorded);
-        assert!(!check(&app, "gpc-4", SALE).await.granted);
+        assert!(!granted(&app, "gpc-4", SALE).await);
     }
 
     async fn gpc_on_a_bad_request_changes_nothing(app) {
@@ -266,10 +225,7 @@ backend_tests! {
     async fn export_returns_every_decision_in_pages_and_is_audited_once(app) {
         grant(&app, "dsr-1", "analytics").await;
         grant(&app, "dsr-1", "personalization").await;
-        app.consent()
-            .record_consent(record("dsr-1", "analytics", pb::Decision::Withdrawn))
-            .await
-            .unwrap();
+        app.record_consent(record("dsr-1", vec![decision("analytics", pb::Decision::Withdrawn)])).await;
         let before = audit_entries(&app).await;
         let id = request_id();
         let exported = export_all(&app, "dsr-1", &id).await;
@@ -282,7 +238,7 @@ backend_tests! {
         let Kind::StructValue(proof) = field("proof") else { panic!("proof is a struct") };
         assert_eq!(
             proof.fields["user_agent"].kind,
-            Some(Kind::StringValue("UA-private-device-fingerprint".into()))
+            Some(Kind::StringValue(TEST_USER_AGENT.into()))
         );
         // Three pages, one request: one audit entry; the same id replays.
         assert_eq!(audit_entries(&app).await, before + 1);
@@ -309,9 +265,9 @@ backend_tests! {
         grant(&app, customer, "analytics").await;
         grant(&app, customer, SALE).await;
         gpc(&app, customer).await;
-        let mut bystander = record("bystander-1", "analytics", pb::Decision::Granted);
+        let mut bystander = record("bystander-1", vec![decision("analytics", pb::Decision::Granted)]);
         bystander.proof.as_mut().unwrap().user_agent = "UA-someone-else".into();
-        app.consent().record_consent(bystander).await.unwrap();
+        app.record_consent(bystander).await;
         let id = request_id();
         let receipt = erase(&app, customer, &id).await;
         assert_eq!(receipt.service, "attune.consent.v1");
@@ -322,28 +278,23 @@ backend_tests! {
         // Nothing identifying is left anywhere, in any table.
         assert_eq!(columns_containing(&app, customer).await, Vec::<String>::new());
         assert_eq!(
-            columns_containing(&app, "UA-private-device-fingerprint").await,
+            columns_containing(&app, TEST_USER_AGENT).await,
             Vec::<String>::new()
         );
         // The decisions themselves are kept, under the keyed hash.
         assert!(columns_containing(&app, "hmac-sha256:").await.contains(&"consent_records.customer_id".to_owned()));
 
         // The erased id is simply not granted, never an error.
-        let after = check(&app, customer, "analytics").await;
+        let after = &app.check_consent(customer, &["analytics"]).await[0];
         assert!(!after.granted);
         assert_eq!(after.status, pb::ConsentStatus::NotGiven as i32);
         assert!(app.consent_history(customer, "").await.is_empty());
         assert!(export_all(&app, customer, &request_id()).await.is_empty());
         // Others are untouched.
-        assert!(check(&app, "bystander-1", "analytics").await.granted);
+        assert!(granted(&app, "bystander-1", "analytics").await);
         // A retry returns the original receipt; the chain still verifies.
         assert_eq!(erase(&app, customer, &id).await, receipt);
-        let verification = app
-            .consent()
-            .verify_audit_log(pb::VerifyAuditLogRequest {})
-            .await
-            .unwrap()
-            .into_inner();
+        let verification = app.verify_audit_log().await;
         assert!(verification.intact, "{verification:?}");
         // Erasing an unknown customer succeeds and erases nothing.
         assert_eq!(erase(&app, "never-seen", &request_id()).await.erased_record_count, 0);
@@ -351,16 +302,8 @@ backend_tests! {
 
     async fn erasure_tells_watchers_without_naming_the_customer(app) {
         grant(&app, "erase-w", "analytics").await;
-        let mut stream = app
-            .consent()
-            .watch_consent_changes(pb::WatchConsentChangesRequest {
-                after_position: 0,
-                start_at_newest: true,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let start = stream.next().await.unwrap().unwrap().position;
+        let start = app.newest_change_position().await;
+        let mut stream = app.watch_changes(start).await;
         erase(&app, "erase-w", &request_id()).await;
         let changes = loop {
             let response = stream.next().await.unwrap().unwrap();
@@ -375,15 +318,7 @@ backend_tests! {
             Some(pb::consent_change::Change::CustomerErased(pb::CustomerErased {}))
         );
         // A watcher replaying from the start no longer sees the customer's changes.
-        let mut replay = app
-            .consent()
-            .watch_consent_changes(pb::WatchConsentChangesRequest {
-                after_position: 0,
-                start_at_newest: false,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut replay = app.watch_changes(0).await;
         let first = replay.next().await.unwrap().unwrap();
         assert!(first.changes.iter().all(|change| !matches!(
             &change.change,

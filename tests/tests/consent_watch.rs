@@ -7,62 +7,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use attune_tests::{TestApp, backend_tests, common_pb, consent_pb as pb};
+use attune_tests::consent_requests::{decision, record, timestamp};
+use attune_tests::{TestApp, backend_tests, consent_pb as pb};
 use chrono::Utc;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
-use prost_types::Timestamp;
 use tokio_stream::StreamExt;
 use tonic::{Code, Streaming};
 
 const PURPOSES: [&str; 3] = ["personalization", "analytics", "marketing_email"];
-
-fn record(customer: &str, purpose: &str, decision: pb::Decision) -> pb::RecordConsentRequest {
-    pb::RecordConsentRequest {
-        customer_id: customer.into(),
-        decisions: vec![pb::PurposeDecision {
-            purpose_code: purpose.into(),
-            decision: decision.into(),
-            notice_version: 1,
-        }],
-        channel: common_pb::Channel::Web.into(),
-        proof: None,
-        decide_time: None,
-        expire_time: None,
-        request_id: uuid::Uuid::new_v4().to_string(),
-    }
-}
-
-async fn watch(app: &TestApp, after_position: i64) -> Streaming<pb::WatchConsentChangesResponse> {
-    app.consent()
-        .watch_consent_changes(pb::WatchConsentChangesRequest {
-            after_position,
-            start_at_newest: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-/// The newest position, as the first response of a watch at the newest change says.
-async fn newest_position(app: &TestApp) -> i64 {
-    let mut stream = app
-        .consent()
-        .watch_consent_changes(pb::WatchConsentChangesRequest {
-            after_position: 0,
-            start_at_newest: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let first = stream.next().await.unwrap().unwrap();
-    assert!(
-        first.changes.is_empty(),
-        "a watch at the newest starts with a heartbeat"
-    );
-    first.position
-}
 
 async fn next(
     stream: &mut Streaming<pb::WatchConsentChangesResponse>,
@@ -93,20 +47,30 @@ fn decision_of(change: &pb::ConsentChange) -> &pb::ConsentDecisionChange {
     }
 }
 
+/// The position and recorded record id of each change in `response`.
+fn received_in(
+    response: &pb::WatchConsentChangesResponse,
+) -> impl Iterator<Item = (i64, i64)> + '_ {
+    response.changes.iter().map(|change| {
+        let record_id = decision_of(change).recorded.as_ref().unwrap().record_id;
+        (change.position, record_id)
+    })
+}
+
 backend_tests! {
     async fn changes_arrive_in_order_with_the_decision_that_counts(app) {
-        let start = newest_position(&app).await;
-        let mut stream = watch(&app, start).await;
+        let start = app.newest_change_position().await;
+        let mut stream = app.watch_changes(start).await;
         let mut consent = app.consent();
         let granted = consent
-            .record_consent(record("w-1", "analytics", pb::Decision::Granted))
+            .record_consent(record("w-1", vec![decision("analytics", pb::Decision::Granted)]))
             .await
             .unwrap()
             .into_inner();
         // A withdrawal made earlier but recorded later (an offline till) does not
         // count: the change says so.
-        let mut late = record("w-1", "analytics", pb::Decision::Withdrawn);
-        late.decide_time = Some(Timestamp { seconds: Utc::now().timestamp() - 3600, nanos: 0 });
+        let mut late = record("w-1", vec![decision("analytics", pb::Decision::Withdrawn)]);
+        late.decide_time = Some(timestamp(Utc::now() - chrono::Duration::hours(1)));
         let withdrawn = consent.record_consent(late).await.unwrap().into_inner();
 
         let received = changes(&mut stream, 2).await;
@@ -124,8 +88,8 @@ backend_tests! {
     }
 
     async fn a_quiet_stream_sends_heartbeats_with_its_cursor(app) {
-        let start = newest_position(&app).await;
-        let mut stream = watch(&app, start).await;
+        let start = app.newest_change_position().await;
+        let mut stream = app.watch_changes(start).await;
         for _ in 0..3 {
             let heartbeat = next(&mut stream).await;
             assert!(heartbeat.changes.is_empty());
@@ -137,7 +101,7 @@ backend_tests! {
     async fn state_reads_name_the_position_they_reflect(app) {
         let mut consent = app.consent();
         consent
-            .record_consent(record("w-2", "analytics", pb::Decision::Granted))
+            .record_consent(record("w-2", vec![decision("analytics", pb::Decision::Granted)]))
             .await
             .unwrap();
         let state = consent
@@ -148,11 +112,11 @@ backend_tests! {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(state.change_position, newest_position(&app).await);
+        assert_eq!(state.change_position, app.newest_change_position().await);
         // Watching from that position delivers exactly what the state does not hold.
-        let mut stream = watch(&app, state.change_position).await;
+        let mut stream = app.watch_changes(state.change_position).await;
         consent
-            .record_consent(record("w-2", "analytics", pb::Decision::Withdrawn))
+            .record_consent(record("w-2", vec![decision("analytics", pb::Decision::Withdrawn)]))
             .await
             .unwrap();
         let received = changes(&mut stream, 1).await;
@@ -164,7 +128,7 @@ backend_tests! {
     }
 
     async fn bad_cursors_are_refused(app) {
-        let newest = newest_position(&app).await;
+        let newest = app.newest_change_position().await;
         let beyond = app
             .consent()
             .watch_consent_changes(pb::WatchConsentChangesRequest {
@@ -188,10 +152,9 @@ backend_tests! {
 
     async fn a_watcher_that_reconnects_misses_nothing_and_repeats_nothing(app) {
         let mut runner = TestRunner::default();
-        let strategy = plan();
-        for case in 0..CASES {
-            let plan = strategy.new_tree(&mut runner).unwrap().current();
-            resume_case(&app, case, &plan).await;
+        let plans = proptest::collection::vec(plan(), CASES).new_tree(&mut runner).unwrap().current();
+        for (case, plan) in plans.iter().enumerate() {
+            resume_case(&app, case, plan).await;
         }
     }
 }
@@ -221,7 +184,7 @@ fn plan() -> impl Strategy<Value = Plan> {
 }
 
 async fn resume_case(app: &TestApp, case: usize, plan: &Plan) {
-    let start = newest_position(app).await;
+    let start = app.newest_change_position().await;
     let writers: Vec<_> = plan
         .writers
         .iter()
@@ -234,18 +197,9 @@ async fn resume_case(app: &TestApp, case: usize, plan: &Plan) {
                 for (n, size) in requests.into_iter().enumerate() {
                     let decisions = PURPOSES[..size]
                         .iter()
-                        .map(|purpose| pb::PurposeDecision {
-                            purpose_code: (*purpose).into(),
-                            decision: pb::Decision::Granted.into(),
-                            notice_version: 1,
-                        })
+                        .map(|purpose| decision(purpose, pb::Decision::Granted))
                         .collect();
-                    let mut request = record(
-                        &format!("r{case}-{writer}-{n}"),
-                        "analytics",
-                        pb::Decision::Granted,
-                    );
-                    request.decisions = decisions;
+                    let request = record(&format!("r{case}-{writer}-{n}"), decisions);
                     let response = consent.record_consent(request).await.unwrap().into_inner();
                     ids.extend(response.records.into_iter().map(|r| r.record_id));
                 }
@@ -258,15 +212,10 @@ async fn resume_case(app: &TestApp, case: usize, plan: &Plan) {
     let mut cursor = start;
     let mut received: Vec<(i64, i64)> = Vec::new();
     for (responses, away_ms) in &plan.disconnects {
-        let mut stream = watch(app, cursor).await;
+        let mut stream = app.watch_changes(cursor).await;
         for _ in 0..*responses {
             let response = next(&mut stream).await;
-            for change in &response.changes {
-                received.push((
-                    change.position,
-                    decision_of(change).recorded.as_ref().unwrap().record_id,
-                ));
-            }
+            received.extend(received_in(&response));
             cursor = response.position;
         }
         drop(stream);
@@ -277,16 +226,11 @@ async fn resume_case(app: &TestApp, case: usize, plan: &Plan) {
         written.extend(writer.await.unwrap());
     }
     // Then it catches up with everything committed.
-    let newest = newest_position(app).await;
-    let mut stream = watch(app, cursor).await;
+    let newest = app.newest_change_position().await;
+    let mut stream = app.watch_changes(cursor).await;
     while cursor < newest {
         let response = next(&mut stream).await;
-        for change in &response.changes {
-            received.push((
-                change.position,
-                decision_of(change).recorded.as_ref().unwrap().record_id,
-            ));
-        }
+        received.extend(received_in(&response));
         cursor = response.position;
     }
 

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use attune_kit::error::{ApiError, Violations, checked};
-use attune_kit::pagination::{decode_page_token, encode_page_token, page_size};
+use attune_kit::pagination::{decode_cursor, encode_page_token, page_size};
 use attune_kit::privacy::gpc_signalled;
 use attune_proto::consent::v1 as pb;
 use attune_proto::consent::v1::consent_service_server::ConsentService;
@@ -105,16 +105,10 @@ impl ConsentService for ConsentApi {
             page_token,
         } = request.into_inner();
         let mut v = Violations::default();
-        let limit = v.check(
-            "page_size",
-            page_size("page_size", raw_size, 50, 500).map_err(|e| e.description),
-        );
-        let after = v.check(
-            "page_token",
-            decode_page_token("page_token", &page_token).map_err(|e| e.description),
-        );
+        let limit = v.check_field(page_size("page_size", raw_size, 50, 500));
+        let after = decode_cursor(&mut v, "page_token", &page_token, |c| Some(c.to_owned()));
         v.finish()?;
-        let (limit, after) = (checked(limit), checked(after));
+        let limit = checked(limit);
         let mut purposes = self
             .consent
             .list_purposes(after.as_deref(), limit + 1)
@@ -197,24 +191,8 @@ impl ConsentService for ConsentApi {
         } else {
             v.check("purpose_code", PurposeCode::parse(&purpose_code))
         };
-        let limit = v.check(
-            "page_size",
-            page_size("page_size", raw_size, 100, 1000).map_err(|e| e.description),
-        );
-        let after = v
-            .check(
-                "page_token",
-                decode_page_token("page_token", &page_token).map_err(|e| e.description),
-            )
-            .flatten()
-            .and_then(|cursor| {
-                v.check(
-                    "page_token",
-                    cursor
-                        .parse::<i64>()
-                        .map_err(|_| "is not a page token from this API"),
-                )
-            });
+        let limit = v.check_field(page_size("page_size", raw_size, 100, 1000));
+        let after = decode_cursor(&mut v, "page_token", &page_token, |c| c.parse::<i64>().ok());
         v.finish()?;
         let (customer, limit) = (checked(customer), checked(limit));
         let mut records = self

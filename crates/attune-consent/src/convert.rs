@@ -2,7 +2,7 @@
 //! new proto field does not compile until someone decides what it means here.
 
 use attune_kit::error::{ApiError, Violations, checked};
-use attune_kit::pagination::{decode_page_token, page_size};
+use attune_kit::pagination::{decode_cursor, page_size};
 use attune_kit::privacy::struct_from_json;
 use attune_proto::common::v1 as common_pb;
 use attune_proto::consent::v1 as pb;
@@ -210,15 +210,7 @@ pub fn list_expiring_consents(
         v.check("purpose_code", PurposeCode::parse(&purpose_code))
     };
     let limit = v.check_field(page_size("page_size", raw_size, 100, 1000));
-    let cursor = v
-        .check_field(decode_page_token("page_token", &page_token))
-        .flatten()
-        .and_then(|text| {
-            v.check(
-                "page_token",
-                ExpiryCursor::decode(&text).ok_or("is not a page token from this API"),
-            )
-        });
+    let cursor = decode_cursor(&mut v, "page_token", &page_token, ExpiryCursor::decode);
     v.finish()?;
     let query = ExpiringQuery {
         window: cursor.map_or_else(|| checked(window), ExpiryWindow::Resume),

@@ -3,7 +3,7 @@
 //! erasure keeps and why).
 
 use attune_kit::error::{ApiError, Violations, checked};
-use attune_kit::pagination::{decode_page_token, page_size};
+use attune_kit::pagination::{decode_cursor, page_size};
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
 use tonic::{Request, Response, Status};
@@ -43,17 +43,7 @@ impl DataSubjectService for ConsentPrivacyApi {
         let customer = v.check("customer_id", CustomerId::parse(&customer_id));
         let request_id = v.check("request_id", RequestId::parse(&request_id));
         let limit = v.check_field(page_size("page_size", raw_size, 100, 1000));
-        let after = v
-            .check_field(decode_page_token("page_token", &page_token))
-            .flatten()
-            .and_then(|cursor| {
-                v.check(
-                    "page_token",
-                    cursor
-                        .parse::<i64>()
-                        .map_err(|_| "is not a page token from this API"),
-                )
-            });
+        let after = decode_cursor(&mut v, "page_token", &page_token, |c| c.parse::<i64>().ok());
         v.finish()?;
         let (customer, request_id, limit) =
             (checked(customer), checked(request_id), checked(limit));

@@ -3,15 +3,18 @@
 //! A page token wraps a service's cursor (a sequence number, a last key) in a
 //! versioned payload encoded as URL-safe base64, so clients treat it as opaque and
 //! the format can change without breaking tokens already handed out. It is an
-//! encoding, not encryption: cursors must not hold personal data.
+//! encoding, not encryption: a cursor must hold nothing its page does not show.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::error::FieldViolation;
+use crate::error::{FieldViolation, Violations};
 
 /// First byte of every token this version writes.
 const TOKEN_VERSION: u8 = 1;
+
+/// What a token this API did not issue is told.
+const NOT_OURS: &str = "is not a page token from this API";
 
 /// Tokens longer than this are refused before decoding (a cursor is short).
 const MAX_TOKEN_LEN: usize = 1024;
@@ -41,7 +44,7 @@ pub fn decode_page_token(field: &str, token: &str) -> Result<Option<String>, Fie
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || FieldViolation::new(field, "is not a page token from this API");
+    let invalid = || FieldViolation::new(field, NOT_OURS);
     if token.len() > MAX_TOKEN_LEN {
         return Err(invalid());
     }
@@ -52,6 +55,23 @@ pub fn decode_page_token(field: &str, token: &str) -> Result<Option<String>, Fie
             .map_err(|_| invalid()),
         _ => Err(invalid()),
     }
+}
+
+/// Unwraps `token` and parses the cursor inside with `parse`: `None` for the
+/// first page, or after recording a violation of `field` in `v` when the token
+/// is not one this API issued or its cursor does not parse.
+pub fn decode_cursor<T>(
+    v: &mut Violations,
+    field: &str,
+    token: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Option<T> {
+    let cursor = v.check_field(decode_page_token(field, token)).flatten()?;
+    let parsed = parse(&cursor);
+    if parsed.is_none() {
+        v.add(field, NOT_OURS);
+    }
+    parsed
 }
 
 #[cfg(test)]
