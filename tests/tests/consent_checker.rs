@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use attune_kit::consent::{ConsentChecker, Reason};
-use attune_tests::{TestApp, backend_tests, common_pb, consent_pb as pb};
+use attune_kit::consent::{ConsentChecker, ConsentStatus, Reason};
+use attune_tests::consent_requests::{decision, record as record_request, request_id};
+use attune_tests::{TestApp, backend_tests, consent_pb as pb, privacy_pb};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
@@ -36,23 +37,9 @@ impl Follower {
     }
 }
 
-async fn record(app: &TestApp, customer: &str, decision: pb::Decision) {
-    app.consent()
-        .record_consent(pb::RecordConsentRequest {
-            customer_id: customer.into(),
-            decisions: vec![pb::PurposeDecision {
-                purpose_code: PURPOSE.into(),
-                decision: decision.into(),
-                notice_version: 1,
-            }],
-            channel: common_pb::Channel::Web.into(),
-            proof: None,
-            decide_time: None,
-            expire_time: None,
-            request_id: uuid::Uuid::new_v4().to_string(),
-        })
-        .await
-        .unwrap();
+async fn record(app: &TestApp, customer: &str, outcome: pb::Decision) {
+    app.record_consent(record_request(customer, vec![decision(PURPOSE, outcome)]))
+        .await;
 }
 
 /// Waits (5s at most) until every follower answers "granted": each needs its
@@ -95,12 +82,48 @@ backend_tests! {
 
         for follower in [&a, &b] {
             let verdict = &follower.checker.check("cust-1", &[PURPOSE]).await[0];
-            assert_eq!(
-                verdict.reason,
-                Reason::Status(attune_kit::consent::ConsentStatus::Withdrawn)
-            );
+            assert_eq!(verdict.reason, Reason::Status(ConsentStatus::Withdrawn));
             // Learnt from the stream, not by loading the customer again.
             assert_eq!(follower.checker.metrics().misses, 1);
+        }
+    }
+
+    async fn cached_consent_checkers_forget_an_erased_customer(app) {
+        let (a, b) = (Follower::start(&app), Follower::start(&app));
+        record(&app, "cust-3", pb::Decision::Granted).await;
+        record(&app, "cust-4", pb::Decision::Granted).await;
+        wait_until_granted(&[&a, &b], "cust-3").await;
+        wait_until_granted(&[&a, &b], "cust-4").await;
+
+        app.privacy()
+            .erase_customer(privacy_pb::EraseCustomerRequest {
+                customer_id: "cust-3".into(),
+                request_id: request_id(),
+            })
+            .await
+            .unwrap();
+        let erased = Instant::now();
+        loop {
+            let granted_a = a.checker.is_granted("cust-3", PURPOSE).await;
+            let granted_b = b.checker.is_granted("cust-3", PURPOSE).await;
+            if !granted_a && !granted_b {
+                break;
+            }
+            assert!(
+                erased.elapsed() <= WITHDRAWAL_DEADLINE,
+                "still granted {:?} after the erasure (a: {granted_a}, b: {granted_b})",
+                erased.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        for follower in [&a, &b] {
+            let verdict = &follower.checker.check("cust-3", &[PURPOSE]).await[0];
+            assert_eq!(verdict.reason, Reason::Status(ConsentStatus::NotGiven));
+            // The erasure named nobody: every customer is loaded again, and the
+            // others' consent is intact.
+            assert!(follower.checker.is_granted("cust-4", PURPOSE).await);
+            assert_eq!(follower.checker.metrics().erasures, 1);
         }
     }
 

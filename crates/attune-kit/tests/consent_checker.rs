@@ -585,7 +585,7 @@ async fn a_load_older_than_the_stream_gets_the_changes_applied_meanwhile() {
     );
     assert_eq!(setup.reason("c1").await, WITHDRAWN, "and cached that way");
     assert_eq!(setup.fake.state_calls(), 1);
-    assert_eq!(setup.checker.metrics().fills_refetched, 0);
+    assert_eq!(setup.checker.metrics().fills_unreconciled, 0);
 }
 
 #[tokio::test]
@@ -607,7 +607,7 @@ async fn a_load_older_than_an_erasure_is_fetched_again() {
 
     assert_eq!(check.await.unwrap()[0].reason, NOT_GIVEN);
     assert_eq!(setup.fake.state_calls(), 2);
-    assert_eq!(setup.checker.metrics().fills_refetched, 1);
+    assert_eq!(setup.checker.metrics().fills_unreconciled, 1);
 }
 
 #[tokio::test]
@@ -635,6 +635,7 @@ async fn a_load_older_than_the_streams_start_is_fetched_again_then_given_up() {
     assert_eq!(verdict.reason, Reason::Unavailable);
     assert!(!verdict.granted);
     assert_eq!(setup.fake.state_calls(), 2 + 3);
+    assert_eq!(setup.checker.metrics().fills_unreconciled, 1 + 3);
 }
 
 #[tokio::test]

@@ -90,7 +90,7 @@ impl PurposeVerdict {
 /// ```ignore
 /// let checker = ConsentChecker::new(channel, &config.consent_checker);
 /// server.spawn_background("consent-checker", |cancel| checker.clone().follow(cancel));
-/// if checker.is_granted(customer_id, "personalization").await { … }
+/// if checker.is_granted(customer_id, "personalization").await { /* use the data */ }
 /// ```
 #[derive(Debug, Clone)]
 pub struct ConsentChecker {
@@ -158,6 +158,9 @@ impl ConsentChecker {
                 .collect()
         };
         let inner = &self.inner;
+        if purposes.is_empty() {
+            return Vec::new();
+        }
         if customer_id.is_empty() {
             return fail(Reason::Status(ConsentStatus::NotGiven));
         }
@@ -212,7 +215,7 @@ impl ConsentChecker {
                         attempt,
                         "consent fill not reconcilable with the stream"
                     );
-                    Counters::bump(&inner.counters.fills_refetched);
+                    Counters::bump(&inner.counters.fills_unreconciled);
                 }
             }
             // A reset between the attempts stops the checker answering until the

@@ -23,8 +23,9 @@ pub struct CheckerMetrics {
     /// Checks answered "not granted" because freshness was unconfirmed or consent
     /// was unavailable, whatever the customer decided.
     pub fail_closed: u64,
-    /// Fills that could not be reconciled with the stream and were fetched again.
-    pub fills_refetched: u64,
+    /// Loads that could not be reconciled with the stream: each was followed by
+    /// another load, or, after the last attempt, by "unavailable".
+    pub fills_unreconciled: u64,
     /// Times the change stream was opened again after it ended or broke.
     pub reconnects: u64,
     /// Times the cache was reset because the stream's cursor was out of range.
@@ -47,7 +48,7 @@ pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) fail_closed: AtomicU64,
-    pub(crate) fills_refetched: AtomicU64,
+    pub(crate) fills_unreconciled: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) resets: AtomicU64,
     pub(crate) changes_applied: AtomicU64,
@@ -72,7 +73,7 @@ impl Counters {
             hits: read(&self.hits),
             misses: read(&self.misses),
             fail_closed: read(&self.fail_closed),
-            fills_refetched: read(&self.fills_refetched),
+            fills_unreconciled: read(&self.fills_unreconciled),
             reconnects: read(&self.reconnects),
             resets: read(&self.resets),
             changes_applied: read(&self.changes_applied),
@@ -137,9 +138,9 @@ fn register_instruments(meter: &Meter) {
             |m| m.fail_closed,
         ),
         (
-            "fills_refetched",
-            "Customer loads fetched again because they could not be reconciled with the change stream",
-            |m| m.fills_refetched,
+            "fills_unreconciled",
+            "Customer loads that could not be reconciled with the change stream",
+            |m| m.fills_unreconciled,
         ),
         (
             "reconnects",
