@@ -5,12 +5,13 @@
 //! - (c) a bare tonic service on loopback answering a canned `CheckConsentResponse`
 //!   of the same encoded size: the floor gRPC itself sets for (b).
 //!
-//! Two more rows break (b) down, to tell where its time goes:
+//! One more row tells how much of the gap between (b) and (c) is the server stack:
 //!
-//! - (d) consent's `Consent::check` in process on the same SQLite file: the query
-//!   and the rule, no gRPC;
 //! - (e) the canned service of (c) behind attune-kit's `GrpcServer` (its layers:
 //!   trace context, deadline, per-connection concurrency limit).
+//!
+//! The consent server answers (b) from its own cached checker, which follows its
+//! change stream; (b) measures the served path a retailer's backend calls.
 //!
 //! One load generator drives each: `CONSENT_BENCH_TASKS` concurrent Tokio tasks
 //! (default 64) calling in a loop for `CONSENT_BENCH_SECONDS` (default 5), counting
@@ -22,8 +23,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use attune_consent::domain::{CustomerId, PurposeCode};
-use attune_consent::{ChangeFeed, Consent};
 use attune_kit::consent::ConsentChecker;
 use attune_kit::server::GrpcServer;
 use attune_proto::consent::v1::consent_service_server::{ConsentService, ConsentServiceServer};
@@ -154,31 +153,6 @@ async fn run(duration: Duration, tasks: u64) {
     };
     baseline_stop.cancel();
 
-    // (d) The query and the rule alone, on a pool of the server's settings.
-    let db = attune_kit::db::connect(&app.config.database).await.unwrap();
-    let feed = ChangeFeed::new(
-        db.clone(),
-        app.config.feeds.clone(),
-        CancellationToken::new(),
-    );
-    let consent = Consent::open(db, feed).await.unwrap();
-    let in_process = {
-        let customer = CustomerId::parse(CUSTOMER).unwrap();
-        let purposes: Vec<_> = PURPOSES
-            .iter()
-            .map(|p| PurposeCode::parse(p).unwrap())
-            .collect();
-        load(tasks, duration, move || {
-            let (consent, customer, purposes) =
-                (consent.clone(), customer.clone(), purposes.clone());
-            async move {
-                let (answers, _) = consent.check(&customer, purposes).await.unwrap();
-                assert!(answers[0].status.is_granted(), "the store answers granted");
-            }
-        })
-        .await
-    };
-
     // (e) The canned service behind the kit's server stack.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -222,7 +196,6 @@ async fn run(duration: Duration, tasks: u64) {
     println!("(b)/(c) = {:.2} (target >= 0.5)", grpc / bare);
     println!("(a)/(b) = {:.1}", cached / grpc);
     println!("breakdown of (b):");
-    println!("(d) Consent::check in process, same SQLite file:   {in_process:>12.0} calls/s");
     println!("(e) canned response behind attune-kit GrpcServer:  {kit:>12.0} calls/s");
 }
 

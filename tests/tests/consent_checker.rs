@@ -145,3 +145,50 @@ backend_tests! {
         }
     }
 }
+
+backend_tests! {
+    async fn consent_reads_its_own_writes_while_others_check_the_same_customer(app) {
+        // The server answers CheckConsent from its own cached checker: each answer
+        // must still reflect every write that returned before the check began,
+        // while concurrent checks keep loading the customer into that cache.
+        let customer = "own-writes-1";
+        record(&app, customer, pb::Decision::Granted).await;
+        let stop = CancellationToken::new();
+        let hammer = {
+            let (app_channel, stop) = (app.channel.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut consent =
+                    attune_proto::consent::v1::consent_service_client::ConsentServiceClient::new(
+                        app_channel,
+                    );
+                while !stop.is_cancelled() {
+                    consent
+                        .check_consent(pb::CheckConsentRequest {
+                            customer_id: customer.into(),
+                            purpose_codes: vec![PURPOSE.into()],
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        // Let the server's checker start following its stream.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for round in 0..40 {
+            let outcome = if round % 2 == 0 {
+                pb::Decision::Withdrawn
+            } else {
+                pb::Decision::Granted
+            };
+            record(&app, customer, outcome).await;
+            let check = app.check_consent(customer, &[PURPOSE]).await.remove(0);
+            assert_eq!(
+                check.granted,
+                outcome == pb::Decision::Granted,
+                "round {round}: the check after a {outcome:?} says {check:?}"
+            );
+        }
+        stop.cancel();
+        hammer.await.unwrap();
+    }
+}

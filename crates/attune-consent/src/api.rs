@@ -242,7 +242,7 @@ impl ConsentService for ConsentApi {
                     purpose_code: answer.purpose.to_string(),
                     granted: answer.status.is_granted(),
                     status: convert::status_to(answer.status).into(),
-                    notice_version: answer.current.map_or(0, |current| current.notice_version),
+                    notice_version: answer.notice_version.unwrap_or(0),
                 })
                 .collect(),
             check_time: Some(convert::timestamp_to(now)),

@@ -18,6 +18,8 @@ mod watch;
 use std::sync::Arc;
 
 use attune_kit::config::Config;
+use attune_kit::consent::ConsentChecker;
+use attune_kit::in_process;
 use attune_kit::server::GrpcServer;
 use attune_proto::consent::v1::consent_service_server::ConsentServiceServer;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectServiceServer;
@@ -42,9 +44,21 @@ pub async fn mount(
     server.spawn_background("consent-change-feed", |cancel| {
         Arc::clone(&feed).follow_database(cancel)
     });
-    let consent = Consent::open(db, Arc::clone(&feed)).await?;
+    // Checks answer from the cached checker every other service uses. It loads
+    // and follows this very API through an in-process channel, the code path a
+    // checker in another pod takes over the network.
+    let (channel, incoming) = in_process::pipe();
+    let cache = ConsentChecker::new(channel, &config.consent_checker);
+    server.spawn_background("consent-check-cache", |cancel| cache.clone().follow(cancel));
+    let consent = Consent::open(db, Arc::clone(&feed), cache).await?;
+    let api = ConsentApi::new(consent.clone(), feed);
+    server.serve_in_process(
+        "consent-in-process",
+        incoming,
+        attune_kit::with_limits!(ConsentServiceServer::new(api.clone()), &config.limits),
+    );
     server.add_service(attune_kit::with_limits!(
-        ConsentServiceServer::new(ConsentApi::new(consent.clone(), feed)),
+        ConsentServiceServer::new(api),
         &config.limits
     ));
     // Until the gateway fans data-subject requests out, consent's implementation

@@ -8,20 +8,22 @@ use sea_orm::DatabaseConnection;
 
 use crate::domain::{AuditEvent, AuditVerification};
 use crate::domain::{
-    ConsentRecord, ConsentStatus, CurrentDecision, CustomerId, NewPurpose, PseudonymKey, Purpose,
-    PurposeCode, RecordConsent, RequestId,
+    ConsentRecord, ConsentStatus, CustomerId, NewPurpose, PseudonymKey, Purpose, PurposeCode,
+    RecordConsent, RequestId,
 };
 use crate::domain::{ExpiringGrant, ExpiringQuery, ExpiryWindow};
 use crate::error::ConsentError;
 use crate::store::{self, Claim, changes, ledger, purposes, secrets};
 use crate::watch::ChangeFeed;
+use attune_kit::consent::{ConsentChecker, Reason};
 
 /// One purpose's answer to a check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurposeAnswer {
     pub purpose: PurposeCode,
     pub status: ConsentStatus,
-    pub current: Option<CurrentDecision>,
+    /// The notice version of the decision the status derives from.
+    pub notice_version: Option<i32>,
 }
 
 /// One purpose's current state with the decision it derives from.
@@ -38,17 +40,24 @@ pub struct Consent {
     pub(crate) db: DatabaseConnection,
     pub(crate) key: Arc<PseudonymKey>,
     pub(crate) feed: Arc<ChangeFeed>,
+    cache: ConsentChecker,
 }
 
 impl Consent {
     /// Opens the service over a migrated database, loading (on first start,
-    /// generating) its pseudonymisation key.
-    pub async fn open(db: DatabaseConnection, feed: Arc<ChangeFeed>) -> Result<Self, ConsentError> {
+    /// generating) its pseudonymisation key. `cache` is a consent checker that
+    /// follows this service's own change stream: checks answer from it.
+    pub async fn open(
+        db: DatabaseConnection,
+        feed: Arc<ChangeFeed>,
+        cache: ConsentChecker,
+    ) -> Result<Self, ConsentError> {
         let key = secrets::pseudonym_key(&db).await?;
         Ok(Self {
             db,
             key: Arc::new(key),
             feed,
+            cache,
         })
     }
 
@@ -183,7 +192,7 @@ impl Consent {
             }
         };
         txn.commit().await?;
-        self.feed.committed();
+        self.committed(&command.customer);
         Ok(records)
     }
 
@@ -261,25 +270,53 @@ impl Consent {
 
     /// Whether each purpose is granted now, in the order asked. Unknown customers
     /// and purposes have no current decision, so they are simply not granted.
+    ///
+    /// Answered from the cached checker every other service uses (see
+    /// [`Consent::open`]) while it can vouch for its answer; from the database
+    /// when it cannot (at start-up, or while the change stream is down).
     pub async fn check(
         &self,
         customer: &CustomerId,
         asked: Vec<PurposeCode>,
     ) -> Result<(Vec<PurposeAnswer>, DateTime<Utc>), ConsentError> {
-        let current = ledger::current(&self.db, customer, &asked).await?;
+        let codes: Vec<&str> = asked.iter().map(AsRef::as_ref).collect();
+        let verdicts = self.cache.check(customer.as_ref(), &codes).await;
         let now = now();
+        let cached: Option<Vec<PurposeAnswer>> = asked
+            .iter()
+            .zip(&verdicts)
+            .map(|(purpose, verdict)| match verdict.reason {
+                Reason::Status(status) => Some(PurposeAnswer {
+                    purpose: purpose.clone(),
+                    status,
+                    notice_version: verdict.notice_version,
+                }),
+                Reason::FreshnessUnconfirmed | Reason::Unavailable => None,
+            })
+            .collect();
+        if let Some(answers) = cached.filter(|answers| answers.len() == asked.len()) {
+            return Ok((answers, now));
+        }
+        let current = ledger::current(&self.db, customer, &asked).await?;
         let answers = asked
             .into_iter()
             .map(|purpose| {
-                let current = current.get(purpose.as_ref()).copied();
+                let current = current.get(purpose.as_ref());
                 PurposeAnswer {
-                    status: ConsentStatus::at(current.as_ref(), now),
-                    current,
+                    status: ConsentStatus::at(current, now),
+                    notice_version: current.map(|current| current.notice_version),
                     purpose,
                 }
             })
             .collect();
         Ok((answers, now))
+    }
+
+    /// Called after a write for `customer` committed: this process's next check
+    /// must see it at once, and other processes' watchers soon.
+    pub(crate) fn committed(&self, customer: &CustomerId) {
+        self.cache.forget(customer.as_ref());
+        self.feed.committed();
     }
 
     /// Verifies the privacy audit log's chain from its first entry to its newest.

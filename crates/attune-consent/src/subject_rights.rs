@@ -84,7 +84,7 @@ impl Consent {
         };
         store::audit::append(&txn, event, now).await?;
         txn.commit().await?;
-        self.feed.committed();
+        self.committed(customer);
         tracing::info!(
             record_id = record.record_id,
             "GPC signal recorded a withdrawal"
@@ -161,7 +161,7 @@ impl Consent {
             }
         };
         txn.commit().await?;
-        self.feed.committed();
+        self.committed(customer);
         Ok(ErasureReceipt {
             erased_record_count: count,
             retained: RETAINED_AFTER_ERASURE.map(str::to_owned).to_vec(),

@@ -5,6 +5,7 @@
 //! - [`telemetry`]: logging, OpenTelemetry export, W3C trace context across gRPC.
 //! - [`db`]: SQLite / PostgreSQL connections and per-service migrations.
 //! - [`error`]: [`ApiError`], the one mapping to `tonic::Status`.
+//! - [`in_process`]: gRPC channels between services of one process.
 //! - [`pagination`]: page sizes and opaque page tokens.
 //! - [`consent`]: the consent rule every service applies the same way.
 //! - [`privacy`]: shared pieces of data-subject export and erasure.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod consent;
 pub mod db;
 pub mod error;
+pub mod in_process;
 pub mod pagination;
 pub mod privacy;
 pub mod server;

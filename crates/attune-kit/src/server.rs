@@ -31,6 +31,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 use tracing::Instrument as _;
 
 use crate::config::Limits;
+use crate::in_process::Incoming;
 use crate::telemetry::TraceContextLayer;
 
 /// Sets a generated tonic server's message size limits from [`Limits`]; tonic
@@ -159,6 +160,36 @@ impl GrpcServer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push((name, handle));
+    }
+
+    /// Serves `service` to this process only, on the connections of an
+    /// [`in_process::pipe`](crate::in_process::pipe), with the same limits and
+    /// trace propagation as the public port: how one service of `attune serve`
+    /// calls another through the same gRPC code as across pods. The in-process
+    /// server is a background task, stopped after the drain.
+    pub fn serve_in_process<S>(&self, name: &'static str, incoming: Incoming, service: S)
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let limits = self.limits.clone();
+        self.spawn_background(name, move |cancel| async move {
+            let served = Server::builder()
+                .concurrency_limit_per_connection(limits.concurrency_per_connection)
+                .timeout(limits.request_timeout)
+                .layer(TraceContextLayer)
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "in-process gRPC server failed");
+            }
+        });
     }
 
     /// Serves until `shutdown` resolves: then every health status goes NOT_SERVING first, the listener stops accepting, in-flight calls drain for at most `limits.shutdown_grace`, background tasks are cancelled and joined.

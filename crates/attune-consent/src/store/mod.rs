@@ -32,14 +32,16 @@ const WRITE_LOCK: i64 = 0x6174_7475_6e65_0001;
 /// audit entry read the hash before it. Consent writes are rare next to checks,
 /// so serializing them costs little.
 pub(crate) async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
     let txn = db
         .begin_with_options(TransactionOptions {
             isolation_level: None,
-            access_mode: Some(AccessMode::ReadWrite),
+            // SQLite has no access modes (sea-orm would warn on every write).
+            access_mode: postgres.then_some(AccessMode::ReadWrite),
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         })
         .await?;
-    if txn.get_database_backend() == DbBackend::Postgres {
+    if postgres {
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT pg_advisory_xact_lock($1)",

@@ -64,6 +64,10 @@ pub(crate) struct ConsentCache {
     /// Bumped (under the writer lock) at every reset; a fill started before a
     /// reset may describe the replaced database and is refused.
     epoch: AtomicU64,
+    /// Bumped (under the writer lock) at every [`forget`](Self::forget); a fill
+    /// started before one may have read the state the forget was about, and is
+    /// refused (and fetched again).
+    forgets: AtomicU64,
     journal: Mutex<Journal>,
 }
 
@@ -84,6 +88,7 @@ impl ConsentCache {
             entries: Cache::builder().max_capacity(max_customers).build(),
             generation: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
+            forgets: AtomicU64::new(0),
             journal: Mutex::new(Journal::new(JOURNAL_CAPACITY)),
         }
     }
@@ -100,6 +105,7 @@ impl ConsentCache {
     pub(crate) fn fill_ticket(&self) -> FillTicket {
         FillTicket {
             epoch: self.epoch.load(Ordering::Acquire),
+            forgets: self.forgets.load(Ordering::Acquire),
         }
     }
 
@@ -114,6 +120,9 @@ impl ConsentCache {
         let journal = self.lock_journal();
         if ticket.epoch != self.epoch.load(Ordering::Acquire) {
             return Err(Unreconciled::Reset);
+        }
+        if ticket.forgets != self.forgets.load(Ordering::Acquire) {
+            return Err(Unreconciled::Stale);
         }
         let CustomerState { position, purposes } = journal.reconcile(customer_id, fill)?;
         let entry = Arc::new(CustomerEntry {
@@ -172,6 +181,14 @@ impl ConsentCache {
         journal.advance(response.position);
         applied.cursor = journal.cursor().unwrap_or(response.position);
         applied
+    }
+
+    /// Forgets one customer at once, and refuses the fills in flight, which may
+    /// have read the customer before the change that caused the forget.
+    pub(crate) fn forget(&self, customer_id: &str) {
+        let _journal = self.lock_journal();
+        self.forgets.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate(customer_id);
     }
 
     /// Forgets every customer and the cursor: the stream starts again at the newest
@@ -243,4 +260,57 @@ impl ConsentCache {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FillTicket {
     epoch: u64,
+    forgets: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started_at(position: i64) -> ConsentCache {
+        let cache = ConsentCache::new(100);
+        cache.apply(&pb::WatchConsentChangesResponse {
+            changes: Vec::new(),
+            position,
+            send_time: None,
+        });
+        cache
+    }
+
+    fn empty_state(position: i64) -> CustomerState {
+        CustomerState {
+            position,
+            purposes: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_fill_started_before_a_forget_is_refused() {
+        let cache = started_at(5);
+        let ticket = cache.fill_ticket();
+        cache.forget("c-1");
+        assert_eq!(
+            cache.insert_fill("c-1", empty_state(5), ticket).map(|_| ()),
+            Err(Unreconciled::Stale)
+        );
+        // A fill that starts after the forget is cached.
+        let ticket = cache.fill_ticket();
+        assert!(cache.insert_fill("c-1", empty_state(5), ticket).is_ok());
+        assert!(cache.get("c-1").is_some());
+    }
+
+    #[test]
+    fn forget_drops_only_that_customer() {
+        let cache = started_at(5);
+        for customer in ["c-1", "c-2"] {
+            let ticket = cache.fill_ticket();
+            cache
+                .insert_fill(customer, empty_state(5), ticket)
+                .map(|_| ())
+                .unwrap();
+        }
+        cache.forget("c-1");
+        assert!(cache.get("c-1").is_none());
+        assert!(cache.get("c-2").is_some());
+    }
 }

@@ -191,6 +191,14 @@ impl ConsentChecker {
             .is_some_and(|verdict| verdict.granted)
     }
 
+    /// Forgets a customer at once, so the next check reads consent again. For the
+    /// consent service itself, after it committed a change for the customer: its
+    /// own next check must see it, without waiting for the stream. Other services
+    /// never need this; the stream brings them every change.
+    pub fn forget(&self, customer_id: &str) {
+        self.inner.cache.forget(customer_id);
+    }
+
     /// The checker's counters now.
     pub fn metrics(&self) -> CheckerMetrics {
         self.inner.metrics()
