@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use attune_kit::consent::ConsentChecker;
 use attune_kit::server::GrpcServer;
+use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use attune_proto::consent::v1::consent_service_server::{ConsentService, ConsentServiceServer};
 use attune_proto::prost::Message as _;
 use attune_tests::{Backend, TestApp, common_pb, consent_pb as pb};
@@ -104,23 +105,7 @@ async fn run(duration: Duration, tasks: u64) {
         .await
         .unwrap()
         .into_inner();
-    let grpc = {
-        let request = request.clone();
-        load(tasks, duration, move || {
-            let mut client = real.clone();
-            let request = request.clone();
-            async move {
-                let checks = client
-                    .check_consent(request)
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .checks;
-                assert!(checks[0].granted, "the server answers granted");
-            }
-        })
-        .await
-    };
+    let grpc = load_checks(tasks, duration, real, request.clone()).await;
 
     // (c) The bare tonic baseline, answering the very response (b) gets.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -134,23 +119,7 @@ async fn run(duration: Duration, tasks: u64) {
                 baseline_stop.clone().cancelled_owned(),
             ),
     );
-    let bare = {
-        let client = pb::consent_service_client::ConsentServiceClient::new(connect(address).await);
-        load(tasks, duration, move || {
-            let mut client = client.clone();
-            let request = request.clone();
-            async move {
-                let checks = client
-                    .check_consent(request)
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .checks;
-                assert!(checks[0].granted, "the canned answer is granted");
-            }
-        })
-        .await
-    };
+    let bare = load_checks(tasks, duration, client_at(address).await, request.clone()).await;
     baseline_stop.cancel();
 
     // (e) The canned service behind the kit's server stack.
@@ -165,27 +134,7 @@ async fn run(duration: Duration, tasks: u64) {
     let kit_server = tokio::spawn(server.serve(listener, async move {
         let _ = kit_stopped.await;
     }));
-    let kit = {
-        let client = pb::consent_service_client::ConsentServiceClient::new(connect(address).await);
-        let request = pb::CheckConsentRequest {
-            customer_id: CUSTOMER.into(),
-            purpose_codes: PURPOSES.iter().map(|p| p.to_string()).collect(),
-        };
-        load(tasks, duration, move || {
-            let mut client = client.clone();
-            let request = request.clone();
-            async move {
-                let checks = client
-                    .check_consent(request)
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .checks;
-                assert!(checks[0].granted, "the canned answer is granted");
-            }
-        })
-        .await
-    };
+    let kit = load_checks(tasks, duration, client_at(address).await, request).await;
     let _ = kit_stop.send(());
     let _ = kit_server.await;
 
@@ -232,6 +181,32 @@ async fn warm(checker: &ConsentChecker) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("the checker did not warm up within 5 seconds");
+}
+
+/// `CheckConsent` calls per second through `client`, each answered "granted".
+async fn load_checks(
+    tasks: u64,
+    duration: Duration,
+    client: ConsentServiceClient<Channel>,
+    request: pb::CheckConsentRequest,
+) -> f64 {
+    load(tasks, duration, move || {
+        let (mut client, request) = (client.clone(), request.clone());
+        async move {
+            let checks = client
+                .check_consent(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .checks;
+            assert!(checks[0].granted, "the first purpose is granted");
+        }
+    })
+    .await
+}
+
+async fn client_at(address: std::net::SocketAddr) -> ConsentServiceClient<Channel> {
+    ConsentServiceClient::new(connect(address).await)
 }
 
 async fn connect(address: std::net::SocketAddr) -> Channel {

@@ -64,6 +64,35 @@ const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
 const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
 const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
 
+/// A generated tonic server (with its limits applied), as a server mounts it.
+pub trait GrpcService:
+    tower::Service<
+        http::Request<Body>,
+        Response = http::Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> GrpcService for S where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// A gRPC server being assembled: mount services, spawn background tasks, then
 /// [`serve`](GrpcServer::serve).
 pub struct GrpcServer {
@@ -113,13 +142,7 @@ impl GrpcServer {
     /// route for the same name); health and reflection are mounted already.
     pub fn add_service<S>(&mut self, service: S) -> &mut Self
     where
-        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
+        S: GrpcService,
     {
         self.routes.add_service(service);
         self.service_names.push(S::NAME);
@@ -169,13 +192,7 @@ impl GrpcServer {
     /// server is a background task, stopped after the drain.
     pub fn serve_in_process<S>(&self, name: &'static str, incoming: Incoming, service: S)
     where
-        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
+        S: GrpcService,
     {
         let limits = self.limits.clone();
         self.spawn_background(name, move |cancel| async move {

@@ -44,19 +44,24 @@ fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatu
     }
 }
 
-#[test]
-fn migrate_then_serve_one_service_and_stop_on_sigterm() {
+/// A temporary SQLite database that `attune migrate` has set up, and its URL.
+fn migrated_sqlite() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
         "sqlite://{}?mode=rwc",
         dir.path().join("attune.db").display()
     );
-
     let migrated = attune()
         .args(["migrate", "--database-url", &url])
         .status()
         .unwrap();
     assert!(migrated.success());
+    (dir, url)
+}
+
+#[test]
+fn migrate_then_serve_one_service_and_stop_on_sigterm() {
+    let (_dir, url) = migrated_sqlite();
 
     // The database from the environment, the service and the port from flags.
     let mut child = attune()
@@ -151,16 +156,7 @@ fn audit_verify_exits_0_when_intact_and_1_naming_the_altered_entry() {
     use attune_kit::sea_orm::sea_query::Expr;
     use attune_kit::sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("attune.db").display()
-    );
-    let migrated = attune()
-        .args(["migrate", "--database-url", &url])
-        .status()
-        .unwrap();
-    assert!(migrated.success());
+    let (_dir, url) = migrated_sqlite();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let db = runtime.block_on(append_audit_entries(&url));
