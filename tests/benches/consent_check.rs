@@ -13,6 +13,9 @@
 //! The consent server answers (b) from its own cached checker, which follows its
 //! change stream; (b) measures the served path a retailer's backend calls.
 //!
+//! It also times how soon after a withdrawal is recorded a cached checker in
+//! another "service" (its own connection) stops answering "granted".
+//!
 //! One load generator drives each: `CONSENT_BENCH_TASKS` concurrent Tokio tasks
 //! (default 64) calling in a loop for `CONSENT_BENCH_SECONDS` (default 5), counting
 //! completed calls. Run with `cargo bench -p attune-tests --bench consent_check`.
@@ -91,6 +94,7 @@ async fn run(duration: Duration, tasks: u64) {
         })
         .await
     };
+    let propagation = withdrawal_propagation(&app, &checker).await;
     stop.cancel();
 
     // (b) CheckConsent over gRPC against the real server.
@@ -144,8 +148,60 @@ async fn run(duration: Duration, tasks: u64) {
     println!("(c) bare tonic unary, canned response:             {bare:>12.0} calls/s");
     println!("(b)/(c) = {:.2} (target >= 0.5)", grpc / bare);
     println!("(a)/(b) = {:.1}", cached / grpc);
+    println!(
+        "withdrawal enforced by a cached checker, from RecordConsent's return \
+         ({WITHDRAWAL_ROUNDS} rounds): median {:?}, p95 {:?}, max {:?}",
+        propagation[propagation.len() / 2],
+        propagation[propagation.len() * 95 / 100],
+        propagation[propagation.len() - 1],
+    );
     println!("breakdown of (b):");
     println!("(e) canned response behind attune-kit GrpcServer:  {kit:>12.0} calls/s");
+}
+
+/// How many withdrawals the propagation measurement times.
+const WITHDRAWAL_ROUNDS: usize = 50;
+
+/// For fresh customers, one at a time: grant, wait until the checker has the
+/// customer cached as granted, withdraw, and time how long after RecordConsent
+/// returns the checker stops answering "granted". Sorted, fastest first.
+async fn withdrawal_propagation(app: &TestApp, checker: &ConsentChecker) -> Vec<Duration> {
+    let mut consent = app.consent();
+    let mut latencies = Vec::with_capacity(WITHDRAWAL_ROUNDS);
+    for round in 0..WITHDRAWAL_ROUNDS {
+        let customer = format!("latency-{round}");
+        let decide = |decision: pb::Decision| pb::RecordConsentRequest {
+            customer_id: customer.clone(),
+            decisions: vec![pb::PurposeDecision {
+                purpose_code: PURPOSES[0].into(),
+                decision: decision.into(),
+                notice_version: 1,
+            }],
+            channel: common_pb::Channel::Web.into(),
+            proof: None,
+            decide_time: None,
+            expire_time: None,
+            request_id: format!("latency-{round}-{}", decision.as_str_name()),
+        };
+        consent
+            .record_consent(decide(pb::Decision::Granted))
+            .await
+            .unwrap();
+        while !checker.is_granted(&customer, PURPOSES[0]).await {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        consent
+            .record_consent(decide(pb::Decision::Withdrawn))
+            .await
+            .unwrap();
+        let recorded = Instant::now();
+        while checker.is_granted(&customer, PURPOSES[0]).await {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        latencies.push(recorded.elapsed());
+    }
+    latencies.sort();
+    latencies
 }
 
 /// Grants two of the three purposes checked.

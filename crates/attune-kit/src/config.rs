@@ -104,7 +104,7 @@ pub struct TelemetryConfig {
     pub log_filter: String,
     /// OTLP/gRPC collector endpoint (e.g. `http://otel-collector:4317`); no export if unset.
     pub otlp_endpoint: Option<String>,
-    /// `service.name` resource attribute of exported spans.
+    /// `service.name` resource attribute of exported spans and metrics.
     pub service_name: String,
 }
 

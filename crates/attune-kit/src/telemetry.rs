@@ -1,4 +1,4 @@
-//! Logs, traces, and W3C trace context across gRPC calls.
+//! Logs, traces, metrics, and W3C trace context across gRPC calls.
 //!
 //! Logs go to stderr (human or JSON) filtered by `log_filter` (`RUST_LOG` wins).
 //! Every `tracing` span also gets an OpenTelemetry context, whether or not spans are
@@ -7,14 +7,27 @@
 //! OTLP/gRPC in batches. The trace filter is independent of the log filter: quiet
 //! logs (`warn`) do not break traces.
 //!
+//! Metrics: with `otlp_endpoint` set, [`init`] also installs the global meter
+//! provider, whose periodic reader pushes every instrument on
+//! `opentelemetry::global::meter(..)` (the consent checker's
+//! `attune.consent_checker.*`, for one) over OTLP/gRPC every
+//! [`METRIC_EXPORT_INTERVAL`]. Without an endpoint the no-op provider stays and
+//! instruments cost nothing. Instruments bind to the global provider as it is when
+//! they are created, so `init` runs before any service starts. A Prometheus scrape
+//! endpoint, when it comes, is one more reader on the same `SdkMeterProvider`
+//! (`SdkMeterProvider::builder().with_reader(..)`, next to the periodic one): both
+//! see the same instruments, and the instruments' code does not change.
+//!
 //! Across gRPC: [`TraceContextLayer`] (server, installed by
 //! [`GrpcServer`](crate::server::GrpcServer)) opens a `grpc.request` span whose
 //! parent is the caller's `traceparent`; [`TraceContextInterceptor`] (client) sends
 //! the current span's context along.
 
 use std::future::Future;
+use std::pin::pin;
 use std::sync::{Arc, Once};
 use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
@@ -22,6 +35,9 @@ use opentelemetry::{Context, global};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -48,18 +64,29 @@ pub enum TelemetryError {
     Runtime(#[source] std::io::Error),
 }
 
-/// Keeps telemetry running; dropping it flushes pending spans and shuts the
-/// exporter down. Hold it in `main` until the server has stopped.
-#[must_use = "dropping the guard shuts trace export down"]
+/// How often the metrics reader pushes every instrument's value to the collector.
+pub const METRIC_EXPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Keeps telemetry running; dropping it exports the last metrics, flushes pending
+/// spans and shuts the exporters down. Hold it in `main` until the server has
+/// stopped.
+#[must_use = "dropping the guard shuts trace and metric export down"]
 #[derive(Debug)]
 pub struct TelemetryGuard {
-    provider: Option<SdkTracerProvider>,
+    tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take()
+        // Metrics first: shutting the reader down exports once more, on the runtime.
+        if let Some(provider) = self.meter_provider.take()
+            && let Err(err) = provider.shutdown()
+        {
+            tracing::warn!(error = %err, "metric export did not shut down cleanly");
+        }
+        if let Some(provider) = self.tracer_provider.take()
             && let Err(err) = provider.shutdown()
         {
             tracing::warn!(error = %err, "trace export did not shut down cleanly");
@@ -72,10 +99,12 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber (logs + OpenTelemetry) and the W3C propagator.
+/// Installs the global subscriber (logs + OpenTelemetry), the W3C propagator and,
+/// with `otlp_endpoint` set, the global meter provider.
 ///
 /// Safe to call more than once: when a subscriber is already installed (another
-/// test got there first), it is left in place and the returned guard holds nothing.
+/// test got there first), it is left in place, no meter provider is installed, and
+/// the returned guard holds nothing.
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     global::set_text_map_propagator(TraceContextPropagator::new());
 
@@ -88,12 +117,16 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         .as_deref()
         .map(str::trim)
         .filter(|e| !e.is_empty());
-    let (provider, runtime) = match endpoint {
+    let (provider, meter_provider, runtime) = match endpoint {
         Some(endpoint) => {
-            let (provider, runtime) = exporting_provider(endpoint, &config.service_name)?;
-            (provider, Some(runtime))
+            let exporting = Exporting::start(endpoint, &config.service_name)?;
+            (
+                exporting.tracer_provider,
+                Some(exporting.meter_provider),
+                Some(exporting.runtime),
+            )
         }
-        None => (local_provider(&config.service_name), None),
+        None => (local_provider(&config.service_name), None, None),
     };
 
     let fmt_layer = match config.log_format {
@@ -118,19 +151,28 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         .with(otel_layer)
         .try_init();
     if installed.is_err() {
-        // Another subscriber won; this one's provider would export nothing.
+        // Another subscriber won; this one's providers would export nothing (or
+        // replace the metrics of whoever got there first).
+        if let Some(meter_provider) = meter_provider {
+            let _ = meter_provider.shutdown();
+        }
         let _ = provider.shutdown();
         return Ok(TelemetryGuard {
-            provider: None,
+            tracer_provider: None,
+            meter_provider: None,
             runtime,
         });
     }
     global::set_tracer_provider(provider.clone());
+    if let Some(meter_provider) = &meter_provider {
+        global::set_meter_provider(meter_provider.clone());
+    }
     if let Some(endpoint) = endpoint {
-        tracing::info!(%endpoint, "exporting traces over OTLP/gRPC");
+        tracing::info!(%endpoint, "exporting traces and metrics over OTLP/gRPC");
     }
     Ok(TelemetryGuard {
-        provider: Some(provider),
+        tracer_provider: Some(provider),
+        meter_provider,
         runtime,
     })
 }
@@ -179,36 +221,65 @@ fn local_provider(service_name: &str) -> SdkTracerProvider {
         .build()
 }
 
-/// Batch-exports spans over OTLP/gRPC. The SDK's batch processor runs on its own
-/// thread, where tonic finds no Tokio reactor; so the exporter's channel and every
+/// Export over OTLP/gRPC: spans in batches, metrics every [`METRIC_EXPORT_INTERVAL`].
+///
+/// The SDK's batch processor and periodic reader each run on a thread of their
+/// own, where tonic finds no Tokio reactor; so the exporters' channels and every
 /// export run on a small runtime owned by the guard, whatever runtime (if any) the
 /// application uses.
-fn exporting_provider(
-    endpoint: &str,
-    service_name: &str,
-) -> Result<(SdkTracerProvider, tokio::runtime::Runtime), TelemetryError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("attune-otlp")
-        .enable_all()
-        .build()
-        .map_err(TelemetryError::Runtime)?;
-    let exporter = {
-        let _in_runtime = runtime.enter();
-        opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint)
-            .build()?
-    };
-    let exporter = OnRuntime {
-        inner: Arc::new(exporter),
-        runtime: runtime.handle().clone(),
-    };
-    let provider = SdkTracerProvider::builder()
-        .with_resource(resource(service_name))
-        .with_batch_exporter(exporter)
-        .build();
-    Ok((provider, runtime))
+struct Exporting {
+    tracer_provider: SdkTracerProvider,
+    meter_provider: SdkMeterProvider,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Exporting {
+    fn start(endpoint: &str, service_name: &str) -> Result<Self, TelemetryError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("attune-otlp")
+            .enable_all()
+            .build()
+            .map_err(TelemetryError::Runtime)?;
+        let exporters = {
+            let _in_runtime = runtime.enter();
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()
+                .and_then(|spans| {
+                    let metrics = opentelemetry_otlp::MetricExporter::builder()
+                        .with_tonic()
+                        .with_endpoint(endpoint)
+                        .build()?;
+                    Ok((spans, metrics))
+                })
+        };
+        let (span_exporter, metric_exporter) = match exporters {
+            Ok(exporters) => exporters,
+            Err(err) => {
+                // Dropping a runtime waits for it, which panics in an async `main`.
+                runtime.shutdown_background();
+                return Err(err.into());
+            }
+        };
+        let tracer_provider = SdkTracerProvider::builder()
+            .with_resource(resource(service_name))
+            .with_batch_exporter(OnRuntime::new(span_exporter, &runtime))
+            .build();
+        let reader = PeriodicReader::builder(OnRuntime::new(metric_exporter, &runtime))
+            .with_interval(METRIC_EXPORT_INTERVAL)
+            .build();
+        let meter_provider = SdkMeterProvider::builder()
+            .with_resource(resource(service_name))
+            .with_reader(reader)
+            .build();
+        Ok(Self {
+            tracer_provider,
+            meter_provider,
+            runtime,
+        })
+    }
 }
 
 /// Runs an exporter's futures on a given Tokio runtime.
@@ -216,6 +287,15 @@ fn exporting_provider(
 struct OnRuntime<E> {
     inner: Arc<E>,
     runtime: tokio::runtime::Handle,
+}
+
+impl<E> OnRuntime<E> {
+    fn new(inner: E, runtime: &tokio::runtime::Runtime) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            runtime: runtime.handle().clone(),
+        }
+    }
 }
 
 impl<E: SpanExporter + 'static> SpanExporter for OnRuntime<E> {
@@ -231,7 +311,7 @@ impl<E: SpanExporter + 'static> SpanExporter for OnRuntime<E> {
         }
     }
 
-    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         self.inner.shutdown_with_timeout(timeout)
     }
 
@@ -244,6 +324,37 @@ impl<E: SpanExporter + 'static> SpanExporter for OnRuntime<E> {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.set_resource(resource);
         }
+    }
+}
+
+impl<E: PushMetricExporter> PushMetricExporter for OnRuntime<E> {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        // Metrics are lent, not given, so the export cannot move to a task as spans
+        // do. It is polled where the reader awaits it, but inside the runtime's
+        // context: whatever timers and tasks it creates belong to the runtime, whose
+        // worker drives the connection and wakes the reader.
+        let export = {
+            let _in_runtime = self.runtime.enter();
+            self.inner.export(metrics)
+        };
+        let mut export = pin!(export);
+        std::future::poll_fn(|cx| {
+            let _in_runtime = self.runtime.enter();
+            export.as_mut().poll(cx)
+        })
+        .await
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
     }
 }
 
@@ -366,7 +477,18 @@ impl tonic::service::Interceptor for TraceContextInterceptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::metrics::MeterProvider as _;
     use opentelemetry::trace::TraceId;
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+        MetricsService, MetricsServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+    use tokio::sync::mpsc;
+    use tokio_stream::wrappers::TcpListenerStream;
     use tonic::service::Interceptor as _;
 
     const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -456,15 +578,116 @@ mod tests {
         assert!(matches!(init(&config), Err(TelemetryError::Filter(_))));
     }
 
+    fn guard(exporting: Exporting) -> TelemetryGuard {
+        TelemetryGuard {
+            tracer_provider: Some(exporting.tracer_provider),
+            meter_provider: Some(exporting.meter_provider),
+            runtime: Some(exporting.runtime),
+        }
+    }
+
     #[tokio::test]
     async fn otlp_guard_drops_cleanly_without_a_collector() {
         // Nothing listens on port 9 on loopback: export fails quietly, drop stays bounded.
-        let (provider, runtime) =
-            exporting_provider("http://127.0.0.1:9", "test").expect("exporter builds lazily");
-        let guard = TelemetryGuard {
-            provider: Some(provider),
-            runtime: Some(runtime),
-        };
-        drop(guard);
+        let exporting =
+            Exporting::start("http://127.0.0.1:9", "test").expect("exporters build lazily");
+        let counter = exporting
+            .meter_provider
+            .meter("test")
+            .u64_counter("test.unexported")
+            .build();
+        counter.add(1, &[]);
+        drop(guard(exporting));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_endpoint_is_reported_without_panicking() {
+        // Inside a runtime, as in `main`: the export runtime must not be dropped here.
+        let err = Exporting::start("http://[::1", "test").err();
+        assert!(matches!(err, Some(TelemetryError::Exporter(_))), "{err:?}");
+    }
+
+    /// A collector that hands every metrics export it receives to the test.
+    struct Collector(mpsc::UnboundedSender<ExportMetricsServiceRequest>);
+
+    #[tonic::async_trait]
+    impl MetricsService for Collector {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportMetricsServiceRequest>,
+        ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+            let _ = self.0.send(request.into_inner());
+            Ok(tonic::Response::new(ExportMetricsServiceResponse {
+                partial_success: None,
+            }))
+        }
+    }
+
+    /// The value of sum `name` in an export, if it holds one.
+    fn sum_value(export: &ExportMetricsServiceRequest, name: &str) -> Option<i64> {
+        export
+            .resource_metrics
+            .iter()
+            .flat_map(|resource| &resource.scope_metrics)
+            .flat_map(|scope| &scope.metrics)
+            .filter(|metric| metric.name == name)
+            .find_map(|metric| match &metric.data {
+                Some(metric::Data::Sum(sum)) => sum.data_points.first(),
+                _ => None,
+            })
+            .and_then(|point| match point.value {
+                Some(number_data_point::Value::AsInt(value)) => Some(value),
+                _ => None,
+            })
+    }
+
+    #[tokio::test]
+    async fn metrics_reach_the_collector_from_the_readers_own_thread() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback binds");
+        let address = listener
+            .local_addr()
+            .expect("bound listener has an address");
+        let (sender, mut exports) = mpsc::unbounded_channel();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(MetricsServiceServer::new(Collector(sender)))
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+
+        let exporting =
+            Exporting::start(&format!("http://{address}"), "test").expect("exporters build lazily");
+        let counter = exporting
+            .meter_provider
+            .meter("test")
+            .u64_counter("test.exported")
+            .build();
+        counter.add(3, &[]);
+        // Flushing blocks until the reader's thread has exported, and the collector
+        // runs on this test's runtime: block elsewhere.
+        let flushed = tokio::task::spawn_blocking(move || {
+            let flushed = exporting.meter_provider.force_flush();
+            drop(guard(exporting));
+            flushed
+        })
+        .await
+        .expect("flush does not panic");
+        flushed.expect("the collector accepted the export");
+
+        let export = exports.recv().await.expect("the collector got an export");
+        assert_eq!(sum_value(&export, "test.exported"), Some(3));
+        let service = export.resource_metrics[0]
+            .resource
+            .as_ref()
+            .and_then(|resource| {
+                resource
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key == "service.name")
+            })
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|value| value.value.clone());
+        assert_eq!(service, Some(any_value::Value::StringValue("test".into())));
     }
 }
