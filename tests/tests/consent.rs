@@ -205,6 +205,28 @@ backend_tests! {
         assert!(app.check_consent("cust-2", &["analytics"]).await[0].granted);
     }
 
+    async fn a_retry_after_its_grant_expired_returns_the_original(app) {
+        let mut client = app.consent();
+        let mut request = record("cust-late", vec![decision("analytics", pb::Decision::Granted)]);
+        request.expire_time = Some(timestamp(Utc::now() + Duration::milliseconds(300)));
+        let first = client.record_consent(request.clone()).await.unwrap().into_inner();
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+
+        // The client never saw the answer and retries after the expiry: it gets
+        // the original, not a complaint about an expiry now in the past.
+        let retry = client.record_consent(request.clone()).await.unwrap().into_inner();
+        assert_eq!(first, retry);
+        // A new request with that expiry is refused and records nothing, even
+        // when it carries a GPC signal.
+        request.request_id = request_id();
+        let mut late = tonic::Request::new(request);
+        late.metadata_mut().insert("sec-gpc", "1".parse().unwrap());
+        let refused = client.record_consent(late).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(refused.message().contains("expire_time"), "{refused:?}");
+        assert_eq!(app.consent_history("cust-late", "").await.len(), 1);
+    }
+
     async fn concurrent_replays_record_once(app) {
         let request = record("cust-3", vec![decision("profiling", pb::Decision::Granted)]);
         let calls = (0..8).map(|_| {

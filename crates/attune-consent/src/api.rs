@@ -126,8 +126,13 @@ impl ConsentService for ConsentApi {
         request: Request<pb::RecordConsentRequest>,
     ) -> RpcResult<pb::RecordConsentResponse> {
         let gpc = gpc_signalled(request.metadata());
-        let command = convert::record_consent(request.into_inner(), chrono::Utc::now())?;
-        self.honour_gpc(gpc, &command.customer).await?;
+        let now = chrono::Utc::now();
+        let command = convert::record_consent(request.into_inner(), now)?;
+        // A request late for its own times is either a retry, answered as first
+        // recorded, or refused by the service: in both cases it changes nothing.
+        if command.check_times(now).is_empty() {
+            self.honour_gpc(gpc, &command.customer).await?;
+        }
         let (customer, count) = (command.customer.to_string(), command.decisions.len());
         let records = self.consent.record(command).await.map_err(ApiError::from)?;
         tracing::info!(customer_id = %customer, decisions = count, "consent recorded");

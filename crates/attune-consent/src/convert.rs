@@ -166,8 +166,15 @@ pub fn record_consent(
         expire_time,
         request_id: checked(request_id),
     };
+    // Clock-relative problems alone are left to the service, which holds only a
+    // first request to them (a retry gets its original answer); with other
+    // problems they are reported together, all at once.
+    let problems = command.check();
+    if problems.is_empty() {
+        return Ok(command);
+    }
     let mut v = Violations::default();
-    for (field, problem) in command.check(now) {
+    for (field, problem) in problems.into_iter().chain(command.check_times(now)) {
         v.add(field, problem);
     }
     v.finish()?;

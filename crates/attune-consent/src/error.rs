@@ -1,6 +1,6 @@
 //! Consent's errors, and their one mapping onto the runtime's API errors.
 
-use attune_kit::error::ApiError;
+use attune_kit::error::{ApiError, FieldViolation};
 use sea_orm::DbErr;
 
 /// Everything that can go wrong in a consent operation.
@@ -16,6 +16,8 @@ pub enum ConsentError {
     NotConsentBased(String),
     #[error("request_id {0} was already used for a request with different content")]
     RequestIdReused(String),
+    #[error("{}", .0.iter().map(|(field, problem)| format!("{field}: {problem}")).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<(String, String)>),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("database error")]
@@ -32,6 +34,12 @@ impl From<ConsentError> for ApiError {
                 ApiError::AlreadyExists(error.to_string())
             }
             ConsentError::NotConsentBased(_) => ApiError::FailedPrecondition(error.to_string()),
+            ConsentError::Invalid(problems) => ApiError::InvalidArgument(
+                problems
+                    .into_iter()
+                    .map(|(field, problem)| FieldViolation::new(field, problem))
+                    .collect(),
+            ),
             ConsentError::Corrupt(_) | ConsentError::Database(_) => ApiError::internal(error),
         }
     }

@@ -150,7 +150,8 @@ impl Consent {
         purposes::list(&self.db, after, u64::from(limit)).await
     }
 
-    /// Records a customer's decisions, all or none.
+    /// Records a customer's decisions, all or none. The clock-relative rules
+    /// ([`RecordConsent::check_times`]) hold for a first request only.
     pub async fn record(&self, command: RecordConsent) -> Result<Vec<ConsentRecord>, ConsentError> {
         const OPERATION: &str = "record_consent";
         let now = now();
@@ -178,6 +179,11 @@ impl Consent {
                     .ok_or_else(|| ConsentError::Corrupt(format!("records of {request_id}")))?
             }
             Claim::Fresh => {
+                // Dropping the transaction on this error rolls the claim back.
+                let late = command.check_times(now);
+                if !late.is_empty() {
+                    return Err(ConsentError::Invalid(late));
+                }
                 let records = ledger::append(&txn, &command, now).await?;
                 // The log names the customer by pseudonym only, so erasure never
                 // has to rewrite the chain.

@@ -8,6 +8,9 @@ use super::{CustomerId, Decision, PurposeCode, RequestId};
 /// How many purposes one request may decide; a consent banner has a handful.
 pub const MAX_DECISIONS_PER_REQUEST: usize = 50;
 
+/// Why an expiry is refused.
+const EXPIRES_TOO_EARLY: &str = "must be after the decision time";
+
 /// How far ahead of the server's clock a client's `decide_time` may be, for clock skew.
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
 
@@ -93,7 +96,8 @@ pub struct RecordConsent {
 
 impl RecordConsent {
     /// Checks the rules that span fields; each problem names the field it is about.
-    pub fn check(&self, now: DateTime<Utc>) -> Vec<(String, String)> {
+    /// The rules that depend on the clock are [`check_times`](Self::check_times).
+    pub fn check(&self) -> Vec<(String, String)> {
         let mut problems = Vec::new();
         if self.decisions.is_empty() {
             problems.push(("decisions".into(), "must hold at least one decision".into()));
@@ -113,18 +117,30 @@ impl RecordConsent {
                 ));
             }
         }
+        if let (Some(decide_time), Some(expire_time)) = (self.decide_time, self.expire_time)
+            && expire_time <= decide_time
+        {
+            problems.push(("expire_time".into(), EXPIRES_TOO_EARLY.into()));
+        }
+        problems
+    }
+
+    /// Checks the rules that depend on when the request arrives: a decision may
+    /// not lie in the future, and without a decision time (it is then the time of
+    /// receipt) an expiry must lie ahead. Only a first request is held to them: a
+    /// retry of one already recorded gets the original answer, even once the
+    /// grant it recorded has expired.
+    pub fn check_times(&self, now: DateTime<Utc>) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
         if let Some(decide_time) = self.decide_time
             && decide_time > now + CLOCK_SKEW
         {
             problems.push(("decide_time".into(), "must not lie in the future".into()));
         }
-        if let Some(expire_time) = self.expire_time
-            && expire_time <= self.decide_time.unwrap_or(now)
+        if let (None, Some(expire_time)) = (self.decide_time, self.expire_time)
+            && expire_time <= now
         {
-            problems.push((
-                "expire_time".into(),
-                "must be after the decision time".into(),
-            ));
+            problems.push(("expire_time".into(), EXPIRES_TOO_EARLY.into()));
         }
         problems
     }
@@ -176,7 +192,7 @@ mod tests {
             ("analytics", Decision::Granted),
             ("analytics", Decision::Denied),
         ]);
-        let problems = cmd.check(Utc::now());
+        let problems = cmd.check();
         assert_eq!(problems[0].0, "decisions[1].purpose_code");
     }
 
@@ -184,14 +200,26 @@ mod tests {
     fn expiry_must_follow_the_decision() {
         let now = Utc::now();
         let mut cmd = request(&[("analytics", Decision::Granted)]);
+        // Without a decision time, the expiry is measured against the receipt.
         cmd.expire_time = Some(now - chrono::Duration::seconds(1));
-        assert_eq!(cmd.check(now)[0].0, "expire_time");
+        assert!(cmd.check().is_empty());
+        assert_eq!(cmd.check_times(now)[0].0, "expire_time");
+        // With one, against it, whenever the request arrives.
+        cmd.decide_time = Some(now - chrono::Duration::seconds(1));
+        assert_eq!(cmd.check()[0].0, "expire_time");
+        assert!(cmd.check_times(now).is_empty());
+    }
+
+    #[test]
+    fn a_decision_may_not_lie_in_the_future() {
+        let now = Utc::now();
+        let mut cmd = request(&[("analytics", Decision::Granted)]);
         cmd.decide_time = Some(now + chrono::Duration::minutes(5));
-        assert!(
-            cmd.check(now)
-                .iter()
-                .any(|(field, _)| field == "decide_time")
-        );
+        assert!(cmd.check().is_empty());
+        assert_eq!(cmd.check_times(now)[0].0, "decide_time");
+        // Clock skew of up to a minute is tolerated.
+        cmd.decide_time = Some(now + chrono::Duration::seconds(30));
+        assert!(cmd.check_times(now).is_empty());
     }
 
     #[test]
