@@ -63,8 +63,17 @@ impl ConsentChecker {
                     // succeed at once.
                     true
                 }
+                Ended::Broken {
+                    received,
+                    code: None,
+                } => {
+                    // The server closed the stream: it is shutting down or
+                    // restarting (a rolling update), which is no fault.
+                    tracing::info!(cursor = ?inner.cache.cursor(), "consent change stream closed by the server; reopening");
+                    received
+                }
                 Ended::Broken { received, code } => {
-                    tracing::warn!(?code, cursor = ?inner.cache.cursor(), "consent change stream ended; reopening");
+                    tracing::warn!(?code, cursor = ?inner.cache.cursor(), "consent change stream broke; reopening");
                     received
                 }
                 Ended::Silent { received } => {
