@@ -368,3 +368,58 @@ async fn an_out_of_range_cursor_resets_the_cache_and_restarts_at_newest() {
         "the old cursor was tried first"
     );
 }
+
+#[tokio::test]
+async fn concurrent_misses_for_one_customer_share_one_load() {
+    let setup = Setup::new().await.following().await;
+    setup
+        .fake
+        .answer_state("c1", 100, Some(pb::Decision::Granted));
+    let release = setup.fake.hold_next_state();
+    let checks: Vec<_> = (0..8)
+        .map(|_| {
+            let checker = setup.checker.clone();
+            tokio::spawn(async move { checker.check("c1", &[ADS]).await })
+        })
+        .collect();
+    wait_for("the load to start", || setup.fake.state_calls() == 1).await;
+    // Give the other misses time to join the load in flight.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    release.send(()).unwrap();
+    for check in checks {
+        assert!(check.await.unwrap()[0].granted);
+    }
+    assert_eq!(setup.fake.state_calls(), 1, "one load served every miss");
+    assert_eq!(setup.checker.metrics().misses, 8);
+}
+
+#[tokio::test]
+async fn a_miss_after_a_forget_does_not_join_the_load_begun_before() {
+    let setup = Setup::new().await.following().await;
+    setup
+        .fake
+        .answer_state("c1", 100, Some(pb::Decision::Granted));
+    let release = setup.fake.hold_next_state();
+    let checker = setup.checker.clone();
+    let before = tokio::spawn(async move { checker.check("c1", &[ADS]).await });
+    wait_for("the load to start", || setup.fake.state_calls() == 1).await;
+
+    // The owner of the data withdrew and forgot c1: a check from now on loads
+    // again (joining the held load would wait for it) and sees the withdrawal.
+    setup
+        .fake
+        .answer_state("c1", 100, Some(pb::Decision::Withdrawn));
+    setup.checker.forget("c1");
+    let after = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        setup.checker.check("c1", &[ADS]),
+    )
+    .await
+    .expect("the check does not wait for the load begun before the forget");
+    assert_eq!(after[0].reason, WITHDRAWN);
+    assert_eq!(setup.fake.state_calls(), 2);
+
+    release.send(()).unwrap();
+    assert_eq!(before.await.unwrap()[0].reason, WITHDRAWN);
+    assert_eq!(setup.reason("c1").await, WITHDRAWN);
+}

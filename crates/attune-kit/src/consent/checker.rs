@@ -8,12 +8,14 @@
 //! consent cannot be reached, every purpose is "not granted", so a withdrawal takes
 //! effect within the bound even when the stream breaks.
 
-use std::sync::{Arc, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use attune_proto::consent::v1 as pb;
 use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use chrono::Utc;
+use tokio::sync::OnceCell;
 use tonic::transport::Channel;
 
 use super::cache::{ConsentCache, CustomerEntry};
@@ -103,6 +105,22 @@ pub(crate) struct Inner {
     pub(crate) cache: ConsentCache,
     pub(crate) freshness: Freshness,
     pub(crate) counters: Counters,
+    /// The loads in flight, per customer: concurrent misses for one customer
+    /// (a page asking for several slots at once) share one `GetConsentState`.
+    loading: Loading,
+}
+
+/// One load of a customer, awaited by every miss that joined it.
+type Load = OnceCell<Result<Arc<CustomerEntry>, Reason>>;
+
+/// The loads in flight, keyed by customer id; `Debug` shows no ids.
+#[derive(Default)]
+struct Loading(Mutex<HashMap<String, Arc<Load>>>);
+
+impl std::fmt::Debug for Loading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Loading(..)")
+    }
 }
 
 impl MetricsSource for Inner {
@@ -130,6 +148,7 @@ impl ConsentChecker {
             cache: ConsentCache::new(config.max_customers),
             freshness: Freshness::new(config.freshness_bound),
             counters: Counters::default(),
+            loading: Loading::default(),
         });
         let source: Weak<dyn MetricsSource> = Arc::downgrade(&inner) as Weak<Inner>;
         metrics::register(source);
@@ -173,7 +192,7 @@ impl ConsentChecker {
             return answer(&entry);
         }
         Counters::bump(&inner.counters.misses);
-        match self.fill(customer_id).await {
+        match self.shared_fill(customer_id).await {
             Ok(entry) => answer(&entry),
             Err(Reason::Status(status)) => fail(Reason::Status(status)),
             Err(reason) => {
@@ -196,12 +215,46 @@ impl ConsentChecker {
     /// own next check must see it, without waiting for the stream. Other services
     /// never need this; the stream brings them every change.
     pub fn forget(&self, customer_id: &str) {
+        // A check that starts from now on must not join a load begun before.
+        self.loading().remove(customer_id);
         self.inner.cache.forget(customer_id);
     }
 
     /// The checker's counters now.
     pub fn metrics(&self) -> CheckerMetrics {
         self.inner.metrics()
+    }
+
+    /// [`fill`](Self::fill), shared by the misses for one customer that overlap.
+    /// A miss joins a load still in flight, never a finished one: a finished
+    /// load may predate a change this miss must see; the cache holds its result.
+    async fn shared_fill(&self, customer_id: &str) -> Result<Arc<CustomerEntry>, Reason> {
+        let load = {
+            let mut loading = self.loading();
+            let load = loading.entry(customer_id.to_owned()).or_default();
+            if load.initialized() {
+                *load = Arc::default();
+            }
+            Arc::clone(load)
+        };
+        let result = load.get_or_init(|| self.fill(customer_id)).await.clone();
+        let mut loading = self.loading();
+        if loading
+            .get(customer_id)
+            .is_some_and(|current| Arc::ptr_eq(current, &load))
+        {
+            loading.remove(customer_id);
+        }
+        result
+    }
+
+    fn loading(&self) -> MutexGuard<'_, HashMap<String, Arc<Load>>> {
+        // Nothing panics while holding it; a poisoned map is still a valid map.
+        self.inner
+            .loading
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Loads a customer into the cache: one `GetConsentState` call, brought up to
