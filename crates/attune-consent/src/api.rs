@@ -2,7 +2,6 @@
 //! converts the answer. Rules live in `service` and `domain`, not here.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use attune_kit::error::{ApiError, Violations, checked};
 use attune_kit::pagination::{decode_cursor, encode_page_token, page_size};
@@ -15,7 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::convert;
 use crate::domain::{CustomerId, ExpiryCursor, PurposeCode};
 use crate::service::Consent;
-use crate::watch::{ChangeFeed, WatchError};
+use crate::watch::WatchError;
 
 /// How many purposes one state or check request may name.
 const MAX_PURPOSES_PER_QUERY: usize = 50;
@@ -24,12 +23,11 @@ const MAX_PURPOSES_PER_QUERY: usize = 50;
 #[derive(Debug, Clone)]
 pub struct ConsentApi {
     consent: Consent,
-    feed: Arc<ChangeFeed>,
 }
 
 impl ConsentApi {
-    pub fn new(consent: Consent, feed: Arc<ChangeFeed>) -> Self {
-        Self { consent, feed }
+    pub fn new(consent: Consent) -> Self {
+        Self { consent }
     }
 }
 
@@ -262,10 +260,14 @@ impl ConsentService for ConsentApi {
         request: Request<pb::WatchConsentChangesRequest>,
     ) -> RpcResult<Self::WatchConsentChangesStream> {
         let start = convert::watch_start(request.into_inner())?;
-        let batches = self.feed.watch(start).await.map_err(|error| match error {
-            WatchError::BeyondNewest { .. } => ApiError::OutOfRange(error.to_string()),
-            WatchError::Consent(error) => ApiError::from(error),
-        })?;
+        let batches = self
+            .consent
+            .watch(start)
+            .await
+            .map_err(|error| match error {
+                WatchError::BeyondNewest { .. } => ApiError::OutOfRange(error.to_string()),
+                WatchError::Consent(error) => ApiError::from(error),
+            })?;
         let responses = batches.map(|batch| match batch {
             Ok(batch) => Ok(convert::watch_response(batch)),
             Err(error) => Err(Status::from(ApiError::from(error))),

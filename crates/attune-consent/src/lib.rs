@@ -34,7 +34,9 @@ pub use store::migration::Migrator;
 pub use watch::ChangeFeed;
 
 /// Mounts consent on `server` over `db` (migrated with [`Migrator`]): the consent
-/// API, and the background task that keeps its change stream current.
+/// API and consent's data-subject API on the public port; the change feed's
+/// poller; and the cached checker that answers checks, following this API
+/// through an in-process server.
 pub async fn mount(
     server: &mut GrpcServer,
     db: DatabaseConnection,
@@ -50,8 +52,8 @@ pub async fn mount(
     let (channel, incoming) = in_process::pipe();
     let cache = ConsentChecker::new(channel, &config.consent_checker);
     server.spawn_background("consent-check-cache", |cancel| cache.clone().follow(cancel));
-    let consent = Consent::open(db, Arc::clone(&feed), cache).await?;
-    let api = ConsentApi::new(consent.clone(), feed);
+    let consent = Consent::open(db, feed, cache).await?;
+    let api = ConsentApi::new(consent.clone());
     server.serve_in_process(
         "consent-in-process",
         incoming,

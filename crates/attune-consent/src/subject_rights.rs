@@ -57,6 +57,22 @@ impl Consent {
         let now = now();
         let purpose = PurposeCode::parse(GPC_PURPOSE)
             .map_err(|_| ConsentError::Corrupt("the GPC purpose code".to_owned()))?;
+        // Browsers send the signal on every request, and callers may forward it
+        // on every check: once it is honoured, answer from the check's cache
+        // rather than take the write lock. The rule is checked again under the
+        // lock, since the cache may lag another process's grant.
+        let (answers, _) = self.check(customer, vec![purpose.clone()]).await?;
+        if let Some(answer) = answers.first()
+            && matches!(
+                answer.status,
+                ConsentStatus::Withdrawn | ConsentStatus::Denied
+            )
+        {
+            return Ok(GpcOutcome {
+                recorded: None,
+                status: answer.status,
+            });
+        }
         let txn = store::begin_write(&self.db).await?;
         let current = ledger::current(&txn, customer, std::slice::from_ref(&purpose))
             .await?
