@@ -112,7 +112,8 @@ impl Consent {
     }
 
     /// One page of a customer's consent records, after record id `after`. The
-    /// request is audited once, on its first page, whatever the number of pages.
+    /// request is audited once, on its first page (a retried first page finds
+    /// its claim); later pages continue it and take no write lock.
     pub async fn export(
         &self,
         customer: &CustomerId,
@@ -120,6 +121,18 @@ impl Consent {
         after: Option<i64>,
         limit: u32,
     ) -> Result<Vec<ConsentRecord>, ConsentError> {
+        if after.is_none() {
+            self.audit_export(customer, request_id).await?;
+        }
+        ledger::history(&self.db, customer, None, after, u64::from(limit)).await
+    }
+
+    /// Claims an export's request id and audits it, unless it was done before.
+    async fn audit_export(
+        &self,
+        customer: &CustomerId,
+        request_id: &RequestId,
+    ) -> Result<(), ConsentError> {
         const OPERATION: &str = "export_customer_data";
         let now = now();
         let txn = store::begin_write(&self.db).await?;
@@ -135,7 +148,7 @@ impl Consent {
             store::complete(&txn, OPERATION, request_id.as_ref(), String::new()).await?;
         }
         txn.commit().await?;
-        ledger::history(&self.db, customer, None, after, u64::from(limit)).await
+        Ok(())
     }
 
     /// Erases a customer (see the module documentation for what is kept). A
