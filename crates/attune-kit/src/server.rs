@@ -28,6 +28,7 @@ use tonic::transport::Server;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic_health::ServingStatus;
 use tonic_health::server::{HealthReporter, HealthService};
+use tower::layer::util::{Identity, Stack};
 use tracing::Instrument as _;
 
 use crate::config::Limits;
@@ -196,10 +197,7 @@ impl GrpcServer {
     {
         let limits = self.limits.clone();
         self.spawn_background(name, move |cancel| async move {
-            let served = Server::builder()
-                .concurrency_limit_per_connection(limits.concurrency_per_connection)
-                .timeout(limits.request_timeout)
-                .layer(TraceContextLayer)
+            let served = configured_server(&limits)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
                 .await;
@@ -274,10 +272,7 @@ impl GrpcServer {
             })
         };
         let (stop_accepting, stop_accepting_rx) = tokio::sync::oneshot::channel::<()>();
-        let serving = Server::builder()
-            .concurrency_limit_per_connection(limits.concurrency_per_connection)
-            .timeout(limits.request_timeout)
-            .layer(TraceContextLayer)
+        let serving = configured_server(&limits)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop_accepting_rx.await;
@@ -321,6 +316,15 @@ impl GrpcServer {
         tracing::info!("gRPC server stopped");
         Ok(())
     }
+}
+
+/// A tonic server with the limits and trace propagation every Attune server
+/// has, on the public port and in process alike.
+fn configured_server(limits: &Limits) -> Server<Stack<TraceContextLayer, Identity>> {
+    Server::builder()
+        .concurrency_limit_per_connection(limits.concurrency_per_connection)
+        .timeout(limits.request_timeout)
+        .layer(TraceContextLayer)
 }
 
 /// Reflection v1 and v1alpha, listing only what is mounted, health and reflection.
