@@ -41,6 +41,8 @@ pub struct Config {
     pub feeds: FeedConfig,
     /// The cached consent checker other services ask before using personal data.
     pub consent_checker: ConsentCheckerConfig,
+    /// Where the pseudonymisation key comes from (see [`crate::secrets`]).
+    pub secrets: crate::secrets::SecretsConfig,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             limits: Limits::default(),
             feeds: FeedConfig::default(),
             consent_checker: ConsentCheckerConfig::default(),
+            secrets: crate::secrets::SecretsConfig::default(),
         }
     }
 }
@@ -282,6 +285,12 @@ pub struct ConfigArgs {
     /// [default: 1000000] [env: ATTUNE_CONSENT_CHECKER__MAX_CUSTOMERS]
     #[arg(long, value_name = "N")]
     pub consent_cache_customers: Option<u64>,
+
+    /// File holding the pseudonymisation key as 64 hex digits, e.g. a mounted
+    /// Kubernetes Secret (the key itself only by environment or file, never a flag)
+    /// [default: none, a key generated into the database] [env: ATTUNE_SECRETS__PSEUDONYM_KEY_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub pseudonym_key_file: Option<PathBuf>,
 }
 
 /// Why the configuration could not be loaded.
@@ -480,10 +489,15 @@ impl ConfigArgs {
             "consent_checker.freshness_bound",
             human(self.consent_freshness_bound),
         );
-        set(
+        let f = set(
             f,
             "consent_checker.max_customers",
             self.consent_cache_customers,
+        );
+        set(
+            f,
+            "secrets.pseudonym_key_file",
+            self.pseudonym_key_file.clone(),
         )
     }
 }

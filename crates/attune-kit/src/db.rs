@@ -6,6 +6,10 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::config::DatabaseConfig;
 
+pub mod micros;
+mod write;
+pub use write::{WriteLock, begin_snapshot, begin_write};
+
 /// Why a database could not be reached or migrated. Messages never include the URL,
 /// which may carry a password.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,13 @@
 //! - [`config`]: one typed [`Config`], layered defaults → TOML file →
 //!   `ATTUNE_*` environment → flags.
 //! - [`telemetry`]: logging, OpenTelemetry export, W3C trace context across gRPC.
-//! - [`db`]: SQLite / PostgreSQL connections and per-service migrations.
+//! - [`db`]: SQLite / PostgreSQL connections and per-service migrations; the one
+//!   write path (`begin_write` under a service's [`db::WriteLock`], `begin_snapshot`)
+//!   and microsecond time columns.
+//! - [`idempotency`]: retries by request id get the first answer, in every service.
+//! - [`secrets`]: the pseudonymisation key (configured, or generated) and keyed
+//!   pseudonyms and request fingerprints.
+//! - [`clock`]: "now", settable in tests.
 //! - [`error`]: [`ApiError`], the one mapping to `tonic::Status`.
 //! - [`in_process`]: gRPC channels between services of one process.
 //! - [`pagination`]: page sizes and opaque page tokens.
@@ -14,13 +20,16 @@
 //! `sea_orm` and `sea_orm_migration` are re-exported so every service builds against
 //! the same versions as the kit.
 
+pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod db;
 pub mod error;
+pub mod idempotency;
 pub mod in_process;
 pub mod pagination;
 pub mod privacy;
+pub mod secrets;
 pub mod server;
 pub mod telemetry;
 
