@@ -1,6 +1,9 @@
 //! Consent's errors, and their one mapping onto the runtime's API errors.
 
+use attune_kit::db::micros::MicrosOutOfRange;
 use attune_kit::error::{ApiError, FieldViolation};
+use attune_kit::idempotency::IdempotencyError;
+use attune_kit::secrets::SecretsError;
 use sea_orm::DbErr;
 
 /// Everything that can go wrong in a consent operation.
@@ -14,8 +17,12 @@ pub enum ConsentError {
     NoticeVersionNotFound { code: String, version: i32 },
     #[error("purpose {0} is not based on consent, so there is nothing to grant or withdraw")]
     NotConsentBased(String),
-    #[error("request_id {0} was already used for a request with different content")]
-    RequestIdReused(String),
+    /// A request id reused with other content, or an unreadable stored outcome.
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
+    /// No pseudonymisation key could be had (start-up only).
+    #[error("pseudonymisation key: {0}")]
+    Secrets(#[from] SecretsError),
     #[error("{}", .0.iter().map(|(field, problem)| format!("{field}: {problem}")).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<(String, String)>),
     #[error("stored data is inconsistent: {0}")]
@@ -30,9 +37,8 @@ impl From<ConsentError> for ApiError {
             ConsentError::PurposeNotFound(_) | ConsentError::NoticeVersionNotFound { .. } => {
                 ApiError::NotFound(error.to_string())
             }
-            ConsentError::PurposeExists(_) | ConsentError::RequestIdReused(_) => {
-                ApiError::AlreadyExists(error.to_string())
-            }
+            ConsentError::PurposeExists(_) => ApiError::AlreadyExists(error.to_string()),
+            ConsentError::Idempotency(error) => error.into(),
             ConsentError::NotConsentBased(_) => ApiError::FailedPrecondition(error.to_string()),
             ConsentError::Invalid(problems) => ApiError::InvalidArgument(
                 problems
@@ -40,7 +46,15 @@ impl From<ConsentError> for ApiError {
                     .map(|(field, problem)| FieldViolation::new(field, problem))
                     .collect(),
             ),
-            ConsentError::Corrupt(_) | ConsentError::Database(_) => ApiError::internal(error),
+            ConsentError::Corrupt(_) | ConsentError::Database(_) | ConsentError::Secrets(_) => {
+                ApiError::internal(error)
+            }
         }
+    }
+}
+
+impl From<MicrosOutOfRange> for ConsentError {
+    fn from(error: MicrosOutOfRange) -> Self {
+        ConsentError::Corrupt(error.to_string())
     }
 }

@@ -52,7 +52,8 @@ pub async fn mount(
     let (channel, incoming) = in_process::pipe();
     let cache = ConsentChecker::new(channel, &config.consent_checker);
     server.spawn_background("consent-check-cache", |cancel| cache.clone().follow(cancel));
-    let consent = Consent::open(db, feed, cache).await?;
+    let clock = attune_kit::clock::Clock::system();
+    let consent = Consent::open(db, feed, cache, &config.secrets, clock).await?;
     let api = ConsentApi::new(consent.clone());
     server.serve_in_process(
         "consent-in-process",

@@ -3,19 +3,23 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 
 use crate::domain::{AuditEvent, AuditVerification};
 use crate::domain::{
-    ConsentRecord, ConsentStatus, CustomerId, NewPurpose, PseudonymKey, Purpose, PurposeCode,
-    RecordConsent, RequestId,
+    ConsentRecord, ConsentStatus, CustomerId, NewPurpose, Purpose, PurposeCode, RecordConsent,
+    RequestId,
 };
 use crate::domain::{ExpiringGrant, ExpiringQuery, ExpiryWindow};
 use crate::error::ConsentError;
-use crate::store::{self, Claim, changes, ledger, purposes, secrets};
+use crate::store::{self, REQUESTS, SECRETS, WRITE_LOCK, changes, ledger, purposes};
 use crate::watch::{Batch, ChangeFeed, StartAt, WatchError};
+use attune_kit::clock::Clock;
 use attune_kit::consent::{ConsentChecker, Reason};
+use attune_kit::db::{begin_snapshot, begin_write};
+use attune_kit::idempotency::Request;
+use attune_kit::secrets::{PseudonymKey, SecretsConfig};
 use tokio_stream::wrappers::ReceiverStream;
 
 /// One purpose's answer to a check.
@@ -42,24 +46,36 @@ pub struct Consent {
     pub(crate) key: Arc<PseudonymKey>,
     pub(crate) feed: Arc<ChangeFeed>,
     cache: ConsentChecker,
+    /// Where "now" comes from: the system clock, or a test's.
+    pub(crate) clock: Clock,
 }
 
 impl Consent {
-    /// Opens the service over a migrated database, loading (on first start,
-    /// generating) its pseudonymisation key. `cache` is a consent checker that
-    /// follows this service's own change stream: checks answer from it.
+    /// Opens the service over a migrated database with its pseudonymisation key
+    /// (the one `secrets` configures, else the one generated into the database
+    /// on first start). `cache` is a consent checker that follows this service's
+    /// own change stream: checks answer from it. `clock` says what time it is
+    /// (`Clock::system()`, or a test's `ManualClock`).
     pub async fn open(
         db: DatabaseConnection,
         feed: Arc<ChangeFeed>,
         cache: ConsentChecker,
+        secrets: &SecretsConfig,
+        clock: Clock,
     ) -> Result<Self, ConsentError> {
-        let key = secrets::pseudonym_key(&db).await?;
+        let (key, _source) = SECRETS.pseudonym_key(&db, secrets).await?;
         Ok(Self {
             db,
             key: Arc::new(key),
             feed,
             cache,
+            clock,
         })
+    }
+
+    /// The current time, at the precision the store keeps.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// Creates a purpose at notice version 1.
@@ -68,24 +84,22 @@ impl Consent {
         new: NewPurpose,
         request_id: RequestId,
     ) -> Result<Purpose, ConsentError> {
-        const OPERATION: &str = "create_purpose";
-        let now = now();
-        let txn = store::begin_write(&self.db).await?;
-        let claim = store::claim(
-            &txn,
-            OPERATION,
-            request_id.as_ref(),
-            &self.key.fingerprint(&new),
-            now,
-        )
-        .await?;
-        if let Claim::Fresh = claim {
-            if !purposes::insert_new(&txn, &new, now).await? {
-                return Err(ConsentError::PurposeExists(new.code.to_string()));
-            }
-            store::audit::append(&txn, AuditEvent::purpose_created(&new), now).await?;
-            store::complete(&txn, OPERATION, request_id.as_ref(), "1".to_owned()).await?;
-        }
+        let now = self.now();
+        let txn = begin_write(&self.db, WRITE_LOCK).await?;
+        let request = Request {
+            operation: "create_purpose",
+            request_id: request_id.as_ref(),
+            fingerprint: &self.key.fingerprint(&new),
+        };
+        REQUESTS
+            .idempotent(&txn, request, now, async |txn| {
+                if !purposes::insert_new(txn, &new, now).await? {
+                    return Err(ConsentError::PurposeExists(new.code.to_string()));
+                }
+                store::audit::append(txn, AuditEvent::purpose_created(&new), now).await?;
+                Ok(1)
+            })
+            .await?;
         txn.commit().await?;
         self.get_purpose(&new.code, Some(1)).await
     }
@@ -96,30 +110,24 @@ impl Consent {
         update: NewPurpose,
         request_id: RequestId,
     ) -> Result<Purpose, ConsentError> {
-        const OPERATION: &str = "update_purpose";
-        let now = now();
-        let txn = store::begin_write(&self.db).await?;
-        let claim = store::claim(
-            &txn,
-            OPERATION,
-            request_id.as_ref(),
-            &self.key.fingerprint(&update),
-            now,
-        )
-        .await?;
-        let version = match claim {
-            Claim::Replay(outcome) => parse_version(&outcome)?,
-            Claim::Fresh => {
-                let published = purposes::publish_notice(&txn, &update, now).await?;
+        let now = self.now();
+        let txn = begin_write(&self.db, WRITE_LOCK).await?;
+        let request = Request {
+            operation: "update_purpose",
+            request_id: request_id.as_ref(),
+            fingerprint: &self.key.fingerprint(&update),
+        };
+        let version = REQUESTS
+            .idempotent(&txn, request, now, async |txn| {
+                let published = purposes::publish_notice(txn, &update, now).await?;
                 if published.new {
                     let event = AuditEvent::notice_published(&update, published.version);
-                    store::audit::append(&txn, event, now).await?;
+                    store::audit::append(txn, event, now).await?;
                 }
-                let outcome = published.version.to_string();
-                store::complete(&txn, OPERATION, request_id.as_ref(), outcome).await?;
-                published.version
-            }
-        };
+                Ok::<i32, ConsentError>(published.version)
+            })
+            .await?
+            .into_inner();
         txn.commit().await?;
         self.get_purpose(&update.code, Some(version)).await
     }
@@ -154,50 +162,41 @@ impl Consent {
     /// Records a customer's decisions, all or none. The clock-relative rules
     /// ([`RecordConsent::check_times`]) hold for a first request only.
     pub async fn record(&self, command: RecordConsent) -> Result<Vec<ConsentRecord>, ConsentError> {
-        const OPERATION: &str = "record_consent";
-        let now = now();
-        let txn = store::begin_write(&self.db).await?;
+        let now = self.now();
+        let txn = begin_write(&self.db, WRITE_LOCK).await?;
         let request_id = command.request_id.as_ref();
-        let claim = store::claim(
-            &txn,
-            OPERATION,
+        let request = Request {
+            operation: "record_consent",
             request_id,
-            &self.key.fingerprint(&command),
-            now,
-        )
-        .await?;
-        let records = match claim {
-            Claim::Replay(outcome) => {
-                let ids = outcome
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<Vec<i64>, _>>()
-                    .map_err(|_| ConsentError::Corrupt(format!("outcome of {request_id}")))?;
-                let mut found = ledger::records_by_id(&txn, &ids).await?;
-                ids.iter()
-                    .map(|id| found.remove(id))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| ConsentError::Corrupt(format!("records of {request_id}")))?
-            }
-            Claim::Fresh => {
-                // Dropping the transaction on this error rolls the claim back.
+            fingerprint: &self.key.fingerprint(&command),
+        };
+        let ids: Vec<i64> = REQUESTS
+            .idempotent(&txn, request, now, async |txn| {
+                // The error rolls the claim back with the transaction.
                 let late = command.check_times(now);
                 if !late.is_empty() {
                     return Err(ConsentError::Invalid(late));
                 }
-                let records = ledger::append(&txn, &command, now).await?;
+                let records = ledger::append(txn, &command, now).await?;
                 // The log names the customer by pseudonym only, so erasure never
                 // has to rewrite the chain.
                 let subject = self.key.subject(&command.customer);
                 for record in &records {
                     let event = AuditEvent::consent_recorded(subject.clone(), record);
-                    store::audit::append(&txn, event, now).await?;
+                    store::audit::append(txn, event, now).await?;
                 }
-                let ids: Vec<String> = records.iter().map(|r| r.record_id.to_string()).collect();
-                store::complete(&txn, OPERATION, request_id, ids.join(",")).await?;
-                records
-            }
-        };
+                Ok(records.iter().map(|record| record.record_id).collect())
+            })
+            .await?
+            .into_inner();
+        // Fresh or replayed, the records are read back by id: the outcome keeps
+        // ids only, never personal data, so erasure need not rewrite it.
+        let mut found = ledger::records_by_id(&txn, &ids).await?;
+        let records = ids
+            .iter()
+            .map(|id| found.remove(id))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ConsentError::Corrupt(format!("records of {request_id}")))?;
         txn.commit().await?;
         self.committed(&command.customer);
         Ok(records)
@@ -216,7 +215,7 @@ impl Consent {
         }
         asked.sort();
         asked.dedup();
-        let txn = store::begin_snapshot(&self.db).await?;
+        let txn = begin_snapshot(&self.db).await?;
         let position = changes::newest_position(&txn).await?;
         let current = ledger::current(&txn, customer, &asked).await?;
         let ids: Vec<i64> = current
@@ -225,7 +224,7 @@ impl Consent {
             .collect();
         let mut records = ledger::records_by_id(&txn, &ids).await?;
         txn.commit().await?;
-        let now = now();
+        let now = self.now();
         let states = asked
             .into_iter()
             .map(|purpose| {
@@ -258,7 +257,7 @@ impl Consent {
         query: &ExpiringQuery,
         limit: u32,
     ) -> Result<(Vec<ExpiringGrant>, DateTime<Utc>), ConsentError> {
-        let now = now();
+        let now = self.now();
         let (window_end, after) = match &query.window {
             ExpiryWindow::Ahead(length) => (now + *length, None),
             ExpiryWindow::Resume(cursor) => (cursor.window_end, Some(cursor)),
@@ -288,7 +287,7 @@ impl Consent {
     ) -> Result<(Vec<PurposeAnswer>, DateTime<Utc>), ConsentError> {
         let codes: Vec<&str> = asked.iter().map(AsRef::as_ref).collect();
         let verdicts = self.cache.check(customer.as_ref(), &codes).await;
-        let now = now();
+        let now = self.now();
         let cached: Option<Vec<PurposeAnswer>> = asked
             .iter()
             .zip(&verdicts)
@@ -346,16 +345,4 @@ impl Consent {
         }
         Ok(verification)
     }
-}
-
-/// The current time at the precision the store keeps, so that a fresh answer and
-/// its replay carry the same times.
-pub(crate) fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
-
-fn parse_version(outcome: &str) -> Result<i32, ConsentError> {
-    outcome
-        .parse()
-        .map_err(|_| ConsentError::Corrupt(format!("stored notice version {outcome:?}")))
 }

@@ -11,7 +11,10 @@
 //! current-state projection, and the customer's rows in the change stream (an
 //! anonymous erasure change replaces them, so caches drop what they hold).
 
+use attune_kit::db::begin_write;
+use attune_kit::idempotency::Request;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::domain::{
@@ -19,8 +22,8 @@ use crate::domain::{
     RequestId, gpc_records_withdrawal, gpc_withdrawal,
 };
 use crate::error::ConsentError;
-use crate::service::{Consent, now};
-use crate::store::{self, Claim, changes, erasure, ledger, purposes};
+use crate::service::Consent;
+use crate::store::{self, REQUESTS, WRITE_LOCK, changes, erasure, ledger, purposes};
 
 /// What a Global Privacy Control signal did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +57,7 @@ impl Consent {
     /// the customer already withdrew or denied it. The check and the withdrawal
     /// run under the write lock, so concurrent signals record one withdrawal.
     pub async fn apply_gpc(&self, customer: &CustomerId) -> Result<GpcOutcome, ConsentError> {
-        let now = now();
+        let now = self.now();
         let purpose = PurposeCode::parse(GPC_PURPOSE)
             .map_err(|_| ConsentError::Corrupt("the GPC purpose code".to_owned()))?;
         // Browsers send the signal on every request, and callers may forward it
@@ -73,7 +76,7 @@ impl Consent {
                 status: answer.status,
             });
         }
-        let txn = store::begin_write(&self.db).await?;
+        let txn = begin_write(&self.db, WRITE_LOCK).await?;
         let current = ledger::current(&txn, customer, std::slice::from_ref(&purpose))
             .await?
             .remove(purpose.as_ref());
@@ -133,20 +136,23 @@ impl Consent {
         customer: &CustomerId,
         request_id: &RequestId,
     ) -> Result<(), ConsentError> {
-        const OPERATION: &str = "export_customer_data";
-        let now = now();
-        let txn = store::begin_write(&self.db).await?;
-        let fingerprint = self.key.fingerprint(customer);
-        let claim = store::claim(&txn, OPERATION, request_id.as_ref(), &fingerprint, now).await?;
-        if let Claim::Fresh = claim {
-            let event = AuditEvent {
-                kind: AuditKind::DataExported,
-                subject: Some(self.key.subject(customer)),
-                detail: json!({ "request_id": request_id.as_ref() }),
-            };
-            store::audit::append(&txn, event, now).await?;
-            store::complete(&txn, OPERATION, request_id.as_ref(), String::new()).await?;
-        }
+        let now = self.now();
+        let txn = begin_write(&self.db, WRITE_LOCK).await?;
+        let request = Request {
+            operation: "export_customer_data",
+            request_id: request_id.as_ref(),
+            fingerprint: &self.key.fingerprint(customer),
+        };
+        REQUESTS
+            .idempotent(&txn, request, now, async |txn| {
+                let event = AuditEvent {
+                    kind: AuditKind::DataExported,
+                    subject: Some(self.key.subject(customer)),
+                    detail: json!({ "request_id": request_id.as_ref() }),
+                };
+                store::audit::append(txn, event, now).await
+            })
+            .await?;
         txn.commit().await?;
         Ok(())
     }
@@ -158,18 +164,19 @@ impl Consent {
         customer: &CustomerId,
         request_id: &RequestId,
     ) -> Result<ErasureReceipt, ConsentError> {
-        const OPERATION: &str = "erase_customer";
-        let now = now();
-        let txn = store::begin_write(&self.db).await?;
-        let fingerprint = self.key.fingerprint(customer);
-        let claim = store::claim(&txn, OPERATION, request_id.as_ref(), &fingerprint, now).await?;
-        let (count, erase_time) = match claim {
-            Claim::Replay(outcome) => parse_receipt(&outcome)?,
-            Claim::Fresh => {
+        let now = self.now();
+        let txn = begin_write(&self.db, WRITE_LOCK).await?;
+        let request = Request {
+            operation: "erase_customer",
+            request_id: request_id.as_ref(),
+            fingerprint: &self.key.fingerprint(customer),
+        };
+        let stored = REQUESTS
+            .idempotent(&txn, request, now, async |txn| {
                 let subject = self.key.subject(customer);
-                let records = erasure::pseudonymise_records(&txn, customer, &subject).await?;
-                let states = erasure::delete_states(&txn, customer).await?;
-                let changes = changes::erase_customer(&txn, customer, now).await?;
+                let records = erasure::pseudonymise_records(txn, customer, &subject).await?;
+                let states = erasure::delete_states(txn, customer).await?;
+                let changes = changes::erase_customer(txn, customer, now).await?;
                 let event = AuditEvent {
                     kind: AuditKind::CustomerErased,
                     subject: Some(subject),
@@ -180,32 +187,30 @@ impl Consent {
                         "changes_deleted": changes,
                     }),
                 };
-                store::audit::append(&txn, event, now).await?;
-                let count = i64::try_from(records + states + changes)
-                    .map_err(|_| ConsentError::Corrupt("an erasure count".to_owned()))?;
-                let outcome = format!("{count}:{}", now.timestamp_micros());
-                store::complete(&txn, OPERATION, request_id.as_ref(), outcome).await?;
+                store::audit::append(txn, event, now).await?;
                 tracing::info!(records, states, changes, "customer erased from consent");
-                (count, now)
-            }
-        };
+                Ok::<_, ConsentError>(StoredReceipt {
+                    erased_record_count: i64::try_from(records + states + changes)
+                        .map_err(|_| ConsentError::Corrupt("an erasure count".to_owned()))?,
+                    erase_time_micros: now.timestamp_micros(),
+                })
+            })
+            .await?
+            .into_inner();
         txn.commit().await?;
         self.committed(customer);
         Ok(ErasureReceipt {
-            erased_record_count: count,
+            erased_record_count: stored.erased_record_count,
             retained: RETAINED_AFTER_ERASURE.map(str::to_owned).to_vec(),
-            erase_time,
+            erase_time: attune_kit::db::micros::from_micros(stored.erase_time_micros)?,
         })
     }
 }
 
-fn parse_receipt(outcome: &str) -> Result<(i64, DateTime<Utc>), ConsentError> {
-    let corrupt = || ConsentError::Corrupt(format!("stored erasure receipt {outcome:?}"));
-    let (count, micros) = outcome.split_once(':').ok_or_else(corrupt)?;
-    let count = count.parse().map_err(|_| corrupt())?;
-    let micros = micros.parse().map_err(|_| corrupt())?;
-    Ok((
-        count,
-        DateTime::from_timestamp_micros(micros).ok_or_else(corrupt)?,
-    ))
+/// What an erasure's request log keeps to answer a retry (migration m0004
+/// converted the receipts stored before as `count:micros`).
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredReceipt {
+    erased_record_count: i64,
+    erase_time_micros: i64,
 }

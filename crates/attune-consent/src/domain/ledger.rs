@@ -11,7 +11,9 @@ pub const MAX_DECISIONS_PER_REQUEST: usize = 50;
 /// Why an expiry is refused.
 const EXPIRES_TOO_EARLY: &str = "must be after the decision time";
 
-/// How far ahead of the server's clock a client's `decide_time` may be, for clock skew.
+/// How far ahead of the server's clock a client's `decide_time` may be, for clock
+/// skew. Such a time is kept as stated but takes effect on receipt
+/// ([`RecordConsent::effective_time`]).
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Where a decision was captured.
@@ -125,6 +127,16 @@ impl RecordConsent {
         problems
     }
 
+    /// When the decisions take effect, given when the server `received` them: the
+    /// stated decision time (receipt if none), but never later than receipt. A
+    /// time ahead of the server's clock (allowed for clock skew) would otherwise
+    /// let a grant outrank a withdrawal the customer made after it, so that
+    /// CheckConsent kept answering "granted" for up to the skew.
+    pub fn effective_time(&self, received: DateTime<Utc>) -> DateTime<Utc> {
+        self.decide_time
+            .map_or(received, |stated| stated.min(received))
+    }
+
     /// Checks the rules that depend on when the request arrives: a decision may
     /// not lie in the future, and without a decision time (it is then the time of
     /// receipt) an expiry must lie ahead. Only a first request is held to them: a
@@ -162,10 +174,19 @@ pub struct ConsentRecord {
     pub request_id: String,
 }
 
+impl ConsentRecord {
+    /// When the decision took effect: its decision time, but never after the
+    /// server received it (see [`RecordConsent::effective_time`]). Records are
+    /// ordered by it, then by precedence, then by record id.
+    pub fn effective_time(&self) -> DateTime<Utc> {
+        self.decide_time.min(self.record_time)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::PseudonymKey;
+    use attune_kit::secrets::PseudonymKey;
 
     fn request(decisions: &[(&str, Decision)]) -> RecordConsent {
         RecordConsent {
@@ -220,6 +241,20 @@ mod tests {
         // Clock skew of up to a minute is tolerated.
         cmd.decide_time = Some(now + chrono::Duration::seconds(30));
         assert!(cmd.check_times(now).is_empty());
+    }
+
+    #[test]
+    fn a_decision_takes_effect_no_later_than_its_receipt() {
+        let now = Utc::now();
+        let mut cmd = request(&[("analytics", Decision::Granted)]);
+        assert_eq!(cmd.effective_time(now), now);
+        let past = now - chrono::Duration::hours(1);
+        cmd.decide_time = Some(past);
+        assert_eq!(cmd.effective_time(now), past);
+        // Ahead within the skew: accepted, kept as stated, effective on receipt.
+        cmd.decide_time = Some(now + chrono::Duration::seconds(30));
+        assert!(cmd.check_times(now).is_empty());
+        assert_eq!(cmd.effective_time(now), now);
     }
 
     #[test]

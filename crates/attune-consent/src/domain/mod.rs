@@ -8,7 +8,6 @@ mod expiry;
 mod gpc;
 mod ids;
 mod ledger;
-mod pseudonym;
 mod purpose;
 
 pub use attune_kit::consent::{ConsentStatus, CurrentDecision, Decision};
@@ -26,5 +25,4 @@ pub use ids::{CustomerId, PurposeCode, RequestId};
 pub use ledger::{
     Channel, ConsentRecord, DecisionInput, MAX_DECISIONS_PER_REQUEST, Proof, RecordConsent,
 };
-pub use pseudonym::PseudonymKey;
 pub use purpose::{DataCategory, LegalBasis, NewPurpose, Purpose, PurposeNotice};

@@ -9,9 +9,9 @@ use sea_orm::{
 use sea_orm_migration::SchemaManager;
 
 use super::entity::audit;
-use super::time::to_micros;
 use crate::domain::{AuditEntry, AuditEvent, AuditVerification, ChainVerifier};
 use crate::error::ConsentError;
+use attune_kit::db::micros::to_micros;
 
 /// How many entries verification holds in memory at a time.
 const PAGE: u64 = 1000;

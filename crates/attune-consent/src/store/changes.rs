@@ -13,9 +13,9 @@ use sea_orm::{
 
 use super::entity::{change, record, state};
 use super::ledger;
-use super::time::{from_micros, to_micros};
 use crate::domain::{Change, ChangeKind, CustomerId};
 use crate::error::ConsentError;
+use attune_kit::db::micros::{from_micros, to_micros};
 
 /// The kind stored for a recorded decision.
 pub const DECISION: &str = "decision";

@@ -7,9 +7,9 @@ use sea_orm::{
 };
 
 use super::entity::state;
-use super::time::{from_micros, to_micros};
 use crate::domain::{CustomerId, Decision, ExpiringGrant, ExpiryCursor, PurposeCode};
 use crate::error::ConsentError;
+use attune_kit::db::micros::{from_micros, to_micros};
 
 /// Up to `limit` current grants with `now < expire_time < window_end`, optionally
 /// of one purpose, ordered by (expire time, customer id, purpose code) and

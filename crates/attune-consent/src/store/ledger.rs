@@ -11,12 +11,12 @@ use sea_orm::{
 
 use super::entity::{record, state};
 use super::purposes;
-use super::time::{from_micros, to_micros};
 use crate::domain::{
     Channel, ConsentRecord, CurrentDecision, CustomerId, Decision, LegalBasis, Proof, PurposeCode,
     RecordConsent,
 };
 use crate::error::ConsentError;
+use attune_kit::db::micros::{from_micros, to_micros};
 
 /// Appends the request's decisions and moves each purpose's current state forward
 /// when the new decision supersedes it. Runs inside the caller's write transaction.
@@ -43,6 +43,7 @@ pub async fn append(
     }
 
     let decide_time = command.decide_time.unwrap_or(now);
+    let effective_time = to_micros(command.effective_time(now));
     let mut records = Vec::with_capacity(command.decisions.len());
     for input in &command.decisions {
         let expire_time = match input.decision {
@@ -65,19 +66,21 @@ pub async fn append(
             request_id: Set(command.request_id.as_ref().to_owned()),
         };
         let stored = record::Entity::insert(row).exec_with_returning(txn).await?;
-        advance_state(txn, &stored, input.decision).await?;
+        advance_state(txn, &stored, input.decision, effective_time).await?;
         super::changes::record_decision(txn, &stored, now).await?;
         records.push(to_domain(stored)?);
     }
     Ok(records)
 }
 
-/// Makes `stored` the current decision unless the current one outranks it. One
-/// guarded upsert, so concurrent writers cannot interleave a read and a write.
+/// Makes `stored` the current decision unless the current one outranks it: the
+/// later effective time wins, then the higher precedence, then the later record.
+/// One guarded upsert, so concurrent writers cannot interleave a read and a write.
 async fn advance_state(
     txn: &impl ConnectionTrait,
     stored: &record::Model,
     decision: Decision,
+    effective_time: i64,
 ) -> Result<(), ConsentError> {
     let row = state::ActiveModel {
         customer_id: Set(stored.customer_id.clone()),
@@ -88,6 +91,7 @@ async fn advance_state(
         notice_version: Set(stored.notice_version),
         decide_time: Set(stored.decide_time),
         expire_time: Set(stored.expire_time),
+        effective_time: Set(effective_time),
     };
     state::Entity::insert(row)
         .on_conflict(
@@ -99,10 +103,12 @@ async fn advance_state(
                     state::Column::NoticeVersion,
                     state::Column::DecideTime,
                     state::Column::ExpireTime,
+                    state::Column::EffectiveTime,
                 ])
                 .action_and_where(Expr::cust(
-                    "(excluded.decide_time, excluded.precedence, excluded.record_id) > \
-                     (consent_states.decide_time, consent_states.precedence, consent_states.record_id)",
+                    "(excluded.effective_time, excluded.precedence, excluded.record_id) > \
+                     (consent_states.effective_time, consent_states.precedence, \
+                     consent_states.record_id)",
                 ))
                 .to_owned(),
         )

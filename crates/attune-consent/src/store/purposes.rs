@@ -10,9 +10,9 @@ use sea_orm::{
 };
 
 use super::entity::{notice, purpose};
-use super::time::{from_micros, to_micros};
 use crate::domain::{DataCategory, LegalBasis, NewPurpose, Purpose, PurposeCode, PurposeNotice};
 use crate::error::ConsentError;
+use attune_kit::db::micros::{from_micros, to_micros};
 
 /// Inserts a purpose with its notice as version 1; false when the code is taken.
 pub async fn insert_new(

@@ -6,6 +6,4 @@ pub mod change;
 pub mod notice;
 pub mod purpose;
 pub mod record;
-pub mod request;
-pub mod secret;
 pub mod state;

@@ -14,8 +14,12 @@ pub struct Model {
     /// `Decision::precedence`, stored so the database can order ties.
     pub precedence: i16,
     pub notice_version: i32,
+    /// The decision time as stated by the client.
     pub decide_time: i64,
     pub expire_time: Option<i64>,
+    /// What orders decisions: the decision time, but never later than the
+    /// record time (`ConsentRecord::effective_time`).
+    pub effective_time: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_create_tables;
 mod m0002_seed_default_catalogue;
 mod m0003_changes_audit_secrets;
+mod m0004_json_outcomes_effective_time;
 
 /// Consent's migrations, tracked in their own table because in one-process mode
 /// every service's migrator shares one database.
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_create_tables::Migration),
             Box::new(m0002_seed_default_catalogue::Migration),
             Box::new(m0003_changes_audit_secrets::Migration),
+            Box::new(m0004_json_outcomes_effective_time::Migration),
         ]
     }
 
