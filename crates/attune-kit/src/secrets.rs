@@ -389,6 +389,31 @@ mod tests {
         assert_eq!(SecretsConfig::default().configured_key().unwrap(), None);
     }
 
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+    fn the_key_is_read_from_the_environment_and_the_file_from_a_flag() {
+        use crate::config::{Config, ConfigArgs};
+        figment::Jail::expect_with(|jail| {
+            // Digits and an `e` first: it must stay text, not become a number.
+            let key = format!("1e5{}", "0".repeat(61));
+            jail.set_env("ATTUNE_SECRETS__PSEUDONYM_KEY", &key);
+            let config = Config::load(&ConfigArgs::default()).unwrap();
+            assert_eq!(config.secrets.pseudonym_key, Some(SecretText::new(key.clone())));
+            assert!(!format!("{config:?}").contains(&key));
+            jail.clear_env();
+            let args = ConfigArgs {
+                pseudonym_key_file: Some(PathBuf::from("/run/secrets/pseudonym-key")),
+                ..ConfigArgs::default()
+            };
+            let config = Config::load(&args).unwrap();
+            assert_eq!(
+                config.secrets.pseudonym_key_file,
+                Some(PathBuf::from("/run/secrets/pseudonym-key"))
+            );
+            Ok(())
+        });
+    }
+
     async fn generated_once_configured_wins(backend: Backend) {
         let Some(test) = fresh_test_database_on(backend, "kit_secrets")
             .await
