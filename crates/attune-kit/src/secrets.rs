@@ -398,7 +398,10 @@ mod tests {
             let key = format!("1e5{}", "0".repeat(61));
             jail.set_env("ATTUNE_SECRETS__PSEUDONYM_KEY", &key);
             let config = Config::load(&ConfigArgs::default()).unwrap();
-            assert_eq!(config.secrets.pseudonym_key, Some(SecretText::new(key.clone())));
+            assert_eq!(
+                config.secrets.pseudonym_key,
+                Some(SecretText::new(key.clone()))
+            );
             assert!(!format!("{config:?}").contains(&key));
             jail.clear_env();
             let args = ConfigArgs {

@@ -5,8 +5,8 @@
 //! An entry's hash covers the previous entry's hash and the entry's own content,
 //! but not its sequence number: an entry moved to another place still matches its
 //! own hash, and it is the link to its new neighbour that breaks. Subjects are
-//! keyed pseudonyms (see [`super::PseudonymKey::subject`]), never customer ids, so
-//! erasing a customer never has to rewrite the chain.
+//! keyed pseudonyms (see [`attune_kit::secrets::PseudonymKey::subject`]), never
+//! customer ids, so erasing a customer never has to rewrite the chain.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};

@@ -17,8 +17,9 @@ use attune_kit::db::micros::to_micros;
 const PAGE: u64 = 1000;
 
 /// Appends `event` after the newest entry. Must run inside a transaction begun
-/// with `store::begin_write`: its lock is what keeps two writers from taking the
-/// same sequence or chaining to the same previous entry.
+/// with `attune_kit::db::begin_write` under consent's `WRITE_LOCK`: its lock is
+/// what keeps two writers from taking the same sequence or chaining to the same
+/// previous entry.
 pub async fn append(
     txn: &impl ConnectionTrait,
     event: AuditEvent,
