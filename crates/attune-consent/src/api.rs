@@ -124,7 +124,7 @@ impl ConsentService for ConsentApi {
         request: Request<pb::RecordConsentRequest>,
     ) -> RpcResult<pb::RecordConsentResponse> {
         let gpc = gpc_signalled(request.metadata());
-        let now = chrono::Utc::now();
+        let now = self.consent.now();
         let command = convert::record_consent(request.into_inner(), now)?;
         // A request late for its own times is either a retry, answered as first
         // recorded, or refused by the service: in both cases it changes nothing.
