@@ -2,50 +2,18 @@
 //! The ids every service shares ([`CustomerId`], [`RequestId`]) come from the kit;
 //! the purpose code is consent's own.
 
-use std::fmt;
-
-use serde::Serialize;
-
 pub use attune_kit::types::{CustomerId, RequestId};
 
-/// A purpose's stable code: lower snake case, 2 to 64 characters, starting with a
-/// letter (`personalization`, `marketing_email`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct PurposeCode(String);
+attune_kit::text_id! {
+    /// A purpose's stable code: lower snake case, 2 to 64 characters, starting with a
+    /// letter (`personalization`, `marketing_email`).
+    pub struct PurposeCode;
+    rule = |raw| attune_kit::types::snake_case(raw, PurposeCode::MAX_LEN);
+}
 
 impl PurposeCode {
     /// The longest code accepted.
     pub const MAX_LEN: usize = 64;
-
-    /// Parses a purpose code, saying what is wrong with it otherwise.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.is_empty() {
-            return Err("must not be empty".into());
-        }
-        if raw.len() < 2 || raw.len() > Self::MAX_LEN {
-            return Err(format!("must be 2 to {} characters", Self::MAX_LEN));
-        }
-        let starts_with_letter = raw.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
-        let snake = raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !starts_with_letter || !snake {
-            return Err("must be lower snake case (a-z, 0-9, _) starting with a letter".into());
-        }
-        Ok(Self(raw.to_owned()))
-    }
-}
-
-impl AsRef<str> for PurposeCode {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for PurposeCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 #[cfg(test)]

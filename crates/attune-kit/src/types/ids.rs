@@ -1,92 +1,149 @@
 //! Identifiers parsed once at the edge: after `parse`, a value is known to be valid.
+//!
+//! [`text_id!`](crate::text_id) declares such an id for any service, so each
+//! writes only its rule.
 
-use std::fmt;
-
-use serde::Serialize;
-
-/// The retailer's id for a customer: 1 to 128 printable ASCII characters, no spaces.
+/// Declares an id: a `String` newtype whose only constructor is `parse`, which
+/// accepts what the rule (a `fn(&str) -> Result<(), String>` saying what is
+/// wrong) accepts. It reads with `AsRef<str>` and `Display`, and serializes as
+/// its string.
 ///
-/// Ids come from many systems (web shop, POS, CRM), so the format is deliberately
-/// loose; the bound keeps keys and indexes small. A customer id is personal data:
-/// never log it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct CustomerId(String);
+/// ```
+/// attune_kit::text_id! {
+///     /// A catalogue item's id.
+///     pub struct ItemId;
+///     rule = |raw| attune_kit::types::printable_ascii(raw, 128);
+/// }
+/// assert!(ItemId::parse("sku-1").is_ok());
+/// assert!(ItemId::parse("").is_err());
+/// ```
+#[macro_export]
+macro_rules! text_id {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident;
+        rule = $rule:expr;
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses the id, saying what is wrong with it otherwise.
+            pub fn parse(raw: &str) -> Result<Self, String> {
+                let rule: fn(&str) -> Result<(), String> = $rule;
+                rule(raw).map(|()| Self(raw.to_owned()))
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl $crate::types::__serde::Serialize for $name {
+            fn serialize<S: $crate::types::__serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+    };
+}
+
+/// The loose rule for ids that come from the retailer's many systems: 1 to
+/// `max_len` printable ASCII characters, no spaces.
+pub fn printable_ascii(raw: &str, max_len: usize) -> Result<(), String> {
+    if raw.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if raw.len() > max_len {
+        return Err(format!("must be at most {max_len} characters"));
+    }
+    if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces".into());
+    }
+    Ok(())
+}
+
+/// The rule for stable codes people choose (purposes, rules, tiers): lower snake
+/// case, 2 to `max_len` characters, starting with a letter.
+pub fn snake_case(raw: &str, max_len: usize) -> Result<(), String> {
+    if raw.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if raw.len() < 2 || raw.len() > max_len {
+        return Err(format!("must be 2 to {max_len} characters"));
+    }
+    let starts_with_letter = raw.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
+    let snake = raw
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !starts_with_letter || !snake {
+        return Err("must be lower snake case (a-z, 0-9, _) starting with a letter".into());
+    }
+    Ok(())
+}
+
+crate::text_id! {
+    /// The retailer's id for a customer: 1 to 128 printable ASCII characters, no
+    /// spaces.
+    ///
+    /// Ids come from many systems (web shop, POS, CRM), so the format is
+    /// deliberately loose; the bound keeps keys and indexes small. A customer id
+    /// is personal data: never log it.
+    pub struct CustomerId;
+    rule = |raw| printable_ascii(raw, CustomerId::MAX_LEN);
+}
 
 impl CustomerId {
     /// The longest id accepted.
     pub const MAX_LEN: usize = 128;
-
-    /// Parses a customer id, saying what is wrong with it otherwise.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.is_empty() {
-            return Err("must not be empty".into());
-        }
-        if raw.len() > Self::MAX_LEN {
-            return Err(format!("must be at most {} characters", Self::MAX_LEN));
-        }
-        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("must be printable ASCII without spaces".into());
-        }
-        Ok(Self(raw.to_owned()))
-    }
 }
 
-impl AsRef<str> for CustomerId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
+crate::text_id! {
+    /// A client-chosen id that makes a write safe to retry: 1 to 64 characters of
+    /// `A-Z a-z 0-9 . _ : -` (a UUID fits).
+    pub struct RequestId;
+    rule = request_id_rule;
 }
-
-impl fmt::Display for CustomerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A client-chosen id that makes a write safe to retry: 1 to 64 characters of
-/// `A-Z a-z 0-9 . _ : -` (a UUID fits).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct RequestId(String);
 
 impl RequestId {
     /// The longest id accepted.
     pub const MAX_LEN: usize = 64;
-
-    /// Parses a request id, saying what is wrong with it otherwise.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.is_empty() {
-            return Err(
-                "must not be empty: choose one id per logical write (a UUID) and reuse it on retry"
-                    .into(),
-            );
-        }
-        if raw.len() > Self::MAX_LEN {
-            return Err(format!("must be at most {} characters", Self::MAX_LEN));
-        }
-        if !raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-        {
-            return Err("may only contain A-Z, a-z, 0-9, '.', '_', ':' and '-'".into());
-        }
-        Ok(Self(raw.to_owned()))
-    }
 }
 
-impl AsRef<str> for RequestId {
-    fn as_ref(&self) -> &str {
-        &self.0
+fn request_id_rule(raw: &str) -> Result<(), String> {
+    if raw.is_empty() {
+        return Err(
+            "must not be empty: choose one id per logical write (a UUID) and reuse it on retry"
+                .into(),
+        );
     }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+    if raw.len() > RequestId::MAX_LEN {
+        return Err(format!("must be at most {} characters", RequestId::MAX_LEN));
     }
+    if !raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    {
+        return Err("may only contain A-Z, a-z, 0-9, '.', '_', ':' and '-'".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // panics fail tests
+
     use super::*;
 
     #[test]
@@ -158,5 +215,40 @@ mod tests {
                 "{raw:?}"
             );
         }
+    }
+
+    #[test]
+    fn ids_serialize_as_their_string() {
+        let id = CustomerId::parse("cust-1").unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"cust-1\"");
+    }
+
+    #[test]
+    fn snake_case_rejects_empty() {
+        assert_eq!(snake_case("", 64), Err("must not be empty".into()));
+    }
+
+    #[test]
+    fn snake_case_rejects_too_short_and_too_long() {
+        assert_eq!(
+            snake_case("a", 64),
+            Err("must be 2 to 64 characters".into())
+        );
+        assert_eq!(
+            snake_case(&"a".repeat(65), 64),
+            Err("must be 2 to 64 characters".into())
+        );
+    }
+
+    #[test]
+    fn snake_case_rejects_other_shapes() {
+        for raw in ["Upper", "with-dash", "1st", "_lead", "caf\u{e9}"] {
+            assert_eq!(
+                snake_case(raw, 64),
+                Err("must be lower snake case (a-z, 0-9, _) starting with a letter".into()),
+                "{raw:?}"
+            );
+        }
+        assert_eq!(snake_case("v2_offers", 64), Ok(()));
     }
 }

@@ -1,7 +1,8 @@
 //! The values every service speaks of, parsed once at the edge, with their wire
 //! conversions in one place.
 //!
-//! - [`CustomerId`], [`RequestId`]: ids, each with `parse` as its only constructor.
+//! - [`CustomerId`], [`RequestId`]: ids, each with `parse` as its only constructor;
+//!   [`text_id!`](crate::text_id) declares a service's own ids the same way.
 //! - [`Channel`], [`DataCategory`], [`DeliveryMethod`], [`PaymentMethod`],
 //!   [`DayOfWeek`]: the enums of `attune.common.v1`, exhaustive in the domain.
 //! - [`Money`] and [`Currency`]: integer minor units of an ISO 4217 currency.
@@ -98,9 +99,13 @@ pub use category::DataCategory;
 pub use channel::Channel;
 pub use day::DayOfWeek;
 pub use delivery::DeliveryMethod;
-pub use ids::{CustomerId, RequestId};
+pub use ids::{CustomerId, RequestId, printable_ascii, snake_case};
 pub use money::{Currency, Money, MoneyError};
 pub use payment::PaymentMethod;
+
+/// For [`text_id!`](crate::text_id): services need not depend on serde to use it.
+#[doc(hidden)]
+pub use serde as __serde;
 
 #[cfg(test)]
 mod tests {

@@ -126,28 +126,21 @@ impl Money {
 
     /// The sum of two amounts in one currency.
     pub fn checked_add(self, other: Self) -> Result<Self, MoneyError> {
-        self.same_currency(other)?;
-        self.amount_minor
-            .checked_add(other.amount_minor)
-            .map(|amount| Self::new(amount, self.currency))
-            .ok_or(MoneyError::Overflow)
+        self.combine(other, i64::checked_add)
     }
 
     /// The difference of two amounts in one currency.
     pub fn checked_sub(self, other: Self) -> Result<Self, MoneyError> {
-        self.same_currency(other)?;
-        self.amount_minor
-            .checked_sub(other.amount_minor)
-            .map(|amount| Self::new(amount, self.currency))
-            .ok_or(MoneyError::Overflow)
+        self.combine(other, i64::checked_sub)
     }
 
-    fn same_currency(self, other: Self) -> Result<(), MoneyError> {
-        if self.currency == other.currency {
-            Ok(())
-        } else {
-            Err(MoneyError::CurrencyMismatch(self.currency, other.currency))
+    fn combine(self, other: Self, op: fn(i64, i64) -> Option<i64>) -> Result<Self, MoneyError> {
+        if self.currency != other.currency {
+            return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
         }
+        op(self.amount_minor, other.amount_minor)
+            .map(|amount| Self::new(amount, self.currency))
+            .ok_or(MoneyError::Overflow)
     }
 }
 
