@@ -106,6 +106,18 @@ impl Money {
             .map_err(|problem| FieldViolation::new(format!("{field}.currency_code"), problem))
     }
 
+    /// Reads a wire `Money` a request must carry as `field`: absent is a
+    /// violation of `field`, a bad currency of `<field>.currency_code`.
+    pub fn from_proto_required(
+        field: &str,
+        money: Option<pb::Money>,
+    ) -> Result<Self, FieldViolation> {
+        money.map_or_else(
+            || Err(FieldViolation::new(field, "must be set")),
+            |money| Self::from_proto(field, money),
+        )
+    }
+
     /// The wire `Money`.
     pub fn to_proto(self) -> pb::Money {
         pb::Money {
@@ -416,6 +428,16 @@ mod tests {
                 "must not be empty"
             ))
         );
+    }
+
+    #[test]
+    fn absent_required_money_names_the_field() {
+        assert_eq!(
+            Money::from_proto_required("amount", None),
+            Err(FieldViolation::new("amount", "must be set"))
+        );
+        let wire = eur(5).to_proto();
+        assert_eq!(Money::from_proto_required("amount", Some(wire)), Ok(eur(5)));
     }
 
     #[test]

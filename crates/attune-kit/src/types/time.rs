@@ -31,6 +31,11 @@ pub fn from_proto(timestamp: Timestamp) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| "is not a valid time".to_owned())
 }
 
+/// Reads a wire time a request must carry: absent is "must be set".
+pub fn from_proto_required(timestamp: Option<Timestamp>) -> Result<DateTime<Utc>, String> {
+    timestamp.map_or_else(|| Err("must be set".to_owned()), from_proto)
+}
+
 /// Reads an optional wire time: `None` stays `None`.
 pub fn from_proto_optional(timestamp: Option<Timestamp>) -> Result<Option<DateTime<Utc>>, String> {
     timestamp.map(from_proto).transpose()
@@ -105,6 +110,12 @@ mod tests {
             Err("must lie in the years 1 to 9999".to_owned())
         );
         assert!(from_proto(at(i64::MAX, 0)).is_err());
+    }
+
+    #[test]
+    fn an_absent_required_time_must_be_set() {
+        assert_eq!(from_proto_required(None), Err("must be set".to_owned()));
+        assert!(from_proto_required(Some(at(0, 0))).is_ok());
     }
 
     #[test]
