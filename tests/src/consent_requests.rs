@@ -22,12 +22,7 @@ pub fn request_id() -> String {
 /// `time` as a protobuf timestamp, cut to the microseconds the store keeps, so that
 /// it compares equal to the time read back.
 pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
-    let time = time.trunc_subsecs(6);
-    Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos())
-            .expect("a second has fewer nanoseconds than an i32 holds"),
-    }
+    attune_kit::types::time::to_proto(time.trunc_subsecs(6))
 }
 
 /// `decision` on the purpose `code`, under its first notice.

@@ -4,8 +4,9 @@
 use std::pin::Pin;
 
 use attune_kit::error::{ApiError, Violations, checked};
-use attune_kit::pagination::{decode_cursor, encode_page_token, page_size};
+use attune_kit::pagination::{decode_cursor, next_page, page_size};
 use attune_kit::privacy::gpc_signalled;
+use attune_kit::types::time;
 use attune_proto::consent::v1 as pb;
 use attune_proto::consent::v1::consent_service_server::ConsentService;
 use tokio_stream::{Stream, StreamExt};
@@ -107,12 +108,12 @@ impl ConsentService for ConsentApi {
         let after = decode_cursor(&mut v, "page_token", &page_token, |c| Some(c.to_owned()));
         v.finish()?;
         let limit = checked(limit);
-        let mut purposes = self
+        let purposes = self
             .consent
             .list_purposes(after.as_deref(), limit + 1)
             .await
             .map_err(ApiError::from)?;
-        let next_page_token = next_token(&mut purposes, limit, |p| p.code.to_string());
+        let (purposes, next_page_token) = next_page(purposes, limit, |p| p.code.to_string());
         Ok(Response::new(pb::ListPurposesResponse {
             purposes: purposes.into_iter().map(convert::purpose_to).collect(),
             next_page_token,
@@ -198,12 +199,12 @@ impl ConsentService for ConsentApi {
         let after = decode_cursor(&mut v, "page_token", &page_token, |c| c.parse::<i64>().ok());
         v.finish()?;
         let (customer, limit) = (checked(customer), checked(limit));
-        let mut records = self
+        let records = self
             .consent
             .history(&customer, purpose.as_ref(), after, limit + 1)
             .await
             .map_err(ApiError::from)?;
-        let next_page_token = next_token(&mut records, limit, |r| r.record_id.to_string());
+        let (records, next_page_token) = next_page(records, limit, |r| r.record_id.to_string());
         Ok(Response::new(pb::ListConsentHistoryResponse {
             records: records.into_iter().map(convert::record_to).collect(),
             next_page_token,
@@ -248,7 +249,7 @@ impl ConsentService for ConsentApi {
                     notice_version: answer.notice_version.unwrap_or(0),
                 })
                 .collect(),
-            check_time: Some(convert::timestamp_to(now)),
+            check_time: Some(time::to_proto(now)),
         }))
     }
 
@@ -280,12 +281,12 @@ impl ConsentService for ConsentApi {
         request: Request<pb::ListExpiringConsentsRequest>,
     ) -> RpcResult<pb::ListExpiringConsentsResponse> {
         let (query, limit) = convert::list_expiring_consents(request.into_inner())?;
-        let (mut grants, window_end) = self
+        let (grants, window_end) = self
             .consent
             .expiring(&query, limit + 1)
             .await
             .map_err(ApiError::from)?;
-        let next_page_token = next_token(&mut grants, limit, |grant| {
+        let (grants, next_page_token) = next_page(grants, limit, |grant| {
             ExpiryCursor::after(window_end, grant).encode()
         });
         Ok(Response::new(pb::ListExpiringConsentsResponse {
@@ -336,21 +337,4 @@ impl ConsentApi {
         }
         Ok(())
     }
-}
-
-/// Trims a page fetched with one extra row and returns the token for the next page:
-/// the extra row's presence is how we know there is one.
-pub(crate) fn next_token<T>(
-    rows: &mut Vec<T>,
-    limit: u32,
-    cursor: impl Fn(&T) -> String,
-) -> String {
-    let limit = usize::try_from(limit).expect("page sizes fit in usize");
-    if rows.len() <= limit {
-        return String::new();
-    }
-    rows.truncate(limit);
-    rows.last()
-        .map(|row| encode_page_token(&cursor(row)))
-        .unwrap_or_default()
 }

@@ -1,17 +1,17 @@
 //! Between the wire and the domain. Requests are destructured without `..`, so a
 //! new proto field does not compile until someone decides what it means here.
 
+use attune_kit::consent::wire::{decision_from_proto, decision_to_proto};
 use attune_kit::error::{ApiError, Violations, checked};
 use attune_kit::pagination::{decode_cursor, page_size};
 use attune_kit::privacy::struct_from_json;
-use attune_proto::common::v1 as common_pb;
+use attune_kit::types::time;
 use attune_proto::consent::v1 as pb;
 use attune_proto::privacy::v1 as privacy_pb;
-use chrono::{DateTime, SubsecRound, Utc};
-use prost_types::Timestamp;
+use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Change, ChangeKind, Channel, ConsentRecord, ConsentStatus, CustomerId, DataCategory, Decision,
+    Change, ChangeKind, Channel, ConsentRecord, ConsentStatus, CustomerId, DataCategory,
     DecisionInput, LegalBasis, NewPurpose, Proof, Purpose, PurposeCode, PurposeNotice,
     RecordConsent, RequestId,
 };
@@ -78,7 +78,7 @@ fn purpose_change(
     for (index, raw) in data_categories.iter().enumerate() {
         if let Some(category) = v.check(
             format!("data_categories[{index}]"),
-            data_category_from(*raw),
+            DataCategory::from_proto(*raw),
         ) {
             categories.push(category);
         }
@@ -123,10 +123,10 @@ pub fn record_consent(
     let mut v = Violations::default();
     let customer = v.check("customer_id", CustomerId::parse(&customer_id));
     let request_id = v.check("request_id", RequestId::parse(&request_id));
-    let channel = v.check("channel", channel_from(channel));
+    let channel = v.check("channel", Channel::from_proto(channel));
     let proof = proof_from(&mut v, proof.unwrap_or_default());
-    let decide_time = decide_time.and_then(|t| v.check("decide_time", timestamp_from(t)));
-    let expire_time = expire_time.and_then(|t| v.check("expire_time", timestamp_from(t)));
+    let decide_time = decide_time.and_then(|t| v.check("decide_time", time::from_proto(t)));
+    let expire_time = expire_time.and_then(|t| v.check("expire_time", time::from_proto(t)));
     let mut inputs = Vec::with_capacity(decisions.len());
     for (index, decision) in decisions.into_iter().enumerate() {
         let pb::PurposeDecision {
@@ -140,7 +140,7 @@ pub fn record_consent(
         );
         let decision = v.check(
             format!("decisions[{index}].decision"),
-            decision_from(decision),
+            decision_from_proto(decision),
         );
         if notice_version < 1 {
             v.add(
@@ -242,8 +242,8 @@ pub fn expiring_to(grant: ExpiringGrant) -> pb::ExpiringConsent {
             record_id,
             decision: pb::Decision::Granted.into(),
             notice_version,
-            decide_time: Some(timestamp_to(decide_time)),
-            expire_time: Some(timestamp_to(expire_time)),
+            decide_time: Some(time::to_proto(decide_time)),
+            expire_time: Some(time::to_proto(expire_time)),
         }),
     }
 }
@@ -273,21 +273,6 @@ fn proof_from(v: &mut Violations, proof: pb::ConsentProof) -> Proof {
     }
 }
 
-/// A wire timestamp as a UTC time at the store's precision (microseconds).
-fn timestamp_from(timestamp: Timestamp) -> Result<DateTime<Utc>, String> {
-    let nanos = u32::try_from(timestamp.nanos).map_err(|_| "has negative nanos".to_owned())?;
-    DateTime::from_timestamp(timestamp.seconds, nanos)
-        .map(|time| time.trunc_subsecs(6))
-        .ok_or_else(|| "is not a valid time".to_owned())
-}
-
-pub fn timestamp_to(time: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: time.timestamp(),
-        nanos: i32::try_from(time.timestamp_subsec_nanos()).expect("subsecond nanos fit in i32"),
-    }
-}
-
 fn legal_basis_from(raw: i32) -> Result<LegalBasis, String> {
     match pb::LegalBasis::try_from(raw) {
         Ok(pb::LegalBasis::Unspecified) => Err("must be set".into()),
@@ -309,88 +294,6 @@ fn legal_basis_to(basis: LegalBasis) -> pb::LegalBasis {
         LegalBasis::VitalInterests => pb::LegalBasis::VitalInterests,
         LegalBasis::PublicTask => pb::LegalBasis::PublicTask,
         LegalBasis::LegitimateInterests => pb::LegalBasis::LegitimateInterests,
-    }
-}
-
-fn data_category_from(raw: i32) -> Result<DataCategory, String> {
-    use common_pb::DataCategory as Wire;
-    match Wire::try_from(raw) {
-        Ok(Wire::Unspecified) => Err("must be set".into()),
-        Ok(Wire::Identifiers) => Ok(DataCategory::Identifiers),
-        Ok(Wire::Contact) => Ok(DataCategory::Contact),
-        Ok(Wire::Demographics) => Ok(DataCategory::Demographics),
-        Ok(Wire::Preferences) => Ok(DataCategory::Preferences),
-        Ok(Wire::Browsing) => Ok(DataCategory::Browsing),
-        Ok(Wire::Purchases) => Ok(DataCategory::Purchases),
-        Ok(Wire::Location) => Ok(DataCategory::Location),
-        Ok(Wire::Loyalty) => Ok(DataCategory::Loyalty),
-        Ok(Wire::Payment) => Ok(DataCategory::Payment),
-        Ok(Wire::Engagement) => Ok(DataCategory::Engagement),
-        Ok(Wire::Device) => Ok(DataCategory::Device),
-        Err(_) => Err(format!("{raw} is not a known data category")),
-    }
-}
-
-fn data_category_to(category: DataCategory) -> common_pb::DataCategory {
-    use common_pb::DataCategory as Wire;
-    match category {
-        DataCategory::Identifiers => Wire::Identifiers,
-        DataCategory::Contact => Wire::Contact,
-        DataCategory::Demographics => Wire::Demographics,
-        DataCategory::Preferences => Wire::Preferences,
-        DataCategory::Browsing => Wire::Browsing,
-        DataCategory::Purchases => Wire::Purchases,
-        DataCategory::Location => Wire::Location,
-        DataCategory::Loyalty => Wire::Loyalty,
-        DataCategory::Payment => Wire::Payment,
-        DataCategory::Engagement => Wire::Engagement,
-        DataCategory::Device => Wire::Device,
-    }
-}
-
-fn decision_from(raw: i32) -> Result<Decision, String> {
-    match pb::Decision::try_from(raw) {
-        Ok(pb::Decision::Unspecified) => Err("must be set".into()),
-        Ok(pb::Decision::Granted) => Ok(Decision::Granted),
-        Ok(pb::Decision::Denied) => Ok(Decision::Denied),
-        Ok(pb::Decision::Withdrawn) => Ok(Decision::Withdrawn),
-        Err(_) => Err(format!("{raw} is not a known decision")),
-    }
-}
-
-fn decision_to(decision: Decision) -> pb::Decision {
-    match decision {
-        Decision::Granted => pb::Decision::Granted,
-        Decision::Denied => pb::Decision::Denied,
-        Decision::Withdrawn => pb::Decision::Withdrawn,
-    }
-}
-
-fn channel_from(raw: i32) -> Result<Channel, String> {
-    use common_pb::Channel as Wire;
-    match Wire::try_from(raw) {
-        Ok(Wire::Unspecified) => Err("must be set".into()),
-        Ok(Wire::Web) => Ok(Channel::Web),
-        Ok(Wire::App) => Ok(Channel::App),
-        Ok(Wire::Store) => Ok(Channel::Store),
-        Ok(Wire::Email) => Ok(Channel::Email),
-        Ok(Wire::CallCentre) => Ok(Channel::CallCentre),
-        Ok(Wire::Sms) => Ok(Channel::Sms),
-        Ok(Wire::Backend) => Ok(Channel::Backend),
-        Err(_) => Err(format!("{raw} is not a known channel")),
-    }
-}
-
-fn channel_to(channel: Channel) -> common_pb::Channel {
-    use common_pb::Channel as Wire;
-    match channel {
-        Channel::Web => Wire::Web,
-        Channel::App => Wire::App,
-        Channel::Store => Wire::Store,
-        Channel::Email => Wire::Email,
-        Channel::CallCentre => Wire::CallCentre,
-        Channel::Sms => Wire::Sms,
-        Channel::Backend => Wire::Backend,
     }
 }
 
@@ -453,11 +356,11 @@ pub fn purpose_to(purpose: Purpose) -> pb::Purpose {
         data_categories: notice
             .data_categories()
             .iter()
-            .map(|category| data_category_to(*category).into())
+            .map(|&category| i32::from(category))
             .collect(),
         notice_version,
-        create_time: Some(timestamp_to(create_time)),
-        notice_publish_time: Some(timestamp_to(notice_publish_time)),
+        create_time: Some(time::to_proto(create_time)),
+        notice_publish_time: Some(time::to_proto(notice_publish_time)),
     }
 }
 
@@ -480,17 +383,17 @@ pub fn record_to(record: ConsentRecord) -> pb::ConsentRecord {
         record_id,
         customer_id: customer.to_string(),
         purpose_code: purpose.to_string(),
-        decision: decision_to(decision).into(),
+        decision: decision_to_proto(decision).into(),
         notice_version,
-        channel: channel_to(channel).into(),
+        channel: channel.into(),
         proof: has_proof.then(|| pb::ConsentProof {
             form_hash: proof.form_hash.unwrap_or_default(),
             user_agent: proof.user_agent.unwrap_or_default(),
             captured_by: proof.captured_by.unwrap_or_default(),
         }),
-        decide_time: Some(timestamp_to(decide_time)),
-        expire_time: expire_time.map(timestamp_to),
-        record_time: Some(timestamp_to(record_time)),
+        decide_time: Some(time::to_proto(decide_time)),
+        expire_time: expire_time.map(time::to_proto),
+        record_time: Some(time::to_proto(record_time)),
         request_id,
     }
 }
@@ -522,7 +425,7 @@ pub fn watch_response(batch: Batch) -> pb::WatchConsentChangesResponse {
     pb::WatchConsentChangesResponse {
         changes: changes.into_iter().map(change_to).collect(),
         position,
-        send_time: Some(timestamp_to(send_time)),
+        send_time: Some(time::to_proto(send_time)),
     }
 }
 
@@ -545,7 +448,7 @@ fn change_to(change: Change) -> pb::ConsentChange {
     };
     pb::ConsentChange {
         position,
-        change_time: Some(timestamp_to(change_time)),
+        change_time: Some(time::to_proto(change_time)),
         change: Some(change),
     }
 }
@@ -553,10 +456,10 @@ fn change_to(change: Change) -> pb::ConsentChange {
 fn summary_to(record: &ConsentRecord) -> pb::DecisionSummary {
     pb::DecisionSummary {
         record_id: record.record_id,
-        decision: decision_to(record.decision).into(),
+        decision: decision_to_proto(record.decision).into(),
         notice_version: record.notice_version,
-        decide_time: Some(timestamp_to(record.decide_time)),
-        expire_time: record.expire_time.map(timestamp_to),
+        decide_time: Some(time::to_proto(record.decide_time)),
+        expire_time: record.expire_time.map(time::to_proto),
     }
 }
 
@@ -582,7 +485,7 @@ pub fn record_export(record: ConsentRecord) -> privacy_pb::DataRecord {
     privacy_pb::DataRecord {
         kind: "consent_decision".to_owned(),
         id: record.record_id.to_string(),
-        update_time: Some(timestamp_to(record.record_time)),
+        update_time: Some(time::to_proto(record.record_time)),
         data: Some(struct_from_json(data)),
     }
 }

@@ -3,7 +3,8 @@
 //! erasure keeps and why).
 
 use attune_kit::error::{ApiError, Violations, checked};
-use attune_kit::pagination::{decode_cursor, page_size};
+use attune_kit::pagination::{decode_cursor, next_page, page_size};
+use attune_kit::types::time;
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
 use tonic::{Request, Response, Status};
@@ -47,13 +48,12 @@ impl DataSubjectService for ConsentPrivacyApi {
         v.finish()?;
         let (customer, request_id, limit) =
             (checked(customer), checked(request_id), checked(limit));
-        let mut records = self
+        let records = self
             .consent
             .export(&customer, &request_id, after, limit + 1)
             .await
             .map_err(ApiError::from)?;
-        let next_page_token =
-            crate::api::next_token(&mut records, limit, |r| r.record_id.to_string());
+        let (records, next_page_token) = next_page(records, limit, |r| r.record_id.to_string());
         Ok(Response::new(pb::ExportCustomerDataResponse {
             service: SERVICE.to_owned(),
             records: records.into_iter().map(convert::record_export).collect(),
@@ -82,7 +82,7 @@ impl DataSubjectService for ConsentPrivacyApi {
             service: SERVICE.to_owned(),
             erased_record_count: receipt.erased_record_count,
             retained: receipt.retained,
-            erase_time: Some(convert::timestamp_to(receipt.erase_time)),
+            erase_time: Some(time::to_proto(receipt.erase_time)),
         }))
     }
 }

@@ -16,6 +16,8 @@
 //! - [`consent`]: the consent rule every service applies the same way.
 //! - [`privacy`]: shared pieces of data-subject export and erasure.
 //! - [`server`]: the gRPC bootstrap (health, reflection, limits, graceful shutdown).
+//! - [`types`]: ids, enums, money and times every service shares, with their wire
+//!   conversions.
 //!
 //! `sea_orm` and `sea_orm_migration` are re-exported so every service builds against
 //! the same versions as the kit.
@@ -32,6 +34,7 @@ pub mod privacy;
 pub mod secrets;
 pub mod server;
 pub mod telemetry;
+pub mod types;
 
 pub use sea_orm;
 pub use sea_orm_migration;

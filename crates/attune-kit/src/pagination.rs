@@ -1,4 +1,5 @@
-//! Page sizes and opaque page tokens (Google AIP-158).
+//! Page sizes, opaque page tokens and the split of a read into a page and the
+//! next token (Google AIP-158).
 //!
 //! A page token wraps a service's cursor (a sequence number, a last key) in a
 //! versioned payload encoded as URL-safe base64, so clients treat it as opaque and
@@ -74,6 +75,27 @@ pub fn decode_cursor<T>(
     parsed
 }
 
+/// Splits rows read with one extra (`page_size + 1`) into the page and the token
+/// of the next page: the extra row's presence is how a service knows there is
+/// one, and the next page starts after the page's last row, whose `cursor` the
+/// token carries. The token is empty when this was the last page.
+pub fn next_page<T>(
+    mut rows: Vec<T>,
+    page_size: u32,
+    cursor: impl FnOnce(&T) -> String,
+) -> (Vec<T>, String) {
+    let page_size = usize::try_from(page_size).expect("page sizes fit in usize");
+    if rows.len() <= page_size {
+        return (rows, String::new());
+    }
+    rows.truncate(page_size);
+    let token = rows
+        .last()
+        .map(|last| encode_page_token(&cursor(last)))
+        .unwrap_or_default();
+    (rows, token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +167,37 @@ mod tests {
         ] {
             assert_eq!(decode_page_token("page_token", token), expected, "{token}");
         }
+    }
+
+    #[test]
+    fn a_short_read_is_the_last_page() {
+        let cursor = |row: &u32| row.to_string();
+        assert_eq!(
+            next_page(vec![1, 2, 3], 3, cursor),
+            (vec![1, 2, 3], String::new())
+        );
+        assert_eq!(
+            next_page(Vec::<u32>::new(), 3, cursor),
+            (vec![], String::new())
+        );
+    }
+
+    #[test]
+    fn an_extra_row_yields_a_token_after_the_last_row_of_the_page() {
+        let (page, token) = next_page(vec![1, 2, 3, 4], 3, |row: &u32| row.to_string());
+        assert_eq!(page, vec![1, 2, 3]);
+        assert_eq!(
+            decode_page_token("page_token", &token),
+            Ok(Some("3".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_page_size_of_zero_keeps_nothing_and_names_no_row() {
+        // Callers validate sizes to at least 1; zero must still not panic.
+        assert_eq!(
+            next_page(vec![1], 0, |row: &u32| row.to_string()),
+            (vec![], String::new())
+        );
     }
 }

@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use attune_kit::types::Channel;
+
 use super::{CustomerId, Decision, PurposeCode, RequestId};
 
 /// How many purposes one request may decide; a consent banner has a handful.
@@ -15,50 +17,6 @@ const EXPIRES_TOO_EARLY: &str = "must be after the decision time";
 /// skew. Such a time is kept as stated but takes effect on receipt
 /// ([`RecordConsent::effective_time`]).
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
-
-/// Where a decision was captured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum Channel {
-    Web,
-    App,
-    Store,
-    Email,
-    CallCentre,
-    Sms,
-    Backend,
-}
-
-impl Channel {
-    const ALL: [Self; 7] = [
-        Self::Web,
-        Self::App,
-        Self::Store,
-        Self::Email,
-        Self::CallCentre,
-        Self::Sms,
-        Self::Backend,
-    ];
-
-    /// The stable name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Web => "web",
-            Self::App => "app",
-            Self::Store => "store",
-            Self::Email => "email",
-            Self::CallCentre => "call_centre",
-            Self::Sms => "sms",
-            Self::Backend => "backend",
-        }
-    }
-
-    /// Reads a stored name back.
-    pub fn from_stored(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|channel| channel.as_str() == name)
-    }
-}
 
 /// Evidence of how a decision was captured; every part is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

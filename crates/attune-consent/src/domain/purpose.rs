@@ -3,6 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+pub use attune_kit::types::DataCategory;
+
 use super::PurposeCode;
 
 /// The lawful basis for processing under GDPR Art. 6(1).
@@ -41,62 +43,6 @@ impl LegalBasis {
     /// Reads a stored name back.
     pub fn from_stored(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|basis| basis.as_str() == name)
-    }
-}
-
-/// A category of personal data a purpose uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum DataCategory {
-    Identifiers,
-    Contact,
-    Demographics,
-    Preferences,
-    Browsing,
-    Purchases,
-    Location,
-    Loyalty,
-    Payment,
-    Engagement,
-    Device,
-}
-
-impl DataCategory {
-    const ALL: [Self; 11] = [
-        Self::Identifiers,
-        Self::Contact,
-        Self::Demographics,
-        Self::Preferences,
-        Self::Browsing,
-        Self::Purchases,
-        Self::Location,
-        Self::Loyalty,
-        Self::Payment,
-        Self::Engagement,
-        Self::Device,
-    ];
-
-    /// The stable name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Identifiers => "identifiers",
-            Self::Contact => "contact",
-            Self::Demographics => "demographics",
-            Self::Preferences => "preferences",
-            Self::Browsing => "browsing",
-            Self::Purchases => "purchases",
-            Self::Location => "location",
-            Self::Loyalty => "loyalty",
-            Self::Payment => "payment",
-            Self::Engagement => "engagement",
-            Self::Device => "device",
-        }
-    }
-
-    /// Reads a stored name back.
-    pub fn from_stored(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|category| category.as_str() == name)
     }
 }
 
@@ -238,9 +184,6 @@ mod tests {
     fn stored_names_round_trip() {
         for basis in LegalBasis::ALL {
             assert_eq!(LegalBasis::from_stored(basis.as_str()), Some(basis));
-        }
-        for category in DataCategory::ALL {
-            assert_eq!(DataCategory::from_stored(category.as_str()), Some(category));
         }
     }
 }

@@ -14,7 +14,7 @@ mod freshness;
 mod journal;
 pub mod metrics;
 pub mod rule;
-mod wire;
+pub mod wire;
 
 pub use checker::{ConsentChecker, PurposeVerdict, Reason};
 pub use metrics::CheckerMetrics;

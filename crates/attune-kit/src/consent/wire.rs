@@ -1,6 +1,8 @@
-//! Reading consent's wire messages into the rule's types. Anything the checker
-//! cannot read (an unknown decision value, a malformed time) yields `None`, and
-//! the callers then refuse to answer from it rather than guess.
+//! Consent's wire messages and the rule's types: the [`Decision`] conversions the
+//! consent service and the checker share, and the checker's reading of
+//! `GetConsentState` answers and change summaries. Anything the checker cannot
+//! read (an unknown decision value, a malformed time) yields `None`, and the
+//! callers then refuse to answer from it rather than guess.
 
 use std::collections::HashMap;
 
@@ -9,6 +11,28 @@ use attune_proto::prost_types::Timestamp;
 use chrono::{DateTime, Utc};
 
 use super::rule::{CurrentDecision, Decision};
+use crate::types::time;
+
+/// Parses a required wire decision: `DECISION_UNSPECIFIED` and numbers this
+/// build does not know are rejected, saying why.
+pub fn decision_from_proto(raw: i32) -> Result<Decision, String> {
+    match pb::Decision::try_from(raw) {
+        Ok(pb::Decision::Unspecified) => Err("must be set".into()),
+        Ok(pb::Decision::Granted) => Ok(Decision::Granted),
+        Ok(pb::Decision::Denied) => Ok(Decision::Denied),
+        Ok(pb::Decision::Withdrawn) => Ok(Decision::Withdrawn),
+        Err(_) => Err(format!("{raw} is not a known decision")),
+    }
+}
+
+/// The wire decision.
+pub fn decision_to_proto(decision: Decision) -> pb::Decision {
+    match decision {
+        Decision::Granted => pb::Decision::Granted,
+        Decision::Denied => pb::Decision::Denied,
+        Decision::Withdrawn => pb::Decision::Withdrawn,
+    }
+}
 
 /// What one customer's consent looks like at one stream position: the decision
 /// that counts per purpose. Purposes absent from `purposes` are "not given".
@@ -44,7 +68,7 @@ pub(crate) fn customer_state(response: pb::GetConsentStateResponse) -> Option<Cu
 fn record(record: &pb::ConsentRecord) -> Option<CurrentDecision> {
     Some(CurrentDecision {
         record_id: record.record_id,
-        decision: decision(record.decision)?,
+        decision: decision_from_proto(record.decision).ok()?,
         notice_version: record.notice_version,
         expire_time: optional_time(record.expire_time.as_ref())?,
     })
@@ -54,30 +78,15 @@ fn record(record: &pb::ConsentRecord) -> Option<CurrentDecision> {
 pub(crate) fn summary(summary: &pb::DecisionSummary) -> Option<CurrentDecision> {
     Some(CurrentDecision {
         record_id: summary.record_id,
-        decision: decision(summary.decision)?,
+        decision: decision_from_proto(summary.decision).ok()?,
         notice_version: summary.notice_version,
         expire_time: optional_time(summary.expire_time.as_ref())?,
     })
 }
 
-fn decision(raw: i32) -> Option<Decision> {
-    match pb::Decision::try_from(raw).ok()? {
-        pb::Decision::Granted => Some(Decision::Granted),
-        pb::Decision::Denied => Some(Decision::Denied),
-        pb::Decision::Withdrawn => Some(Decision::Withdrawn),
-        pb::Decision::Unspecified => None,
-    }
-}
-
 /// `Some(None)` for an absent time, `None` for a present but invalid one.
-fn optional_time(time: Option<&Timestamp>) -> Option<Option<DateTime<Utc>>> {
-    match time {
-        None => Some(None),
-        Some(time) => {
-            let nanos = u32::try_from(time.nanos).ok()?;
-            DateTime::from_timestamp(time.seconds, nanos).map(Some)
-        }
-    }
+fn optional_time(timestamp: Option<&Timestamp>) -> Option<Option<DateTime<Utc>>> {
+    time::from_proto_optional(timestamp.copied()).ok()
 }
 
 #[cfg(test)]
@@ -120,9 +129,10 @@ mod tests {
         let current = read.purposes["personalization"];
         assert_eq!(current.decision, Decision::Granted);
         assert_eq!(current.notice_version, 2);
+        // Times are read at microsecond precision, as every Attune time is.
         assert_eq!(
             current.expire_time,
-            DateTime::from_timestamp(2_000_000_000, 5)
+            DateTime::from_timestamp(2_000_000_000, 0)
         );
     }
 
@@ -139,5 +149,27 @@ mod tests {
             };
             assert_eq!(customer_state(response), None);
         }
+    }
+
+    #[test]
+    fn decisions_round_trip_through_the_wire() {
+        for decision in [Decision::Granted, Decision::Denied, Decision::Withdrawn] {
+            assert_eq!(
+                decision_from_proto(decision_to_proto(decision).into()),
+                Ok(decision)
+            );
+        }
+    }
+
+    #[test]
+    fn an_unspecified_or_unknown_decision_is_rejected() {
+        assert_eq!(
+            decision_from_proto(pb::Decision::Unspecified.into()),
+            Err("must be set".to_owned())
+        );
+        assert_eq!(
+            decision_from_proto(99),
+            Err("99 is not a known decision".to_owned())
+        );
     }
 }
