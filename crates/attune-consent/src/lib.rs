@@ -42,7 +42,7 @@ pub async fn mount(
     db: DatabaseConnection,
     config: &Config,
 ) -> Result<(), ConsentError> {
-    let feed = ChangeFeed::new(db.clone(), config.feeds.clone(), server.shutdown_token());
+    let feed = watch::change_feed(db.clone(), config.feeds.clone(), server.shutdown_token());
     server.spawn_background("consent-change-feed", |cancel| {
         Arc::clone(&feed).follow_database(cancel)
     });

@@ -5,6 +5,7 @@
 //! - [`telemetry`]: logging, OpenTelemetry export, W3C trace context across gRPC.
 //! - [`db`]: SQLite / PostgreSQL connections and per-service migrations.
 //! - [`error`]: [`ApiError`], the one mapping to `tonic::Status`.
+//! - [`feed`]: an ordered, resumable feed over a table of positioned rows.
 //! - [`in_process`]: gRPC channels between services of one process.
 //! - [`pagination`]: page sizes and opaque page tokens.
 //! - [`consent`]: the consent rule every service applies the same way.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod consent;
 pub mod db;
 pub mod error;
+pub mod feed;
 pub mod in_process;
 pub mod pagination;
 pub mod privacy;
