@@ -6,6 +6,8 @@
 //! - [`db`]: SQLite / PostgreSQL connections and per-service migrations.
 //! - [`error`]: [`ApiError`], the one mapping to `tonic::Status`.
 //! - [`feed`]: an ordered, resumable feed over a table of positioned rows.
+//! - [`follower`]: applies a feed to a consumer's database, exactly once, one
+//!   replica at a time.
 //! - [`in_process`]: gRPC channels between services of one process.
 //! - [`pagination`]: page sizes and opaque page tokens.
 //! - [`consent`]: the consent rule every service applies the same way.
@@ -20,6 +22,7 @@ pub mod consent;
 pub mod db;
 pub mod error;
 pub mod feed;
+pub mod follower;
 pub mod in_process;
 pub mod pagination;
 pub mod privacy;

@@ -8,6 +8,7 @@
 //! all, `wire` reads consent's messages, [`metrics`] counts.
 
 mod cache;
+mod changes;
 pub mod checker;
 mod follow;
 mod freshness;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod rule;
 mod wire;
 
+pub use changes::ConsentChangeSource;
 pub use checker::{ConsentChecker, PurposeVerdict, Reason};
 pub use metrics::CheckerMetrics;
 pub use rule::{ConsentStatus, CurrentDecision, Decision};
