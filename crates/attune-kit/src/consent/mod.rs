@@ -15,9 +15,11 @@ mod freshness;
 mod journal;
 pub mod metrics;
 pub mod rule;
+pub mod source;
 mod wire;
 
 pub use changes::ConsentChangeSource;
 pub use checker::{ConsentChecker, PurposeVerdict, Reason};
 pub use metrics::CheckerMetrics;
 pub use rule::{ConsentStatus, CurrentDecision, Decision};
+pub use source::{ChangeStream, ConsentSource, CustomerState, GrpcConsentSource, LoadError};

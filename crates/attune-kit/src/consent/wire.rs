@@ -9,15 +9,7 @@ use attune_proto::prost_types::Timestamp;
 use chrono::{DateTime, Utc};
 
 use super::rule::{CurrentDecision, Decision};
-
-/// What one customer's consent looks like at one stream position: the decision
-/// that counts per purpose. Purposes absent from `purposes` are "not given".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CustomerState {
-    /// The stream position the state reflects: every change up to it, none after.
-    pub(crate) position: i64,
-    pub(crate) purposes: HashMap<String, CurrentDecision>,
-}
+use super::source::CustomerState;
 
 /// A `GetConsentState` answer as a [`CustomerState`]; `None` when a record in it
 /// cannot be read.
