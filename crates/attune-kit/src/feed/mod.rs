@@ -130,8 +130,11 @@ impl<E: Into<ApiError> + std::fmt::Display> From<StreamError<E>> for ApiError {
     }
 }
 
+/// One item of a watcher's stream.
+pub type BatchResult<T, E> = Result<Batch<T>, StreamError<E>>;
+
 /// The batches of one watcher.
-pub type BatchStream<T, E> = ReceiverStream<Result<Batch<T>, StreamError<E>>>;
+pub type BatchStream<T, E> = ReceiverStream<BatchResult<T, E>>;
 
 /// The feed of one table in one process.
 #[derive(Debug)]
@@ -225,7 +228,7 @@ impl<S: FeedStore> Feed<S> {
     async fn produce(
         self: Arc<Self>,
         mut cursor: i64,
-        sender: mpsc::Sender<Result<Batch<S::Row>, StreamError<S::Error>>>,
+        sender: mpsc::Sender<BatchResult<S::Row, S::Error>>,
     ) {
         let mut newest = self.newest.subscribe();
         let heartbeat = self.settings.heartbeat_interval;

@@ -130,3 +130,78 @@ fn register_instruments(meter: &opentelemetry::metrics::Meter) {
         })
         .build();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{
+        InMemoryMetricExporterBuilder, PeriodicReader, SdkMeterProvider,
+    };
+
+    use super::*;
+
+    /// The gauges' data points for `feed`, from one export of a local provider.
+    fn exported(feed: &str) -> (Option<f64>, Option<i64>) {
+        let exporter = InMemoryMetricExporterBuilder::new().build();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter.clone()).build())
+            .build();
+        register_instruments(&provider.meter("test"));
+        provider.force_flush().unwrap();
+        let exports = exporter.get_finished_metrics().unwrap();
+        provider.shutdown().unwrap();
+        // Nothing observed, nothing exported.
+        let Some(export) = exports.last() else {
+            return (None, None);
+        };
+        let of_feed = |attributes: Vec<&KeyValue>| {
+            attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "feed" && kv.value.as_str() == feed)
+        };
+        let (mut lag, mut position) = (None, None);
+        for metric in export.scope_metrics().flat_map(|scope| scope.metrics()) {
+            match (metric.name(), metric.data()) {
+                ("attune.feed_follower.lag", AggregatedMetrics::F64(MetricData::Gauge(g))) => {
+                    lag = g
+                        .data_points()
+                        .find(|p| of_feed(p.attributes().collect()))
+                        .map(|p| p.value());
+                }
+                ("attune.feed_follower.position", AggregatedMetrics::I64(MetricData::Gauge(g))) => {
+                    position = g
+                        .data_points()
+                        .find(|p| of_feed(p.attributes().collect()))
+                        .map(|p| p.value());
+                }
+                _ => {}
+            }
+        }
+        (lag, position)
+    }
+
+    #[test]
+    fn the_holder_reports_its_lag_and_position_per_feed() {
+        let state = Arc::new(FollowerState::new("metrics-test-feed".to_owned()));
+        register(Arc::downgrade(&state));
+        // A replica that does not hold the lease applies nothing: no series.
+        assert_eq!(exported("metrics-test-feed"), (None, None));
+
+        state.set_holding(true);
+        std::thread::sleep(Duration::from_millis(30));
+        state.at(42, false);
+        let (lag, position) = exported("metrics-test-feed");
+        assert_eq!(position, Some(42));
+        assert!(
+            lag.is_some_and(|lag| lag >= 0.03),
+            "behind since start: {lag:?}"
+        );
+
+        state.at(43, true);
+        let (lag, _) = exported("metrics-test-feed");
+        assert!(lag.is_some_and(|lag| lag < 0.03), "caught up: {lag:?}");
+    }
+}

@@ -15,7 +15,9 @@
 //!   a replica that lost its lease unknowingly from applying anything.
 //! - **Resume with backoff.** A stream that ends (the producer's UNAVAILABLE at
 //!   shutdown), breaks, or stays silent longer than the lease is reopened after
-//!   the stored cursor, after a [`Backoff`].
+//!   the stored cursor, after a [`Backoff`]. OUT_OF_RANGE (the producer's
+//!   database was replaced, its head is behind the cursor) is logged and retried
+//!   the same way: the follower never skips or rewinds on its own.
 //! - **Lag** is exported on the global meter (see `metrics`).
 //!
 //! The source of batches is a trait ([`BatchSource`]): any gRPC stream of a feed
