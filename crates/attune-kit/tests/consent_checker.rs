@@ -458,3 +458,33 @@ async fn a_forget_refuses_the_loads_of_its_own_customer_only() {
     assert_eq!(setup.fake.state_calls(), 3, "c1's load was fetched again");
     assert_eq!(setup.checker.metrics().fills_unreconciled, 1);
 }
+
+#[tokio::test]
+async fn the_checker_sends_w3c_trace_context_on_every_call() {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing::Instrument as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    attune_kit::telemetry::init_for_tests();
+    let setup = Setup::new().await.following().await;
+    // The stream is opened in a span of the checker's own.
+    let watches = setup.fake.traceparents("watch");
+    assert!(
+        !watches.is_empty() && watches.iter().all(Option::is_some),
+        "every watch carried a traceparent: {watches:?}"
+    );
+
+    // A miss loads within the caller's trace.
+    setup
+        .fake
+        .answer_state("c1", 100, Some(pb::Decision::Granted));
+    let caller = tracing::info_span!("caller");
+    let trace_id = caller.context().span().span_context().trace_id();
+    assert!(setup.checker.is_granted("c1", ADS).instrument(caller).await);
+    let loads = setup.fake.traceparents("state");
+    let traceparent = loads[0].as_deref().expect("the load carried a traceparent");
+    assert!(
+        traceparent.contains(&trace_id.to_string()),
+        "{traceparent} continues trace {trace_id}"
+    );
+}

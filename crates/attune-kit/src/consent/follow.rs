@@ -19,6 +19,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 use super::checker::ConsentChecker;
 use super::metrics::Counters;
@@ -107,7 +108,12 @@ impl ConsentChecker {
         let inner = self.inner();
         // A stream silent for longer than the bound is of no use: checks fail closed.
         let silence_limit = inner.freshness.bound();
-        let opened = tokio::time::timeout(silence_limit, inner.source.watch(inner.cache.cursor()));
+        // A span of its own, so the stream's calls carry a trace context.
+        let span = tracing::info_span!("consent_checker_follow");
+        let opened = tokio::time::timeout(
+            silence_limit,
+            inner.source.watch(inner.cache.cursor()).instrument(span),
+        );
         let mut stream = match opened.await {
             Ok(Ok(stream)) => stream,
             Ok(Err(status)) => return ended_by(&status, false),

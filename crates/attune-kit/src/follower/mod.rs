@@ -46,6 +46,7 @@ use futures::stream::BoxStream;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
+use tracing::Instrument;
 
 pub use backoff::Backoff;
 pub use migration::CreateFeedCursors;
@@ -257,7 +258,10 @@ impl<S: BatchSource, A: Apply<S::Item>> Follower<S, A> {
         };
         self.state.set_holding(true);
         self.state.at(position, false);
-        let mut stream = match tokio::time::timeout(self.lease, self.source.open(position)).await {
+        // A span of its own, so the stream's call carries a trace context.
+        let span = tracing::info_span!("feed_follower_open", feed = %self.name);
+        let opened = self.source.open(position).instrument(span);
+        let mut stream = match tokio::time::timeout(self.lease, opened).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(status)) => return Ended::Stream(status),
             Err(_elapsed) => return Ended::Silent,
