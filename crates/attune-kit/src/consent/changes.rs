@@ -7,7 +7,6 @@ use futures::StreamExt;
 use tonic::Status;
 use tonic::transport::Channel;
 
-use crate::feed::BATCH_LIMIT;
 use crate::follower::{BatchSource, SourceBatch, SourceStream};
 use crate::telemetry::TraceContextInterceptor;
 
@@ -37,13 +36,8 @@ impl BatchSource for ConsentChangeSource {
         let responses = client.watch_consent_changes(request).await?.into_inner();
         Ok(responses
             .map(|response| {
-                response.map(|response| SourceBatch {
-                    // Consent's feed is the kit's: a batch short of its limit
-                    // means there was nothing newer.
-                    caught_up: u64::try_from(response.changes.len()).is_ok_and(|n| n < BATCH_LIMIT),
-                    position: response.position,
-                    items: response.changes,
-                })
+                response
+                    .map(|response| SourceBatch::from_kit_feed(response.changes, response.position))
             })
             .boxed())
     }

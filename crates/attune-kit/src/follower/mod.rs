@@ -76,6 +76,18 @@ pub struct SourceBatch<T> {
     pub caught_up: bool,
 }
 
+impl<T> SourceBatch<T> {
+    /// A batch of a feed served by [`crate::feed`]: a batch short of the
+    /// producer's limit means it had nothing newer.
+    pub fn from_kit_feed(items: Vec<T>, position: i64) -> Self {
+        Self {
+            caught_up: u64::try_from(items.len()).is_ok_and(|n| n < crate::feed::BATCH_LIMIT),
+            items,
+            position,
+        }
+    }
+}
+
 /// The batches of one open stream; an error ends it.
 pub type SourceStream<T> = BoxStream<'static, Result<SourceBatch<T>, Status>>;
 
