@@ -109,6 +109,16 @@ pub type ApplyError = Box<dyn StdError + Send + Sync>;
 
 /// What the consuming service does with each batch.
 pub trait Apply<T>: Send + Sync + 'static {
+    /// Begins the transaction a batch is applied in. By default a plain one; a
+    /// service whose writes hold a write lock (to hand out its own positions in
+    /// commit order) begins it the way its other writes do.
+    fn begin(
+        &self,
+        db: &DatabaseConnection,
+    ) -> impl Future<Output = Result<DatabaseTransaction, DbErr>> + Send {
+        db.begin()
+    }
+
     /// Applies `items` inside `txn`, the transaction that also advances the cursor:
     /// write through `txn` only, so the effect commits with the cursor or not at all.
     fn apply(
@@ -313,7 +323,7 @@ impl<S: BatchSource, A: Apply<S::Item>> Follower<S, A> {
 
     /// Applies one batch and moves the cursor past it, in one transaction.
     async fn apply_batch(&self, from: i64, batch: &SourceBatch<S::Item>) -> Result<(), Ended> {
-        let txn = self.db.begin().await.map_err(Ended::Database)?;
+        let txn = self.apply.begin(&self.db).await.map_err(Ended::Database)?;
         let moved = cursor::advance(
             &txn,
             &self.name,
