@@ -71,12 +71,17 @@ impl ConsentChecker {
                     true
                 }
                 Ended::Broken {
+                    received: received @ true,
+                    code: Some(Code::Unavailable),
+                }
+                | Ended::Broken {
                     received,
-                    code: None | Some(Code::Unavailable),
+                    code: None,
                 } => {
-                    // The server closed the stream (UNAVAILABLE since feeds end
-                    // so at shutdown): it is shutting down or restarting (a
-                    // rolling update), which is no fault.
+                    // The server closed the stream (UNAVAILABLE after it had
+                    // answered: feeds end so at shutdown): it is shutting down or
+                    // restarting (a rolling update), which is no fault. A stream
+                    // that could not even open is an outage, warned of below.
                     tracing::info!(cursor = ?inner.cache.cursor(), "consent change stream closed by the server; reopening");
                     received
                 }
