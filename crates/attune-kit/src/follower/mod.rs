@@ -104,7 +104,8 @@ pub trait BatchSource: Send + Sync + 'static {
 }
 
 /// The error of a failed [`Apply::apply`]: logged, the batch rolled back and
-/// delivered again after a backoff.
+/// delivered again after a backoff. Being logged, it must name no customer or
+/// other personal value.
 pub type ApplyError = Box<dyn StdError + Send + Sync>;
 
 /// What the consuming service does with each batch.
