@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
-use attune_consent::{ChangeFeed, Consent, ConsentApi, Migrator};
+use attune_consent::{Consent, ConsentApi, Migrator, change_feed};
 use attune_kit::GrpcServer;
 use attune_kit::clock::ManualClock;
 use attune_kit::config::Config;
@@ -38,7 +38,7 @@ async fn consent_on_a_manual_clock(backend: Backend) -> Option<ClockedConsent> {
     let config = Config::default();
     let clock = ManualClock::starting_at(Utc::now().trunc_subsecs(6));
     let mut server = GrpcServer::new(config.limits.clone());
-    let feed = ChangeFeed::new(db.clone(), config.feeds.clone(), server.shutdown_token());
+    let feed = change_feed(db.clone(), config.feeds.clone(), server.shutdown_token());
     let (unserved, _incoming) = in_process::pipe();
     let cache = ConsentChecker::new(unserved, &config.consent_checker);
     let consent = Consent::open(db, feed, cache, &config.secrets, clock.clock())

@@ -98,6 +98,28 @@ backend_tests! {
         }
     }
 
+    async fn a_stream_ends_unavailable_not_ok_when_the_server_shuts_down(app) {
+        // OK would tell a client the feed is over; UNAVAILABLE tells it to resume
+        // after its cursor, on this replica once restarted or on another.
+        let mut app = app;
+        let start = app.newest_change_position().await;
+        let mut stream = app.watch_changes(start).await;
+        assert_eq!(next(&mut stream).await.position, start);
+        app.begin_shutdown();
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(5), stream.next())
+                .await
+                .expect("the stream ends within 5 s of the shutdown")
+            {
+                Some(Ok(heartbeat)) => assert!(heartbeat.changes.is_empty()),
+                Some(Err(status)) => break status,
+                None => panic!("the stream ended with OK at shutdown"),
+            }
+        };
+        assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+        app.join().await.unwrap();
+    }
+
     async fn state_reads_name_the_position_they_reflect(app) {
         let mut consent = app.consent();
         consent

@@ -9,6 +9,7 @@ mod api;
 mod convert;
 pub mod domain;
 mod error;
+mod local_source;
 mod privacy_api;
 mod service;
 pub mod store;
@@ -19,7 +20,6 @@ use std::sync::Arc;
 
 use attune_kit::config::Config;
 use attune_kit::consent::ConsentChecker;
-use attune_kit::in_process;
 use attune_kit::server::GrpcServer;
 use attune_proto::consent::v1::consent_service_server::ConsentServiceServer;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectServiceServer;
@@ -31,35 +31,30 @@ pub use error::ConsentError;
 pub use privacy_api::ConsentPrivacyApi;
 pub use service::Consent;
 pub use store::migration::Migrator;
-pub use watch::ChangeFeed;
+pub use watch::{ChangeFeed, change_feed};
 
 /// Mounts consent on `server` over `db` (migrated with [`Migrator`]): the consent
 /// API and consent's data-subject API on the public port; the change feed's
-/// poller; and the cached checker that answers checks, following this API
-/// through an in-process server.
+/// poller; and the cached checker that answers checks, reading this service's
+/// store and feed directly.
 pub async fn mount(
     server: &mut GrpcServer,
     db: DatabaseConnection,
     config: &Config,
 ) -> Result<(), ConsentError> {
-    let feed = ChangeFeed::new(db.clone(), config.feeds.clone(), server.shutdown_token());
+    let feed = watch::change_feed(db.clone(), config.feeds.clone(), server.shutdown_token());
     server.spawn_background("consent-change-feed", |cancel| {
         Arc::clone(&feed).follow_database(cancel)
     });
-    // Checks answer from the cached checker every other service uses. It loads
-    // and follows this very API through an in-process channel, the code path a
-    // checker in another pod takes over the network.
-    let (channel, incoming) = in_process::pipe();
-    let cache = ConsentChecker::new(channel, &config.consent_checker);
+    // Checks answer from the cached checker every other service uses, with the
+    // same cache, journal and freshness rules; only its source differs: this
+    // service's store and feed, with no gRPC hop to itself.
+    let source = local_source::LocalSource::new(db.clone(), Arc::clone(&feed));
+    let cache = ConsentChecker::with_source(Arc::new(source), &config.consent_checker);
     server.spawn_background("consent-check-cache", |cancel| cache.clone().follow(cancel));
     let clock = attune_kit::clock::Clock::system();
     let consent = Consent::open(db, feed, cache, &config.secrets, clock).await?;
     let api = ConsentApi::new(consent.clone());
-    server.serve_in_process(
-        "consent-in-process",
-        incoming,
-        attune_kit::with_limits!(ConsentServiceServer::new(api.clone()), &config.limits),
-    );
     server.add_service(attune_kit::with_limits!(
         ConsentServiceServer::new(api),
         &config.limits

@@ -14,13 +14,12 @@ use crate::domain::{
 use crate::domain::{ExpiringGrant, ExpiringQuery, ExpiryWindow};
 use crate::error::ConsentError;
 use crate::store::{self, REQUESTS, SECRETS, WRITE_LOCK, changes, ledger, purposes};
-use crate::watch::{Batch, ChangeFeed, StartAt, WatchError};
+use crate::watch::{ChangeFeed, Changes, StartAt, WatchError};
 use attune_kit::clock::Clock;
 use attune_kit::consent::{ConsentChecker, Reason};
 use attune_kit::db::{begin_snapshot, begin_write};
 use attune_kit::idempotency::Request;
 use attune_kit::secrets::{PseudonymKey, SecretsConfig};
-use tokio_stream::wrappers::ReceiverStream;
 
 /// One purpose's answer to a check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,11 +318,8 @@ impl Consent {
     }
 
     /// Opens a stream of the changes after `start` (see [`ChangeFeed::watch`]).
-    pub async fn watch(
-        &self,
-        start: StartAt,
-    ) -> Result<ReceiverStream<Result<Batch, ConsentError>>, WatchError> {
-        self.feed.watch(start).await
+    pub async fn watch(&self, start: StartAt) -> Result<Changes, WatchError> {
+        Ok(self.feed.watch(start).await?)
     }
 
     /// Called after a write for `customer` committed: this process's next check

@@ -161,6 +161,10 @@ pub struct FeedConfig {
     /// heartbeat this often so watchers can tell quiet from broken.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
+    /// How long a feed follower's lease lasts unless renewed: when the replica
+    /// applying a feed dies, another takes over within this time.
+    #[serde(with = "humantime_serde")]
+    pub follower_lease: Duration,
 }
 
 impl Default for FeedConfig {
@@ -168,6 +172,7 @@ impl Default for FeedConfig {
         Self {
             poll_interval: Duration::from_millis(100),
             heartbeat_interval: Duration::from_millis(250),
+            follower_lease: Duration::from_secs(5),
         }
     }
 }

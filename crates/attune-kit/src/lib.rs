@@ -11,6 +11,9 @@
 //!   pseudonyms and request fingerprints.
 //! - [`clock`]: "now", settable in tests.
 //! - [`error`]: [`ApiError`], the one mapping to `tonic::Status`.
+//! - [`feed`]: an ordered, resumable feed over a table of positioned rows.
+//! - [`follower`]: applies a feed to a consumer's database, exactly once, one
+//!   replica at a time.
 //! - [`in_process`]: gRPC channels between services of one process.
 //! - [`pagination`]: page sizes and opaque page tokens.
 //! - [`consent`]: the consent rule every service applies the same way.
@@ -27,6 +30,8 @@ pub mod config;
 pub mod consent;
 pub mod db;
 pub mod error;
+pub mod feed;
+pub mod follower;
 pub mod idempotency;
 pub mod in_process;
 pub mod pagination;

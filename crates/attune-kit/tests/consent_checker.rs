@@ -423,3 +423,68 @@ async fn a_miss_after_a_forget_does_not_join_the_load_begun_before() {
     assert_eq!(before.await.unwrap()[0].reason, WITHDRAWN);
     assert_eq!(setup.reason("c1").await, WITHDRAWN);
 }
+
+#[tokio::test]
+async fn a_forget_refuses_the_loads_of_its_own_customer_only() {
+    // Consent forgets a customer after each write for them. At hundreds of writes
+    // a second, refusing every load in flight made most misses load twice or fail.
+    let setup = Setup::new().await.following().await;
+    for customer in ["c1", "c2"] {
+        setup
+            .fake
+            .answer_state(customer, 100, Some(pb::Decision::Granted));
+    }
+    let release = setup.fake.hold_next_state();
+    let checker = setup.checker.clone();
+    let other = tokio::spawn(async move { checker.check("c2", &[ADS]).await });
+    wait_for("c2's load to start", || setup.fake.state_calls() == 1).await;
+    setup.checker.forget("c1");
+    release.send(()).unwrap();
+    assert!(other.await.unwrap()[0].granted);
+    assert_eq!(setup.fake.state_calls(), 1, "c2's load was kept");
+    assert_eq!(setup.checker.metrics().fills_unreconciled, 0);
+
+    // The customer's own load in flight is refused and fetched again.
+    let release = setup.fake.hold_next_state();
+    let checker = setup.checker.clone();
+    let own = tokio::spawn(async move { checker.check("c1", &[ADS]).await });
+    wait_for("c1's load to start", || setup.fake.state_calls() == 2).await;
+    setup
+        .fake
+        .answer_state("c1", 100, Some(pb::Decision::Withdrawn));
+    setup.checker.forget("c1");
+    release.send(()).unwrap();
+    assert_eq!(own.await.unwrap()[0].reason, WITHDRAWN);
+    assert_eq!(setup.fake.state_calls(), 3, "c1's load was fetched again");
+    assert_eq!(setup.checker.metrics().fills_unreconciled, 1);
+}
+
+#[tokio::test]
+async fn the_checker_sends_w3c_trace_context_on_every_call() {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing::Instrument as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    attune_kit::telemetry::init_for_tests();
+    let setup = Setup::new().await.following().await;
+    // The stream is opened in a span of the checker's own.
+    let watches = setup.fake.traceparents("watch");
+    assert!(
+        !watches.is_empty() && watches.iter().all(Option::is_some),
+        "every watch carried a traceparent: {watches:?}"
+    );
+
+    // A miss loads within the caller's trace.
+    setup
+        .fake
+        .answer_state("c1", 100, Some(pb::Decision::Granted));
+    let caller = tracing::info_span!("caller");
+    let trace_id = caller.context().span().span_context().trace_id();
+    assert!(setup.checker.is_granted("c1", ADS).instrument(caller).await);
+    let loads = setup.fake.traceparents("state");
+    let traceparent = loads[0].as_deref().expect("the load carried a traceparent");
+    assert!(
+        traceparent.contains(&trace_id.to_string()),
+        "{traceparent} continues trace {trace_id}"
+    );
+}

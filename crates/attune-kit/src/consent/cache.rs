@@ -9,7 +9,7 @@
 //! reconciled against exactly the changes applied before it, and no change is
 //! applied to an entry between its read and its replacement.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -18,11 +18,17 @@ use moka::sync::Cache;
 
 use super::journal::{Journal, Unreconciled};
 use super::rule::CurrentDecision;
-use super::wire::{self, CustomerState};
+use super::source::CustomerState;
+use super::wire;
 
 /// How many applied changes the journal keeps for reconciling fills: far more than
 /// commit during one `GetConsentState` call, at about 100 bytes each.
 const JOURNAL_CAPACITY: usize = 10_000;
+
+/// How many recent forgets are remembered for refusing fills: far more than
+/// happen during one load. A fill older than the oldest one remembered is
+/// refused whoever it is for.
+const FORGETS_CAPACITY: usize = 10_000;
 
 /// One customer's consent as the cache knows it. Never changed once built.
 #[derive(Debug)]
@@ -64,11 +70,11 @@ pub(crate) struct ConsentCache {
     /// Bumped (under the writer lock) at every reset; a fill started before a
     /// reset may describe the replaced database and is refused.
     epoch: AtomicU64,
-    /// Bumped (under the writer lock) at every [`forget`](Self::forget); a fill
-    /// started before one may have read the state the forget was about, and is
-    /// refused (and fetched again).
-    forgets: AtomicU64,
-    journal: Mutex<Journal>,
+    /// Numbers the [`forget`](Self::forget)s; a fill's ticket holds the number of
+    /// the last forget before it started.
+    forget_count: AtomicU64,
+    /// The writer side: the journal, and the recent forgets.
+    journal: Mutex<Writer>,
 }
 
 impl std::fmt::Debug for ConsentCache {
@@ -88,8 +94,11 @@ impl ConsentCache {
             entries: Cache::builder().max_capacity(max_customers).build(),
             generation: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
-            forgets: AtomicU64::new(0),
-            journal: Mutex::new(Journal::new(JOURNAL_CAPACITY)),
+            forget_count: AtomicU64::new(0),
+            journal: Mutex::new(Writer {
+                journal: Journal::new(JOURNAL_CAPACITY),
+                forgets: RecentForgets::default(),
+            }),
         }
     }
 
@@ -105,7 +114,7 @@ impl ConsentCache {
     pub(crate) fn fill_ticket(&self) -> FillTicket {
         FillTicket {
             epoch: self.epoch.load(Ordering::Acquire),
-            forgets: self.forgets.load(Ordering::Acquire),
+            forgets: self.forget_count.load(Ordering::Acquire),
         }
     }
 
@@ -117,14 +126,14 @@ impl ConsentCache {
         fill: CustomerState,
         ticket: FillTicket,
     ) -> Result<Arc<CustomerEntry>, Unreconciled> {
-        let journal = self.lock_journal();
+        let writer = self.lock_journal();
         if ticket.epoch != self.epoch.load(Ordering::Acquire) {
             return Err(Unreconciled::Reset);
         }
-        if ticket.forgets != self.forgets.load(Ordering::Acquire) {
+        if writer.forgets.forgotten_since(customer_id, ticket.forgets) {
             return Err(Unreconciled::Stale);
         }
-        let CustomerState { position, purposes } = journal.reconcile(customer_id, fill)?;
+        let CustomerState { position, purposes } = writer.journal.reconcile(customer_id, fill)?;
         let entry = Arc::new(CustomerEntry {
             position,
             generation: self.generation.load(Ordering::Acquire),
@@ -138,13 +147,14 @@ impl ConsentCache {
     /// Where the stream should resume (after this position), or `None` to start at
     /// the newest change.
     pub(crate) fn cursor(&self) -> Option<i64> {
-        self.lock_journal().cursor()
+        self.lock_journal().journal.cursor()
     }
 
     /// Applies one stream response: each change newer than the cursor, then the
     /// response's position as the new cursor.
     pub(crate) fn apply(&self, response: &pb::WatchConsentChangesResponse) -> Applied {
-        let mut journal = self.lock_journal();
+        let mut writer = self.lock_journal();
+        let journal = &mut writer.journal;
         let mut applied = Applied::default();
         if journal.cursor().is_none() {
             // The first response of a stream opened at the newest change. The cache
@@ -161,7 +171,7 @@ impl ConsentCache {
             applied.changes += 1;
             match &change.change {
                 Some(pb::consent_change::Change::Decision(decided)) => {
-                    self.apply_decision(&mut journal, change.position, decided);
+                    self.apply_decision(journal, change.position, decided);
                 }
                 Some(pb::consent_change::Change::CustomerErased(pb::CustomerErased {})) => {
                     applied.erasures += 1;
@@ -183,20 +193,22 @@ impl ConsentCache {
         applied
     }
 
-    /// Forgets one customer at once, and refuses the fills in flight, which may
-    /// have read the customer before the change that caused the forget.
+    /// Forgets one customer at once, and refuses that customer's fills in flight,
+    /// which may have read the customer before the change that caused the forget.
+    /// Other customers' fills go on.
     pub(crate) fn forget(&self, customer_id: &str) {
-        let _journal = self.lock_journal();
-        self.forgets.fetch_add(1, Ordering::AcqRel);
+        let mut writer = self.lock_journal();
+        let number = self.forget_count.fetch_add(1, Ordering::AcqRel) + 1;
+        writer.forgets.remember(number, customer_id);
         self.entries.invalidate(customer_id);
     }
 
     /// Forgets every customer and the cursor: the stream starts again at the newest
     /// change (consent's database was replaced).
     pub(crate) fn reset(&self) {
-        let mut journal = self.lock_journal();
+        let mut writer = self.lock_journal();
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        journal.clear();
+        writer.journal.clear();
         self.drop_all();
     }
 
@@ -249,18 +261,61 @@ impl ConsentCache {
         self.entries.invalidate_all();
     }
 
-    fn lock_journal(&self) -> MutexGuard<'_, Journal> {
+    fn lock_journal(&self) -> MutexGuard<'_, Writer> {
         // Nothing in this module panics while holding the lock; should something
         // still do, refusing every later write would stop the stream for good.
         self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Proof of when a fill started, relative to resets.
+/// Proof of when a fill started, relative to resets and forgets.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FillTicket {
     epoch: u64,
+    /// The number of the last forget before the fill started.
     forgets: u64,
+}
+
+/// What only writers touch, under one lock.
+#[derive(Debug)]
+struct Writer {
+    journal: Journal,
+    forgets: RecentForgets,
+}
+
+/// The last forgets, numbered, so that a write refuses only the fills of its own
+/// customer: at hundreds of writes a second, refusing every fill in flight made
+/// most loads of other customers fail.
+#[derive(Debug, Default)]
+struct RecentForgets {
+    /// `(number, customer)`, oldest first.
+    recent: VecDeque<(u64, String)>,
+    /// Every forget numbered above this is in `recent`.
+    complete_after: u64,
+}
+
+impl RecentForgets {
+    fn remember(&mut self, number: u64, customer_id: &str) {
+        if self.recent.len() == FORGETS_CAPACITY
+            && let Some((oldest, _)) = self.recent.pop_front()
+        {
+            self.complete_after = oldest;
+        }
+        self.recent.push_back((number, customer_id.to_owned()));
+    }
+
+    /// Whether `customer_id` was forgotten after forget number `since`; true too
+    /// when the forgets after it are no longer all remembered.
+    fn forgotten_since(&self, customer_id: &str, since: u64) -> bool {
+        if since < self.complete_after {
+            return true;
+        }
+        self.recent
+            .iter()
+            .rev()
+            .take_while(|(number, _)| *number > since)
+            .any(|(_, forgotten)| forgotten == customer_id)
+    }
 }
 
 #[cfg(test)]
@@ -297,6 +352,29 @@ mod tests {
         let ticket = cache.fill_ticket();
         assert!(cache.insert_fill("c-1", empty_state(5), ticket).is_ok());
         assert!(cache.get("c-1").is_some());
+    }
+
+    #[test]
+    fn a_forget_refuses_only_its_own_customers_fills() {
+        let cache = started_at(5);
+        let ticket = cache.fill_ticket();
+        cache.forget("c-1");
+        assert!(cache.insert_fill("c-2", empty_state(5), ticket).is_ok());
+        assert_eq!(
+            cache.insert_fill("c-1", empty_state(5), ticket).map(|_| ()),
+            Err(Unreconciled::Stale)
+        );
+    }
+
+    #[test]
+    fn a_fill_older_than_the_forgets_remembered_is_refused() {
+        let mut forgets = RecentForgets::default();
+        for number in 1..=u64::try_from(FORGETS_CAPACITY).unwrap() + 1 {
+            forgets.remember(number, "c-1");
+        }
+        assert!(forgets.forgotten_since("c-2", 0));
+        assert!(!forgets.forgotten_since("c-2", 1));
+        assert!(forgets.forgotten_since("c-1", 1));
     }
 
     #[test]

@@ -12,8 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use attune_proto::consent::v1 as pb;
-use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use chrono::Utc;
 use tokio::sync::OnceCell;
 use tonic::transport::Channel;
@@ -23,12 +21,8 @@ use super::freshness::Freshness;
 use super::journal::Unreconciled;
 use super::metrics::{self, CheckerMetrics, Counters, MetricsSource};
 use super::rule::ConsentStatus;
-use super::wire;
+use super::source::{ConsentSource, GrpcConsentSource, LoadError};
 use crate::config::ConsentCheckerConfig;
-
-/// How long a miss waits for consent before answering "unavailable": a caller is
-/// waiting, and an answer that late is worth less than a retry.
-const FILL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How many times a miss loads a customer whose state cannot be reconciled with
 /// the stream (see [`super::journal`]) before answering "unavailable". A second
@@ -101,7 +95,7 @@ pub struct ConsentChecker {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub(crate) channel: Channel,
+    pub(crate) source: Arc<dyn ConsentSource>,
     pub(crate) cache: ConsentCache,
     pub(crate) freshness: Freshness,
     pub(crate) counters: Counters,
@@ -139,12 +133,17 @@ impl MetricsSource for Inner {
 }
 
 impl ConsentChecker {
-    /// A checker asking consent over `channel`, with an empty cache. It answers
-    /// "not granted" (freshness unconfirmed) until [`follow`](Self::follow) runs
-    /// and the stream's first response arrives.
+    /// A checker asking consent over `channel` (see [`GrpcConsentSource`]), with
+    /// an empty cache. It answers "not granted" (freshness unconfirmed) until
+    /// [`follow`](Self::follow) runs and the stream's first response arrives.
     pub fn new(channel: Channel, config: &ConsentCheckerConfig) -> Self {
+        Self::with_source(Arc::new(GrpcConsentSource::new(channel)), config)
+    }
+
+    /// A checker reading consent from `source`, with an empty cache.
+    pub fn with_source(source: Arc<dyn ConsentSource>, config: &ConsentCheckerConfig) -> Self {
         let inner = Arc::new(Inner {
-            channel,
+            source,
             cache: ConsentCache::new(config.max_customers),
             freshness: Freshness::new(config.freshness_bound),
             counters: Counters::default(),
@@ -212,8 +211,10 @@ impl ConsentChecker {
 
     /// Forgets a customer at once, so the next check reads consent again. For the
     /// consent service itself, after it committed a change for the customer: its
-    /// own next check must see it, without waiting for the stream. Other services
-    /// never need this; the stream brings them every change.
+    /// own next check must see it, without waiting for the stream. Loads of this
+    /// customer in flight are refused (fetched again); other customers' loads are
+    /// not disturbed. Other services never need this; the stream brings them every
+    /// change.
     pub fn forget(&self, customer_id: &str) {
         // A check that starts from now on must not join a load begun before.
         self.loading().remove(customer_id);
@@ -257,7 +258,7 @@ impl ConsentChecker {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Loads a customer into the cache: one `GetConsentState` call, brought up to
+    /// Loads a customer into the cache: one load from the source, brought up to
     /// the stream's cursor, fetched again when that is impossible. The error is the
     /// reason every purpose is answered "not granted".
     async fn fill(&self, customer_id: &str) -> Result<Arc<CustomerEntry>, Reason> {
@@ -292,28 +293,16 @@ impl ConsentChecker {
         Err(Reason::Unavailable)
     }
 
-    /// One `GetConsentState` call for every purpose.
-    async fn load(&self, customer_id: &str) -> Result<wire::CustomerState, Reason> {
-        let mut client = ConsentServiceClient::new(self.inner.channel.clone());
-        let mut request = tonic::Request::new(pb::GetConsentStateRequest {
-            customer_id: customer_id.to_owned(),
-            purpose_codes: Vec::new(),
-        });
-        request.set_timeout(FILL_TIMEOUT);
-        match client.get_consent_state(request).await {
-            Ok(response) => wire::customer_state(response.into_inner()).ok_or_else(|| {
-                tracing::warn!("consent state holds a record this checker cannot read");
-                Reason::Unavailable
-            }),
-            // Consent rejects ids no customer can have: such a customer has
-            // granted nothing, which is no outage.
-            Err(status) if status.code() == tonic::Code::InvalidArgument => {
-                Err(Reason::Status(ConsentStatus::NotGiven))
-            }
-            Err(status) => {
-                tracing::warn!(code = ?status.code(), "cannot load consent state");
-                Err(Reason::Unavailable)
-            }
-        }
+    /// The customer's state from the source.
+    async fn load(&self, customer_id: &str) -> Result<super::source::CustomerState, Reason> {
+        self.inner
+            .source
+            .load(customer_id)
+            .await
+            .map_err(|error| match error {
+                // Such a customer has granted nothing, which is no outage.
+                LoadError::InvalidCustomer => Reason::Status(ConsentStatus::NotGiven),
+                LoadError::Unavailable => Reason::Unavailable,
+            })
     }
 }

@@ -1,5 +1,11 @@
-//! Following consent's change stream (`WatchConsentChanges`) to keep the cache
-//! current and its freshness confirmed.
+//! Following consent's change stream (`WatchConsentChanges`, from the checker's
+//! [`ConsentSource`](super::ConsentSource)) to keep the cache current and its
+//! freshness confirmed.
+//!
+//! This is not the kit's durable [`Follower`](crate::follower::Follower): the
+//! cursor lives in memory, the stream starts at the newest change, and
+//! OUT_OF_RANGE resets the cache where a durable follower must stop; the two
+//! share the reconnect core, [`Backoff`].
 //!
 //! The first stream opens at the newest change; every later one resumes after the
 //! cursor, so nothing is missed or applied twice across reconnects. A stream that
@@ -10,13 +16,14 @@
 
 use std::time::Duration;
 
-use attune_proto::consent::v1 as pb;
-use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 use super::checker::ConsentChecker;
 use super::metrics::Counters;
+use crate::follower::Backoff;
 
 /// The first wait before reopening a broken stream; doubled after each failure.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -41,7 +48,7 @@ impl ConsentChecker {
     /// whenever the stream has been silent longer than the freshness bound, every
     /// check answers "not granted".
     pub async fn follow(self, cancel: CancellationToken) {
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         loop {
             let ended = tokio::select! {
                 biased;
@@ -64,11 +71,17 @@ impl ConsentChecker {
                     true
                 }
                 Ended::Broken {
+                    received: received @ true,
+                    code: Some(Code::Unavailable),
+                }
+                | Ended::Broken {
                     received,
                     code: None,
                 } => {
-                    // The server closed the stream: it is shutting down or
-                    // restarting (a rolling update), which is no fault.
+                    // The server closed the stream (UNAVAILABLE after it had
+                    // answered: feeds end so at shutdown): it is shutting down or
+                    // restarting (a rolling update), which is no fault. A stream
+                    // that could not even open is an outage, warned of below.
                     tracing::info!(cursor = ?inner.cache.cursor(), "consent change stream closed by the server; reopening");
                     received
                 }
@@ -83,15 +96,13 @@ impl ConsentChecker {
             };
             Counters::bump(&inner.counters.reconnects);
             if received {
-                backoff = BACKOFF_MIN;
+                backoff.reset();
             }
+            let wait = backoff.next_wait();
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            if !received {
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }
@@ -102,27 +113,21 @@ impl ConsentChecker {
         let inner = self.inner();
         // A stream silent for longer than the bound is of no use: checks fail closed.
         let silence_limit = inner.freshness.bound();
-        let request = match inner.cache.cursor() {
-            Some(cursor) => pb::WatchConsentChangesRequest {
-                after_position: cursor,
-                start_at_newest: false,
-            },
-            None => pb::WatchConsentChangesRequest {
-                after_position: 0,
-                start_at_newest: true,
-            },
-        };
-        let mut client = ConsentServiceClient::new(inner.channel.clone());
-        let opened = tokio::time::timeout(silence_limit, client.watch_consent_changes(request));
+        // A span of its own, so the stream's calls carry a trace context.
+        let span = tracing::info_span!("consent_checker_follow");
+        let opened = tokio::time::timeout(
+            silence_limit,
+            inner.source.watch(inner.cache.cursor()).instrument(span),
+        );
         let mut stream = match opened.await {
-            Ok(Ok(response)) => response.into_inner(),
+            Ok(Ok(stream)) => stream,
             Ok(Err(status)) => return ended_by(&status, false),
             Err(_elapsed) => return Ended::Silent { received: false },
         };
         let mut received = false;
         loop {
-            match tokio::time::timeout(silence_limit, stream.message()).await {
-                Ok(Ok(Some(response))) => {
+            match tokio::time::timeout(silence_limit, stream.next()).await {
+                Ok(Some(Ok(response))) => {
                     received = true;
                     let applied = inner.cache.apply(&response);
                     // Confirmed only once applied: a check that sees the cache
@@ -138,13 +143,13 @@ impl ConsentChecker {
                         );
                     }
                 }
-                Ok(Ok(None)) => {
+                Ok(None) => {
                     return Ended::Broken {
                         received,
                         code: None,
                     };
                 }
-                Ok(Err(status)) => return ended_by(&status, received),
+                Ok(Some(Err(status))) => return ended_by(&status, received),
                 Err(_elapsed) => return Ended::Silent { received },
             }
         }

@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 
 use super::rule::CurrentDecision;
-use super::wire::CustomerState;
+use super::source::CustomerState;
 
 /// Why a fill cannot be cached as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

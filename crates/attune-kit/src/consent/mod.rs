@@ -8,14 +8,18 @@
 //! all, `wire` reads consent's messages, [`metrics`] counts.
 
 mod cache;
+mod changes;
 pub mod checker;
 mod follow;
 mod freshness;
 mod journal;
 pub mod metrics;
 pub mod rule;
+pub mod source;
 pub mod wire;
 
+pub use changes::ConsentChangeSource;
 pub use checker::{ConsentChecker, PurposeVerdict, Reason};
 pub use metrics::CheckerMetrics;
 pub use rule::{ConsentStatus, CurrentDecision, Decision};
+pub use source::{ChangeStream, ConsentSource, CustomerState, GrpcConsentSource, LoadError};

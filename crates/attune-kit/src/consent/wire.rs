@@ -11,6 +11,7 @@ use attune_proto::prost_types::Timestamp;
 use chrono::{DateTime, Utc};
 
 use super::rule::{CurrentDecision, Decision};
+use super::source::CustomerState;
 use crate::types::time;
 
 /// Parses a required wire decision: `DECISION_UNSPECIFIED` and numbers this
@@ -32,15 +33,6 @@ pub fn decision_to_proto(decision: Decision) -> pb::Decision {
         Decision::Denied => pb::Decision::Denied,
         Decision::Withdrawn => pb::Decision::Withdrawn,
     }
-}
-
-/// What one customer's consent looks like at one stream position: the decision
-/// that counts per purpose. Purposes absent from `purposes` are "not given".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CustomerState {
-    /// The stream position the state reflects: every change up to it, none after.
-    pub(crate) position: i64,
-    pub(crate) purposes: HashMap<String, CurrentDecision>,
 }
 
 /// A `GetConsentState` answer as a [`CustomerState`]; `None` when a record in it

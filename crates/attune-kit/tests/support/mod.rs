@@ -53,6 +53,8 @@ pub struct FakeState {
     /// While set, `WatchConsentChanges` fails with it (consent is down).
     refuse_watches: Mutex<Option<Code>>,
     watch_requests: Mutex<Vec<pb::WatchConsentChangesRequest>>,
+    /// The `traceparent` of each call, in order: (`"state"` or `"watch"`, value).
+    traceparents: Mutex<Vec<(&'static str, Option<String>)>>,
 }
 
 /// A consent server whose answers the test controls.
@@ -143,6 +145,31 @@ impl FakeConsent {
             .entry(customer.into())
             .or_default()
             .push_back(response);
+    }
+
+    /// The `traceparent` each call of `rpc` (`"state"` or `"watch"`) carried.
+    pub fn traceparents(&self, rpc: &str) -> Vec<Option<String>> {
+        self.state
+            .traceparents
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(called, _)| *called == rpc)
+            .map(|(_, traceparent)| traceparent.clone())
+            .collect()
+    }
+
+    fn record_traceparent<T>(&self, rpc: &'static str, request: &Request<T>) {
+        let traceparent = request
+            .metadata()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        self.state
+            .traceparents
+            .lock()
+            .unwrap()
+            .push((rpc, traceparent));
     }
 
     pub fn state_calls(&self) -> usize {
@@ -240,6 +267,7 @@ impl ConsentService for FakeConsent {
         request: Request<pb::GetConsentStateRequest>,
     ) -> Rpc<pb::GetConsentStateResponse> {
         self.state.state_calls.fetch_add(1, Ordering::SeqCst);
+        self.record_traceparent("state", &request);
         let gate = self.state.state_gate.lock().unwrap().take();
         if let Some(gate) = gate {
             let _ = gate.await;
@@ -273,6 +301,7 @@ impl ConsentService for FakeConsent {
         &self,
         request: Request<pb::WatchConsentChangesRequest>,
     ) -> Rpc<Self::WatchConsentChangesStream> {
+        self.record_traceparent("watch", &request);
         let request = request.into_inner();
         self.state.watch_requests.lock().unwrap().push(request);
         if let Some(code) = *self.state.refuse_watches.lock().unwrap() {

@@ -1,0 +1,44 @@
+//! Consent's change stream as a [`BatchSource`], for services that apply consent
+//! changes to their own database with a [`Follower`](crate::follower::Follower).
+
+use attune_proto::consent::v1 as pb;
+use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
+use futures::StreamExt;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::follower::{BatchSource, SourceBatch, SourceStream};
+use crate::telemetry::TraceContextInterceptor;
+
+/// `WatchConsentChanges` over a channel to consent, with the caller's trace context.
+#[derive(Debug, Clone)]
+pub struct ConsentChangeSource {
+    channel: Channel,
+}
+
+impl ConsentChangeSource {
+    /// A source reading consent's changes over `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Self { channel }
+    }
+}
+
+impl BatchSource for ConsentChangeSource {
+    type Item = pb::ConsentChange;
+
+    async fn open(&self, after: i64) -> Result<SourceStream<pb::ConsentChange>, Status> {
+        let mut client =
+            ConsentServiceClient::with_interceptor(self.channel.clone(), TraceContextInterceptor);
+        let request = pb::WatchConsentChangesRequest {
+            after_position: after,
+            start_at_newest: false,
+        };
+        let responses = client.watch_consent_changes(request).await?.into_inner();
+        Ok(responses
+            .map(|response| {
+                response
+                    .map(|response| SourceBatch::from_kit_feed(response.changes, response.position))
+            })
+            .boxed())
+    }
+}

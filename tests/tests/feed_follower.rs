@@ -1,0 +1,353 @@
+//! The kit's feed follower applying consent's real change feed, over gRPC, to a
+//! consumer database of its own (a test table as the effect), on SQLite and
+//! PostgreSQL: exactly once under concurrent writes, across crashes and failed
+//! applies, and one replica at a time.
+
+#![allow(clippy::unwrap_used)] // a panic is how a test fails
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use attune_kit::config::FeedConfig;
+use attune_kit::consent::ConsentChangeSource;
+use attune_kit::db::{Backend, TestDatabase, fresh_test_database_on};
+use attune_kit::follower::{Apply, ApplyError, CreateFeedCursors, Follower, Progress};
+use attune_kit::sea_orm::sea_query::{Alias, Expr, Query, Table};
+use attune_kit::sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
+use attune_kit::sea_orm_migration::prelude::*;
+use attune_tests::consent_requests::{decision, record};
+use attune_tests::{TestApp, backend_tests, consent_pb as pb};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+
+/// The follower's name in `feed_cursors`.
+const FEED: &str = "test:consent-changes";
+/// Short, so that takeovers are quick to test.
+const LEASE: Duration = Duration::from_millis(600);
+
+/// The test table the follower writes: one row per change applied. No uniqueness
+/// on `position`, so an item applied twice shows as two rows.
+#[derive(DeriveIden)]
+enum AppliedChanges {
+    Table,
+    Id,
+    Position,
+}
+
+struct CreateAppliedChanges;
+
+impl MigrationName for CreateAppliedChanges {
+    fn name(&self) -> &str {
+        "test_m0001_applied_changes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateAppliedChanges {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(AppliedChanges::Table)
+                    .col(
+                        ColumnDef::new(AppliedChanges::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(AppliedChanges::Position)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// The consumer's migrator: the kit's cursor table and the effect table.
+struct ConsumerMigrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for ConsumerMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateFeedCursors), Box::new(CreateAppliedChanges)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "consumer_migrations".into_iden()
+    }
+}
+
+/// Writes one row per change; fails after writing while `poisoned`, so that a
+/// rollback has something to undo.
+#[derive(Clone, Default)]
+struct RecordChanges {
+    poisoned: Arc<AtomicBool>,
+    failures: Arc<AtomicU64>,
+}
+
+impl Apply<pb::ConsentChange> for RecordChanges {
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        items: &[pb::ConsentChange],
+    ) -> Result<(), ApplyError> {
+        for change in items {
+            let insert = Query::insert()
+                .into_table(AppliedChanges::Table)
+                .columns([AppliedChanges::Position])
+                .values_panic([change.position.into()])
+                .to_owned();
+            txn.execute(&insert).await?;
+        }
+        if self.poisoned.load(Ordering::SeqCst) {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            return Err("poisoned batch".into());
+        }
+        Ok(())
+    }
+}
+
+/// A consumer database on the app's backend, migrated.
+struct Consumer {
+    db: DatabaseConnection,
+    _database: TestDatabase,
+}
+
+impl Consumer {
+    async fn create(app: &TestApp) -> Self {
+        let backend = Backend::of(&app.config.database.url).unwrap();
+        let database = fresh_test_database_on(backend, "consumer")
+            .await
+            .unwrap()
+            .expect("the app's backend is available");
+        let db = attune_kit::db::connect(&database.config).await.unwrap();
+        attune_kit::db::migrate::<ConsumerMigrator>(&db)
+            .await
+            .unwrap();
+        Self {
+            db,
+            _database: database,
+        }
+    }
+
+    /// The positions applied, in the order of the rows (duplicates kept).
+    async fn applied(&self) -> Vec<i64> {
+        let select = Query::select()
+            .column(AppliedChanges::Position)
+            .from(AppliedChanges::Table)
+            .order_by(AppliedChanges::Id, Order::Asc)
+            .to_owned();
+        let rows = self.db.query_all(&select).await.unwrap();
+        rows.iter()
+            .map(|row| row.try_get::<i64>("", "position").unwrap())
+            .collect()
+    }
+
+    /// The cursor stored for the follower.
+    async fn cursor(&self) -> i64 {
+        let select = Query::select()
+            .column(Alias::new("position"))
+            .from(Alias::new("feed_cursors"))
+            .and_where(Expr::col(Alias::new("name")).eq(FEED))
+            .to_owned();
+        let row = self.db.query_one(&select).await.unwrap().unwrap();
+        row.try_get::<i64>("", "position").unwrap()
+    }
+
+    /// Starts a follower of the app's change feed as a task; dropping or aborting
+    /// the handle is a crash (no lease released).
+    fn follow(&self, app: &TestApp, apply: RecordChanges) -> Running {
+        let channel = Endpoint::from_shared(format!("http://{}", app.config.listen))
+            .unwrap()
+            .connect_lazy();
+        let settings = FeedConfig {
+            follower_lease: LEASE,
+            ..app.config.feeds.clone()
+        };
+        let follower = Follower::new(
+            FEED,
+            self.db.clone(),
+            ConsentChangeSource::new(channel),
+            apply,
+            &settings,
+        );
+        let progress = follower.progress();
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(follower.run(cancel.clone()));
+        Running {
+            progress,
+            cancel,
+            task,
+        }
+    }
+}
+
+struct Running {
+    progress: Progress,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Records `count` decisions, alternating customers and outcomes; returns how
+/// many changes they made (one per decision).
+async fn write(app: &TestApp, prefix: &str, count: usize) -> usize {
+    let mut consent = app.consent();
+    for n in 0..count {
+        let outcome = if n % 2 == 0 {
+            pb::Decision::Granted
+        } else {
+            pb::Decision::Withdrawn
+        };
+        consent
+            .record_consent(record(
+                &format!("{prefix}-{}", n % 7),
+                vec![decision("personalization", outcome)],
+            ))
+            .await
+            .unwrap();
+    }
+    count
+}
+
+/// Waits until `done` holds, for at most 10 s.
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every position applied once, and as many as were written.
+fn assert_exactly_once(applied: &[i64], written: usize) {
+    let distinct: BTreeSet<i64> = applied.iter().copied().collect();
+    assert_eq!(distinct.len(), applied.len(), "a change was applied twice");
+    assert_eq!(applied.len(), written, "applied {applied:?}");
+}
+
+backend_tests! {
+    async fn a_follower_applies_every_change_exactly_once_while_writers_write(app) {
+        let consumer = Consumer::create(&app).await;
+        let running = consumer.follow(&app, RecordChanges::default());
+        let writers: Vec<_> = (0..3)
+            .map(|writer| {
+                let app_channel = app.channel.clone();
+                tokio::spawn(async move {
+                    let mut consent =
+                        attune_proto::consent::v1::consent_service_client::ConsentServiceClient::new(app_channel);
+                    for n in 0..20 {
+                        consent
+                            .record_consent(record(
+                                &format!("writer-{writer}-{}", n % 5),
+                                vec![decision("personalization", pb::Decision::Granted)],
+                            ))
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap();
+        }
+        let newest = app.newest_change_position().await;
+        eventually("the follower reaches the newest change", async || {
+            running.progress.position() >= newest
+        })
+        .await;
+        assert_eq!(consumer.cursor().await, newest);
+        assert_exactly_once(&consumer.applied().await, 60);
+        assert!(running.progress.lag() < Duration::from_secs(1));
+    }
+
+    async fn a_follower_resumes_from_its_stored_cursor_and_a_failed_apply_rolls_back(app) {
+        let consumer = Consumer::create(&app).await;
+        let apply = RecordChanges::default();
+        let first = consumer.follow(&app, apply.clone());
+        let mut written = write(&app, "before-crash", 5).await;
+        let newest = app.newest_change_position().await;
+        eventually("the first follower applied", async || {
+            first.progress.position() >= newest
+        })
+        .await;
+        // Crash between batches: the lease is not released.
+        drop(first);
+
+        // The next batch fails inside apply, after writing its rows.
+        apply.poisoned.store(true, Ordering::SeqCst);
+        let second = consumer.follow(&app, apply.clone());
+        written += write(&app, "after-crash", 4).await;
+        eventually("the poisoned batch failed", async || {
+            apply.failures.load(Ordering::SeqCst) >= 2
+        })
+        .await;
+        // Neither the rows nor the cursor of the failed batch were kept.
+        assert_eq!(consumer.cursor().await, newest);
+        assert_exactly_once(&consumer.applied().await, 5);
+
+        apply.poisoned.store(false, Ordering::SeqCst);
+        let newest = app.newest_change_position().await;
+        eventually("the second follower caught up", async || {
+            second.progress.position() >= newest
+        })
+        .await;
+        assert_eq!(consumer.cursor().await, newest);
+        assert_exactly_once(&consumer.applied().await, written);
+    }
+
+    async fn of_two_followers_one_applies_and_the_other_takes_over_within_the_lease(app) {
+        let consumer = Consumer::create(&app).await;
+        let a = consumer.follow(&app, RecordChanges::default());
+        let b = consumer.follow(&app, RecordChanges::default());
+        let mut written = write(&app, "two-followers", 6).await;
+        let newest = app.newest_change_position().await;
+        eventually("one follower applied everything", async || {
+            consumer.cursor().await >= newest
+        })
+        .await;
+        let (holder, standby) = match (a.progress.is_holding(), b.progress.is_holding()) {
+            (true, false) => (a, b),
+            (false, true) => (b, a),
+            both => panic!("exactly one follower holds the lease: {both:?}"),
+        };
+        assert_eq!(standby.progress.applied(), 0);
+        assert_eq!(holder.progress.applied(), 6);
+
+        // The holder dies without releasing its lease.
+        let died = Instant::now();
+        drop(holder);
+        eventually("the standby takes over", async || standby.progress.is_holding()).await;
+        let takeover = died.elapsed();
+        assert!(takeover <= LEASE * 2, "took over after {takeover:?}");
+
+        written += write(&app, "after-takeover", 4).await;
+        let newest = app.newest_change_position().await;
+        eventually("the new holder applied the rest", async || {
+            standby.progress.position() >= newest
+        })
+        .await;
+        assert_eq!(standby.progress.applied(), 4);
+        assert_exactly_once(&consumer.applied().await, written);
+
+        // A clean stop releases the lease at once.
+        let mut standby = standby;
+        standby.cancel.cancel();
+        (&mut standby.task).await.unwrap();
+        let c = consumer.follow(&app, RecordChanges::default());
+        eventually("a new follower takes the released lease", async || c.progress.is_holding()).await;
+        assert!(died.elapsed() < takeover + LEASE, "the lease was released on a clean stop");
+    }
+}
