@@ -41,6 +41,8 @@ pub struct Config {
     pub feeds: FeedConfig,
     /// The cached consent checker other services ask before using personal data.
     pub consent_checker: ConsentCheckerConfig,
+    /// Where `attune serve --service gateway` finds each service.
+    pub gateway: GatewayConfig,
 }
 
 impl Default for Config {
@@ -52,8 +54,19 @@ impl Default for Config {
             limits: Limits::default(),
             feeds: FeedConfig::default(),
             consent_checker: ConsentCheckerConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
+}
+
+/// The gateway's backends when it runs as its own process (one process running
+/// every service needs none).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// Each service's address by service name, e.g. `consent = "http://consent:50051"`
+    /// (`ATTUNE_GATEWAY__BACKENDS__CONSENT`).
+    pub backends: std::collections::BTreeMap<String, String>,
 }
 
 /// Database connection settings (see [`crate::db::connect`]).
