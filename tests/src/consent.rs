@@ -3,6 +3,7 @@
 //! from [`crate::consent_requests`].
 
 use attune_proto::consent::v1 as consent_pb;
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 use tokio_stream::StreamExt;
 use tonic::Streaming;
 
@@ -117,5 +118,38 @@ impl TestApp {
             .await
             .expect("verification answers")
             .into_inner()
+    }
+
+    /// Holds the write path busy from outside the server, so a RecordConsent call stays
+    /// in flight: on SQLite by holding the write lock, on PostgreSQL by holding an
+    /// uncommitted claim on the call's request id.
+    pub async fn hold_consent_write_path(&self, request_id: &str) -> sea_orm::DatabaseTransaction {
+        let db = attune_kit::db::connect(&self.config.database)
+            .await
+            .expect("the test database accepts connections");
+        let txn = db
+            .begin_with_options(sea_orm::TransactionOptions {
+                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+            .expect("a transaction can begin");
+        let backend = txn.get_database_backend();
+        let sql = match backend {
+            sea_orm::DbBackend::Postgres => {
+                "INSERT INTO consent_requests (operation, request_id, fingerprint, outcome, create_time) VALUES ('record_consent', $1, 'held', '', 0)"
+            }
+            _ => {
+                "INSERT INTO consent_requests (operation, request_id, fingerprint, outcome, create_time) VALUES ('record_consent', ?, 'held', '', 0)"
+            }
+        };
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [request_id.into()],
+        ))
+        .await
+        .expect("the claim is inserted");
+        txn
     }
 }
