@@ -14,8 +14,9 @@
 //! `ATTUNE_TEST_DATABASE_URL` is set: write it once with [`backend_tests!`].
 //!
 //! Each service's helpers live in its own module ([`consent`]: calls such as
-//! [`TestApp::record_consent`]; [`consent_requests`]: ready-made requests); this
-//! file holds only what every service's tests share.
+//! [`TestApp::record_consent`]; [`consent_requests`]: ready-made requests);
+//! [`data_subject`] has the gateway's export and erasure every service's tests
+//! use; this file holds only what every service's tests share.
 
 use std::net::SocketAddr;
 
@@ -42,6 +43,7 @@ pub use attune_proto::privacy::v1 as privacy_pb;
 
 pub mod consent;
 pub mod consent_requests;
+pub mod data_subject;
 
 /// A running Attune server.
 pub struct TestApp {
@@ -62,12 +64,7 @@ impl TestApp {
     /// Starts the monolith against a fresh database on `backend`, or returns `None`
     /// for PostgreSQL when no test server is configured.
     pub async fn spawn(backend: Backend) -> Option<Self> {
-        attune_kit::telemetry::init_for_tests();
-        let database = fresh_test_database_on(backend, "e2e")
-            .await
-            .expect("a fresh test database can be created")?;
-        let mut config = Config::default();
-        config.database = database.config.clone();
+        let (config, database) = fresh_config(backend).await?;
         let mut app = Self::start(config, Role::All).await;
         app._database = Some(database);
         Some(app)
@@ -85,12 +82,7 @@ impl TestApp {
     /// and `--service gateway`), the gateway reaching consent over HTTP/2 at the
     /// address from `gateway.backends.consent`. Returns the gateway, then consent.
     pub async fn spawn_split(backend: Backend) -> Option<(Self, Self)> {
-        attune_kit::telemetry::init_for_tests();
-        let database = fresh_test_database_on(backend, "e2e")
-            .await
-            .expect("a fresh test database can be created")?;
-        let mut config = Config::default();
-        config.database = database.config.clone();
+        let (mut config, database) = fresh_config(backend).await?;
         let mut consent = Self::start(config.clone(), Role::named(Some("consent")).ok()?).await;
         consent._database = Some(database);
         config
@@ -203,6 +195,18 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.begin_shutdown();
     }
+}
+
+/// The default configuration over a fresh database on `backend` (`None`: no
+/// PostgreSQL test server is configured), with test logging installed.
+async fn fresh_config(backend: Backend) -> Option<(Config, TestDatabase)> {
+    attune_kit::telemetry::init_for_tests();
+    let database = fresh_test_database_on(backend, "e2e")
+        .await
+        .expect("a fresh test database can be created")?;
+    let mut config = Config::default();
+    config.database = database.config.clone();
+    Some((config, database))
 }
 
 /// Every item of a paged listing: `page` reads the page a token names (the first

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use attune_kit::consent::{ConsentChecker, ConsentStatus, Reason};
 use attune_tests::consent_requests::{decision, record as record_request, request_id};
-use attune_tests::{TestApp, backend_tests, consent_pb as pb, gateway_pb};
+use attune_tests::{TestApp, backend_tests, consent_pb as pb};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
@@ -95,15 +95,7 @@ backend_tests! {
         wait_until_granted(&[&a, &b], "cust-3").await;
         wait_until_granted(&[&a, &b], "cust-4").await;
 
-        let answer = app
-            .data_subject_requests()
-            .erase_customer(gateway_pb::EraseCustomerRequest {
-                customer_id: "cust-3".into(),
-                request_id: request_id(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let answer = app.erase_customer("cust-3", &request_id()).await;
         assert!(answer.complete, "{answer:?}");
         let erased = Instant::now();
         loop {

@@ -61,47 +61,10 @@ async fn grant_two(app: &TestApp, customer: &str) {
     .await;
 }
 
-/// Every message of the gateway's export of `customer` under `request_id`.
-async fn export(
-    app: &TestApp,
-    customer: &str,
-    request_id: &str,
-) -> Vec<gateway_pb::ExportCustomerResponse> {
-    let mut stream = app
-        .data_subject_requests()
-        .export_customer(gateway_pb::ExportCustomerRequest {
-            customer_id: customer.into(),
-            request_id: request_id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut messages = Vec::new();
-    while let Some(message) = stream.next().await {
-        messages.push(message.unwrap());
-    }
-    messages
-}
-
-async fn erase(
-    app: &TestApp,
-    customer: &str,
-    request_id: &str,
-) -> gateway_pb::EraseCustomerResponse {
-    app.data_subject_requests()
-        .erase_customer(gateway_pb::EraseCustomerRequest {
-            customer_id: customer.into(),
-            request_id: request_id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 /// Exports and erases `customer` (holding two grants) through `gateway`,
 /// checking consent's receipts and that the erasure took effect.
 async fn export_then_erase_through(gateway: &TestApp, customer: &str) {
-    let messages = export(gateway, customer, &request_id()).await;
+    let messages = gateway.export_customer(customer, &request_id()).await;
     let records: Vec<_> = messages.iter().flat_map(|m| m.records.clone()).collect();
     assert_eq!(records.len(), 2, "{messages:?}");
     assert!(records.iter().all(|r| r.kind == "consent_decision"));
@@ -124,7 +87,7 @@ async fn export_then_erase_through(gateway: &TestApp, customer: &str) {
     );
 
     let id = request_id();
-    let erased = erase(gateway, customer, &id).await;
+    let erased = gateway.erase_customer(customer, &id).await;
     assert!(erased.complete, "{erased:?}");
     assert!(erased.erase_time.is_some());
     assert_eq!(erased.customer_ids, [customer]);
@@ -135,12 +98,12 @@ async fn export_then_erase_through(gateway: &TestApp, customer: &str) {
     assert!(receipt.record_count >= 2, "{receipt:?}");
     assert!(!receipt.retained.is_empty());
     assert_eq!(
-        erase(gateway, customer, &id).await,
+        gateway.erase_customer(customer, &id).await,
         erased,
         "a retry returns the original receipts"
     );
     assert!(!gateway.check_consent(customer, &["analytics"]).await[0].granted);
-    let after = export(gateway, customer, &request_id()).await;
+    let after = gateway.export_customer(customer, &request_id()).await;
     assert!(after.iter().all(|m| m.records.is_empty()), "{after:?}");
 }
 
@@ -339,13 +302,13 @@ async fn consent_and_gateway_as_two_servers(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::Unavailable, "{error:?}");
-    let erased = erase(&gateway, "split-2", &request_id()).await;
+    let erased = gateway.erase_customer("split-2", &request_id()).await;
     assert!(!erased.complete, "{erased:?}");
     assert!(erased.erase_time.is_none());
     let [receipt] = <[_; 1]>::try_from(erased.receipts).unwrap();
     assert_eq!(receipt.status, gateway_pb::ReceiptStatus::Failed as i32);
     assert_eq!(receipt.error_code, Code::Unavailable as i32);
-    let exported = export(&gateway, "split-2", &request_id()).await;
+    let exported = gateway.export_customer("split-2", &request_id()).await;
     let [message] = <[_; 1]>::try_from(exported).unwrap();
     assert_eq!(
         message.receipt.unwrap().status,
