@@ -4,10 +4,7 @@
 //! [`Channel`] to the service's pod.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use attune_kit::server::{HttpService, LocalServer};
@@ -98,10 +95,7 @@ impl Backend {
             service.api_package(),
             service.api_services(),
             service.holds_personal_data(),
-            HttpService::new(Remote {
-                package: service.api_package(),
-                channel,
-            }),
+            remote_transport(service.api_package(), channel),
         ))
     }
 
@@ -134,28 +128,12 @@ impl Backend {
 
 /// A backend in another process. A transport error (connection refused, reset)
 /// becomes an UNAVAILABLE answer, as a client talking to the pod would see.
-#[derive(Clone)]
-struct Remote {
-    package: &'static str,
-    channel: Channel,
-}
-
-impl tower::Service<http::Request<Body>> for Remote {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Readiness is awaited per call, on a clone of the channel.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let channel = self.channel.clone();
-        let package = self.package;
-        Box::pin(async move {
+fn remote_transport(package: &'static str, channel: Channel) -> HttpService {
+    HttpService::new(tower::service_fn(move |request: http::Request<Body>| {
+        let channel = channel.clone();
+        async move {
             match tower::ServiceExt::oneshot(channel, request).await {
-                Ok(response) => Ok(response),
+                Ok(response) => Ok::<_, Infallible>(response),
                 Err(error) => {
                     tracing::warn!(backend = package, %error, "backend unreachable");
                     Ok(
@@ -164,6 +142,6 @@ impl tower::Service<http::Request<Body>> for Remote {
                     )
                 }
             }
-        })
-    }
+        }
+    }))
 }
