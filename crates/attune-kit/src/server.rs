@@ -6,6 +6,12 @@
 //! NOT_SERVING first, the listener closes, in-flight calls drain for at most
 //! `limits.shutdown_grace` (then their connections are cut), and background tasks
 //! are cancelled and joined.
+//!
+//! A server can also run without a port: [`GrpcServer::start_local`] makes it a
+//! tower service ([`LocalServer`]) that the gateway calls directly in one
+//! process. And a server can pass every call for a service it does not mount to
+//! one fallback ([`GrpcServer::route_elsewhere`]): how the gateway's router sits
+//! behind the public port's health, reflection and own services.
 
 use std::convert::Infallible;
 use std::future::Future;
