@@ -110,12 +110,13 @@ async fn export_from(
     let mut page_token = String::new();
     let mut record_count: i64 = 0;
     loop {
+        let sent_token = std::mem::take(&mut page_token);
         let page = client
             .export_customer_data(outgoing(
                 privacy::ExportCustomerDataRequest {
                     customer_id: request.customer_id.clone(),
                     request_id: request.request_id.clone(),
-                    page_token: std::mem::take(&mut page_token),
+                    page_token: sent_token.clone(),
                     page_size: EXPORT_PAGE_SIZE,
                 },
                 caller,
@@ -128,6 +129,18 @@ async fn export_from(
                     records,
                     next_page_token,
                 } = page.into_inner();
+                if !next_page_token.is_empty() && next_page_token == sent_token {
+                    // A backend that hands back the token it was given would
+                    // keep this stream going for ever.
+                    let stuck = Status::internal("the export's page token did not advance");
+                    let message = pb::ExportCustomerResponse {
+                        service: backend.package().to_owned(),
+                        records,
+                        receipt: Some(failed(backend, &stuck)),
+                        customer_id: request.customer_id.clone(),
+                    };
+                    return sender.send(Ok(message)).await.is_ok();
+                }
                 record_count += i64::try_from(records.len()).unwrap_or(i64::MAX);
                 let receipt = next_page_token.is_empty().then(|| pb::ServiceReceipt {
                     service: backend.package().to_owned(),
