@@ -220,3 +220,41 @@ fn remote_backends(config: &Config) -> anyhow::Result<Vec<Backend>> {
 async fn close(db: DatabaseConnection) -> anyhow::Result<()> {
     db.close().await.context("cannot close the database")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{GATEWAY, Role, SERVICES, role_names};
+
+    #[test]
+    fn registered_services_have_distinct_names_and_packages() {
+        let mut names: Vec<_> = SERVICES.iter().map(|s| s.name()).collect();
+        let mut packages: Vec<_> = SERVICES.iter().map(|s| s.api_package()).collect();
+        names.sort_unstable();
+        names.dedup();
+        packages.sort_unstable();
+        packages.dedup();
+        assert_eq!(names.len(), SERVICES.len(), "{names:?}");
+        assert_eq!(packages.len(), SERVICES.len(), "{packages:?}");
+        assert!(!names.contains(&GATEWAY), "`gateway` names the gateway");
+        for service in SERVICES {
+            let prefix = format!("{}.", service.api_package());
+            assert!(
+                service
+                    .api_services()
+                    .iter()
+                    .all(|s| s.starts_with(&prefix)),
+                "{service:?} routes only its own package"
+            );
+        }
+    }
+
+    #[test]
+    fn every_role_name_parses_and_nothing_else_does() {
+        for name in role_names() {
+            assert!(Role::named(Some(name)).is_ok(), "{name}");
+        }
+        assert!(matches!(Role::named(None), Ok(Role::All)));
+        assert!(matches!(Role::named(Some(GATEWAY)), Ok(Role::Gateway)));
+        assert!(Role::named(Some("nosuch")).is_err());
+    }
+}
