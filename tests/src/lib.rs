@@ -1,24 +1,35 @@
-//! One way to start Attune for a test: [`TestApp::spawn`] runs the real server
-//! (the same `attune::serve` as the binary) on an ephemeral loopback port against
-//! a fresh database of its own, and hands out typed clients. Dropping it shuts the
-//! server down.
+//! One way to start Attune for a test: [`TestApp::spawn`] runs the real monolith
+//! (the same `attune::serve` as `attune serve`: every service's backend behind the
+//! gateway) on an ephemeral loopback port against a fresh database of its own,
+//! and hands out a typed client per service through the public port. Dropping it
+//! shuts the server down.
+//!
+//! [`TestApp::pod`] starts one service's backend alone on its own port over the
+//! same database, as a Kubernetes pod runs it, to reach what the public port does
+//! not route (a service's internal `attune.privacy.v1.DataSubjectService`).
+//! [`TestApp::spawn_split`] runs consent and the gateway as two servers, the
+//! gateway reaching consent over the network.
 //!
 //! Every storage test runs on SQLite, and on PostgreSQL too when
 //! `ATTUNE_TEST_DATABASE_URL` is set: write it once with [`backend_tests!`].
 //!
-//! Consent requests come ready-made from [`consent_requests`]; calls that need the
-//! server ([`TestApp::record_consent`], [`TestApp::check_consent`], ...) are methods.
+//! Each service's helpers live in its own module ([`consent`]: calls such as
+//! [`TestApp::record_consent`]; [`consent_requests`]: ready-made requests);
+//! [`data_subject`] has the gateway's export and erasure every service's tests
+//! use; this file holds only what every service's tests share.
 
-use attune::ServiceName;
+use std::net::SocketAddr;
+
+use attune::Role;
 use attune_kit::config::Config;
 use attune_kit::db::{TestDatabase, fresh_test_database_on};
 use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
+use attune_proto::gateway::v1::data_subject_request_service_client::DataSubjectRequestServiceClient;
 use attune_proto::privacy::v1::data_subject_service_client::DataSubjectServiceClient;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
+use tonic::Status;
 use tonic::transport::Channel;
-use tonic::{Status, Streaming};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -27,30 +38,64 @@ use tonic_types::StatusExt;
 pub use attune_kit::db::Backend;
 pub use attune_proto::common::v1 as common_pb;
 pub use attune_proto::consent::v1 as consent_pb;
+pub use attune_proto::gateway::v1 as gateway_pb;
 pub use attune_proto::privacy::v1 as privacy_pb;
 
+pub mod consent;
 pub mod consent_requests;
+pub mod data_subject;
 
-/// A running Attune server with its own database.
+/// A running Attune server.
 pub struct TestApp {
+    /// A connection to the server's port (the public port of the monolith).
     pub channel: Channel,
+    /// The server's configuration, with its database and address.
     pub config: Config,
+    /// The address the server listens on.
+    pub address: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    // Declared last: the database outlives the server that uses it.
-    _database: TestDatabase,
+    // Declared last: the database outlives the server that uses it. A server
+    // sharing another's database (a pod, a gateway) holds none.
+    _database: Option<TestDatabase>,
 }
 
 impl TestApp {
-    /// Starts every service against a fresh database on `backend`, or returns `None`
+    /// Starts the monolith against a fresh database on `backend`, or returns `None`
     /// for PostgreSQL when no test server is configured.
     pub async fn spawn(backend: Backend) -> Option<Self> {
-        attune_kit::telemetry::init_for_tests();
-        let database = fresh_test_database_on(backend, "e2e")
-            .await
-            .expect("a fresh test database can be created")?;
-        let mut config = Config::default();
-        config.database = database.config.clone();
+        let (config, database) = fresh_config(backend).await?;
+        let mut app = Self::start(config, Role::All).await;
+        app._database = Some(database);
+        Some(app)
+    }
+
+    /// Starts `service`'s backend alone (`attune serve --service NAME`) on its own
+    /// port, over this app's database: its public API, its internal
+    /// `DataSubjectService`, health and reflection. It stops when dropped.
+    pub async fn pod(&self, service: &str) -> Self {
+        let role = Role::named(Some(service)).expect("the service is registered");
+        Self::start(self.config.clone(), role).await
+    }
+
+    /// Consent and the gateway as two servers (`attune serve --service consent`
+    /// and `--service gateway`), the gateway reaching consent over HTTP/2 at the
+    /// address from `gateway.backends.consent`. Returns the gateway, then consent.
+    pub async fn spawn_split(backend: Backend) -> Option<(Self, Self)> {
+        let (mut config, database) = fresh_config(backend).await?;
+        let mut consent = Self::start(config.clone(), Role::named(Some("consent")).ok()?).await;
+        consent._database = Some(database);
+        config
+            .gateway
+            .backends
+            .insert("consent".into(), format!("http://{}", consent.address));
+        let gateway = Self::start(config, Role::Gateway).await;
+        Some((gateway, consent))
+    }
+
+    /// Serves `role` with `config` on an ephemeral port and waits until it and
+    /// every service it serves report SERVING.
+    async fn start(mut config: Config, role: Role) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("an ephemeral loopback port is free");
@@ -59,14 +104,9 @@ impl TestApp {
             .expect("a bound listener has an address");
         config.listen = address;
         let (shutdown, stop) = oneshot::channel::<()>();
-        let server = tokio::spawn(attune::serve(
-            config.clone(),
-            &ServiceName::ALL,
-            listener,
-            async move {
-                let _ = stop.await;
-            },
-        ));
+        let server = tokio::spawn(attune::serve(config.clone(), role, listener, async move {
+            let _ = stop.await;
+        }));
         // The listener is bound before the server starts, so connecting cannot race it.
         let channel = Channel::from_shared(format!("http://{address}"))
             .expect("a socket address is a valid URI")
@@ -76,31 +116,47 @@ impl TestApp {
         let app = Self {
             channel,
             config,
+            address,
             shutdown: Some(shutdown),
             server: Some(server),
-            _database: database,
+            _database: None,
         };
-        app.wait_until_serving().await;
-        Some(app)
+        let services: Vec<&str> = match role {
+            Role::Service(service) => service.api_services().to_vec(),
+            Role::All | Role::Gateway => attune::SERVICES
+                .iter()
+                .flat_map(|service| service.api_services().iter().copied())
+                .collect(),
+        };
+        for service in std::iter::once("").chain(services) {
+            app.wait_until_serving(service).await;
+        }
+        app
     }
 
-    /// Waits until health says SERVING: migrations have run and every service is
-    /// mounted, so a test may also reach into the database directly.
-    async fn wait_until_serving(&self) {
-        let mut health = HealthClient::new(self.channel.clone());
+    /// Waits until health says `service` is SERVING (`""`: the server). For the
+    /// server, migrations have run and every backend is mounted, so a test may
+    /// also reach into the database; for a routed service, the gateway has seen
+    /// its backend SERVING.
+    pub async fn wait_until_serving(&self, service: &str) {
         for _ in 0..500 {
-            let status = health
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .map(|response| response.into_inner().status);
-            if status.is_ok_and(|status| status == ServingStatus::Serving as i32) {
+            if self.health(service).await == Some(ServingStatus::Serving) {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        panic!("the test server did not report SERVING within 5 seconds");
+        panic!("{service:?} was not SERVING within 5 seconds");
+    }
+
+    /// What health reports for `service` now (`None`: no answer or not known).
+    pub async fn health(&self, service: &str) -> Option<ServingStatus> {
+        HealthClient::new(self.channel.clone())
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .ok()
+            .and_then(|response| ServingStatus::try_from(response.into_inner().status).ok())
     }
 
     /// A consent client on the shared connection.
@@ -108,119 +164,15 @@ impl TestApp {
         ConsentServiceClient::new(self.channel.clone())
     }
 
-    /// A data-subject client (consent's export and erasure) on the shared connection.
-    pub fn privacy(&self) -> DataSubjectServiceClient<Channel> {
+    /// The gateway's data-subject requests (export and erasure across services).
+    pub fn data_subject_requests(&self) -> DataSubjectRequestServiceClient<Channel> {
+        DataSubjectRequestServiceClient::new(self.channel.clone())
+    }
+
+    /// A service's own, internal data-subject API: served by a [`pod`](Self::pod),
+    /// never by the public port.
+    pub fn internal_data_subject(&self) -> DataSubjectServiceClient<Channel> {
         DataSubjectServiceClient::new(self.channel.clone())
-    }
-
-    /// A customer's whole consent history (every page), optionally for one purpose.
-    pub async fn consent_history(
-        &self,
-        customer: &str,
-        purpose: &str,
-    ) -> Vec<consent_pb::ConsentRecord> {
-        self.consent_history_paged(customer, purpose, 0).await
-    }
-
-    /// The same history read in pages of `page_size` (0: the server's default).
-    pub async fn consent_history_paged(
-        &self,
-        customer: &str,
-        purpose: &str,
-        page_size: i32,
-    ) -> Vec<consent_pb::ConsentRecord> {
-        every_page(async |page_token| {
-            let page = self
-                .consent()
-                .list_consent_history(consent_pb::ListConsentHistoryRequest {
-                    customer_id: customer.into(),
-                    purpose_code: purpose.into(),
-                    page_size,
-                    page_token,
-                })
-                .await
-                .expect("history can be listed")
-                .into_inner();
-            (page.records, page.next_page_token)
-        })
-        .await
-    }
-
-    /// Records `request`, which must succeed; returns the ledger records it holds.
-    pub async fn record_consent(
-        &self,
-        request: consent_pb::RecordConsentRequest,
-    ) -> Vec<consent_pb::ConsentRecord> {
-        self.consent()
-            .record_consent(request)
-            .await
-            .expect("the decision is recorded")
-            .into_inner()
-            .records
-    }
-
-    /// CheckConsent's answers for `customer` on `codes`, in the order asked.
-    pub async fn check_consent(
-        &self,
-        customer: &str,
-        codes: &[&str],
-    ) -> Vec<consent_pb::PurposeCheck> {
-        self.consent()
-            .check_consent(consent_pb::CheckConsentRequest {
-                customer_id: customer.into(),
-                purpose_codes: codes.iter().map(|code| (*code).into()).collect(),
-            })
-            .await
-            .expect("check succeeds")
-            .into_inner()
-            .checks
-    }
-
-    /// The change stream from just after `after_position` (0: from the start).
-    pub async fn watch_changes(
-        &self,
-        after_position: i64,
-    ) -> Streaming<consent_pb::WatchConsentChangesResponse> {
-        self.consent()
-            .watch_consent_changes(consent_pb::WatchConsentChangesRequest {
-                after_position,
-                start_at_newest: false,
-            })
-            .await
-            .expect("the change stream opens")
-            .into_inner()
-    }
-
-    /// The newest change position, as the first response of a watch at the newest says.
-    pub async fn newest_change_position(&self) -> i64 {
-        let mut stream = self
-            .consent()
-            .watch_consent_changes(consent_pb::WatchConsentChangesRequest {
-                after_position: 0,
-                start_at_newest: true,
-            })
-            .await
-            .expect("the change stream opens")
-            .into_inner();
-        let first = stream
-            .next()
-            .await
-            .expect("the stream sends a first response")
-            .expect("the first response is not an error");
-        assert!(
-            first.changes.is_empty(),
-            "a watch at the newest starts with a heartbeat"
-        );
-        first.position
-    }
-
-    /// VerifyAuditLog's verdict on the whole audit log.
-    pub async fn verify_audit_log(&self) -> consent_pb::VerifyAuditLogResponse {
-        self.consent()
-            .verify_audit_log(consent_pb::VerifyAuditLogRequest {})
-            .await
-            .expect("verification answers")
-            .into_inner()
     }
 
     /// Signals shutdown without waiting for it.
@@ -243,6 +195,18 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.begin_shutdown();
     }
+}
+
+/// The default configuration over a fresh database on `backend` (`None`: no
+/// PostgreSQL test server is configured), with test logging installed.
+async fn fresh_config(backend: Backend) -> Option<(Config, TestDatabase)> {
+    attune_kit::telemetry::init_for_tests();
+    let database = fresh_test_database_on(backend, "e2e")
+        .await
+        .expect("a fresh test database can be created")?;
+    let mut config = Config::default();
+    config.database = database.config.clone();
+    Some((config, database))
 }
 
 /// Every item of a paged listing: `page` reads the page a token names (the first

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use attune_kit::consent::{ConsentChecker, ConsentStatus, Reason};
 use attune_tests::consent_requests::{decision, record as record_request, request_id};
-use attune_tests::{TestApp, backend_tests, consent_pb as pb, privacy_pb};
+use attune_tests::{TestApp, backend_tests, consent_pb as pb};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
@@ -95,13 +95,8 @@ backend_tests! {
         wait_until_granted(&[&a, &b], "cust-3").await;
         wait_until_granted(&[&a, &b], "cust-4").await;
 
-        app.privacy()
-            .erase_customer(privacy_pb::EraseCustomerRequest {
-                customer_id: "cust-3".into(),
-                request_id: request_id(),
-            })
-            .await
-            .unwrap();
+        let answer = app.erase_customer("cust-3", &request_id()).await;
+        assert!(answer.complete, "{answer:?}");
         let erased = Instant::now();
         loop {
             let granted_a = a.checker.is_granted("cust-3", PURPOSE).await;

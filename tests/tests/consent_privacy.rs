@@ -1,12 +1,16 @@
 //! The data subject's rights over consent's data, over real gRPC: Global Privacy
-//! Control, export and erasure.
+//! Control, export and erasure. Export and erasure go through the gateway's public
+//! DataSubjectRequestService; consent's own paging and validation are tested on
+//! its internal DataSubjectService, which a consent pod serves.
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
 use attune_kit::db;
 use attune_kit::sea_orm::{ConnectionTrait, DbBackend, Statement};
 use attune_tests::consent_requests::{TEST_USER_AGENT, decision, record, request_id};
-use attune_tests::{TestApp, backend_tests, common_pb, consent_pb as pb, every_page, privacy_pb};
+use attune_tests::{
+    TestApp, backend_tests, common_pb, consent_pb as pb, every_page, gateway_pb, privacy_pb,
+};
 use prost_types::value::Kind;
 use tokio_stream::StreamExt;
 use tonic::{Code, Request};
@@ -46,15 +50,16 @@ fn check_with_gpc(customer: &str, signal: &str) -> Request<pb::CheckConsentReque
     request
 }
 
-/// The whole export for `customer` under `request_id`, read one record a page.
+/// The whole export for `customer` under `request_id` from consent's internal
+/// DataSubjectService (`pod` serves it), read one record a page.
 async fn export_all(
-    app: &TestApp,
+    pod: &TestApp,
     customer: &str,
     request_id: &str,
 ) -> Vec<privacy_pb::DataRecord> {
     every_page(async |page_token| {
-        let page = app
-            .privacy()
+        let page = pod
+            .internal_data_subject()
             .export_customer_data(privacy_pb::ExportCustomerDataRequest {
                 customer_id: customer.into(),
                 request_id: request_id.into(),
@@ -70,19 +75,14 @@ async fn export_all(
     .await
 }
 
-async fn erase(
-    app: &TestApp,
-    customer: &str,
-    request_id: &str,
-) -> privacy_pb::EraseCustomerResponse {
-    app.privacy()
-        .erase_customer(privacy_pb::EraseCustomerRequest {
-            customer_id: customer.into(),
-            request_id: request_id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
+/// Erases `customer` through the gateway, which must succeed; returns consent's receipt.
+async fn erase(app: &TestApp, customer: &str, request_id: &str) -> gateway_pb::ServiceReceipt {
+    let answer = app.erase_customer(customer, request_id).await;
+    assert!(answer.complete, "{answer:?}");
+    assert_eq!(answer.customer_ids, [customer]);
+    let [receipt] = <[_; 1]>::try_from(answer.receipts).unwrap();
+    assert_eq!(receipt.status, gateway_pb::ReceiptStatus::Succeeded as i32);
+    receipt
 }
 
 async fn audit_entries(app: &TestApp) -> i64 {
@@ -227,8 +227,9 @@ backend_tests! {
         grant(&app, "dsr-1", "personalization").await;
         app.record_consent(record("dsr-1", vec![decision("analytics", pb::Decision::Withdrawn)])).await;
         let before = audit_entries(&app).await;
+        let pod = app.pod("consent").await;
         let id = request_id();
-        let exported = export_all(&app, "dsr-1", &id).await;
+        let exported = export_all(&pod, "dsr-1", &id).await;
         assert_eq!(exported.len(), 3);
         assert!(exported.iter().all(|r| r.kind == "consent_decision" && r.update_time.is_some()));
         let data = exported[2].data.as_ref().unwrap();
@@ -242,13 +243,13 @@ backend_tests! {
         );
         // Three pages, one request: one audit entry; the same id replays.
         assert_eq!(audit_entries(&app).await, before + 1);
-        assert_eq!(export_all(&app, "dsr-1", &id).await, exported);
+        assert_eq!(export_all(&pod, "dsr-1", &id).await, exported);
         assert_eq!(audit_entries(&app).await, before + 1);
         // Unknown customers export nothing, without error.
-        assert!(export_all(&app, "nobody", &request_id()).await.is_empty());
+        assert!(export_all(&pod, "nobody", &request_id()).await.is_empty());
         // The same request id for another customer is a different request.
-        let reused = app
-            .privacy()
+        let reused = pod
+            .internal_data_subject()
             .export_customer_data(privacy_pb::ExportCustomerDataRequest {
                 customer_id: "dsr-other".into(),
                 request_id: id,
@@ -271,7 +272,7 @@ backend_tests! {
         let id = request_id();
         let receipt = erase(&app, customer, &id).await;
         assert_eq!(receipt.service, "attune.consent.v1");
-        assert!(receipt.erased_record_count >= 3, "{receipt:?}");
+        assert!(receipt.record_count >= 3, "{receipt:?}");
         assert_eq!(receipt.retained.len(), 2);
         assert!(receipt.retained[0].contains("keyed hash"));
 
@@ -289,7 +290,8 @@ backend_tests! {
         assert!(!after.granted);
         assert_eq!(after.status, pb::ConsentStatus::NotGiven as i32);
         assert!(app.consent_history(customer, "").await.is_empty());
-        assert!(export_all(&app, customer, &request_id()).await.is_empty());
+        let exported = app.export_customer(customer, &request_id()).await;
+        assert!(exported.iter().all(|message| message.records.is_empty()), "{exported:?}");
         // Others are untouched.
         assert!(granted(&app, "bystander-1", "analytics").await);
         // A retry returns the original receipt; the chain still verifies.
@@ -297,7 +299,7 @@ backend_tests! {
         let verification = app.verify_audit_log().await;
         assert!(verification.intact, "{verification:?}");
         // Erasing an unknown customer succeeds and erases nothing.
-        assert_eq!(erase(&app, "never-seen", &request_id()).await.erased_record_count, 0);
+        assert_eq!(erase(&app, "never-seen", &request_id()).await.record_count, 0);
     }
 
     async fn erasure_tells_watchers_without_naming_the_customer(app) {
@@ -326,7 +328,8 @@ backend_tests! {
         )));
     }
 
-    async fn data_subject_requests_reject_bad_input(app) {
+    async fn consents_internal_data_subject_api_rejects_bad_input(app) {
+        let pod = app.pod("consent").await;
         let cases = [
             ("", "r-1", 0, "", "customer_id"),
             ("c 1", "r-1", 0, "", "customer_id"),
@@ -337,8 +340,8 @@ backend_tests! {
             ("c-1", "r-1", 0, "not-a-token", "page_token"),
         ];
         for (customer, request, size, token, field) in cases {
-            let error = app
-                .privacy()
+            let error = pod
+                .internal_data_subject()
                 .export_customer_data(privacy_pb::ExportCustomerDataRequest {
                     customer_id: customer.into(),
                     request_id: request.into(),
@@ -351,8 +354,8 @@ backend_tests! {
             assert!(error.message().contains(field), "{field}: {error:?}");
         }
         for (customer, request, field) in [("", "r-1", "customer_id"), ("c-1", "", "request_id")] {
-            let error = app
-                .privacy()
+            let error = pod
+                .internal_data_subject()
                 .erase_customer(privacy_pb::EraseCustomerRequest {
                     customer_id: customer.into(),
                     request_id: request.into(),

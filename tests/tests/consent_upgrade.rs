@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
-use attune::ServiceName;
+use attune::Role;
 use attune_consent::domain::{
     Channel, CustomerId, Decision, DecisionInput, Proof, PurposeCode, RecordConsent, RequestId,
 };
@@ -151,14 +151,15 @@ async fn write_old_era(db: &DatabaseConnection, now: DateTime<Utc>) -> (i64, i64
     (grant, withdrawal, erase_time)
 }
 
-/// Serves every service on the upgraded database until the returned sender is dropped.
+/// Serves consent alone (as its pod does, with its internal data-subject API) on
+/// the upgraded database until the returned sender is dropped.
 async fn serve(config: Config) -> (GrpcChannel, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(attune::serve(
         config,
-        &ServiceName::ALL,
+        Role::named(Some("consent")).unwrap(),
         listener,
         async move {
             let _ = stopped.await;

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use attune_tests::{Backend, TestApp, backend_tests, common_pb, consent_pb as pb};
-use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 use tokio_stream::StreamExt;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -112,37 +111,6 @@ async fn reflection_v1alpha_describes_the_consent_service() {
     assert!(!files.file_descriptor_proto.is_empty());
 }
 
-/// Holds the write path busy from outside the server, so a RecordConsent call stays
-/// in flight: on SQLite by holding the write lock, on PostgreSQL by holding an
-/// uncommitted claim on the call's request id.
-async fn hold_write_path(app: &TestApp, request_id: &str) -> sea_orm::DatabaseTransaction {
-    let db = attune_kit::db::connect(&app.config.database).await.unwrap();
-    let txn = db
-        .begin_with_options(sea_orm::TransactionOptions {
-            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let backend = txn.get_database_backend();
-    let sql = match backend {
-        sea_orm::DbBackend::Postgres => {
-            "INSERT INTO consent_requests (operation, request_id, fingerprint, outcome, create_time) VALUES ('record_consent', $1, 'held', '', 0)"
-        }
-        _ => {
-            "INSERT INTO consent_requests (operation, request_id, fingerprint, outcome, create_time) VALUES ('record_consent', ?, 'held', '', 0)"
-        }
-    };
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
-        sql,
-        [request_id.into()],
-    ))
-    .await
-    .unwrap();
-    txn
-}
-
 backend_tests! {
     async fn shutdown_finishes_calls_in_flight(app) {
         let mut app = app;
@@ -159,7 +127,7 @@ backend_tests! {
             expire_time: None,
             request_id: "in-flight".into(),
         };
-        let held = hold_write_path(&app, "in-flight").await;
+        let held = app.hold_consent_write_path("in-flight").await;
         let mut client = app.consent();
         let call = tokio::spawn(async move { client.record_consent(request).await });
         tokio::time::sleep(Duration::from_millis(300)).await;

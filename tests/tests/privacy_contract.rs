@@ -6,8 +6,10 @@
 use attune_tests::consent_requests::{decision, record, request_id};
 use attune_tests::{TestApp, backend_tests, consent_pb as pb, privacy_pb};
 
-async fn erase(app: &TestApp, customer: &str, request_id: &str) -> i64 {
-    app.privacy()
+/// Consent's own erasure (its internal data-subject API, which its pod serves).
+async fn erase(consent: &TestApp, customer: &str, request_id: &str) -> i64 {
+    consent
+        .internal_data_subject()
         .erase_customer(privacy_pb::EraseCustomerRequest {
             customer_id: customer.into(),
             request_id: request_id.into(),
@@ -34,9 +36,10 @@ backend_tests! {
         app.record_consent(record("cust-other", vec![decision("analytics", pb::Decision::Granted)]))
             .await;
 
+        let consent = app.pod("consent").await;
         let first = request_id();
-        assert_eq!(erase(&app, customer, &first).await, 3 + 3 + 2);
-        assert_eq!(erase(&app, customer, &first).await, 3 + 3 + 2, "a retry returns the original count");
-        assert_eq!(erase(&app, customer, &request_id()).await, 0, "an erased customer has nothing left to erase");
+        assert_eq!(erase(&consent, customer, &first).await, 3 + 3 + 2);
+        assert_eq!(erase(&consent, customer, &first).await, 3 + 3 + 2, "a retry returns the original count");
+        assert_eq!(erase(&consent, customer, &request_id()).await, 0, "an erased customer has nothing left to erase");
     }
 }

@@ -20,10 +20,13 @@ use std::sync::Arc;
 
 use attune_kit::config::Config;
 use attune_kit::consent::ConsentChecker;
+use attune_kit::db::DbError;
 use attune_kit::server::GrpcServer;
+use attune_kit::service::MountError;
 use attune_proto::consent::v1::consent_service_server::ConsentServiceServer;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectServiceServer;
 use sea_orm::DatabaseConnection;
+use tonic::server::NamedService;
 
 pub use api::ConsentApi;
 pub use domain::{AuditProblem, AuditProblemKind, AuditVerification};
@@ -33,11 +36,48 @@ pub use service::Consent;
 pub use store::migration::Migrator;
 pub use watch::{ChangeFeed, change_feed};
 
-/// Mounts consent on `server` over `db` (migrated with [`Migrator`]): the consent
-/// API and consent's data-subject API on the public port; the change feed's
-/// poller; and the cached checker that answers checks, reading this service's
-/// store and feed directly.
-pub async fn mount(
+/// Consent as the platform runs it: listed once in the binary's registry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConsentService;
+
+#[tonic::async_trait]
+impl attune_kit::Service for ConsentService {
+    fn name(&self) -> &'static str {
+        "consent"
+    }
+
+    fn api_package(&self) -> &'static str {
+        "attune.consent.v1"
+    }
+
+    fn api_services(&self) -> &'static [&'static str] {
+        &[<ConsentServiceServer<ConsentApi> as NamedService>::NAME]
+    }
+
+    fn holds_personal_data(&self) -> bool {
+        true
+    }
+
+    async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbError> {
+        attune_kit::db::migrate::<Migrator>(db).await
+    }
+
+    async fn mount(
+        &self,
+        server: &mut GrpcServer,
+        db: DatabaseConnection,
+        config: &Config,
+    ) -> Result<(), MountError> {
+        Ok(mount(server, db, config).await?)
+    }
+}
+
+/// Mounts consent on `server`, its own backend server, over `db` (migrated with
+/// [`Migrator`]): the consent API; consent's data-subject API (internal: the
+/// gateway's data-subject requests reach it, the public port does not route it);
+/// the change feed's poller; and the cached checker that answers checks,
+/// reading this service's store and feed directly.
+async fn mount(
     server: &mut GrpcServer,
     db: DatabaseConnection,
     config: &Config,
@@ -59,8 +99,6 @@ pub async fn mount(
         ConsentServiceServer::new(api),
         &config.limits
     ));
-    // Until the gateway fans data-subject requests out, consent's implementation
-    // is the only one, so it can be mounted on the public port directly.
     server.add_service(attune_kit::with_limits!(
         DataSubjectServiceServer::new(ConsentPrivacyApi::new(consent)),
         &config.limits

@@ -43,6 +43,8 @@ pub struct Config {
     pub consent_checker: ConsentCheckerConfig,
     /// Where the pseudonymisation key comes from (see [`crate::secrets`]).
     pub secrets: crate::secrets::SecretsConfig,
+    /// Where `attune serve --service gateway` finds each service.
+    pub gateway: GatewayConfig,
 }
 
 impl Default for Config {
@@ -55,8 +57,19 @@ impl Default for Config {
             feeds: FeedConfig::default(),
             consent_checker: ConsentCheckerConfig::default(),
             secrets: crate::secrets::SecretsConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
+}
+
+/// The gateway's backends when it runs as its own process (one process running
+/// every service needs none).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// Each service's address by service name, e.g. `consent = "http://consent:50051"`
+    /// (`ATTUNE_GATEWAY__BACKENDS__CONSENT`).
+    pub backends: std::collections::BTreeMap<String, String>,
 }
 
 /// Database connection settings (see [`crate::db::connect`]).

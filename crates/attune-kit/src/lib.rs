@@ -18,7 +18,9 @@
 //! - [`pagination`]: page sizes and opaque page tokens.
 //! - [`consent`]: the consent rule every service applies the same way.
 //! - [`privacy`]: shared pieces of data-subject export and erasure.
-//! - [`server`]: the gRPC bootstrap (health, reflection, limits, graceful shutdown).
+//! - [`server`]: the gRPC bootstrap (health, reflection, limits, graceful shutdown),
+//!   on a port or started in process for the gateway to call directly.
+//! - [`service`]: [`Service`], what a service tells the platform about itself.
 //! - [`types`]: ids, enums, money and times every service shares, with their wire
 //!   conversions.
 //!
@@ -38,6 +40,7 @@ pub mod pagination;
 pub mod privacy;
 pub mod secrets;
 pub mod server;
+pub mod service;
 pub mod telemetry;
 pub mod types;
 
@@ -45,8 +48,9 @@ pub use sea_orm;
 pub use sea_orm_migration;
 
 pub use config::{
-    Config, ConfigArgs, ConfigError, ConsentCheckerConfig, DatabaseConfig, FeedConfig, Limits,
-    LogFormat, TelemetryConfig,
+    Config, ConfigArgs, ConfigError, ConsentCheckerConfig, DatabaseConfig, FeedConfig,
+    GatewayConfig, Limits, LogFormat, TelemetryConfig,
 };
 pub use error::{ApiError, FieldViolation, Violations};
-pub use server::{GrpcServer, ServerError, shutdown_signal};
+pub use server::{GrpcServer, HttpService, LocalServer, ServerError, shutdown_signal};
+pub use service::Service;

@@ -6,6 +6,12 @@
 //! NOT_SERVING first, the listener closes, in-flight calls drain for at most
 //! `limits.shutdown_grace` (then their connections are cut), and background tasks
 //! are cancelled and joined.
+//!
+//! A server can also run without a port: [`GrpcServer::start_local`] makes it a
+//! tower service ([`LocalServer`]) that the gateway calls directly in one
+//! process. And a server can pass every call for a service it does not mount to
+//! one fallback ([`GrpcServer::route_elsewhere`]): how the gateway's router sits
+//! behind the public port's health, reflection and own services.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,6 +34,7 @@ use tonic::transport::Server;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic_health::ServingStatus;
 use tonic_health::server::{HealthReporter, HealthService};
+use tower::Layer as _;
 use tower::layer::util::{Identity, Stack};
 use tracing::Instrument as _;
 
@@ -105,6 +112,8 @@ pub struct GrpcServer {
     draining: CancellationToken,
     background_cancel: CancellationToken,
     background: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
+    routed_names: Vec<&'static str>,
+    fallback: Option<HttpService>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -133,6 +142,8 @@ impl GrpcServer {
             draining: CancellationToken::new(),
             background_cancel: CancellationToken::new(),
             background: Mutex::new(Vec::new()),
+            routed_names: Vec::new(),
+            fallback: None,
         }
     }
 
@@ -207,115 +218,265 @@ impl GrpcServer {
         });
     }
 
+    /// Serves names that another service answers through [`route_elsewhere`](Self::route_elsewhere)
+    /// (the gateway's backends): they are listed in reflection and go NOT_SERVING at
+    /// shutdown, but their health is set by whoever routes them, not marked
+    /// SERVING when serving starts.
+    pub fn list_routed(&mut self, names: impl IntoIterator<Item = &'static str>) -> &mut Self {
+        self.routed_names.extend(names);
+        self
+    }
+
+    /// Sends every call whose gRPC service is not mounted here (nor health or
+    /// reflection) to `service`, as it arrives: the gateway's router. Without
+    /// it such calls are UNIMPLEMENTED.
+    pub fn route_elsewhere(&mut self, service: HttpService) -> &mut Self {
+        self.fallback = Some(service);
+        self
+    }
+
     /// Serves until `shutdown` resolves: then every health status goes NOT_SERVING first, the listener stops accepting, in-flight calls drain for at most `limits.shutdown_grace`, background tasks are cancelled and joined.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let background = std::mem::take(
-            &mut *self
-                .background
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        let background_cancel = self.background_cancel.clone();
-        let grace = self.limits.shutdown_grace;
-
-        let result = self.serve_until(listener, shutdown).await;
-
-        background_cancel.cancel();
-        join_background(background, grace).await;
+        let assembled = self.assemble().await?;
+        let result = serve_assembled(&assembled, listener, shutdown).await;
+        assembled.stop_background().await;
         result
     }
 
-    async fn serve_until(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServerError> {
+    /// Starts this server without a listener, to be called directly as a tower
+    /// service by another server of the same process (the gateway): no socket, no
+    /// HTTP/2 hop, messages never re-encoded. Its services are SERVING now; the
+    /// caller stops it with [`LocalServer::begin_shutdown`] and [`LocalServer::stop`].
+    pub async fn start_local(self) -> Result<LocalServer, ServerError> {
+        Ok(LocalServer {
+            inner: self.assemble().await?,
+        })
+    }
+
+    /// Adds health and reflection, marks the mounted services SERVING, and makes
+    /// the one tower service that answers every call.
+    async fn assemble(self) -> Result<Assembled, ServerError> {
         let Self {
             limits,
             mut routes,
             service_names,
+            routed_names,
             descriptor_sets,
             health,
             draining,
-            ..
+            background_cancel,
+            background,
+            fallback,
         } = self;
-        let (reflection_v1, reflection_v1alpha) = reflection(&service_names, &descriptor_sets)?;
+        let listed: Vec<&'static str> =
+            service_names.iter().chain(&routed_names).copied().collect();
+        let (reflection_v1, reflection_v1alpha) = reflection(&listed, &descriptor_sets)?;
         routes
             .add_service(tonic_health::pb::health_server::HealthServer::new(
                 HealthService::from_health_reporter(health.clone()),
             ))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
-
-        let all_statuses = || std::iter::once("").chain(service_names.iter().copied());
-        for name in all_statuses() {
+        for name in std::iter::once("").chain(service_names.iter().copied()) {
             health
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
-
-        // Cancelled when the grace period is over: every accepted connection then
-        // fails its I/O, so hyper drops it and the drain ends.
-        let cut_connections = CancellationToken::new();
-        let incoming = {
-            let cut = cut_connections.clone();
-            TcpListenerStream::new(listener).map(move |accepted| {
-                accepted.map(|stream| {
-                    // Small unary messages must not wait for Nagle's algorithm.
-                    let _ = stream.set_nodelay(true);
-                    CuttableStream::new(stream, &cut)
-                })
-            })
+        let mut local_names = service_names.clone();
+        local_names.extend([HEALTH_SERVICE, REFLECTION_V1, REFLECTION_V1ALPHA]);
+        let dispatch = Dispatch {
+            routes: routes.routes().prepare(),
+            local_names: local_names.into(),
+            fallback,
         };
-        let (stop_accepting, stop_accepting_rx) = tokio::sync::oneshot::channel::<()>();
-        let serving = configured_server(&limits)
-            .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stop_accepting_rx.await;
-            });
-        let mut serving = pin!(serving);
+        let mut statuses = vec![""];
+        statuses.extend(listed);
+        Ok(Assembled {
+            limits,
+            dispatch,
+            statuses,
+            health,
+            draining,
+            background_cancel,
+            background: background
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner),
+        })
+    }
+}
 
-        tokio::select! {
-            result = &mut serving => {
-                // Stopped on its own, before any shutdown request: an error.
-                return result.map_err(ServerError::from);
-            }
-            () = shutdown => {}
-        }
+/// A tower service answering gRPC calls as they arrive over HTTP/2, with the
+/// body passed through: what the gateway forwards to.
+pub type HttpService =
+    tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Infallible>;
 
-        tracing::info!("shutdown requested: reporting NOT_SERVING, then draining");
-        for name in all_statuses() {
-            health
-                .set_service_status(name, ServingStatus::NotServing)
+/// A server with its routes, health and reflection assembled, before it serves.
+struct Assembled {
+    limits: Limits,
+    dispatch: Dispatch,
+    statuses: Vec<&'static str>,
+    health: HealthReporter,
+    draining: CancellationToken,
+    background_cancel: CancellationToken,
+    background: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Assembled {
+    /// Health NOT_SERVING for everything listed, then long-lived streams end.
+    async fn begin_shutdown(&self) {
+        for name in &self.statuses {
+            self.health
+                .set_service_status(*name, ServingStatus::NotServing)
                 .await;
         }
-        draining.cancel();
-        let _ = stop_accepting.send(());
+        self.draining.cancel();
+    }
 
-        match tokio::time::timeout(limits.shutdown_grace, &mut serving).await {
-            Ok(result) => result?,
-            Err(_elapsed) => {
-                tracing::warn!(
-                    grace = ?limits.shutdown_grace,
-                    "in-flight calls outlived the shutdown grace; cutting their connections"
-                );
-                cut_connections.cancel();
-                // Cut connections close at once; the bound only guards against the unforeseen.
-                if tokio::time::timeout(Duration::from_secs(1), &mut serving)
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!("connections still open after being cut; abandoning them");
-                }
+    /// Cancels the background tasks and joins them (each within the grace).
+    async fn stop_background(self) {
+        self.background_cancel.cancel();
+        join_background(self.background, self.limits.shutdown_grace).await;
+    }
+}
+
+/// A service's backend server running in this process without a listener (see
+/// [`GrpcServer::start_local`]).
+pub struct LocalServer {
+    inner: Assembled,
+}
+
+impl std::fmt::Debug for LocalServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalServer")
+            .field("statuses", &self.inner.statuses)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalServer {
+    /// The server as a tower service: every call runs in its own `grpc.request`
+    /// span, child of the `traceparent` the caller sent, as on a port.
+    pub fn service(&self) -> HttpService {
+        HttpService::new(TraceContextLayer.layer(self.inner.dispatch.clone()))
+    }
+
+    /// Reports NOT_SERVING for every service and ends long-lived streams, as a
+    /// server on a port does when shutdown begins; calls still work during the drain.
+    pub async fn begin_shutdown(&self) {
+        self.inner.begin_shutdown().await;
+    }
+
+    /// Cancels and joins the background tasks: call it after the callers drained.
+    pub async fn stop(self) {
+        self.inner.stop_background().await;
+    }
+}
+
+/// The one service behind a server: its mounted routes, and for every other
+/// gRPC service the fallback (the gateway's router), if any.
+#[derive(Clone)]
+struct Dispatch {
+    routes: tonic::service::Routes,
+    local_names: std::sync::Arc<[&'static str]>,
+    fallback: Option<HttpService>,
+}
+
+impl Dispatch {
+    fn is_local(&self, path: &str) -> bool {
+        let service = path
+            .strip_prefix('/')
+            .and_then(|rest| rest.split_once('/'))
+            .map_or("", |(service, _method)| service);
+        self.local_names.contains(&service)
+    }
+}
+
+impl tower::Service<http::Request<Body>> for Dispatch {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Both sides are always ready: the routes are an axum router, the fallback
+        // is called through `oneshot`.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match &self.fallback {
+            Some(fallback) if !self.is_local(request.uri().path()) => {
+                Box::pin(tower::ServiceExt::oneshot(fallback.clone(), request))
+            }
+            _ => Box::pin(tower::Service::call(&mut self.routes, request)),
+        }
+    }
+}
+
+/// Serves `assembled` on `listener` until `shutdown`, then drains (see [`GrpcServer::serve`]).
+async fn serve_assembled(
+    assembled: &Assembled,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let limits = &assembled.limits;
+    // Cancelled when the grace period is over: every accepted connection then
+    // fails its I/O, so hyper drops it and the drain ends.
+    let cut_connections = CancellationToken::new();
+    let incoming = {
+        let cut = cut_connections.clone();
+        TcpListenerStream::new(listener).map(move |accepted| {
+            accepted.map(|stream| {
+                // Small unary messages must not wait for Nagle's algorithm.
+                let _ = stream.set_nodelay(true);
+                CuttableStream::new(stream, &cut)
+            })
+        })
+    };
+    let (stop_accepting, stop_accepting_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = configured_server(limits).serve_with_incoming_shutdown(
+        assembled.dispatch.clone(),
+        incoming,
+        async move {
+            let _ = stop_accepting_rx.await;
+        },
+    );
+    let mut serving = pin!(serving);
+
+    tokio::select! {
+        result = &mut serving => {
+            // Stopped on its own, before any shutdown request: an error.
+            return result.map_err(ServerError::from);
+        }
+        () = shutdown => {}
+    }
+
+    tracing::info!("shutdown requested: reporting NOT_SERVING, then draining");
+    assembled.begin_shutdown().await;
+    let _ = stop_accepting.send(());
+
+    match tokio::time::timeout(limits.shutdown_grace, &mut serving).await {
+        Ok(result) => result?,
+        Err(_elapsed) => {
+            tracing::warn!(
+                grace = ?limits.shutdown_grace,
+                "in-flight calls outlived the shutdown grace; cutting their connections"
+            );
+            cut_connections.cancel();
+            // Cut connections close at once; the bound only guards against the unforeseen.
+            if tokio::time::timeout(Duration::from_secs(1), &mut serving)
+                .await
+                .is_err()
+            {
+                tracing::warn!("connections still open after being cut; abandoning them");
             }
         }
-        tracing::info!("gRPC server stopped");
-        Ok(())
     }
+    tracing::info!("gRPC server stopped");
+    Ok(())
 }
 
 /// A tonic server with the limits and trace propagation every Attune server

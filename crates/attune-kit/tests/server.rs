@@ -418,3 +418,61 @@ async fn background_tasks_are_cancelled_after_the_drain_and_joined() {
         "serve returned before the task finished"
     );
 }
+
+#[tokio::test]
+async fn a_local_server_answers_direct_calls_and_a_front_server_routes_to_it() {
+    let local = slow_server(Limits::default(), Duration::ZERO)
+        .start_local()
+        .await
+        .expect("the local server starts");
+    let mut direct = HealthClient::new(local.service());
+    let status = direct
+        .check(HealthCheckRequest {
+            service: SLOW.into(),
+        })
+        .await
+        .expect("health answers a direct call")
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::Serving);
+
+    // A front server that mounts nothing of its own routes every other call.
+    let mut front = GrpcServer::new(Limits::default());
+    front.list_routed([SLOW]).route_elsewhere(local.service());
+    let mut running = start(front).await;
+    let channel = running.channel().await;
+    call_slow(channel.clone())
+        .await
+        .expect("the call reaches the local server");
+    // The front's own health is its own: the routed name has whatever status
+    // the router sets (none yet), not the local server's.
+    let mut health = HealthClient::new(channel);
+    assert_eq!(
+        check(&mut health, "").await.map_err(|status| status.code()),
+        Ok(ServingStatus::Serving)
+    );
+    assert_eq!(
+        check(&mut health, SLOW)
+            .await
+            .map_err(|status| status.code()),
+        Err(Code::NotFound)
+    );
+
+    local.begin_shutdown().await;
+    let status = direct
+        .check(HealthCheckRequest {
+            service: SLOW.into(),
+        })
+        .await
+        .expect("health still answers while draining")
+        .into_inner()
+        .status();
+    assert_eq!(status, ServingStatus::NotServing);
+    local.stop().await;
+    running.shut_down();
+    running
+        .serving
+        .await
+        .expect("the server task does not panic")
+        .expect("the front server stops cleanly");
+}

@@ -1,177 +1,260 @@
-//! What the `attune` binary runs: the set of services, their migrations, and one
-//! server on one port. A library so the end-to-end tests start exactly this.
+//! What the `attune` binary runs: the registry of services, their migrations, and
+//! the three ways to serve them. A library so the end-to-end tests start exactly this.
+//!
+//! - [`Role::All`] (`attune serve`): every service's backend server runs in this
+//!   process, and the gateway serves the public port, calling each backend
+//!   directly (no socket, no re-encoding).
+//! - [`Role::Service`] (`attune serve --service consent`): one service's backend
+//!   server on the listen port: its public API, its internal
+//!   `attune.privacy.v1.DataSubjectService`, health and reflection (one pod).
+//! - [`Role::Gateway`] (`attune serve --service gateway`): the gateway alone, in
+//!   front of the backends at `gateway.backends.<name>`.
+
+pub mod audit;
 
 use std::future::Future;
-use std::io::{self, Write};
+use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use attune_consent::AuditVerification;
-use attune_kit::config::{Config, DatabaseConfig};
+use anyhow::{Context, anyhow, bail};
+use attune_gateway::Backend;
+use attune_kit::Service;
+use attune_kit::config::Config;
 use attune_kit::db;
 use attune_kit::sea_orm::DatabaseConnection;
 use attune_kit::server::GrpcServer;
 use tokio::net::TcpListener;
 
-/// The services this binary can run. One process runs all of them (`attune serve`)
-/// or one of them (`attune serve --service NAME`, one per Kubernetes pod).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ServiceName {
-    /// `attune.consent.v1.ConsentService`: purposes and the consent ledger.
-    Consent,
+pub use audit::{verify_audit_log, write_audit_report};
+
+/// Every service this binary runs, each listed once. Adding a service is one line
+/// here (and its crate): the gateway, migrations, `--service` and data-subject
+/// requests all follow from this list.
+pub const SERVICES: &[&dyn Service] = &[&attune_consent::ConsentService];
+
+/// The name `--service` gives the gateway.
+pub const GATEWAY: &str = "gateway";
+
+/// What one `attune serve` process runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Role {
+    /// Every service behind the gateway, in one process.
+    All,
+    /// The gateway alone, in front of backends in other processes.
+    Gateway,
+    /// One service's backend server alone.
+    Service(&'static dyn Service),
 }
 
-impl ServiceName {
-    /// Every service, in start-up order.
-    pub const ALL: [Self; 1] = [Self::Consent];
+impl Role {
+    /// The role `--service NAME` asks for; every service when `None`.
+    pub fn named(name: Option<&str>) -> anyhow::Result<Self> {
+        match name {
+            None => Ok(Self::All),
+            Some(GATEWAY) => Ok(Self::Gateway),
+            Some(name) => SERVICES
+                .iter()
+                .find(|service| service.name() == name)
+                .map(|service| Self::Service(*service))
+                .ok_or_else(|| anyhow!("unknown service {name:?}; one of {:?}", role_names())),
+        }
+    }
+
+    /// The services whose schema and backend this role runs.
+    pub fn services(self) -> Vec<&'static dyn Service> {
+        match self {
+            Self::All => SERVICES.to_vec(),
+            Self::Gateway => Vec::new(),
+            Self::Service(service) => vec![service],
+        }
+    }
 }
 
-/// Which services to run: one, or all of them when `None`.
-pub fn selected(only: Option<ServiceName>) -> Vec<ServiceName> {
-    only.map_or_else(|| ServiceName::ALL.to_vec(), |service| vec![service])
+/// Every name `--service` accepts: each service, then `gateway`.
+pub fn role_names() -> Vec<&'static str> {
+    SERVICES
+        .iter()
+        .map(|service| service.name())
+        .chain([GATEWAY])
+        .collect()
 }
 
-/// Connects to the configured database and brings each service's schema up to date.
+/// Connects to the configured database and brings each of `services`' schemas up
+/// to date.
 pub async fn migrate(
     config: &Config,
-    services: &[ServiceName],
+    services: &[&'static dyn Service],
 ) -> anyhow::Result<DatabaseConnection> {
     let db = db::connect(&config.database)
         .await
         .context("cannot connect to the database")?;
     for service in services {
-        match service {
-            ServiceName::Consent => db::migrate::<attune_consent::Migrator>(&db).await,
-        }
-        .with_context(|| format!("cannot migrate the {service:?} schema"))?;
+        service
+            .migrate(&db)
+            .await
+            .with_context(|| format!("cannot migrate the {} schema", service.name()))?;
     }
     Ok(db)
 }
 
-/// Runs `services` on `listener` until `shutdown` resolves, then drains and stops.
+/// Runs `role` on `listener` until `shutdown` resolves, then drains and stops.
 pub async fn serve(
     config: Config,
-    services: &[ServiceName],
+    role: Role,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = migrate(&config, services).await?;
-    let mut server = GrpcServer::new(config.limits.clone());
-    for service in services {
-        match service {
-            ServiceName::Consent => attune_consent::mount(&mut server, db.clone(), &config)
-                .await
-                .context("cannot start the consent service")?,
+    let address = listener.local_addr()?;
+    match role {
+        Role::Service(service) => {
+            let db = migrate(&config, &[service]).await?;
+            let mut server = GrpcServer::new(config.limits.clone());
+            mount(service, &mut server, &db, &config).await?;
+            tracing::info!(%address, service = service.name(), "attune is serving");
+            server.serve(listener, shutdown).await?;
+            close(db).await?;
         }
+        Role::Gateway => {
+            let backends = remote_backends(&config)?;
+            let mut server = GrpcServer::new(config.limits.clone());
+            attune_gateway::mount(&mut server, backends, &config.limits).await;
+            tracing::info!(%address, service = GATEWAY, "attune is serving");
+            server.serve(listener, shutdown).await?;
+        }
+        Role::All => serve_all(config, listener, shutdown).await?,
     }
-    tracing::info!(
-        address = %listener.local_addr()?,
-        services = ?services,
-        "attune is serving"
-    );
-    server.serve(listener, shutdown).await?;
-    db.close().await.context("cannot close the database")?;
     tracing::info!("attune stopped");
     Ok(())
 }
 
-/// Verifies consent's privacy audit log in the configured database (`attune audit
-/// verify`). The database must exist and hold consent's schema: this creates and
-/// migrates nothing, so pointing it at the wrong place fails instead of finding an
-/// empty, "intact" log.
-pub async fn verify_audit_log(config: &Config) -> anyhow::Result<AuditVerification> {
-    let existing = DatabaseConfig {
-        url: existing_sqlite_only(&config.database.url),
-        ..config.database.clone()
-    };
-    let db = db::connect(&existing)
+/// Every service's backend in process, the gateway on `listener`.
+async fn serve_all(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    let db = migrate(&config, SERVICES).await?;
+    let mut locals = Vec::with_capacity(SERVICES.len());
+    let mut backends = Vec::with_capacity(SERVICES.len());
+    for service in SERVICES {
+        let mut server = GrpcServer::new(config.limits.clone());
+        mount(*service, &mut server, &db, &config).await?;
+        let local = server.start_local().await?;
+        backends.push(Backend::in_process(*service, &local));
+        locals.push(local);
+    }
+    let mut gateway = GrpcServer::new(config.limits.clone());
+    attune_gateway::mount(&mut gateway, backends, &config.limits).await;
+    tracing::info!(
+        %address,
+        services = ?role_names(),
+        "attune is serving"
+    );
+
+    // Backends begin their shutdown with the gateway (NOT_SERVING, streams end),
+    // then serve its drain; their background tasks stop after it.
+    let locals = Arc::new(locals);
+    let draining = Arc::clone(&locals);
+    let served = gateway
+        .serve(listener, async move {
+            shutdown.await;
+            for local in draining.iter() {
+                local.begin_shutdown().await;
+            }
+        })
+        .await;
+    match Arc::try_unwrap(locals) {
+        Ok(locals) => {
+            for local in locals {
+                local.stop().await;
+            }
+        }
+        Err(_) => tracing::warn!("backends still referenced after the gateway stopped"),
+    }
+    served?;
+    close(db).await
+}
+
+async fn mount(
+    service: &'static dyn Service,
+    server: &mut GrpcServer,
+    db: &DatabaseConnection,
+    config: &Config,
+) -> anyhow::Result<()> {
+    service
+        .mount(server, db.clone(), config)
         .await
-        .context("cannot open the database; it must already exist (`attune migrate` creates it)")?;
-    let present = attune_consent::store::audit::exists(&db)
-        .await
-        .context("cannot read the database schema")?;
-    if !present {
+        .map_err(|error| anyhow!(error))
+        .with_context(|| format!("cannot start the {} service", service.name()))
+}
+
+/// The backends of `attune serve --service gateway`: every registered service at
+/// its configured address.
+fn remote_backends(config: &Config) -> anyhow::Result<Vec<Backend>> {
+    let configured = &config.gateway.backends;
+    if let Some(unknown) = configured
+        .keys()
+        .find(|name| !SERVICES.iter().any(|service| service.name() == *name))
+    {
         bail!(
-            "the database has no consent audit log: it is not Attune's, or `attune migrate` \
-             has not brought the consent schema up to date"
+            "gateway.backends names an unknown service {unknown:?}; known: {:?}",
+            SERVICES.iter().map(|s| s.name()).collect::<Vec<_>>()
         );
     }
-    let verification = attune_consent::verify_audit_log(&db)
-        .await
-        .context("cannot read the audit log")?;
-    db.close().await.context("cannot close the database")?;
-    Ok(verification)
+    SERVICES
+        .iter()
+        .map(|service| {
+            let name = service.name();
+            let address = configured.get(name).with_context(|| {
+                format!(
+                    "the gateway needs the {name} service's address: set gateway.backends.{name} \
+                     (ATTUNE_GATEWAY__BACKENDS__{}), e.g. http://{name}:50051",
+                    name.to_ascii_uppercase()
+                )
+            })?;
+            Ok(Backend::remote(*service, address)?)
+        })
+        .collect()
 }
 
-/// A SQLite URL that opens the file read-write but never creates it (`mode=rw`,
-/// replacing a `mode=rwc`); other URLs unchanged.
-fn existing_sqlite_only(url: &str) -> String {
-    let url = url.trim();
-    if !matches!(db::Backend::of(url), Ok(db::Backend::Sqlite)) {
-        return url.to_owned();
-    }
-    let (path, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
-    match params.iter_mut().find(|p| p.starts_with("mode=")) {
-        // A read-only or in-memory database cannot be created by opening it.
-        Some(mode) if *mode == "mode=ro" || *mode == "mode=memory" => {}
-        Some(mode) => *mode = "mode=rw",
-        None => params.push("mode=rw"),
-    }
-    format!("{path}?{}", params.join("&"))
-}
-
-/// Writes a verification as a person reads it: what was checked, and either the
-/// head hash to keep elsewhere or the first entry at which the chain breaks.
-pub fn write_audit_report(
-    out: &mut impl Write,
-    verification: &AuditVerification,
-) -> io::Result<()> {
-    let AuditVerification {
-        entry_count,
-        head_hash,
-        first_problem,
-    } = verification;
-    let head = head_hash.as_deref().unwrap_or("none (the log is empty)");
-    match first_problem {
-        None => {
-            writeln!(out, "audit log intact: {entry_count} entries verified")?;
-            writeln!(out, "head hash: {head}")?;
-            writeln!(
-                out,
-                "Keep the head hash elsewhere: deleting the newest entries can only be \
-                 detected by comparing it with a copy."
-            )
-        }
-        Some(problem) => {
-            writeln!(
-                out,
-                "audit log BROKEN at entry {}: {}",
-                problem.sequence,
-                problem.kind.as_str()
-            )?;
-            writeln!(out, "{}", problem.description)?;
-            writeln!(out, "entries read: {entry_count}; head hash: {head}")
-        }
-    }
+async fn close(db: DatabaseConnection) -> anyhow::Result<()> {
+    db.close().await.context("cannot close the database")
 }
 
 #[cfg(test)]
 mod tests {
-    use super::existing_sqlite_only;
+    use super::{GATEWAY, Role, SERVICES, role_names};
 
     #[test]
-    fn verification_never_creates_a_sqlite_file() {
-        for (given, opened) in [
-            ("sqlite:///var/attune.db", "sqlite:///var/attune.db?mode=rw"),
-            ("sqlite://a.db?mode=rwc", "sqlite://a.db?mode=rw"),
-            (
-                "sqlite://a.db?cache=shared&mode=rwc",
-                "sqlite://a.db?cache=shared&mode=rw",
-            ),
-            ("sqlite://a.db?mode=ro", "sqlite://a.db?mode=ro"),
-            ("postgres://u@h/db?mode=x", "postgres://u@h/db?mode=x"),
-        ] {
-            assert_eq!(existing_sqlite_only(given), opened, "{given}");
+    fn registered_services_have_distinct_names_and_packages() {
+        let mut names: Vec<_> = SERVICES.iter().map(|s| s.name()).collect();
+        let mut packages: Vec<_> = SERVICES.iter().map(|s| s.api_package()).collect();
+        names.sort_unstable();
+        names.dedup();
+        packages.sort_unstable();
+        packages.dedup();
+        assert_eq!(names.len(), SERVICES.len(), "{names:?}");
+        assert_eq!(packages.len(), SERVICES.len(), "{packages:?}");
+        assert!(!names.contains(&GATEWAY), "`gateway` names the gateway");
+        for service in SERVICES {
+            let prefix = format!("{}.", service.api_package());
+            assert!(
+                service
+                    .api_services()
+                    .iter()
+                    .all(|s| s.starts_with(&prefix)),
+                "{service:?} routes only its own package"
+            );
         }
+    }
+
+    #[test]
+    fn every_role_name_parses_and_nothing_else_does() {
+        for name in role_names() {
+            assert!(Role::named(Some(name)).is_ok(), "{name}");
+        }
+        assert!(matches!(Role::named(None), Ok(Role::All)));
+        assert!(matches!(Role::named(Some(GATEWAY)), Ok(Role::Gateway)));
+        assert!(Role::named(Some("nosuch")).is_err());
     }
 }

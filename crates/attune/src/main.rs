@@ -1,5 +1,6 @@
-//! `attune`: the one binary. `attune serve` runs every service on one port with an
-//! embedded SQLite file; `attune serve --service NAME` runs one service (one pod);
+//! `attune`: the one binary. `attune serve` runs every service behind the gateway
+//! on one port with an embedded SQLite file; `attune serve --service NAME` runs one
+//! service, or the gateway alone (one pod each);
 //! `attune migrate` brings the schema up to date and exits; `attune audit verify`
 //! checks the privacy audit log's hash chain.
 
@@ -7,7 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use attune::{ServiceName, selected};
+use attune::Role;
 use attune_kit::config::{Config, ConfigArgs};
 use clap::{Parser, Subcommand};
 
@@ -26,17 +27,18 @@ struct Cli {
 enum Command {
     /// Serve the gRPC APIs until SIGTERM or Ctrl-C.
     Serve {
-        /// Run only this service (one per pod); all services when absent.
-        #[arg(long, env = "ATTUNE_SERVICE", value_enum)]
-        service: Option<ServiceName>,
+        /// Run only this service (one per pod), or only the gateway in front of
+        /// services at `gateway.backends.<name>`; all services behind the gateway when absent.
+        #[arg(long, env = "ATTUNE_SERVICE", value_parser = clap::builder::PossibleValuesParser::new(attune::role_names()))]
+        service: Option<String>,
         #[command(flatten)]
         config: ConfigArgs,
     },
     /// Run pending database migrations, then exit.
     Migrate {
-        /// Migrate only this service's schema; all when absent.
-        #[arg(long, env = "ATTUNE_SERVICE", value_enum)]
-        service: Option<ServiceName>,
+        /// Migrate only this service's schema (the gateway has none); all when absent.
+        #[arg(long, env = "ATTUNE_SERVICE", value_parser = clap::builder::PossibleValuesParser::new(attune::role_names()))]
+        service: Option<String>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -69,7 +71,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             attune::serve(
                 config,
-                &selected(service),
+                Role::named(service.as_deref())?,
                 listener,
                 attune_kit::server::shutdown_signal(),
             )
@@ -79,7 +81,14 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Migrate { service, config } => {
             let config = Config::load(&config)?;
             let _telemetry = attune_kit::telemetry::init(&config.telemetry)?;
-            attune::migrate(&config, &selected(service)).await?;
+            let services = Role::named(service.as_deref())?.services();
+            if services.is_empty() {
+                // The gateway stores nothing: no database to open, let alone create.
+                tracing::info!("nothing to migrate");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let db = attune::migrate(&config, &services).await?;
+            db.close().await.context("cannot close the database")?;
             tracing::info!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }

@@ -113,6 +113,35 @@ fn a_bad_setting_is_refused_with_its_name() {
     assert!(stderr.contains("database.max_connections"), "{stderr}");
 }
 
+#[test]
+fn a_gateway_without_a_backend_address_names_the_setting() {
+    let output = attune()
+        .args(["serve", "--service", "gateway", "--listen", "127.0.0.1:0"])
+        .env_remove("ATTUNE_GATEWAY__BACKENDS__CONSENT")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ATTUNE_GATEWAY__BACKENDS__CONSENT"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_service_is_refused_listing_the_known_ones() {
+    let output = attune()
+        .args(["serve", "--service", "nosuch"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("consent") && stderr.contains("gateway"),
+        "{stderr}"
+    );
+}
+
 fn database(url: &str) -> attune_kit::config::DatabaseConfig {
     attune_kit::config::DatabaseConfig {
         url: url.to_owned(),

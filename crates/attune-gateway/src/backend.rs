@@ -1,0 +1,147 @@
+//! How the gateway reaches one service: a tower service taking the caller's
+//! HTTP/2 request as it is. In one process that is the service's
+//! [`LocalServer`] itself (no socket, no re-encoding); across processes a tonic
+//! [`Channel`] to the service's pod.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use attune_kit::server::{HttpService, LocalServer};
+use attune_kit::service::{Service, route_prefix};
+use tonic::body::Body;
+use tonic::transport::{Channel, Endpoint};
+
+/// Why a backend address cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid address {address:?} for the {service} backend: {reason}")]
+pub struct BackendAddressError {
+    service: &'static str,
+    address: String,
+    reason: String,
+}
+
+/// One service as the gateway routes to it.
+#[derive(Clone)]
+pub struct Backend {
+    package: &'static str,
+    services: &'static [&'static str],
+    holds_personal_data: bool,
+    prefix: Arc<str>,
+    transport: HttpService,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("package", &self.package)
+            .field("services", &self.services)
+            .field("holds_personal_data", &self.holds_personal_data)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// A backend reached through `transport`, serving `package`'s `services`
+    /// (and `attune.privacy.v1.DataSubjectService` when it holds personal data).
+    pub fn new(
+        package: &'static str,
+        services: &'static [&'static str],
+        holds_personal_data: bool,
+        transport: HttpService,
+    ) -> Self {
+        Self {
+            package,
+            services,
+            holds_personal_data,
+            prefix: route_prefix(package).into(),
+            transport,
+        }
+    }
+
+    /// `service` running in this process on `server`: called directly.
+    pub fn in_process(service: &dyn Service, server: &LocalServer) -> Self {
+        Self::new(
+            service.api_package(),
+            service.api_services(),
+            service.holds_personal_data(),
+            server.service(),
+        )
+    }
+
+    /// `service` running in another process at `address` (`http://consent:50051`).
+    /// Connects lazily and reconnects by itself: a backend that is down makes its
+    /// calls UNAVAILABLE and its health NOT_SERVING, never the gateway fail.
+    pub fn remote(service: &dyn Service, address: &str) -> Result<Self, BackendAddressError> {
+        let invalid = |reason: String| BackendAddressError {
+            service: service.name(),
+            address: address.to_owned(),
+            reason,
+        };
+        let endpoint = Endpoint::from_shared(address.to_owned())
+            .map_err(|error| invalid(error.to_string()))?;
+        if endpoint.uri().host().is_none() {
+            return Err(invalid("it names no host".into()));
+        }
+        // Fail fast while the pod is away, and notice a dead connection that
+        // never closed, so health turns NOT_SERVING within seconds.
+        let channel = endpoint
+            .connect_timeout(Duration::from_secs(1))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        Ok(Self::new(
+            service.api_package(),
+            service.api_services(),
+            service.holds_personal_data(),
+            remote_transport(service.api_package(), channel),
+        ))
+    }
+
+    /// The API package routed to this backend, e.g. `attune.consent.v1`; also the
+    /// name its data-subject receipts carry.
+    pub fn package(&self) -> &'static str {
+        self.package
+    }
+
+    /// The public gRPC services of this backend.
+    pub fn services(&self) -> &'static [&'static str] {
+        self.services
+    }
+
+    /// Whether data-subject requests fan out to this backend.
+    pub fn holds_personal_data(&self) -> bool {
+        self.holds_personal_data
+    }
+
+    /// Whether a call to `path` belongs to this backend.
+    pub(crate) fn routes(&self, path: &str) -> bool {
+        path.starts_with(&*self.prefix)
+    }
+
+    /// The transport, for a call of its own (a tonic client takes it as its channel).
+    pub(crate) fn transport(&self) -> HttpService {
+        self.transport.clone()
+    }
+}
+
+/// A backend in another process. A transport error (connection refused, reset)
+/// becomes an UNAVAILABLE answer, as a client talking to the pod would see.
+fn remote_transport(package: &'static str, channel: Channel) -> HttpService {
+    HttpService::new(tower::service_fn(move |request: http::Request<Body>| {
+        let channel = channel.clone();
+        async move {
+            match tower::ServiceExt::oneshot(channel, request).await {
+                Ok(response) => Ok::<_, Infallible>(response),
+                Err(error) => {
+                    tracing::warn!(backend = package, %error, "backend unreachable");
+                    Ok(
+                        tonic::Status::unavailable(format!("{package} is unreachable; retry"))
+                            .into_http(),
+                    )
+                }
+            }
+        }
+    }))
+}

@@ -1,0 +1,54 @@
+//! The gateway: Attune's public port. It owns no data and knows no service by
+//! name: it is given [`Backend`]s (from the binary's service registry) and
+//!
+//! - forwards every call under a backend's API package (`/attune.consent.v1.*`)
+//!   to it unchanged ([`Router`]): in one process a direct call of the
+//!   backend's server, across processes an HTTP/2 channel to its pod; the
+//!   caller's deadline (`grpc-timeout`) travels with the call, and a fresh
+//!   `traceparent` makes the gateway's span the backend's parent;
+//! - lists every routed service in reflection, and in health with its backend's
+//!   own status (NOT_SERVING while the backend is down);
+//! - serves `attune.gateway.v1.DataSubjectRequestService`, whose export and
+//!   erasure fan out to every backend holding personal data, one receipt per
+//!   service. Each backend's `attune.privacy.v1.DataSubjectService` stays
+//!   internal: the public port does not route `attune.privacy.v1`.
+//!
+//! Anything else is UNIMPLEMENTED, as from any gRPC server.
+
+mod backend;
+mod data_subject;
+mod health;
+mod router;
+
+use attune_kit::config::Limits;
+use attune_kit::server::{GrpcServer, HttpService};
+use attune_proto::gateway::v1::data_subject_request_service_server::DataSubjectRequestServiceServer;
+use tonic_health::ServingStatus;
+
+pub use backend::{Backend, BackendAddressError};
+pub use data_subject::DataSubjectRequests;
+pub use router::Router;
+
+/// Mounts the gateway on `server`, the public port, in front of `backends`
+/// (whose API packages must differ).
+pub async fn mount(server: &mut GrpcServer, backends: Vec<Backend>, limits: &Limits) {
+    let reporter = server.health_reporter();
+    for backend in &backends {
+        for &service in backend.services() {
+            // Unknown until the backend has answered the first watch.
+            reporter
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+            let (backend, reporter) = (backend.clone(), reporter.clone());
+            server.spawn_background("gateway-health-mirror", move |cancel| {
+                health::mirror(backend, service, reporter, cancel)
+            });
+        }
+        server.list_routed(backend.services().iter().copied());
+    }
+    server.add_service(attune_kit::with_limits!(
+        DataSubjectRequestServiceServer::new(DataSubjectRequests::new(&backends)),
+        limits
+    ));
+    server.route_elsewhere(HttpService::new(Router::new(backends)));
+}
