@@ -1,7 +1,11 @@
-//! Consent's errors, and their one mapping onto the runtime's API errors.
+//! Consent's errors, and their one mapping onto the runtime's API errors (and
+//! through them onto `tonic::Status`, so handlers just use `?`).
 
 use attune_kit::error::{ApiError, FieldViolation};
 use sea_orm::DbErr;
+use tonic::Status;
+
+use crate::watch::WatchError;
 
 /// Everything that can go wrong in a consent operation.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +44,24 @@ impl From<ConsentError> for ApiError {
                     .map(|(field, problem)| FieldViolation::new(field, problem))
                     .collect(),
             ),
-            ConsentError::Corrupt(_) | ConsentError::Database(_) => ApiError::internal(error),
+            ConsentError::Corrupt(_) => ApiError::internal(error),
+            // The kit tells an outage (UNAVAILABLE, retry) from a bug (INTERNAL).
+            ConsentError::Database(error) => ApiError::from(error),
+        }
+    }
+}
+
+impl From<ConsentError> for Status {
+    fn from(error: ConsentError) -> Self {
+        Status::from(ApiError::from(error))
+    }
+}
+
+impl From<WatchError> for Status {
+    fn from(error: WatchError) -> Self {
+        match error {
+            WatchError::BeyondNewest { .. } => ApiError::OutOfRange(error.to_string()).into(),
+            WatchError::Consent(error) => error.into(),
         }
     }
 }

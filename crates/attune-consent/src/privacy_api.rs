@@ -2,7 +2,7 @@
 //! customer's consent records, erase a customer (see `subject_rights` for what
 //! erasure keeps and why).
 
-use attune_kit::error::{ApiError, Violations, checked};
+use attune_kit::error::{Violations, checked};
 use attune_kit::pagination::{decode_cursor, page_size};
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
@@ -50,8 +50,7 @@ impl DataSubjectService for ConsentPrivacyApi {
         let mut records = self
             .consent
             .export(&customer, &request_id, after, limit + 1)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let next_page_token =
             crate::api::next_token(&mut records, limit, |r| r.record_id.to_string());
         Ok(Response::new(pb::ExportCustomerDataResponse {
@@ -76,8 +75,7 @@ impl DataSubjectService for ConsentPrivacyApi {
         let receipt = self
             .consent
             .erase(&checked(customer), &checked(request_id))
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         Ok(Response::new(pb::EraseCustomerResponse {
             service: SERVICE.to_owned(),
             erased_record_count: receipt.erased_record_count,
