@@ -64,9 +64,15 @@ pub struct DatabaseConfig {
     pub url: String,
     /// Upper bound of the connection pool.
     pub max_connections: u32,
-    /// How long a query waits for a free pooled connection before failing.
+    /// How long a query waits for a free pooled connection before failing
+    /// (UNAVAILABLE). Short, so that calls fail well inside a client's deadline
+    /// while an outage is not yet noticed by the health probe.
     #[serde(with = "humantime_serde")]
     pub acquire_timeout: Duration,
+    /// How often the server probes the database; while a probe fails, calls
+    /// answer UNAVAILABLE at once and health reports NOT_SERVING.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
     /// How long SQLite waits on a locked database before failing (SQLite only).
     #[serde(with = "humantime_serde")]
     pub busy_timeout: Duration,
@@ -77,7 +83,8 @@ impl Default for DatabaseConfig {
         Self {
             url: "sqlite://attune.db?mode=rwc".to_owned(),
             max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(1),
+            health_interval: Duration::from_millis(500),
             busy_timeout: Duration::from_secs(5),
         }
     }

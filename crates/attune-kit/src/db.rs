@@ -6,6 +6,8 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::config::DatabaseConfig;
 
+pub mod health;
+
 /// Why a database could not be reached or migrated. Messages never include the URL,
 /// which may carry a password.
 #[derive(Debug, thiserror::Error)]

@@ -128,16 +128,19 @@ impl From<sea_orm::DbErr> for ApiError {
 }
 
 /// True when `err` is an outage a retry can fix rather than a bug: no pooled
-/// connection in time, a lost or refused connection, PostgreSQL shutting down,
-/// refusing connections, out of connections or asking to retry a transaction,
-/// SQLite busy or locked.
+/// connection in time, no connection could be opened (refused, reset, the
+/// handshake failed), a connection was lost, PostgreSQL shutting down, out of
+/// connections or asking to retry a transaction, SQLite busy or locked.
 pub fn is_transient(err: &sea_orm::DbErr) -> bool {
     use sea_orm::{DbErr, RuntimeErr};
     match err {
-        DbErr::ConnectionAcquire(_) => true,
-        DbErr::Conn(RuntimeErr::SqlxError(sqlx))
-        | DbErr::Exec(RuntimeErr::SqlxError(sqlx))
-        | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => is_transient_sqlx(sqlx),
+        // The pool could not hand out a working connection: for the caller the
+        // database is unavailable, whatever the driver's reason (the database
+        // health watch reports it too).
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx)) | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => {
+            is_transient_sqlx(sqlx)
+        }
         _ => false,
     }
 }

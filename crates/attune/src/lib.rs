@@ -63,6 +63,7 @@ pub async fn serve(
                 .context("cannot start the consent service")?,
         }
     }
+    server.watch_database(db.clone(), (&config.database).into());
     tracing::info!(
         address = %listener.local_addr()?,
         services = ?services,
