@@ -309,18 +309,24 @@ impl From<ApiError> for Status {
     }
 }
 
-/// Displays an error and all its sources: "a: b: c".
-struct ErrorChain<'a>(&'a (dyn StdError + 'static));
+/// Displays an error and its sources on one line, "a: b: c", leaving out a
+/// source whose text the line already holds (drivers often wrap an error in one
+/// that repeats it: "Connection Error: x" caused by "x").
+pub struct ErrorChain<'a>(pub &'a (dyn StdError + 'static));
 
 impl fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut line = self.0.to_string();
         let mut source = self.0.source();
         while let Some(err) = source {
-            write!(f, ": {err}")?;
+            let text = err.to_string();
+            if !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
             source = err.source();
         }
-        Ok(())
+        f.write_str(&line)
     }
 }
 
@@ -655,6 +661,22 @@ mod tests {
             assert_eq!(ApiError::from(bad).code(), Code::Internal);
             db.close().await.expect("pool closes");
         }
+    }
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot start")]
+        struct Outer(#[source] Middle);
+        #[derive(Debug, thiserror::Error)]
+        #[error("Connection Error: {0}")]
+        struct Middle(#[source] std::io::Error);
+
+        let err = Outer(Middle(std::io::Error::other("refused")));
+        assert_eq!(
+            ErrorChain(&err).to_string(),
+            "cannot start: Connection Error: refused"
+        );
     }
 
     #[test]

@@ -35,9 +35,8 @@ pub async fn migrate(
     config: &Config,
     services: &[ServiceName],
 ) -> anyhow::Result<DatabaseConnection> {
-    let db = db::connect(&config.database)
-        .await
-        .context("cannot connect to the database")?;
+    // The error names the database (without its password) and the cause.
+    let db = db::connect(&config.database).await?;
     for service in services {
         match service {
             ServiceName::Consent => db::migrate::<attune_consent::Migrator>(&db).await,

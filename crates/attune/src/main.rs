@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use attune::{ServiceName, selected};
 use attune_kit::config::{Config, ConfigArgs};
+use attune_kit::error::ErrorChain;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -59,8 +60,24 @@ enum AuditCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
+async fn main() -> ExitCode {
+    match run(Cli::parse().command).await {
+        Ok(code) => code,
+        Err(error) => {
+            report(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints `error` on one line, each cause once: no "Caused by" list repeating
+/// what a wrapper already said, no backtrace (a start-up error is not a bug).
+fn report(error: &anyhow::Error) {
+    eprintln!("Error: {}", ErrorChain(error.as_ref()));
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve { service, config } => {
             let config = Config::load(&config)?;
             let _telemetry = attune_kit::telemetry::init(&config.telemetry)?;
@@ -115,6 +132,6 @@ async fn audit_verify(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn unchecked(error: &anyhow::Error) -> ExitCode {
-    eprintln!("Error: {error:#}");
+    report(error);
     ExitCode::from(2)
 }

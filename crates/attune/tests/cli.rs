@@ -209,3 +209,47 @@ fn audit_verify_neither_creates_nor_migrates_a_database() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("no consent audit log"), "{stderr}");
 }
+
+#[test]
+fn a_database_that_cannot_be_reached_is_named_once_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_dir = dir.path().join("no-such-dir").join("attune.db");
+    let sqlite = format!("sqlite://{}?mode=rwc", missing_dir.display());
+    for (url, shown, cause) in [
+        (
+            "postgres://bob:hunter2@127.0.0.1:1/attune".to_owned(),
+            "postgres://bob@127.0.0.1:1/attune".to_owned(),
+            "Connection refused",
+        ),
+        (sqlite.clone(), sqlite, "unable to open database file"),
+    ] {
+        let output = attune()
+            .args(["migrate", "--database-url", &url])
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.matches(&shown).count(), 1, "{stderr}");
+        assert_eq!(stderr.matches(cause).count(), 1, "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(!stderr.contains("Caused by"), "{stderr}");
+        assert!(!stderr.contains("stack backtrace"), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn human_logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+    let output = attune()
+        .args(["migrate", "--database-url", &url])
+        .env("ATTUNE_TELEMETRY__LOG_FORMAT", "human")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("migrations applied"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in {stderr:?}");
+}
