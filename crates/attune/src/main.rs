@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use attune::{ServiceName, selected};
-use attune_kit::config::{Config, ConfigArgs};
+use attune_kit::config::{Config, ConfigArgs, document_settings};
 use attune_kit::error::ErrorChain;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,7 +61,10 @@ enum AuditCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse().command).await {
+    // `--help` names each setting's default and environment variable.
+    let matches = document_settings(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    match run(cli.command).await {
         Ok(code) => code,
         Err(error) => {
             report(&error);

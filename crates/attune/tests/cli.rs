@@ -253,3 +253,20 @@ fn human_logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
     assert!(stderr.contains("migrations applied"), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "colour codes in {stderr:?}");
 }
+
+#[test]
+fn help_lists_every_setting_with_its_default_and_variable() {
+    for command in ["serve", "migrate"] {
+        let output = attune().args([command, "--help"]).output().unwrap();
+        assert!(output.status.success());
+        let help = String::from_utf8_lossy(&output.stdout);
+        for (key, default) in attune_kit::config::default_settings() {
+            let variable = attune_kit::config::env_var(&key);
+            let line = format!("[default: {default}] [env: {variable}]");
+            assert!(
+                help.contains(&line),
+                "`{command} --help` lacks {line}:\n{help}"
+            );
+        }
+    }
+}
