@@ -455,7 +455,7 @@ impl Config {
     }
 
     fn validated(self) -> Result<Self, ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 9] = [
+        let checks: [(bool, &'static str, &'static str); 11] = [
             (
                 self.database.url.trim().is_empty(),
                 "database.url",
@@ -465,6 +465,16 @@ impl Config {
                 self.database.max_connections == 0,
                 "database.max_connections",
                 "must be at least 1",
+            ),
+            (
+                self.database.acquire_timeout.is_zero(),
+                "database.acquire_timeout",
+                "must be longer than 0s",
+            ),
+            (
+                self.database.health_interval.is_zero(),
+                "database.health_interval",
+                "must be longer than 0s",
             ),
             (
                 self.limits.max_message_bytes == 0,
@@ -695,6 +705,20 @@ mod tests {
             match Config::load(&args) {
                 Err(ConfigError::MissingFile { path }) => {
                     assert_eq!(path, PathBuf::from("nope.toml"))
+                }
+                other => return Err(format!("unexpected {other:?}").into()),
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_zero_database_health_interval_is_rejected() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ATTUNE_DATABASE__HEALTH_INTERVAL", "0s");
+            match Config::load(&ConfigArgs::default()) {
+                Err(ConfigError::OutOfRange { key, .. }) => {
+                    assert_eq!(key, "database.health_interval")
                 }
                 other => return Err(format!("unexpected {other:?}").into()),
             }

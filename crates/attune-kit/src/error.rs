@@ -120,7 +120,7 @@ impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
         if is_transient(&err) {
             tracing::warn!(error = %err, "database unavailable");
-            Self::Unavailable("database unavailable, retry later".to_owned())
+            Self::Unavailable(crate::db::health::UNAVAILABLE_MESSAGE.to_owned())
         } else {
             Self::internal(err)
         }
