@@ -157,3 +157,113 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_server::Health as _;
+    use tonic_health::server::HealthService;
+    use tower::Service as _;
+
+    /// Answers every call with an empty OK response.
+    #[derive(Clone)]
+    struct Ok200;
+
+    impl tower::Service<http::Request<Body>> for Ok200 {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = Ready<Result<http::Response<Body>, Infallible>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _request: http::Request<Body>) -> Self::Future {
+            ready(Ok(http::Response::new(Body::empty())))
+        }
+    }
+
+    fn grpc_status(response: &http::Response<Body>) -> Option<&str> {
+        response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+    }
+
+    #[tokio::test]
+    async fn a_gated_service_answers_unavailable_only_while_the_database_is_down() {
+        let availability = Availability::default();
+        let mut gated = Gated::new(Ok200, availability.clone());
+        let up = gated
+            .call(http::Request::new(Body::empty()))
+            .await
+            .expect("infallible");
+        assert_eq!(grpc_status(&up), None, "passed through to the service");
+
+        assert!(availability.set(false));
+        let down = gated
+            .call(http::Request::new(Body::empty()))
+            .await
+            .expect("infallible");
+        assert_eq!(grpc_status(&down), Some("14")); // UNAVAILABLE
+
+        assert!(availability.set(true));
+        assert!(!availability.set(true), "no change, nothing to report");
+    }
+
+    #[tokio::test]
+    async fn a_failed_probe_reports_not_serving_for_the_server_and_each_service() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = DatabaseConfig {
+            url: format!("sqlite://{}?mode=rwc", dir.path().join("h.db").display()),
+            ..DatabaseConfig::default()
+        };
+        let db = crate::db::connect(&config).await.expect("sqlite opens");
+        let (reporter, service) = (HealthReporter::new(), "attune.test.v1.TestService");
+        for name in ["", service] {
+            reporter
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        let availability = Availability::default();
+        let cancel = CancellationToken::new();
+        let settings = ProbeSettings {
+            interval: Duration::from_millis(10),
+            timeout: Duration::from_millis(100),
+        };
+        let watching = tokio::spawn(watch(
+            db.clone(),
+            availability.clone(),
+            reporter.clone(),
+            vec![service],
+            settings,
+            cancel.clone(),
+        ));
+        // A closed pool fails every probe, as an unreachable server does.
+        db.close().await.expect("pool closes");
+        for _ in 0..200 {
+            if !availability.is_available() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!availability.is_available(), "the failed probe was noticed");
+
+        let health = HealthService::from_health_reporter(reporter);
+        for name in ["", service] {
+            let status = health
+                .check(tonic::Request::new(HealthCheckRequest {
+                    service: name.to_owned(),
+                }))
+                .await
+                .expect("the status is known")
+                .into_inner()
+                .status;
+            let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing;
+            assert_eq!(status, not_serving as i32, "`{name}`");
+        }
+        cancel.cancel();
+        watching.await.expect("the watch ends when cancelled");
+    }
+}
