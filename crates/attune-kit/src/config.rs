@@ -105,11 +105,18 @@ macro_rules! settings_of_their_own_type {
         })*
     };
 }
-settings_of_their_own_type!(String, u32, u64, usize, SocketAddr, LogFormat, PathBuf);
+settings_of_their_own_type!(
+    String, bool, u32, u64, usize, SocketAddr, LogFormat, PathBuf
+);
 
-impl Setting for Option<String> {
-    type Flag = String;
+macro_rules! optional_settings {
+    ($($ty:ty),*) => {
+        $(impl Setting for Option<$ty> {
+            type Flag = <$ty as Setting>::Flag;
+        })*
+    };
 }
+optional_settings!(String, u32, u64, SocketAddr, PathBuf, Duration);
 
 impl Setting for Duration {
     type Flag = HumanDuration;
@@ -783,7 +790,9 @@ mod tests {
 
     /// A valid value of the setting other than its default, as the loaded
     /// `Config` serializes it: a choice of the flag's other possible values, half
-    /// a duration, the next port or number, or a changed text.
+    /// a duration, the next port or number, or a changed text. A setting unset
+    /// by default gets a value of the kind its flag's value name (`N`,
+    /// `DURATION`, `ADDR`, else text) says.
     fn another_value(default: &serde_json::Value, arg: &clap::Arg) -> serde_json::Value {
         use serde_json::Value;
         match default {
@@ -805,7 +814,18 @@ mod tests {
                     Value::from(format!("{text}x"))
                 }
             }
-            Value::Null => Value::from("http://sample.invalid:4317"),
+            Value::Bool(flag) => Value::from(!flag),
+            // Unset by default: a value of the kind its flag's value name says.
+            Value::Null => match arg
+                .get_value_names()
+                .and_then(|names| names.first())
+                .map(|name| name.as_str())
+            {
+                Some("N") => Value::from(7),
+                Some("DURATION") => Value::from("2s"),
+                Some("ADDR") => Value::from("127.0.0.1:7"),
+                _ => Value::from("http://sample.invalid:4317"),
+            },
             other => panic!("no sample for a setting of value {other}"),
         }
     }
