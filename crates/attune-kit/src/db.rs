@@ -176,14 +176,14 @@ pub fn redacted_url(url: &str) -> String {
         None => base.to_owned(),
     };
     if let Some(query) = query {
-        let params: Vec<&str> = query
+        let params: Vec<String> = query
             .split('&')
             .map(|param| {
                 let key = param.split_once('=').map_or(param, |(key, _)| key);
                 if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword") {
-                    "password=redacted"
+                    format!("{key}=redacted")
                 } else {
-                    param
+                    param.to_owned()
                 }
             })
             .collect();
@@ -422,6 +422,10 @@ mod backend_tests {
             (
                 "postgresql://db/attune?user=bob&password=hunter2",
                 "postgresql://db/attune?user=bob&password=redacted",
+            ),
+            (
+                "postgres://db/a?sslpassword=k&sslmode=verify-full",
+                "postgres://db/a?sslpassword=redacted&sslmode=verify-full",
             ),
             ("postgres://a:b:c@d@host/x", "postgres://a@host/x"),
             (
