@@ -14,8 +14,8 @@ use tonic::{Request, Response, Status};
 
 use crate::convert;
 use crate::domain::{CustomerId, ExpiryCursor, PurposeCode};
+use crate::error::ConsentError;
 use crate::service::Consent;
-use crate::watch::WatchError;
 
 /// How many purposes one state or check request may name.
 const MAX_PURPOSES_PER_QUERY: usize = 50;
@@ -41,11 +41,7 @@ impl ConsentService for ConsentApi {
         request: Request<pb::CreatePurposeRequest>,
     ) -> RpcResult<pb::CreatePurposeResponse> {
         let (new, request_id) = convert::create_purpose(request.into_inner())?;
-        let purpose = self
-            .consent
-            .create_purpose(new, request_id)
-            .await
-            .map_err(ApiError::from)?;
+        let purpose = self.consent.create_purpose(new, request_id).await?;
         Ok(Response::new(pb::CreatePurposeResponse {
             purpose: Some(convert::purpose_to(purpose)),
         }))
@@ -56,11 +52,7 @@ impl ConsentService for ConsentApi {
         request: Request<pb::UpdatePurposeRequest>,
     ) -> RpcResult<pb::UpdatePurposeResponse> {
         let (update, request_id) = convert::update_purpose(request.into_inner())?;
-        let purpose = self
-            .consent
-            .update_purpose(update, request_id)
-            .await
-            .map_err(ApiError::from)?;
+        let purpose = self.consent.update_purpose(update, request_id).await?;
         Ok(Response::new(pb::UpdatePurposeResponse {
             purpose: Some(convert::purpose_to(purpose)),
         }))
@@ -85,11 +77,7 @@ impl ConsentService for ConsentApi {
         v.finish()?;
         let code = checked(code);
         let version = (notice_version > 0).then_some(notice_version);
-        let purpose = self
-            .consent
-            .get_purpose(&code, version)
-            .await
-            .map_err(ApiError::from)?;
+        let purpose = self.consent.get_purpose(&code, version).await?;
         Ok(Response::new(pb::GetPurposeResponse {
             purpose: Some(convert::purpose_to(purpose)),
         }))
@@ -111,8 +99,7 @@ impl ConsentService for ConsentApi {
         let purposes = self
             .consent
             .list_purposes(after.as_deref(), limit + 1)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let (purposes, next_page_token) = next_page(purposes, limit, |p| p.code.to_string());
         Ok(Response::new(pb::ListPurposesResponse {
             purposes: purposes.into_iter().map(convert::purpose_to).collect(),
@@ -132,9 +119,10 @@ impl ConsentService for ConsentApi {
         if command.check_times(now).is_empty() {
             self.honour_gpc(gpc, &command.customer).await?;
         }
-        let (customer, count) = (command.customer.to_string(), command.decisions.len());
-        let records = self.consent.record(command).await.map_err(ApiError::from)?;
-        tracing::info!(customer_id = %customer, decisions = count, "consent recorded");
+        let count = command.decisions.len();
+        let records = self.consent.record(command).await?;
+        // Never the customer id: logs carry no personal data.
+        tracing::info!(decisions = count, "consent recorded");
         Ok(Response::new(pb::RecordConsentResponse {
             records: records.into_iter().map(convert::record_to).collect(),
         }))
@@ -160,11 +148,7 @@ impl ConsentService for ConsentApi {
         v.finish()?;
         let customer = checked(customer);
         self.honour_gpc(gpc, &customer).await?;
-        let (states, change_position) = self
-            .consent
-            .state(&customer, purposes)
-            .await
-            .map_err(ApiError::from)?;
+        let (states, change_position) = self.consent.state(&customer, purposes).await?;
         Ok(Response::new(pb::GetConsentStateResponse {
             states: states
                 .into_iter()
@@ -202,8 +186,7 @@ impl ConsentService for ConsentApi {
         let records = self
             .consent
             .history(&customer, purpose.as_ref(), after, limit + 1)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let (records, next_page_token) = next_page(records, limit, |r| r.record_id.to_string());
         Ok(Response::new(pb::ListConsentHistoryResponse {
             records: records.into_iter().map(convert::record_to).collect(),
@@ -234,11 +217,7 @@ impl ConsentService for ConsentApi {
         v.finish()?;
         let customer = checked(customer);
         self.honour_gpc(gpc, &customer).await?;
-        let (answers, now) = self
-            .consent
-            .check(&customer, purposes)
-            .await
-            .map_err(ApiError::from)?;
+        let (answers, now) = self.consent.check(&customer, purposes).await?;
         Ok(Response::new(pb::CheckConsentResponse {
             checks: answers
                 .into_iter()
@@ -261,18 +240,9 @@ impl ConsentService for ConsentApi {
         request: Request<pb::WatchConsentChangesRequest>,
     ) -> RpcResult<Self::WatchConsentChangesStream> {
         let start = convert::watch_start(request.into_inner())?;
-        let batches = self
-            .consent
-            .watch(start)
-            .await
-            .map_err(|error| match error {
-                WatchError::BeyondNewest { .. } => ApiError::OutOfRange(error.to_string()),
-                WatchError::Consent(error) => ApiError::from(error),
-            })?;
-        let responses = batches.map(|batch| match batch {
-            Ok(batch) => Ok(convert::watch_response(batch)),
-            Err(error) => Err(Status::from(ApiError::from(error))),
-        });
+        let batches = self.consent.watch(start).await?;
+        let responses =
+            batches.map(|batch| batch.map(convert::watch_response).map_err(Status::from));
         Ok(Response::new(Box::pin(responses)))
     }
 
@@ -281,11 +251,7 @@ impl ConsentService for ConsentApi {
         request: Request<pb::ListExpiringConsentsRequest>,
     ) -> RpcResult<pb::ListExpiringConsentsResponse> {
         let (query, limit) = convert::list_expiring_consents(request.into_inner())?;
-        let (grants, window_end) = self
-            .consent
-            .expiring(&query, limit + 1)
-            .await
-            .map_err(ApiError::from)?;
+        let (grants, window_end) = self.consent.expiring(&query, limit + 1).await?;
         let (grants, next_page_token) = next_page(grants, limit, |grant| {
             ExpiryCursor::after(window_end, grant).encode()
         });
@@ -302,11 +268,7 @@ impl ConsentService for ConsentApi {
         let pb::ApplyGlobalPrivacyControlRequest { customer_id } = request.into_inner();
         let customer = CustomerId::parse(&customer_id)
             .map_err(|reason| ApiError::invalid("customer_id", reason))?;
-        let outcome = self
-            .consent
-            .apply_gpc(&customer)
-            .await
-            .map_err(ApiError::from)?;
+        let outcome = self.consent.apply_gpc(&customer).await?;
         Ok(Response::new(pb::ApplyGlobalPrivacyControlResponse {
             recorded: outcome.recorded.is_some(),
             record: outcome.recorded.map(convert::record_to),
@@ -319,11 +281,7 @@ impl ConsentService for ConsentApi {
         request: Request<pb::VerifyAuditLogRequest>,
     ) -> RpcResult<pb::VerifyAuditLogResponse> {
         let pb::VerifyAuditLogRequest {} = request.into_inner();
-        let verification = self
-            .consent
-            .verify_audit_log()
-            .await
-            .map_err(ApiError::from)?;
+        let verification = self.consent.verify_audit_log().await?;
         Ok(Response::new(convert::audit_verification_to(verification)))
     }
 }
@@ -331,7 +289,7 @@ impl ConsentService for ConsentApi {
 impl ConsentApi {
     /// Applies a Global Privacy Control signal carried in a request's metadata,
     /// after the request was validated and before its own work.
-    async fn honour_gpc(&self, signalled: bool, customer: &CustomerId) -> Result<(), ApiError> {
+    async fn honour_gpc(&self, signalled: bool, customer: &CustomerId) -> Result<(), ConsentError> {
         if signalled {
             self.consent.apply_gpc(customer).await?;
         }

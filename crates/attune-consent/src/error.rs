@@ -1,10 +1,14 @@
-//! Consent's errors, and their one mapping onto the runtime's API errors.
+//! Consent's errors, and their one mapping onto the runtime's API errors (and
+//! through them onto `tonic::Status`, so handlers just use `?`).
 
 use attune_kit::db::micros::MicrosOutOfRange;
 use attune_kit::error::{ApiError, FieldViolation};
 use attune_kit::idempotency::IdempotencyError;
 use attune_kit::secrets::SecretsError;
 use sea_orm::DbErr;
+use tonic::Status;
+
+use crate::watch::WatchError;
 
 /// Everything that can go wrong in a consent operation.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +50,24 @@ impl From<ConsentError> for ApiError {
                     .map(|(field, problem)| FieldViolation::new(field, problem))
                     .collect(),
             ),
-            ConsentError::Corrupt(_) | ConsentError::Database(_) | ConsentError::Secrets(_) => {
-                ApiError::internal(error)
-            }
+            ConsentError::Corrupt(_) | ConsentError::Secrets(_) => ApiError::internal(error),
+            // The kit tells an outage (UNAVAILABLE, retry) from a bug (INTERNAL).
+            ConsentError::Database(error) => ApiError::from(error),
+        }
+    }
+}
+
+impl From<ConsentError> for Status {
+    fn from(error: ConsentError) -> Self {
+        Status::from(ApiError::from(error))
+    }
+}
+
+impl From<WatchError> for Status {
+    fn from(error: WatchError) -> Self {
+        match error {
+            WatchError::BeyondNewest { .. } => ApiError::OutOfRange(error.to_string()).into(),
+            WatchError::Consent(error) => error.into(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! customer's consent records, erase a customer (see `subject_rights` for what
 //! erasure keeps and why).
 
-use attune_kit::error::{ApiError, Violations, checked};
+use attune_kit::error::{Violations, checked};
 use attune_kit::pagination::{decode_cursor, next_page, page_size};
 use attune_kit::types::time;
 use attune_proto::privacy::v1 as pb;
@@ -51,8 +51,7 @@ impl DataSubjectService for ConsentPrivacyApi {
         let records = self
             .consent
             .export(&customer, &request_id, after, limit + 1)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let (records, next_page_token) = next_page(records, limit, |r| r.record_id.to_string());
         Ok(Response::new(pb::ExportCustomerDataResponse {
             service: SERVICE.to_owned(),
@@ -76,8 +75,7 @@ impl DataSubjectService for ConsentPrivacyApi {
         let receipt = self
             .consent
             .erase(&checked(customer), &checked(request_id))
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         Ok(Response::new(pb::EraseCustomerResponse {
             service: SERVICE.to_owned(),
             erased_record_count: receipt.erased_record_count,

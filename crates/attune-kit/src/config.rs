@@ -7,6 +7,12 @@
 //!    (`ATTUNE_LISTEN`, `ATTUNE_DATABASE__URL`, `ATTUNE_LIMITS__MAX_MESSAGE_BYTES`);
 //! 4. command-line flags, only those given.
 //!
+//! Each setting is declared once, in a `settings!` section: its doc comment,
+//! type, default and flag. From that come the typed section the code reads, its
+//! flags (which serialize into the last layer), and `--help`, which shows each
+//! flag's default and variable ([`document_settings`]). A test walks the
+//! serialized default `Config` and sets every setting by flag, variable and file.
+//!
 //! Durations are humantime strings (`"30s"`, `"1m 30s"`) in the file and environment.
 //! Unknown keys are ignored rather than rejected: the binary, the test suite and
 //! future sections share the `ATTUNE_` prefix and the file.
@@ -25,7 +31,122 @@ pub const ENV_PREFIX: &str = "ATTUNE_";
 /// Environment variable naming the configuration file (same as `--config`).
 pub const CONFIG_FILE_ENV: &str = "ATTUNE_CONFIG";
 
+/// Declares one section of settings, each written once: its doc comment (the
+/// rustdoc of the field and the text of its flag in `--help`), its type, its
+/// default and its flag. It defines the section's struct (`$config`, what the
+/// code reads, with its `Default`) and its flags (`$args`, a `clap::Args` whose
+/// fields are `Option`s of the same settings, serialized only when given, so
+/// that they merge over the lower layers as figment's last layer).
+///
+/// A setting's type must implement [`Setting`]; `#[serde(...)]` attributes
+/// after the doc comment apply to the section's field (a `Duration` needs
+/// `#[serde(with = "humantime_serde")]`). `--help` adds each flag's default and
+/// environment variable itself ([`document_settings`]).
+macro_rules! settings {
+    (
+        $(#[doc = $section_doc:literal])*
+        pub struct $config:ident / $args:ident in $section:literal {
+            $(
+                $(#[doc = $doc:literal])*
+                $(#[serde($($serde:tt)*)])*
+                $field:ident: $ty:ty = $default:expr, flag $flag:literal, value $value:literal;
+            )*
+        }
+    ) => {
+        $(#[doc = $section_doc])*
+        #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+        #[serde(default)]
+        pub struct $config {
+            $(
+                $(#[doc = $doc])*
+                $(#[serde($($serde)*)])*
+                pub $field: $ty,
+            )*
+        }
+
+        impl Default for $config {
+            fn default() -> Self {
+                Self {
+                    $($field: $default,)*
+                }
+            }
+        }
+
+        #[doc = concat!("The flags of [`", stringify!($config), "`]: `None` unless given.")]
+        #[derive(clap::Args, Debug, Default, Clone, Serialize)]
+        pub struct $args {
+            $(
+                $(#[doc = $doc])*
+                #[arg(
+                    id = concat!($section, ".", stringify!($field)),
+                    long = $flag,
+                    value_name = $value,
+                )]
+                #[serde(skip_serializing_if = "Option::is_none")]
+                pub $field: Option<<$ty as Setting>::Flag>,
+            )*
+        }
+    };
+}
+
+/// A type a setting may have, and what its command-line flag parses into:
+/// itself, but a humantime string for a `Duration` and the inner value for an
+/// optional setting.
+pub trait Setting {
+    /// What the flag parses (with `FromStr` or `clap::ValueEnum`) and serializes
+    /// into the figment layer, in the form the configuration file uses.
+    type Flag: Clone + Send + Sync + Serialize + 'static;
+}
+
+macro_rules! settings_of_their_own_type {
+    ($($ty:ty),*) => {
+        $(impl Setting for $ty {
+            type Flag = $ty;
+        })*
+    };
+}
+settings_of_their_own_type!(
+    String, bool, u32, u64, usize, SocketAddr, LogFormat, PathBuf
+);
+
+macro_rules! optional_settings {
+    ($($ty:ty),*) => {
+        $(impl Setting for Option<$ty> {
+            type Flag = <$ty as Setting>::Flag;
+        })*
+    };
+}
+optional_settings!(String, u32, u64, SocketAddr, PathBuf, Duration);
+
+impl Setting for Duration {
+    type Flag = HumanDuration;
+}
+
+/// A duration as the configuration writes it, `"1s"`, `"1m 30s"`, `"250ms"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl std::str::FromStr for HumanDuration {
+    type Err = humantime::DurationError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(text).map(Self)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
 /// Everything an Attune process can be configured with.
+///
+/// To add a section: declare it with `settings!` (each setting with its doc,
+/// type, default and flag), then add one field here (and to `Default`) and one
+/// `#[command(flatten)]` field to [`ConfigArgs`]. The test
+/// `every_setting_is_reachable_from_a_flag_the_environment_and_the_file` finds a
+/// setting that has no flag.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Config {
@@ -47,10 +168,13 @@ pub struct Config {
     pub gateway: GatewayConfig,
 }
 
+/// Where a server listens unless told otherwise.
+const DEFAULT_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 50051);
+
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            listen: SocketAddr::from(DEFAULT_LISTEN),
             database: DatabaseConfig::default(),
             telemetry: TelemetryConfig::default(),
             limits: Limits::default(),
@@ -62,40 +186,65 @@ impl Default for Config {
     }
 }
 
-/// The gateway's backends when it runs as its own process (one process running
-/// every service needs none).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct GatewayConfig {
-    /// Each service's address by service name, e.g. `consent = "http://consent:50051"`
-    /// (`ATTUNE_GATEWAY__BACKENDS__CONSENT`).
-    pub backends: std::collections::BTreeMap<String, String>,
+/// Command-line flags for every setting; flatten into a subcommand with
+/// `#[command(flatten)]`, and pass the command through [`document_settings`] so
+/// that `--help` names each flag's default and environment variable. A flag left
+/// out leaves the lower layers' value.
+#[derive(clap::Args, Debug, Default, Clone, Serialize)]
+pub struct ConfigArgs {
+    /// TOML configuration file, read after the defaults and before `ATTUNE_*` variables
+    /// [default: none] [env: ATTUNE_CONFIG]
+    #[arg(long, value_name = "FILE", env = CONFIG_FILE_ENV, hide_env = true)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to serve gRPC on; use 0.0.0.0:50051 in a pod.
+    #[arg(id = "listen", long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+
+    #[command(flatten)]
+    pub feeds: FeedArgs,
+
+    #[command(flatten)]
+    pub consent_checker: ConsentCheckerArgs,
+
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
 }
 
-/// Database connection settings (see [`crate::db::connect`]).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct DatabaseConfig {
-    /// `sqlite://PATH?mode=rwc` or `postgres://USER@HOST:PORT/DB`.
-    pub url: String,
-    /// Upper bound of the connection pool.
-    pub max_connections: u32,
-    /// How long a query waits for a free pooled connection before failing.
-    #[serde(with = "humantime_serde")]
-    pub acquire_timeout: Duration,
-    /// How long SQLite waits on a locked database before failing (SQLite only).
-    #[serde(with = "humantime_serde")]
-    pub busy_timeout: Duration,
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            url: "sqlite://attune.db?mode=rwc".to_owned(),
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-            busy_timeout: Duration::from_secs(5),
-        }
+settings! {
+    /// Database connection settings (see [`crate::db::connect`]).
+    pub struct DatabaseConfig / DatabaseArgs in "database" {
+        /// Database URL, `sqlite://PATH?mode=rwc` or `postgres://USER@HOST:PORT/DB`.
+        url: String = "sqlite://attune.db?mode=rwc".to_owned(),
+            flag "database-url", value "URL";
+        /// Upper bound of the connection pool.
+        max_connections: u32 = 10, flag "database-max-connections", value "N";
+        /// How long a query waits for a pooled connection before failing
+        /// (UNAVAILABLE): short, so that calls fail inside a client's deadline
+        /// while the health probe has not yet noticed an outage.
+        #[serde(with = "humantime_serde")]
+        acquire_timeout: Duration = Duration::from_secs(1),
+            flag "database-acquire-timeout", value "DURATION";
+        /// How often the server probes the database; while a probe fails, calls
+        /// answer UNAVAILABLE at once and health reports NOT_SERVING.
+        #[serde(with = "humantime_serde")]
+        health_interval: Duration = Duration::from_millis(500),
+            flag "database-health-interval", value "DURATION";
+        /// How long SQLite waits on a locked database before failing (SQLite only).
+        #[serde(with = "humantime_serde")]
+        busy_timeout: Duration = Duration::from_secs(5),
+            flag "database-busy-timeout", value "DURATION";
     }
 }
 
@@ -110,205 +259,175 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logging and tracing settings (see [`crate::telemetry::init`]).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct TelemetryConfig {
-    /// Log line format.
-    pub log_format: LogFormat,
-    /// `tracing` filter directives, e.g. `info,attune_consent=debug`; `RUST_LOG` wins if set.
-    pub log_filter: String,
-    /// OTLP/gRPC collector endpoint (e.g. `http://otel-collector:4317`); no export if unset.
-    pub otlp_endpoint: Option<String>,
-    /// `service.name` resource attribute of exported spans and metrics.
-    pub service_name: String,
-}
-
-impl Default for TelemetryConfig {
-    fn default() -> Self {
-        Self {
-            log_format: LogFormat::Human,
-            log_filter: "info".to_owned(),
-            otlp_endpoint: None,
-            service_name: "attune".to_owned(),
-        }
+settings! {
+    /// Logging and tracing settings (see [`crate::telemetry::init`]).
+    pub struct TelemetryConfig / TelemetryArgs in "telemetry" {
+        /// Log line format.
+        log_format: LogFormat = LogFormat::Human, flag "log-format", value "FORMAT";
+        /// `tracing` filter directives, e.g. `info,attune_consent=debug`; `RUST_LOG`
+        /// wins if set.
+        log_filter: String = "info".to_owned(), flag "log-filter", value "FILTER";
+        /// OTLP/gRPC collector endpoint (e.g. `http://otel-collector:4317`); no
+        /// export if unset.
+        otlp_endpoint: Option<String> = None, flag "otlp-endpoint", value "URL";
+        /// `service.name` resource attribute of exported spans and metrics.
+        service_name: String = "attune".to_owned(),
+            flag "telemetry-service-name", value "NAME";
     }
 }
 
-/// Bounds that protect a server from its callers and bound its shutdown.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Limits {
-    /// Largest gRPC message decoded or encoded, in bytes.
-    pub max_message_bytes: usize,
-    /// Concurrent requests served per client connection.
-    pub concurrency_per_connection: usize,
-    /// Deadline of a call whose client set none (a shorter `grpc-timeout` wins).
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// Longest time in-flight calls may drain at shutdown before connections are cut.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_grace: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_message_bytes: 4 * 1024 * 1024,
-            concurrency_per_connection: 256,
-            request_timeout: Duration::from_secs(30),
-            shutdown_grace: Duration::from_secs(10),
-        }
+settings! {
+    /// Bounds that protect a server from its callers and bound its shutdown.
+    pub struct Limits / LimitsArgs in "limits" {
+        /// Largest gRPC message decoded or encoded, in bytes.
+        max_message_bytes: usize = 4 * 1024 * 1024, flag "max-message-bytes", value "N";
+        /// Concurrent requests served per client connection.
+        concurrency_per_connection: usize = 256,
+            flag "concurrency-per-connection", value "N";
+        /// Deadline of a call whose client set none (a shorter `grpc-timeout` wins).
+        #[serde(with = "humantime_serde")]
+        request_timeout: Duration = Duration::from_secs(30),
+            flag "request-timeout", value "DURATION";
+        /// Longest time in-flight calls may drain at shutdown before connections
+        /// are cut.
+        #[serde(with = "humantime_serde")]
+        shutdown_grace: Duration = Duration::from_secs(10),
+            flag "shutdown-grace", value "DURATION";
     }
 }
 
-/// How a service serves an ordered change feed to its watchers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct FeedConfig {
-    /// How often the database is polled for changes committed by other processes
-    /// (changes made in this process wake watchers at once).
-    #[serde(with = "humantime_serde")]
-    pub poll_interval: Duration,
-    /// Longest silence on a watch stream: with nothing to send, the server sends a
-    /// heartbeat this often so watchers can tell quiet from broken.
-    #[serde(with = "humantime_serde")]
-    pub heartbeat_interval: Duration,
-    /// How long a feed follower's lease lasts unless renewed: when the replica
-    /// applying a feed dies, another takes over within this time.
-    #[serde(with = "humantime_serde")]
-    pub follower_lease: Duration,
-}
-
-impl Default for FeedConfig {
-    fn default() -> Self {
-        Self {
-            poll_interval: Duration::from_millis(100),
-            heartbeat_interval: Duration::from_millis(250),
-            follower_lease: Duration::from_secs(5),
-        }
+settings! {
+    /// How a service serves an ordered change feed to its watchers.
+    pub struct FeedConfig / FeedArgs in "feeds" {
+        /// How often the database is polled for changes committed by other
+        /// processes (changes made in this process wake watchers at once).
+        #[serde(with = "humantime_serde")]
+        poll_interval: Duration = Duration::from_millis(100),
+            flag "feed-poll-interval", value "DURATION";
+        /// Longest silence on a watch stream: with nothing to send, the server
+        /// sends a heartbeat this often so watchers can tell quiet from broken.
+        #[serde(with = "humantime_serde")]
+        heartbeat_interval: Duration = Duration::from_millis(250),
+            flag "feed-heartbeat-interval", value "DURATION";
+        /// How long a feed follower's lease lasts unless renewed: when the
+        /// replica applying a feed dies, another takes over within this time.
+        #[serde(with = "humantime_serde")]
+        follower_lease: Duration = Duration::from_secs(5),
+            flag "feed-follower-lease", value "DURATION";
     }
 }
 
-/// Settings of the cached consent checker (see [`crate::consent`]).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct ConsentCheckerConfig {
-    /// How long the checker answers from its cache without hearing from the
-    /// consent change stream; past it, every check fails closed ("not granted").
-    /// It bounds how late a withdrawal can take effect when the stream breaks.
-    #[serde(with = "humantime_serde")]
-    pub freshness_bound: Duration,
-    /// Most customers kept in memory; the least used are evicted beyond it.
-    pub max_customers: u64,
-}
-
-impl Default for ConsentCheckerConfig {
-    fn default() -> Self {
-        Self {
-            freshness_bound: Duration::from_secs(1),
-            max_customers: 1_000_000,
-        }
+settings! {
+    /// Settings of the cached consent checker (see [`crate::consent`]).
+    pub struct ConsentCheckerConfig / ConsentCheckerArgs in "consent_checker" {
+        /// How long the checker answers from its cache without hearing from the
+        /// consent change stream; past it, every check fails closed ("not
+        /// granted"). It bounds how late a withdrawal can take effect when the
+        /// stream breaks.
+        #[serde(with = "humantime_serde")]
+        freshness_bound: Duration = Duration::from_secs(1),
+            flag "consent-freshness-bound", value "DURATION";
+        /// Most customers kept in memory; the least used are evicted beyond it.
+        max_customers: u64 = 1_000_000, flag "consent-cache-customers", value "N";
     }
 }
 
-/// Command-line flags for every setting; flatten into a subcommand with
-/// `#[command(flatten)]`. A flag left out leaves the lower layers' value.
-#[derive(clap::Args, Debug, Default, Clone)]
-pub struct ConfigArgs {
-    /// TOML configuration file, read after the defaults and before `ATTUNE_*` variables
-    /// [default: none] [env: ATTUNE_CONFIG]
-    #[arg(long, value_name = "FILE", env = CONFIG_FILE_ENV, hide_env = true)]
-    pub config: Option<PathBuf>,
-
-    /// Address to serve gRPC on [default: 127.0.0.1:50051; use 0.0.0.0:50051 in a pod] [env: ATTUNE_LISTEN]
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-
-    /// Database URL, `sqlite://PATH?mode=rwc` or `postgres://USER@HOST/DB`
-    /// [default: sqlite://attune.db?mode=rwc] [env: ATTUNE_DATABASE__URL]
-    #[arg(long, value_name = "URL")]
-    pub database_url: Option<String>,
-
-    /// Connection pool size [default: 10] [env: ATTUNE_DATABASE__MAX_CONNECTIONS]
-    #[arg(long, value_name = "N")]
-    pub database_max_connections: Option<u32>,
-
-    /// How long a query waits for a pooled connection
-    /// [default: 5s] [env: ATTUNE_DATABASE__ACQUIRE_TIMEOUT]
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub database_acquire_timeout: Option<Duration>,
-
-    /// How long SQLite waits on a locked database
-    /// [default: 5s] [env: ATTUNE_DATABASE__BUSY_TIMEOUT]
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub database_busy_timeout: Option<Duration>,
-
-    /// Log line format [default: human] [env: ATTUNE_TELEMETRY__LOG_FORMAT]
-    #[arg(long, value_name = "FORMAT")]
-    pub log_format: Option<LogFormat>,
-
-    /// Log filter directives, e.g. `info,attune_consent=debug`; RUST_LOG overrides it
-    /// [default: info] [env: ATTUNE_TELEMETRY__LOG_FILTER]
-    #[arg(long, value_name = "FILTER")]
-    pub log_filter: Option<String>,
-
-    /// OTLP/gRPC endpoint to export traces to, e.g. `http://otel-collector:4317`
-    /// [default: none, no export] [env: ATTUNE_TELEMETRY__OTLP_ENDPOINT]
-    #[arg(long, value_name = "URL")]
-    pub otlp_endpoint: Option<String>,
-
-    /// `service.name` of exported traces
-    /// [default: attune] [env: ATTUNE_TELEMETRY__SERVICE_NAME]
-    #[arg(long, value_name = "NAME")]
-    pub telemetry_service_name: Option<String>,
-
-    /// Largest gRPC message accepted or sent, in bytes
-    /// [default: 4194304] [env: ATTUNE_LIMITS__MAX_MESSAGE_BYTES]
-    #[arg(long, value_name = "N")]
-    pub max_message_bytes: Option<usize>,
-
-    /// Concurrent requests served per client connection
-    /// [default: 256] [env: ATTUNE_LIMITS__CONCURRENCY_PER_CONNECTION]
-    #[arg(long, value_name = "N")]
-    pub concurrency_per_connection: Option<usize>,
-
-    /// Deadline of calls whose client set none, e.g. `30s`
-    /// [default: 30s] [env: ATTUNE_LIMITS__REQUEST_TIMEOUT]
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub request_timeout: Option<Duration>,
-
-    /// Longest drain of in-flight calls at shutdown, e.g. `10s`
-    /// [default: 10s] [env: ATTUNE_LIMITS__SHUTDOWN_GRACE]
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub shutdown_grace: Option<Duration>,
-
-    /// How often change feeds poll the database for other processes' changes
-    /// [default: 100ms] [env: ATTUNE_FEEDS__POLL_INTERVAL]
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub feed_poll_interval: Option<Duration>,
-
-    /// Longest silence on a watch stream before a heartbeat
-    /// [default: 250ms] [env: ATTUNE_FEEDS__HEARTBEAT_INTERVAL]
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub feed_heartbeat_interval: Option<Duration>,
-
-    /// How long the consent checker trusts its cache without news from the change
-    /// stream before it answers "not granted"
-    /// [default: 1s] [env: ATTUNE_CONSENT_CHECKER__FRESHNESS_BOUND]
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    pub consent_freshness_bound: Option<Duration>,
-
-    /// Most customers the consent checker keeps in memory
-    /// [default: 1000000] [env: ATTUNE_CONSENT_CHECKER__MAX_CUSTOMERS]
-    #[arg(long, value_name = "N")]
-    pub consent_cache_customers: Option<u64>,
-
+/// The flags of [`SecretsConfig`](crate::secrets::SecretsConfig), which is
+/// written by hand so that its `Debug` hides the key. The key itself has no flag
+/// (a flag's value shows in `ps` and shell history): it comes from the
+/// environment or the file, or from the key file this flag names.
+#[derive(clap::Args, Debug, Default, Clone, Serialize)]
+pub struct SecretsArgs {
     /// File holding the pseudonymisation key as 64 hex digits, e.g. a mounted
-    /// Kubernetes Secret (the key itself only by environment or file, never a flag)
-    /// [default: none, a key generated into the database] [env: ATTUNE_SECRETS__PSEUDONYM_KEY_FILE]
-    #[arg(long, value_name = "FILE")]
+    /// Kubernetes Secret (or set the key itself in ATTUNE_SECRETS__PSEUDONYM_KEY;
+    /// with neither, a key is generated into the database).
+    #[arg(
+        id = "secrets.pseudonym_key_file",
+        long = "pseudonym-key-file",
+        value_name = "FILE"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pseudonym_key_file: Option<PathBuf>,
+}
+
+/// Settings that deliberately have no flag, only an environment variable and the
+/// file: secret values, which a command line would show to every user of the
+/// machine.
+pub const SETTINGS_WITHOUT_FLAG: &[&str] = &["secrets.pseudonym_key"];
+
+/// The gateway's backends when it runs as its own process (one process running
+/// every service needs none). A map has no flag: set it in the file or with one
+/// variable per service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// Each service's address by service name, e.g. `consent = "http://consent:50051"`
+    /// (`ATTUNE_GATEWAY__BACKENDS__CONSENT`).
+    pub backends: std::collections::BTreeMap<String, String>,
+}
+
+/// Appends `[default: …] [env: ATTUNE_…]` to the help of every setting's flag
+/// in `command` and its subcommands, from the defaults themselves, so that
+/// `--help` can never disagree with them.
+pub fn document_settings(command: clap::Command) -> clap::Command {
+    let defaults = default_settings();
+    command
+        .mut_args(|arg| {
+            let key = arg.get_id().as_str().to_owned();
+            let Some(default) = defaults.get(&key) else {
+                return arg;
+            };
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let help = format!("{help}\n[default: {default}] [env: {}]", env_var(&key));
+            arg.help(help)
+        })
+        .mut_subcommands(document_settings)
+}
+
+/// Every setting's dotted key (`database.url`) and its default as text
+/// (`none` when unset), read from the serialized default [`Config`].
+pub fn default_settings() -> std::collections::BTreeMap<String, String> {
+    fn walk(
+        prefix: &str,
+        value: &serde_json::Value,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (name, value) in fields {
+                    let key = if prefix.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{prefix}.{name}")
+                    };
+                    walk(&key, value, out);
+                }
+            }
+            serde_json::Value::Null => {
+                out.insert(prefix.to_owned(), "none".to_owned());
+            }
+            serde_json::Value::String(text) => {
+                out.insert(prefix.to_owned(), text.clone());
+            }
+            other => {
+                out.insert(prefix.to_owned(), other.to_string());
+            }
+        }
+    }
+    let defaults = serde_json::to_value(Config::default())
+        .expect("the default configuration serializes to JSON");
+    let mut out = std::collections::BTreeMap::new();
+    walk("", &defaults, &mut out);
+    out
+}
+
+/// The environment variable of a dotted setting key: `database.url` is
+/// `ATTUNE_DATABASE__URL`.
+pub fn env_var(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
 }
 
 /// Why the configuration could not be loaded.
@@ -391,7 +510,7 @@ impl Config {
     }
 
     fn validated(self) -> Result<Self, ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 9] = [
+        let checks: [(bool, &'static str, &'static str); 11] = [
             (
                 self.database.url.trim().is_empty(),
                 "database.url",
@@ -401,6 +520,16 @@ impl Config {
                 self.database.max_connections == 0,
                 "database.max_connections",
                 "must be at least 1",
+            ),
+            (
+                self.database.acquire_timeout.is_zero(),
+                "database.acquire_timeout",
+                "must be longer than 0s",
+            ),
+            (
+                self.database.health_interval.is_zero(),
+                "database.health_interval",
+                "must be longer than 0s",
             ),
             (
                 self.limits.max_message_bytes == 0,
@@ -457,66 +586,10 @@ fn environment() -> Env {
 }
 
 impl ConfigArgs {
+    /// The flags given, as figment's last layer: a flag left out serializes to
+    /// nothing and so overrides nothing.
     fn merge_into(&self, figment: Figment) -> Figment {
-        fn set<T: Serialize>(figment: Figment, key: &str, value: Option<T>) -> Figment {
-            match value {
-                Some(value) => figment.merge(Serialized::default(key, value)),
-                None => figment,
-            }
-        }
-        // Durations go in as humantime strings, the form the Config deserializes.
-        let human = |d: Option<Duration>| d.map(|d| humantime::format_duration(d).to_string());
-
-        let f = set(figment, "listen", self.listen);
-        let f = set(f, "database.url", self.database_url.clone());
-        let f = set(f, "database.max_connections", self.database_max_connections);
-        let f = set(
-            f,
-            "database.acquire_timeout",
-            human(self.database_acquire_timeout),
-        );
-        let f = set(
-            f,
-            "database.busy_timeout",
-            human(self.database_busy_timeout),
-        );
-        let f = set(f, "telemetry.log_format", self.log_format);
-        let f = set(f, "telemetry.log_filter", self.log_filter.clone());
-        let f = set(f, "telemetry.otlp_endpoint", self.otlp_endpoint.clone());
-        let f = set(
-            f,
-            "telemetry.service_name",
-            self.telemetry_service_name.clone(),
-        );
-        let f = set(f, "limits.max_message_bytes", self.max_message_bytes);
-        let f = set(
-            f,
-            "limits.concurrency_per_connection",
-            self.concurrency_per_connection,
-        );
-        let f = set(f, "limits.request_timeout", human(self.request_timeout));
-        let f = set(f, "limits.shutdown_grace", human(self.shutdown_grace));
-        let f = set(f, "feeds.poll_interval", human(self.feed_poll_interval));
-        let f = set(
-            f,
-            "feeds.heartbeat_interval",
-            human(self.feed_heartbeat_interval),
-        );
-        let f = set(
-            f,
-            "consent_checker.freshness_bound",
-            human(self.consent_freshness_bound),
-        );
-        let f = set(
-            f,
-            "consent_checker.max_customers",
-            self.consent_cache_customers,
-        );
-        set(
-            f,
-            "secrets.pseudonym_key_file",
-            self.pseudonym_key_file.clone(),
-        )
+        figment.merge(Serialized::defaults(self))
     }
 }
 
@@ -559,8 +632,14 @@ mod tests {
             jail.set_env("ATTUNE_LIMITS__MAX_MESSAGE_BYTES", "1024");
             jail.set_env("ATTUNE_TELEMETRY__LOG_FILTER", "info,attune_consent=debug");
             let args = ConfigArgs {
-                database_max_connections: Some(4),
-                request_timeout: Some(Duration::from_millis(1500)),
+                database: DatabaseArgs {
+                    max_connections: Some(4),
+                    ..DatabaseArgs::default()
+                },
+                limits: LimitsArgs {
+                    request_timeout: Some(HumanDuration(Duration::from_millis(1500))),
+                    ..LimitsArgs::default()
+                },
                 ..ConfigArgs::default()
             };
 
@@ -615,7 +694,10 @@ mod tests {
             jail.set_env("ATTUNE_TELEMETRY__OTLP_ENDPOINT", "http://collector:4317");
             jail.set_env("ATTUNE_TELEMETRY__SERVICE_NAME", "attune-consent");
             let args = ConfigArgs {
-                log_filter: Some("debug".into()),
+                telemetry: TelemetryArgs {
+                    log_filter: Some("debug".into()),
+                    ..TelemetryArgs::default()
+                },
                 ..ConfigArgs::default()
             };
             let telemetry = load(&args)?.telemetry;
@@ -686,6 +768,20 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_database_health_interval_is_rejected() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ATTUNE_DATABASE__HEALTH_INTERVAL", "0s");
+            match Config::load(&ConfigArgs::default()) {
+                Err(ConfigError::OutOfRange { key, .. }) => {
+                    assert_eq!(key, "database.health_interval")
+                }
+                other => return Err(format!("unexpected {other:?}").into()),
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
     fn zero_limits_are_rejected() {
         Jail::expect_with(|jail| {
             jail.set_env("ATTUNE_LIMITS__MAX_MESSAGE_BYTES", "0");
@@ -699,57 +795,188 @@ mod tests {
         });
     }
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ConfigArgs,
+    }
+
+    fn command() -> clap::Command {
+        use clap::CommandFactory;
+        document_settings(Cli::command())
+    }
+
+    /// Every setting of the serialized default `Config`, with its default value.
+    fn settings() -> Vec<(String, serde_json::Value)> {
+        fn walk(
+            prefix: &str,
+            value: serde_json::Value,
+            out: &mut Vec<(String, serde_json::Value)>,
+        ) {
+            match value {
+                serde_json::Value::Object(fields) => {
+                    for (name, value) in fields {
+                        let key = if prefix.is_empty() {
+                            name
+                        } else {
+                            format!("{prefix}.{name}")
+                        };
+                        walk(&key, value, out);
+                    }
+                }
+                leaf => out.push((prefix.to_owned(), leaf)),
+            }
+        }
+        let mut out = Vec::new();
+        walk(
+            "",
+            serde_json::to_value(Config::default()).expect("serializes"),
+            &mut out,
+        );
+        out
+    }
+
+    /// A valid value of the setting other than its default, as the loaded
+    /// `Config` serializes it: a choice of the flag's other possible values, half
+    /// a duration, the next port or number, or a changed text. A setting unset
+    /// by default gets a value of the kind its flag's value name (`N`,
+    /// `DURATION`, `ADDR`, else text) says.
+    fn another_value(default: &serde_json::Value, arg: &clap::Arg) -> serde_json::Value {
+        use serde_json::Value;
+        match default {
+            Value::Number(n) => Value::from(n.as_u64().expect("numeric settings are unsigned") + 1),
+            Value::String(text) => {
+                if let Some(choice) = arg
+                    .get_possible_values()
+                    .iter()
+                    .map(|p| p.get_name().to_owned())
+                    .find(|name| name != text)
+                {
+                    Value::from(choice)
+                } else if let Ok(duration) = humantime::parse_duration(text) {
+                    Value::from(humantime::format_duration(duration / 2).to_string())
+                } else if let Ok(mut address) = text.parse::<SocketAddr>() {
+                    address.set_port(address.port() + 1);
+                    Value::from(address.to_string())
+                } else {
+                    Value::from(format!("{text}x"))
+                }
+            }
+            Value::Bool(flag) => Value::from(!flag),
+            // Unset by default: a value of the kind its flag's value name says.
+            Value::Null => match arg
+                .get_value_names()
+                .and_then(|names| names.first())
+                .map(|name| name.as_str())
+            {
+                Some("N") => Value::from(7),
+                Some("DURATION") => Value::from("2s"),
+                Some("ADDR") => Value::from("127.0.0.1:7"),
+                _ => Value::from("http://sample.invalid:4317"),
+            },
+            other => panic!("no sample for a setting of value {other}"),
+        }
+    }
+
+    fn as_text(value: &serde_json::Value) -> String {
+        value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_owned)
+    }
+
+    fn setting_of(config: &Config, key: &str) -> serde_json::Value {
+        let mut value = serde_json::to_value(config).expect("serializes");
+        for part in key.split('.') {
+            value = value[part].take();
+        }
+        value
+    }
+
+    /// The file setting only `key` (`a.b = v` as `[a]` then `b = v`).
+    fn toml_setting(key: &str, value: &serde_json::Value) -> String {
+        // A JSON string or number is TOML as well, for these values.
+        match key.rsplit_once('.') {
+            Some((section, name)) => format!("[{section}]\n{name} = {value}\n"),
+            None => format!("{key} = {value}\n"),
+        }
+    }
+
     #[test]
-    fn every_flag_parses_and_help_names_its_variable() {
-        use clap::{CommandFactory, Parser};
+    fn every_setting_is_reachable_from_a_flag_the_environment_and_the_file() {
+        use clap::FromArgMatches;
 
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            config: ConfigArgs,
+        let command = command();
+        let all = settings();
+        assert!(all.len() >= 18, "the walk finds every setting: {all:?}");
+        for (key, default) in all {
+            if SETTINGS_WITHOUT_FLAG.contains(&key.as_str()) {
+                // Read from the environment and the file: see the secrets tests.
+                assert!(
+                    command
+                        .get_arguments()
+                        .all(|arg| arg.get_id().as_str() != key),
+                    "`{key}` must have no flag"
+                );
+                continue;
+            }
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id().as_str() == key)
+                .unwrap_or_else(|| {
+                    panic!("setting `{key}` has no flag: declare it with settings!")
+                });
+            let long = arg
+                .get_long()
+                .unwrap_or_else(|| panic!("`{key}` has a long flag"));
+            let wanted = another_value(&default, arg);
+            assert_ne!(wanted, default, "{key}");
+            let text = as_text(&wanted);
+
+            Jail::expect_with(|jail| {
+                let matches = command
+                    .clone()
+                    .try_get_matches_from(["attune", &format!("--{long}={text}")])
+                    .map_err(|e| e.to_string())?;
+                let args = Cli::from_arg_matches(&matches)
+                    .map_err(|e| e.to_string())?
+                    .config;
+                assert_eq!(setting_of(&load(&args)?, &key), wanted, "--{long}");
+
+                jail.set_env(env_var(&key), &text);
+                assert_eq!(
+                    setting_of(&load(&ConfigArgs::default())?, &key),
+                    wanted,
+                    "{}",
+                    env_var(&key)
+                );
+                jail.clear_env();
+
+                jail.create_file("attune.toml", &toml_setting(&key, &wanted))?;
+                let args = ConfigArgs {
+                    config: Some("attune.toml".into()),
+                    ..ConfigArgs::default()
+                };
+                assert_eq!(
+                    setting_of(&load(&args)?, &key),
+                    wanted,
+                    "`{key}` in the file"
+                );
+                Ok(())
+            });
         }
+    }
 
-        let cli = Cli::try_parse_from([
-            "attune",
-            "--listen=127.0.0.1:9",
-            "--database-url=postgres://u@h/db",
-            "--database-max-connections=2",
-            "--database-acquire-timeout=1s",
-            "--database-busy-timeout=2s",
-            "--log-format=json",
-            "--log-filter=warn",
-            "--otlp-endpoint=http://c:4317",
-            "--telemetry-service-name=attune-consent",
-            "--max-message-bytes=10",
-            "--concurrency-per-connection=3",
-            "--request-timeout=4s",
-            "--shutdown-grace=5s",
-        ]);
-        let args = match cli {
-            Ok(cli) => cli.config,
-            Err(err) => panic!("flags must parse: {err}"),
-        };
-        assert_eq!(args.shutdown_grace, Some(Duration::from_secs(5)));
-        assert_eq!(args.log_format, Some(LogFormat::Json));
-
-        let help = Cli::command().render_long_help().to_string();
-        for var in [
-            "ATTUNE_CONFIG",
-            "ATTUNE_LISTEN",
-            "ATTUNE_DATABASE__URL",
-            "ATTUNE_DATABASE__MAX_CONNECTIONS",
-            "ATTUNE_DATABASE__ACQUIRE_TIMEOUT",
-            "ATTUNE_DATABASE__BUSY_TIMEOUT",
-            "ATTUNE_TELEMETRY__LOG_FORMAT",
-            "ATTUNE_TELEMETRY__LOG_FILTER",
-            "ATTUNE_TELEMETRY__OTLP_ENDPOINT",
-            "ATTUNE_TELEMETRY__SERVICE_NAME",
-            "ATTUNE_LIMITS__MAX_MESSAGE_BYTES",
-            "ATTUNE_LIMITS__CONCURRENCY_PER_CONNECTION",
-            "ATTUNE_LIMITS__REQUEST_TIMEOUT",
-            "ATTUNE_LIMITS__SHUTDOWN_GRACE",
-        ] {
-            assert!(help.contains(var), "--help does not mention {var}");
+    #[test]
+    fn help_names_each_setting_s_default_and_variable() {
+        let help = command().render_long_help().to_string();
+        for (key, default) in default_settings() {
+            if SETTINGS_WITHOUT_FLAG.contains(&key.as_str()) {
+                continue;
+            }
+            let line = format!("[default: {default}] [env: {}]", env_var(&key));
+            assert!(help.contains(&line), "--help lacks `{line}`:\n{help}");
         }
+        assert!(help.contains("ATTUNE_CONFIG"));
+        assert!(help.contains("[default: 1s] [env: ATTUNE_DATABASE__ACQUIRE_TIMEOUT]"));
     }
 }

@@ -6,12 +6,13 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::config::DatabaseConfig;
 
+pub mod health;
 pub mod micros;
 mod write;
 pub use write::{WriteLock, begin_snapshot, begin_write};
 
-/// Why a database could not be reached or migrated. Messages never include the URL,
-/// which may carry a password.
+/// Why a database could not be reached or migrated. Messages name the URL only
+/// without its password ([`redacted_url`]).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The URL is neither `sqlite:` nor `postgres(ql)://`.
@@ -21,10 +22,12 @@ pub enum DbError {
         scheme: String,
     },
     /// Connecting failed.
-    #[error("cannot connect to the {backend} database")]
+    #[error("cannot connect to the {backend} database at {url}")]
     Connect {
         /// `SQLite` or `PostgreSQL`.
         backend: &'static str,
+        /// The URL connected to, without its password ([`redacted_url`]).
+        url: String,
         /// The driver's error.
         #[source]
         source: DbErr,
@@ -110,14 +113,87 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
         }
     }
 
-    let db = Database::connect(options)
-        .await
-        .map_err(|source| DbError::Connect {
-            backend: backend.name(),
-            source,
-        })?;
+    let db = match Database::connect(options).await {
+        Ok(db) => db,
+        Err(source) => {
+            let source = match source {
+                // The pool retried until its timeout and kept no reason: ask once
+                // more without a pool, to say "connection refused" or "password
+                // authentication failed" instead of "timed out".
+                DbErr::ConnectionAcquire(_) | DbErr::Conn(_) if backend == Backend::Postgres => {
+                    postgres_reason(url, config.acquire_timeout)
+                        .await
+                        .unwrap_or(source)
+                }
+                other => other,
+            };
+            return Err(DbError::Connect {
+                backend: backend.name(),
+                url: redacted_url(url),
+                source,
+            });
+        }
+    };
     tracing::debug!(backend = backend.name(), "database connected");
     Ok(db)
+}
+
+/// Why one direct connection to PostgreSQL fails, if it does within `timeout`.
+async fn postgres_reason(url: &str, timeout: std::time::Duration) -> Option<DbErr> {
+    use sea_orm::sqlx::Connection as _;
+    use sea_orm::sqlx::postgres::PgConnection;
+    match tokio::time::timeout(timeout, PgConnection::connect(url)).await {
+        Ok(Err(err)) => Some(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+            std::sync::Arc::new(err),
+        ))),
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            None
+        }
+        Err(_elapsed) => None,
+    }
+}
+
+/// `url` without its password, to name it in messages: the password of the
+/// authority (`user:secret@host` becomes `user@host`) and the value of any
+/// `password` or `sslpassword` query parameter go.
+pub fn redacted_url(url: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(authority_end);
+            let authority = match authority.rsplit_once('@') {
+                Some((user_info, host)) => {
+                    let user = user_info
+                        .split_once(':')
+                        .map_or(user_info, |(user, _)| user);
+                    format!("{user}@{host}")
+                }
+                None => authority.to_owned(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| {
+                let key = param.split_once('=').map_or(param, |(key, _)| key);
+                if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword") {
+                    format!("{key}=redacted")
+                } else {
+                    param.to_owned()
+                }
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
 }
 
 fn is_sqlite_memory(url: &str) -> bool {
@@ -337,6 +413,33 @@ mod tests {
 #[cfg(test)]
 mod backend_tests {
     use super::*;
+
+    #[test]
+    fn a_redacted_url_keeps_all_but_the_password() {
+        for (given, shown) in [
+            (
+                "postgres://bob:hunter2@db:5432/attune?sslmode=require",
+                "postgres://bob@db:5432/attune?sslmode=require",
+            ),
+            ("postgres://bob@db/attune", "postgres://bob@db/attune"),
+            (
+                "postgresql://db/attune?user=bob&password=hunter2",
+                "postgresql://db/attune?user=bob&password=redacted",
+            ),
+            (
+                "postgres://db/a?sslpassword=k&sslmode=verify-full",
+                "postgres://db/a?sslpassword=redacted&sslmode=verify-full",
+            ),
+            ("postgres://a:b:c@d@host/x", "postgres://a@host/x"),
+            (
+                "sqlite:///var/lib/attune.db?mode=rwc",
+                "sqlite:///var/lib/attune.db?mode=rwc",
+            ),
+            ("sqlite::memory:", "sqlite::memory:"),
+        ] {
+            assert_eq!(redacted_url(given), shown, "{given}");
+        }
+    }
 
     #[test]
     fn backend_is_judged_by_scheme() {

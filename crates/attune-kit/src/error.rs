@@ -43,7 +43,7 @@ impl fmt::Display for FieldViolation {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The request is malformed; each violation names a field.
-    #[error("{}", join_violations(.0))]
+    #[error("{}", bounded_message(.0))]
     InvalidArgument(Vec<FieldViolation>),
     /// The named resource does not exist.
     #[error("{0}")]
@@ -114,18 +114,113 @@ impl From<FieldViolation> for ApiError {
 }
 
 impl From<sea_orm::DbErr> for ApiError {
-    /// A pool that cannot hand out a connection is an outage the client may retry;
-    /// any other database error is internal. Services map the errors that mean
-    /// something in their domain (unique violations, ...) before this.
+    /// A database error a retry can fix (see [`is_transient`]) is UNAVAILABLE;
+    /// any other is internal. Services map the errors that mean something in
+    /// their domain (unique violations, ...) before this.
     fn from(err: sea_orm::DbErr) -> Self {
-        match err {
-            sea_orm::DbErr::ConnectionAcquire(_) => {
-                tracing::warn!(error = %err, "database connection unavailable");
-                Self::Unavailable("database unavailable, retry later".to_owned())
-            }
-            other => Self::internal(other),
+        if is_transient(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            Self::Unavailable(crate::db::health::UNAVAILABLE_MESSAGE.to_owned())
+        } else {
+            Self::internal(err)
         }
     }
+}
+
+/// True when `err` is an outage a retry can fix rather than a bug: no pooled
+/// connection in time, no connection could be opened (refused, reset, the
+/// handshake failed), a connection was lost, PostgreSQL shutting down, out of
+/// connections or asking to retry a transaction, SQLite busy or locked.
+pub fn is_transient(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    match err {
+        // The pool could not hand out a working connection: for the caller the
+        // database is unavailable, whatever the driver's reason (the database
+        // health watch reports it too).
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx)) | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => {
+            is_transient_sqlx(sqlx)
+        }
+        _ => false,
+    }
+}
+
+fn is_transient_sqlx(err: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    match err {
+        Error::Io(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed => true,
+        Error::Database(db) => db.code().is_some_and(|code| is_transient_code(&code)),
+        _ => false,
+    }
+}
+
+/// SQLite reports numeric (extended) result codes, PostgreSQL five-character
+/// SQLSTATEs.
+fn is_transient_code(code: &str) -> bool {
+    if let Ok(sqlite) = code.parse::<u32>() {
+        // The primary code is the low byte: SQLITE_BUSY (5), SQLITE_LOCKED (6).
+        return matches!(sqlite & 0xff, 5 | 6);
+    }
+    // 08: connection exception; 57P01..57P03: admin or crash shutdown, cannot
+    // connect now; 53300: too many connections; 40001 / 40P01: serialization
+    // failure and deadlock, which the next attempt resolves.
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+        )
+}
+
+/// Most field violations one INVALID_ARGUMENT carries; the rest are counted in
+/// its message. Together with the length caps below this keeps the status
+/// trailers (`grpc-message` plus the base64 `grpc-status-details-bin`) under
+/// 5 KiB, well inside the 8 KiB of metadata a client with default limits
+/// (grpcio, many proxies) accepts: beyond that it reads RESOURCE_EXHAUSTED or a
+/// reset stream instead of the violations.
+pub const MAX_VIOLATIONS: usize = 8;
+/// Longest field path sent, in bytes of UTF-8; longer ones are cut with "…".
+const MAX_FIELD_BYTES: usize = 100;
+/// Longest description sent, in bytes of UTF-8; longer ones are cut with "…".
+const MAX_DESCRIPTION_BYTES: usize = 200;
+/// Longest status message, in bytes of UTF-8 (up to three times as many once
+/// `grpc-message` percent-encodes what is not printable ASCII).
+const MAX_MESSAGE_BYTES: usize = 600;
+
+/// The violations a status carries: duplicates dropped, each cut to length, at
+/// most [`MAX_VIOLATIONS`]; and how many distinct ones were left out.
+fn bounded(violations: Vec<FieldViolation>) -> (Vec<FieldViolation>, usize) {
+    let mut kept: Vec<FieldViolation> = Vec::with_capacity(violations.len().min(MAX_VIOLATIONS));
+    let mut omitted = 0;
+    for violation in violations {
+        let violation = FieldViolation {
+            field: truncated(violation.field, MAX_FIELD_BYTES),
+            description: truncated(violation.description, MAX_DESCRIPTION_BYTES),
+        };
+        if kept.contains(&violation) {
+            continue;
+        }
+        if kept.len() < MAX_VIOLATIONS {
+            kept.push(violation);
+        } else {
+            omitted += 1;
+        }
+    }
+    (kept, omitted)
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, ending in "…" when cut.
+fn truncated(mut text: String, max: usize) -> String {
+    const ELLIPSIS: &str = "…";
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub(ELLIPSIS.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(ELLIPSIS);
+    text
 }
 
 fn join_violations(violations: &[FieldViolation]) -> String {
@@ -139,12 +234,32 @@ fn join_violations(violations: &[FieldViolation]) -> String {
         .join("; ")
 }
 
+/// The message of an INVALID_ARGUMENT, bounded as its status will be.
+fn bounded_message(violations: &[FieldViolation]) -> String {
+    let (kept, omitted) = bounded(violations.to_vec());
+    violations_message(&kept, omitted)
+}
+
+/// The status message for bounded violations: each one, then how many more,
+/// within [`MAX_MESSAGE_BYTES`] (the list is cut, never the count).
+fn violations_message(violations: &[FieldViolation], omitted: usize) -> String {
+    let more = match omitted {
+        0 => String::new(),
+        1 => "; and 1 more violation".to_owned(),
+        n => format!("; and {n} more violations"),
+    };
+    let mut message = truncated(join_violations(violations), MAX_MESSAGE_BYTES - more.len());
+    message.push_str(&more);
+    message
+}
+
 impl From<ApiError> for Status {
     fn from(err: ApiError) -> Self {
         let code = err.code();
         match err {
             ApiError::InvalidArgument(violations) => {
-                let message = join_violations(&violations);
+                let (violations, omitted) = bounded(violations);
+                let message = violations_message(&violations, omitted);
                 tracing::debug!(%message, "rejected invalid argument");
                 let details = ErrorDetails::with_bad_request(
                     violations
@@ -194,18 +309,24 @@ impl From<ApiError> for Status {
     }
 }
 
-/// Displays an error and all its sources: "a: b: c".
-struct ErrorChain<'a>(&'a (dyn StdError + 'static));
+/// Displays an error and its sources on one line, "a: b: c", leaving out a
+/// source whose text the line already holds (drivers often wrap an error in one
+/// that repeats it: "Connection Error: x" caused by "x").
+pub struct ErrorChain<'a>(pub &'a (dyn StdError + 'static));
 
 impl fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut line = self.0.to_string();
         let mut source = self.0.source();
         while let Some(err) = source {
-            write!(f, ": {err}")?;
+            let text = err.to_string();
+            if !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
             source = err.source();
         }
-        Ok(())
+        f.write_str(&line)
     }
 }
 
@@ -399,6 +520,163 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// Bytes of the headers (names and values) a status travels in as trailers.
+    fn trailer_bytes(status: Status) -> usize {
+        let mut headers = http::HeaderMap::new();
+        status
+            .add_header(&mut headers)
+            .expect("the status encodes as headers");
+        headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum()
+    }
+
+    #[test]
+    fn many_long_violations_stay_well_under_eight_kib_of_trailers() {
+        let mut v = Violations::default();
+        for i in 0..500 {
+            v.add(
+                format!("decisions[{i}].purpose_code.{}", "x".repeat(300)),
+                format!(
+                    "must be lowercase letters, digits or underscores; {}",
+                    "é".repeat(400)
+                ),
+            );
+        }
+        let status = Status::from(v.finish().expect_err("violations were recorded"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().ends_with("; and 492 more violations"),
+            "{}",
+            status.message()
+        );
+        let details = status
+            .get_details_bad_request()
+            .expect("BadRequest details are attached");
+        assert_eq!(details.field_violations.len(), MAX_VIOLATIONS);
+        let bytes = trailer_bytes(status);
+        assert!(bytes < 6 * 1024, "{bytes} bytes of trailers");
+    }
+
+    #[test]
+    fn repeated_violations_are_sent_once() {
+        let mut v = Violations::default();
+        for _ in 0..20 {
+            v.add("customer_id", "must not be empty");
+        }
+        v.add("page_size", "must not be negative");
+        let status = Status::from(v.finish().expect_err("violations were recorded"));
+        assert_eq!(
+            status.message(),
+            "customer_id: must not be empty; page_size: must not be negative"
+        );
+        assert_eq!(
+            status
+                .get_details_bad_request()
+                .map(|d| d.field_violations.len()),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn truncation_keeps_short_text_and_marks_cut_text() {
+        assert_eq!(truncated("abc".into(), 3), "abc");
+        assert_eq!(truncated("abcdef".into(), 5), "ab…");
+        // "…" is 3 bytes; "é" 2: a cut never splits a character.
+        assert_eq!(truncated("ééééé".into(), 8), "éé…");
+    }
+
+    mod database {
+        use super::*;
+        use crate::config::DatabaseConfig;
+        use crate::db::{Backend, connect, fresh_test_database_on};
+        use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+
+        #[test]
+        fn a_pool_timeout_is_unavailable_and_a_missing_row_internal() {
+            let timeout = DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout);
+            assert_eq!(ApiError::from(timeout).code(), Code::Unavailable);
+            let bug = DbErr::RecordNotFound("purpose".into());
+            assert_eq!(ApiError::from(bug).code(), Code::Internal);
+        }
+
+        #[tokio::test]
+        async fn sqlite_busy_is_unavailable_and_bad_sql_internal() {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let config = DatabaseConfig {
+                url: format!("sqlite://{}?mode=rwc", dir.path().join("busy.db").display()),
+                busy_timeout: Duration::from_millis(1),
+                ..DatabaseConfig::default()
+            };
+            let holder = connect(&config).await.expect("sqlite opens");
+            holder
+                .execute_unprepared("CREATE TABLE t (n INTEGER)")
+                .await
+                .expect("table is created");
+            let other = connect(&config).await.expect("sqlite opens twice");
+
+            let txn = holder.begin().await.expect("transaction begins");
+            txn.execute_unprepared("INSERT INTO t VALUES (1)")
+                .await
+                .expect("the first writer takes the lock");
+            let busy = other
+                .execute_unprepared("INSERT INTO t VALUES (2)")
+                .await
+                .expect_err("a second writer finds the database locked");
+            assert_eq!(ApiError::from(busy).code(), Code::Unavailable);
+            txn.rollback().await.expect("rollback");
+
+            let bad = other
+                .execute_unprepared("SELEC 1")
+                .await
+                .expect_err("a syntax error fails");
+            assert_eq!(ApiError::from(bad).code(), Code::Internal);
+        }
+
+        /// Runs only when `ATTUNE_TEST_DATABASE_URL` names a PostgreSQL server.
+        #[tokio::test]
+        async fn postgres_terminating_the_connection_is_unavailable() {
+            let Some(test_db) = fresh_test_database_on(Backend::Postgres, "kit_errors")
+                .await
+                .expect("a configured server accepts CREATE DATABASE")
+            else {
+                return;
+            };
+            let db = connect(&test_db.config).await.expect("postgres connects");
+            // What every connection gets when an administrator or a shutdown stops
+            // the server: SQLSTATE 57P01.
+            let terminated = db
+                .execute_unprepared("SELECT pg_terminate_backend(pg_backend_pid())")
+                .await
+                .expect_err("the backend is terminated mid-statement");
+            assert_eq!(ApiError::from(terminated).code(), Code::Unavailable);
+
+            let bad = db
+                .execute_unprepared("SELECT * FROM no_such_table")
+                .await
+                .expect_err("an unknown table fails");
+            assert_eq!(ApiError::from(bad).code(), Code::Internal);
+            db.close().await.expect("pool closes");
+        }
+    }
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot start")]
+        struct Outer(#[source] Middle);
+        #[derive(Debug, thiserror::Error)]
+        #[error("Connection Error: {0}")]
+        struct Middle(#[source] std::io::Error);
+
+        let err = Outer(Middle(std::io::Error::other("refused")));
+        assert_eq!(
+            ErrorChain(&err).to_string(),
+            "cannot start: Connection Error: refused"
+        );
     }
 
     #[test]

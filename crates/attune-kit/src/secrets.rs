@@ -405,7 +405,9 @@ mod tests {
             assert!(!format!("{config:?}").contains(&key));
             jail.clear_env();
             let args = ConfigArgs {
-                pseudonym_key_file: Some(PathBuf::from("/run/secrets/pseudonym-key")),
+                secrets: crate::config::SecretsArgs {
+                    pseudonym_key_file: Some(PathBuf::from("/run/secrets/pseudonym-key")),
+                },
                 ..ConfigArgs::default()
             };
             let config = Config::load(&args).unwrap();

@@ -39,6 +39,7 @@ use tower::layer::util::{Identity, Stack};
 use tracing::Instrument as _;
 
 use crate::config::Limits;
+use crate::db::health::{self, Availability, Gated, ProbeSettings};
 use crate::in_process::Incoming;
 use crate::telemetry::TraceContextLayer;
 
@@ -114,6 +115,7 @@ pub struct GrpcServer {
     background: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
     routed_names: Vec<&'static str>,
     fallback: Option<HttpService>,
+    database: Availability,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -144,6 +146,7 @@ impl GrpcServer {
             background: Mutex::new(Vec::new()),
             routed_names: Vec::new(),
             fallback: None,
+            database: Availability::default(),
         }
     }
 
@@ -156,9 +159,28 @@ impl GrpcServer {
     where
         S: GrpcService,
     {
-        self.routes.add_service(service);
+        // Refused at once while a database watch says the database is down.
+        self.routes
+            .add_service(Gated::new(service, self.database.clone()));
         self.service_names.push(S::NAME);
         self
+    }
+
+    /// Watches `db` in the background (see [`crate::db::health`]): while it is
+    /// unreachable, every service mounted here answers UNAVAILABLE at once and
+    /// health reports NOT_SERVING for them and overall; both recover by themselves.
+    /// Call it after mounting the services it covers. Ends when shutdown begins, so
+    /// it never reports SERVING again during the drain.
+    pub fn watch_database(&self, db: sea_orm::DatabaseConnection, settings: ProbeSettings) {
+        let (availability, reporter) = (self.database.clone(), self.health.clone());
+        let services = self.service_names.clone();
+        let draining = self.shutdown_token();
+        self.spawn_background("database health", move |cancel| async move {
+            tokio::select! {
+                () = health::watch(db, availability, reporter, services, settings, draining) => {}
+                () = cancel.cancelled() => {}
+            }
+        });
     }
 
     /// Adds an encoded `FileDescriptorSet` to reflection, for services whose
@@ -271,6 +293,7 @@ impl GrpcServer {
             background_cancel,
             background,
             fallback,
+            database: _,
         } = self;
         let listed: Vec<&'static str> =
             service_names.iter().chain(&routed_names).copied().collect();

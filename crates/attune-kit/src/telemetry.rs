@@ -24,6 +24,7 @@
 //! the current span's context along.
 
 use std::future::Future;
+use std::io::IsTerminal as _;
 use std::pin::pin;
 use std::sync::{Arc, Once};
 use std::task::{Context as TaskContext, Poll};
@@ -131,6 +132,9 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
 
     let fmt_layer = match config.log_format {
         LogFormat::Human => fmt::layer()
+            // Colour codes only for a person at a terminal, never into a file or a
+            // log collector.
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .with_filter(log_filter)
             .boxed(),

@@ -84,9 +84,8 @@ pub async fn migrate(
     config: &Config,
     services: &[&'static dyn Service],
 ) -> anyhow::Result<DatabaseConnection> {
-    let db = db::connect(&config.database)
-        .await
-        .context("cannot connect to the database")?;
+    // The error names the database (without its password) and the cause.
+    let db = db::connect(&config.database).await?;
     for service in services {
         service
             .migrate(&db)
@@ -185,7 +184,11 @@ async fn mount(
         .mount(server, db.clone(), config)
         .await
         .map_err(|error| anyhow!(error))
-        .with_context(|| format!("cannot start the {} service", service.name()))
+        .with_context(|| format!("cannot start the {} service", service.name()))?;
+    // Each backend watches its database: while it is unreachable, calls fail
+    // UNAVAILABLE at once and health (mirrored by the gateway) says NOT_SERVING.
+    server.watch_database(db.clone(), (&config.database).into());
+    Ok(())
 }
 
 /// The backends of `attune serve --service gateway`: every registered service at

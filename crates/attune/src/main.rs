@@ -9,8 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use attune::Role;
-use attune_kit::config::{Config, ConfigArgs};
-use clap::{Parser, Subcommand};
+use attune_kit::config::{Config, ConfigArgs, document_settings};
+use attune_kit::error::ErrorChain;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,8 +62,27 @@ enum AuditCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
+async fn main() -> ExitCode {
+    // `--help` names each setting's default and environment variable.
+    let matches = document_settings(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(error) => {
+            report(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints `error` on one line, each cause once: no "Caused by" list repeating
+/// what a wrapper already said, no backtrace (a start-up error is not a bug).
+fn report(error: &anyhow::Error) {
+    eprintln!("Error: {}", ErrorChain(error.as_ref()));
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve { service, config } => {
             let config = Config::load(&config)?;
             let _telemetry = attune_kit::telemetry::init(&config.telemetry)?;
@@ -124,6 +144,6 @@ async fn audit_verify(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn unchecked(error: &anyhow::Error) -> ExitCode {
-    eprintln!("Error: {error:#}");
+    report(error);
     ExitCode::from(2)
 }

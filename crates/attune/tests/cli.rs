@@ -238,3 +238,71 @@ fn audit_verify_neither_creates_nor_migrates_a_database() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("no consent audit log"), "{stderr}");
 }
+
+#[test]
+fn a_database_that_cannot_be_reached_is_named_once_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing_dir = dir.path().join("no-such-dir").join("attune.db");
+    let sqlite = format!("sqlite://{}?mode=rwc", missing_dir.display());
+    for (url, shown, cause) in [
+        (
+            "postgres://bob:hunter2@127.0.0.1:1/attune".to_owned(),
+            "postgres://bob@127.0.0.1:1/attune".to_owned(),
+            "Connection refused",
+        ),
+        (sqlite.clone(), sqlite, "unable to open database file"),
+    ] {
+        let output = attune()
+            .args(["migrate", "--database-url", &url])
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.matches(&shown).count(), 1, "{stderr}");
+        assert_eq!(stderr.matches(cause).count(), 1, "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(!stderr.contains("Caused by"), "{stderr}");
+        assert!(!stderr.contains("stack backtrace"), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn human_logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
+    let output = attune()
+        .args(["migrate", "--database-url", &url])
+        .env("ATTUNE_TELEMETRY__LOG_FORMAT", "human")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("migrations applied"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in {stderr:?}");
+}
+
+#[test]
+fn help_lists_every_setting_with_its_default_and_variable() {
+    for command in ["serve", "migrate"] {
+        let output = attune().args([command, "--help"]).output().unwrap();
+        assert!(output.status.success());
+        let help = String::from_utf8_lossy(&output.stdout);
+        for (key, default) in attune_kit::config::default_settings() {
+            let variable = attune_kit::config::env_var(&key);
+            if attune_kit::config::SETTINGS_WITHOUT_FLAG.contains(&key.as_str()) {
+                assert!(
+                    help.contains(&variable),
+                    "`{command} --help` lacks {variable}"
+                );
+                continue;
+            }
+            let line = format!("[default: {default}] [env: {variable}]");
+            assert!(
+                help.contains(&line),
+                "`{command} --help` lacks {line}:\n{help}"
+            );
+        }
+    }
+}

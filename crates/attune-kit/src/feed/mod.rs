@@ -130,6 +130,13 @@ impl<E: Into<ApiError> + std::fmt::Display> From<StreamError<E>> for ApiError {
     }
 }
 
+/// So a handler maps a stream's items with `map_err(Status::from)`.
+impl<E: Into<ApiError> + std::fmt::Display> From<StreamError<E>> for tonic::Status {
+    fn from(error: StreamError<E>) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
 /// One item of a watcher's stream.
 pub type BatchResult<T, E> = Result<Batch<T>, StreamError<E>>;
 

@@ -1,0 +1,178 @@
+//! No personal value reaches the logs: a whole consent journey runs with every
+//! log line at debug level captured (JSON, with span fields), and the capture is
+//! searched for the customer id (an e-mail address here, as some shops use) and
+//! the proof values the customer's device and the shop's staff sent.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use attune_tests::consent_requests::{
+    TEST_CAPTURED_BY, TEST_USER_AGENT, decision, new_purpose, record, request_id,
+};
+use attune_tests::{Backend, TestApp, consent_pb};
+use tokio_stream::StreamExt;
+use tonic::Request;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Every log line written since the process started.
+fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(move || Sink(sink.clone()))
+                    .with_filter(EnvFilter::new("debug")),
+            )
+            .try_init()
+            .expect("this test binary installs the only subscriber");
+        logs
+    })
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The journey of one customer through every consent API.
+async fn journey(app: &TestApp, customer: &str) {
+    let mut consent = app.consent();
+    consent
+        .create_purpose(new_purpose("birthday_surprises"))
+        .await
+        .expect("the purpose is created");
+    app.record_consent(record(
+        customer,
+        vec![
+            decision("birthday_surprises", consent_pb::Decision::Granted),
+            decision("marketing_email", consent_pb::Decision::Granted),
+        ],
+    ))
+    .await;
+    // A retry of the same request, and a refused one, log too.
+    let request = record(
+        customer,
+        vec![decision("personalization", consent_pb::Decision::Granted)],
+    );
+    consent
+        .record_consent(request.clone())
+        .await
+        .expect("recorded");
+    consent
+        .record_consent(request.clone())
+        .await
+        .expect("a retry answers as first recorded");
+    let reused = consent_pb::RecordConsentRequest {
+        decisions: vec![decision("personalization", consent_pb::Decision::Denied)],
+        ..request
+    };
+    consent
+        .record_consent(reused)
+        .await
+        .expect_err("a reused request id is refused");
+    let mut watch = app.watch_changes(0).await;
+    let first = watch
+        .next()
+        .await
+        .expect("the stream answers")
+        .expect("the stream works");
+    assert!(!first.changes.is_empty());
+    app.check_consent(customer, &["birthday_surprises", "marketing_email"])
+        .await;
+    consent
+        .get_consent_state(consent_pb::GetConsentStateRequest {
+            customer_id: customer.into(),
+            purpose_codes: vec![],
+        })
+        .await
+        .expect("state is read");
+    app.consent_history(customer, "").await;
+
+    let mut signalled = Request::new(consent_pb::CheckConsentRequest {
+        customer_id: customer.into(),
+        purpose_codes: vec!["marketing_email".into()],
+    });
+    signalled
+        .metadata_mut()
+        .insert("sec-gpc", "1".parse().expect("ASCII"));
+    consent
+        .check_consent(signalled)
+        .await
+        .expect("a check with GPC works");
+    consent
+        .apply_global_privacy_control(consent_pb::ApplyGlobalPrivacyControlRequest {
+            customer_id: customer.into(),
+        })
+        .await
+        .expect("GPC applies");
+
+    // Data-subject requests through the gateway, which fans out to consent.
+    let export = app.export_customer(customer, &request_id()).await;
+    assert!(!export.is_empty(), "the export works");
+    let receipts = app.erase_customer(customer, &request_id()).await;
+    assert!(receipts.complete, "the erasure works");
+    app.check_consent(customer, &["marketing_email"]).await;
+}
+
+async fn no_personal_value_is_logged(backend: Backend) {
+    let logs = captured();
+    let Some(app) = TestApp::spawn(backend).await else {
+        return; // no PostgreSQL test server configured
+    };
+    let customer = format!("jane.doe+{}@example.com", backend_name(backend));
+    journey(&app, &customer).await;
+    drop(app);
+
+    let text =
+        String::from_utf8_lossy(&logs.lock().unwrap_or_else(PoisonError::into_inner)).into_owned();
+    assert!(
+        text.contains("consent recorded"),
+        "the capture holds the journey's logs"
+    );
+    for personal in [
+        customer.as_str(),
+        "jane.doe",
+        TEST_USER_AGENT,
+        TEST_CAPTURED_BY,
+    ] {
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(personal)).collect();
+        assert!(lines.is_empty(), "`{personal}` is logged: {lines:#?}");
+    }
+}
+
+fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_journey_logs_no_personal_value_on_sqlite() {
+    no_personal_value_is_logged(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_journey_logs_no_personal_value_on_postgres() {
+    no_personal_value_is_logged(Backend::Postgres).await;
+}
