@@ -29,6 +29,7 @@ pub use attune_proto::common::v1 as common_pb;
 pub use attune_proto::consent::v1 as consent_pb;
 pub use attune_proto::privacy::v1 as privacy_pb;
 
+pub mod bad_input;
 pub mod consent_requests;
 
 /// A running Attune server with its own database.
