@@ -142,8 +142,12 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             .with_filter(log_filter)
             .boxed(),
     };
+    // Busy/idle times (a clock read at every enter and exit) and thread attributes
+    // are per-span costs on every request that no Attune trace uses.
     let otel_layer = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("attune"))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
         .with_filter(trace_filter());
 
     let installed = tracing_subscriber::registry()
