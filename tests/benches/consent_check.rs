@@ -1,41 +1,34 @@
-//! Consent checks per second, three ways, in one run and one process:
+//! How fast consent is checked, and how soon a withdrawal is enforced:
 //!
-//! - (a) the cached `ConsentChecker` on a warm cache, in process;
-//! - (b) `CheckConsent` over gRPC on loopback against the real server (SQLite);
-//! - (c) a bare tonic service on loopback answering a canned `CheckConsentResponse`
-//!   of the same encoded size: the floor gRPC itself sets for (b).
+//! - (b) served: `CheckConsent` through the public port of a real, release-built
+//!   `attune serve` pinned to core 0, against a bare tonic unary service on the same
+//!   core, loaded alternately by h2load in its own process on core 1, in one run
+//!   (`scripts/bench-consent`, on grpc-baseline's `compare.sh`): the throughput ratio
+//!   and the ratio of server CPU per call (from /proc/PID/stat). Targets: at least
+//!   0.8 of the bare throughput, at most 1.25x its CPU per call. It runs first, while
+//!   this process is idle, so nothing here competes with the server or the generator.
+//! - (a) the cached `ConsentChecker` on a warm cache, in process (no network; what
+//!   every other service pays per check);
+//! - the time from a withdrawal's `RecordConsent` returning until a cached checker
+//!   in another "service" (its own connection) stops answering "granted".
 //!
-//! One more row tells how much of the gap between (b) and (c) is the server stack:
-//!
-//! - (e) the canned service of (c) behind attune-kit's `GrpcServer` (its layers:
-//!   trace context, deadline, per-connection concurrency limit).
-//!
-//! The consent server answers (b) from its own cached checker, which follows its
-//! change stream; (b) measures the served path a retailer's backend calls.
-//!
-//! It also times how soon after a withdrawal is recorded a cached checker in
-//! another "service" (its own connection) stops answering "granted".
-//!
-//! One load generator drives each: `CONSENT_BENCH_TASKS` concurrent Tokio tasks
-//! (default 64) calling in a loop for `CONSENT_BENCH_SECONDS` (default 5), counting
-//! completed calls. Run with `cargo bench -p attune-tests --bench consent_check`.
+//! (a) uses `CONSENT_BENCH_TASKS` concurrent Tokio tasks (default 64) calling in a
+//! loop for `CONSENT_BENCH_SECONDS` (default 5), which is also (b)'s measured time
+//! per server. `CONSENT_BENCH_SERVED=0` skips (b) (e.g. without h2load).
+//! Run with `cargo bench -p attune-tests --bench consent_check`.
 
 #![allow(clippy::print_stdout)] // a benchmark's report is its output
 #![allow(clippy::unwrap_used)] // a failed setup is how a benchmark stops
 
 use std::future::Future;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use attune_kit::consent::ConsentChecker;
-use attune_kit::server::GrpcServer;
-use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
-use attune_proto::consent::v1::consent_service_server::{ConsentService, ConsentServiceServer};
-use attune_proto::prost::Message as _;
 use attune_tests::{Backend, TestApp, common_pb, consent_pb as pb};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
-use tonic::{Request, Response, Status};
+use tonic::transport::{Channel, Endpoint};
 
 const CUSTOMER: &str = "bench-customer";
 const PURPOSES: [&str; 3] = ["personalization", "analytics", "marketing_email"];
@@ -43,6 +36,9 @@ const PURPOSES: [&str; 3] = ["personalization", "analytics", "marketing_email"];
 fn main() {
     let seconds = env_number("CONSENT_BENCH_SECONDS", 5);
     let tasks = env_number("CONSENT_BENCH_TASKS", 64);
+    if env_number("CONSENT_BENCH_SERVED", 1) != 0 {
+        served(seconds);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,9 +55,24 @@ fn env_number(name: &str, default: u64) -> u64 {
     }
 }
 
+/// (b): `scripts/bench-consent` prints its table and the two ratios.
+fn served(seconds: u64) {
+    println!("(b) CheckConsent served by a release `attune serve` vs bare tonic, one run:");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench-consent");
+    let status = Command::new(&script)
+        .args(["--duration", &seconds.to_string(), "--rounds", "6"])
+        .status()
+        .unwrap_or_else(|err| panic!("cannot run {}: {err}", script.display()));
+    assert!(
+        status.success(),
+        "{} failed ({status}); CONSENT_BENCH_SERVED=0 skips it",
+        script.display()
+    );
+}
+
 async fn run(duration: Duration, tasks: u64) {
     println!(
-        "consent_check: {tasks} tasks x {}s each, {} worker threads",
+        "consent_check (a): {tasks} tasks x {}s, {} worker threads",
         duration.as_secs(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
@@ -97,57 +108,7 @@ async fn run(duration: Duration, tasks: u64) {
     let propagation = withdrawal_propagation(&app, &checker).await;
     stop.cancel();
 
-    // (b) CheckConsent over gRPC against the real server.
-    let real = app.consent();
-    let request = pb::CheckConsentRequest {
-        customer_id: CUSTOMER.into(),
-        purpose_codes: PURPOSES.iter().map(|p| p.to_string()).collect(),
-    };
-    let canned = real
-        .clone()
-        .check_consent(request.clone())
-        .await
-        .unwrap()
-        .into_inner();
-    let grpc = load_checks(tasks, duration, real, request.clone()).await;
-
-    // (c) The bare tonic baseline, answering the very response (b) gets.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let baseline_stop = CancellationToken::new();
-    tokio::spawn(
-        Server::builder()
-            .add_service(ConsentServiceServer::new(Canned(canned.clone())))
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                baseline_stop.clone().cancelled_owned(),
-            ),
-    );
-    let bare = load_checks(tasks, duration, client_at(address).await, request.clone()).await;
-    baseline_stop.cancel();
-
-    // (e) The canned service behind the kit's server stack.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (kit_stop, kit_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = GrpcServer::new(app.config.limits.clone());
-    server.add_service(attune_kit::with_limits!(
-        ConsentServiceServer::new(Canned(canned.clone())),
-        &app.config.limits
-    ));
-    let kit_server = tokio::spawn(server.serve(listener, async move {
-        let _ = kit_stopped.await;
-    }));
-    let kit = load_checks(tasks, duration, client_at(address).await, request).await;
-    let _ = kit_stop.send(());
-    let _ = kit_server.await;
-
-    println!("response size: {} bytes encoded", canned.encoded_len());
     println!("(a) ConsentChecker::check, warm cache, in process: {cached:>12.0} calls/s");
-    println!("(b) CheckConsent over gRPC, real server (SQLite):  {grpc:>12.0} calls/s");
-    println!("(c) bare tonic unary, canned response:             {bare:>12.0} calls/s");
-    println!("(b)/(c) = {:.2} (target >= 0.5)", grpc / bare);
-    println!("(a)/(b) = {:.1}", cached / grpc);
     println!(
         "withdrawal enforced by a cached checker, from RecordConsent's return \
          ({WITHDRAWAL_ROUNDS} rounds): median {:?}, p95 {:?}, max {:?}",
@@ -155,8 +116,6 @@ async fn run(duration: Duration, tasks: u64) {
         propagation[propagation.len() * 95 / 100],
         propagation[propagation.len() - 1],
     );
-    println!("breakdown of (b):");
-    println!("(e) canned response behind attune-kit GrpcServer:  {kit:>12.0} calls/s");
 }
 
 /// How many withdrawals the propagation measurement times.
@@ -239,32 +198,6 @@ async fn warm(checker: &ConsentChecker) {
     panic!("the checker did not warm up within 5 seconds");
 }
 
-/// `CheckConsent` calls per second through `client`, each answered "granted".
-async fn load_checks(
-    tasks: u64,
-    duration: Duration,
-    client: ConsentServiceClient<Channel>,
-    request: pb::CheckConsentRequest,
-) -> f64 {
-    load(tasks, duration, move || {
-        let (mut client, request) = (client.clone(), request.clone());
-        async move {
-            let checks = client
-                .check_consent(request)
-                .await
-                .unwrap()
-                .into_inner()
-                .checks;
-            assert!(checks[0].granted, "the first purpose is granted");
-        }
-    })
-    .await
-}
-
-async fn client_at(address: std::net::SocketAddr) -> ConsentServiceClient<Channel> {
-    ConsentServiceClient::new(connect(address).await)
-}
-
 async fn connect(address: std::net::SocketAddr) -> Channel {
     Endpoint::from_shared(format!("http://{address}"))
         .unwrap()
@@ -300,96 +233,4 @@ where
         total += worker.await.unwrap();
     }
     total as f64 / start.elapsed().as_secs_f64()
-}
-
-/// `CheckConsent` answering one pre-built response; nothing else.
-struct Canned(pb::CheckConsentResponse);
-
-type Rpc<T> = Result<Response<T>, Status>;
-
-#[tonic::async_trait]
-impl ConsentService for Canned {
-    async fn check_consent(
-        &self,
-        _: Request<pb::CheckConsentRequest>,
-    ) -> Rpc<pb::CheckConsentResponse> {
-        Ok(Response::new(self.0.clone()))
-    }
-
-    type WatchConsentChangesStream =
-        tokio_stream::Empty<Result<pb::WatchConsentChangesResponse, Status>>;
-
-    async fn watch_consent_changes(
-        &self,
-        _: Request<pb::WatchConsentChangesRequest>,
-    ) -> Rpc<Self::WatchConsentChangesStream> {
-        Err(Status::unimplemented("baseline"))
-    }
-
-    async fn create_purpose(
-        &self,
-        _: Request<pb::CreatePurposeRequest>,
-    ) -> Rpc<pb::CreatePurposeResponse> {
-        Err(Status::unimplemented("baseline"))
-    }
-
-    async fn update_purpose(
-        &self,
-        _: Request<pb::UpdatePurposeRequest>,
-    ) -> Rpc<pb::UpdatePurposeResponse> {
-        Err(Status::unimplemented("baseline"))
-    }
-
-    async fn get_purpose(&self, _: Request<pb::GetPurposeRequest>) -> Rpc<pb::GetPurposeResponse> {
-        Err(Status::unimplemented("baseline"))
-    }
-
-    async fn list_purposes(
-        &self,
-        _: Request<pb::ListPurposesRequest>,
-    ) -> Rpc<pb::ListPurposesResponse> {
-        Err(Status::unimplemented("baseline"))
-    }
-
-    async fn record_consent(
-        &self,
-        _: Request<pb::RecordConsentRequest>,
-    ) -> Rpc<pb::RecordConsentResponse> {
-        Err(Status::unimplemented("baseline"))
-    }
-
-    async fn get_consent_state(
-        &self,
-        _: Request<pb::GetConsentStateRequest>,
-    ) -> Rpc<pb::GetConsentStateResponse> {
-        Err(Status::unimplemented("baseline"))
-    }
-
-    async fn list_consent_history(
-        &self,
-        _: Request<pb::ListConsentHistoryRequest>,
-    ) -> Rpc<pb::ListConsentHistoryResponse> {
-        Err(Status::unimplemented("baseline"))
-    }
-
-    async fn list_expiring_consents(
-        &self,
-        _: Request<pb::ListExpiringConsentsRequest>,
-    ) -> Rpc<pb::ListExpiringConsentsResponse> {
-        Err(Status::unimplemented("baseline"))
-    }
-
-    async fn apply_global_privacy_control(
-        &self,
-        _: Request<pb::ApplyGlobalPrivacyControlRequest>,
-    ) -> Rpc<pb::ApplyGlobalPrivacyControlResponse> {
-        Err(Status::unimplemented("baseline"))
-    }
-
-    async fn verify_audit_log(
-        &self,
-        _: Request<pb::VerifyAuditLogRequest>,
-    ) -> Rpc<pb::VerifyAuditLogResponse> {
-        Err(Status::unimplemented("baseline"))
-    }
 }

@@ -1,13 +1,14 @@
 //! Every consent RPC refuses bad input with the right code, names the field, and
-//! changes nothing.
+//! changes nothing (`attune_tests::bad_input` compares every table's row count).
 
-#![allow(clippy::unwrap_used, clippy::type_complexity)] // panics fail tests; case tables hold closures
+#![allow(clippy::unwrap_used)] // panics fail tests
 
+use attune_tests::bad_input::{Cases, RowCounts, assert_each_rejected};
 use attune_tests::consent_requests::{decision, new_purpose, record, timestamp};
-use attune_tests::{TestApp, backend_tests, common_pb, consent_pb as pb, violated_fields};
+use attune_tests::{TestApp, backend_tests, consent_pb as pb};
 use chrono::{Duration, Utc};
 use prost_types::Timestamp;
-use tonic::{Code, Status};
+use tonic::Code;
 
 /// A request that would be recorded, for a case to spoil one field of.
 fn valid_record() -> pb::RecordConsentRequest {
@@ -19,19 +20,79 @@ fn at(offset: Duration) -> Option<Timestamp> {
     Some(timestamp(Utc::now() + offset))
 }
 
-fn expect_invalid(result: Result<impl std::fmt::Debug, Status>, field: &str, case: &str) {
-    let status = result.expect_err(case);
-    assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
-    assert_eq!(
-        violated_fields(&status).first().map(String::as_str),
-        Some(field),
-        "{case}: {status:?}"
-    );
+/// A proof with only its user agent and form hash set.
+fn proof(user_agent: String, form_hash: &str) -> Option<pb::ConsentProof> {
+    Some(pb::ConsentProof {
+        form_hash: form_hash.into(),
+        user_agent,
+        captured_by: String::new(),
+    })
 }
 
-async fn nothing_written(app: &TestApp) {
-    let mut client = app.consent();
-    let purposes = client
+/// A bad-purpose case: its name, the field it must name, and the change to a valid
+/// new purpose.
+type PurposeCase = (
+    &'static str,
+    &'static str,
+    fn(&mut pb::CreatePurposeRequest),
+);
+
+/// Each way to spoil a purpose, shared by CreatePurpose and UpdatePurpose.
+const PURPOSE_CASES: [PurposeCase; 13] = [
+    ("empty code", "code", |r| r.code.clear()),
+    ("upper-case code", "code", |r| r.code = "Birthday".into()),
+    ("over-long code", "code", |r| r.code = "b".repeat(65)),
+    ("empty name", "display_name", |r| {
+        r.display_name = "  ".into()
+    }),
+    ("over-long name", "display_name", |r| {
+        r.display_name = "n".repeat(201)
+    }),
+    ("over-long description", "description", |r| {
+        r.description = "d".repeat(4001)
+    }),
+    ("unspecified basis", "legal_basis", |r| r.legal_basis = 0),
+    ("unknown basis", "legal_basis", |r| r.legal_basis = 77),
+    ("no categories", "data_categories", |r| {
+        r.data_categories.clear()
+    }),
+    ("unspecified category", "data_categories[0]", |r| {
+        r.data_categories = vec![0]
+    }),
+    ("unknown category", "data_categories[0]", |r| {
+        r.data_categories = vec![500]
+    }),
+    ("duplicate category", "data_categories", |r| {
+        r.data_categories = vec![3, 3]
+    }),
+    ("empty request id", "request_id", |r| r.request_id.clear()),
+];
+
+/// `purpose` as an update of `code`.
+fn as_update(code: String, purpose: pb::CreatePurposeRequest) -> pb::UpdatePurposeRequest {
+    let pb::CreatePurposeRequest {
+        code: _,
+        display_name,
+        description,
+        legal_basis,
+        data_categories,
+        request_id,
+    } = purpose;
+    pb::UpdatePurposeRequest {
+        code,
+        display_name,
+        description,
+        legal_basis,
+        data_categories,
+        request_id,
+    }
+}
+
+/// An update may rewrite a purpose in place, which row counts would not see: the
+/// catalogue still holds the six default purposes under their first notice.
+async fn catalogue_unchanged(app: &TestApp) {
+    let purposes = app
+        .consent()
         .list_purposes(pb::ListPurposesRequest {
             page_size: 500,
             page_token: String::new(),
@@ -41,203 +102,170 @@ async fn nothing_written(app: &TestApp) {
         .into_inner()
         .purposes;
     assert_eq!(purposes.len(), 6, "the catalogue is unchanged");
-    assert!(purposes.iter().all(|p| p.notice_version == 1));
-    let history = app.consent_history("cust-1", "").await;
-    assert!(history.is_empty(), "no decision was recorded");
+    assert!(
+        purposes.iter().all(|p| p.notice_version == 1),
+        "{purposes:?}"
+    );
 }
 
 backend_tests! {
     async fn record_consent_rejects_each_bad_field(app) {
-        let mut client = app.consent();
-        let cases: Vec<(&str, &str, Box<dyn Fn(&mut pb::RecordConsentRequest)>)> = vec![
-            ("empty customer", "customer_id", Box::new(|r| r.customer_id.clear())),
-            ("customer with space", "customer_id", Box::new(|r| r.customer_id = "a b".into())),
-            ("over-long customer", "customer_id", Box::new(|r| r.customer_id = "c".repeat(129))),
-            ("no decisions", "decisions", Box::new(|r| r.decisions.clear())),
-            ("too many decisions", "decisions", Box::new(|r| {
+        let client = app.consent();
+        let cases = Cases::new()
+            .invalid("empty customer", "customer_id", |r: &mut pb::RecordConsentRequest| r.customer_id.clear())
+            .invalid("customer with space", "customer_id", |r| r.customer_id = "a b".into())
+            .invalid("over-long customer", "customer_id", |r| r.customer_id = "c".repeat(129))
+            .invalid("no decisions", "decisions", |r| r.decisions.clear())
+            .invalid("too many decisions", "decisions", |r| {
                 r.decisions = (0..51).map(|i| decision(&format!("purpose_{i}"), pb::Decision::Granted)).collect();
-            })),
-            ("malformed purpose", "decisions[0].purpose_code", Box::new(|r| r.decisions[0].purpose_code = "Not A Code".into())),
-            ("unspecified decision", "decisions[0].decision", Box::new(|r| r.decisions[0].decision = 0)),
-            ("unknown decision", "decisions[0].decision", Box::new(|r| r.decisions[0].decision = 42)),
-            ("missing notice version", "decisions[0].notice_version", Box::new(|r| r.decisions[0].notice_version = 0)),
-            ("unspecified channel", "channel", Box::new(|r| r.channel = 0)),
-            ("unknown channel", "channel", Box::new(|r| r.channel = 99)),
-            ("empty request id", "request_id", Box::new(|r| r.request_id.clear())),
-            ("over-long request id", "request_id", Box::new(|r| r.request_id = "r".repeat(65))),
-            ("over-long user agent", "proof.user_agent", Box::new(|r| r.proof = Some(pb::ConsentProof {
-                form_hash: String::new(),
-                user_agent: "u".repeat(513),
-                captured_by: String::new(),
-            }))),
-            ("control character in form hash", "proof.form_hash", Box::new(|r| r.proof = Some(pb::ConsentProof {
-                form_hash: "sha256:\u{7}".into(),
-                user_agent: String::new(),
-                captured_by: String::new(),
-            }))),
-            ("future decision", "decide_time", Box::new(|r| r.decide_time = at(Duration::hours(1)))),
-            ("expiry before decision", "expire_time", Box::new(|r| r.expire_time = at(Duration::hours(-1)))),
-            ("invalid timestamp", "decide_time", Box::new(|r| r.decide_time = Some(Timestamp { seconds: 0, nanos: -5 }))),
-            ("same purpose twice", "decisions[1].purpose_code", Box::new(|r| {
+            })
+            .invalid("malformed purpose", "decisions[0].purpose_code", |r| r.decisions[0].purpose_code = "Not A Code".into())
+            .invalid("unspecified decision", "decisions[0].decision", |r| r.decisions[0].decision = 0)
+            .invalid("unknown decision", "decisions[0].decision", |r| r.decisions[0].decision = 42)
+            .invalid("missing notice version", "decisions[0].notice_version", |r| r.decisions[0].notice_version = 0)
+            .invalid("unspecified channel", "channel", |r| r.channel = 0)
+            .invalid("unknown channel", "channel", |r| r.channel = 99)
+            .invalid("empty request id", "request_id", |r| r.request_id.clear())
+            .invalid("over-long request id", "request_id", |r| r.request_id = "r".repeat(65))
+            .invalid("over-long user agent", "proof.user_agent", |r| r.proof = proof("u".repeat(513), ""))
+            .invalid("control character in form hash", "proof.form_hash", |r| {
+                r.proof = proof(String::new(), "sha256:\u{7}");
+            })
+            .invalid("future decision", "decide_time", |r| r.decide_time = at(Duration::hours(1)))
+            .invalid("expiry before decision", "expire_time", |r| r.expire_time = at(Duration::hours(-1)))
+            .invalid("invalid timestamp", "decide_time", |r| r.decide_time = Some(Timestamp { seconds: 0, nanos: -5 }))
+            .invalid("same purpose twice", "decisions[1].purpose_code", |r| {
                 let again = r.decisions[0].clone();
                 r.decisions.push(again);
-            })),
-        ];
-        for (case, field, mutate) in cases {
-            let mut request = valid_record();
-            mutate(&mut request);
-            expect_invalid(client.record_consent(request).await, field, case);
-        }
-        let err = client
-            .record_consent(pb::RecordConsentRequest {
-                decisions: vec![decision("no_such_purpose", pb::Decision::Granted)],
-                ..valid_record()
             })
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Code::NotFound);
-        nothing_written(&app).await;
+            .refused("unknown purpose", Code::NotFound, |r| {
+                r.decisions = vec![decision("no_such_purpose", pb::Decision::Granted)];
+            });
+        assert_each_rejected(&app.config.database, valid_record, cases, |request| {
+            let mut client = client.clone();
+            async move { client.record_consent(request).await }
+        })
+        .await;
     }
 
     async fn purpose_writes_reject_each_bad_field(app) {
-        let mut client = app.consent();
-        let cases: Vec<(&str, &str, Box<dyn Fn(&mut pb::CreatePurposeRequest)>)> = vec![
-            ("empty code", "code", Box::new(|r| r.code.clear())),
-            ("upper-case code", "code", Box::new(|r| r.code = "Birthday".into())),
-            ("over-long code", "code", Box::new(|r| r.code = "b".repeat(65))),
-            ("empty name", "display_name", Box::new(|r| r.display_name = "  ".into())),
-            ("over-long name", "display_name", Box::new(|r| r.display_name = "n".repeat(201))),
-            ("over-long description", "description", Box::new(|r| r.description = "d".repeat(4001))),
-            ("unspecified basis", "legal_basis", Box::new(|r| r.legal_basis = 0)),
-            ("unknown basis", "legal_basis", Box::new(|r| r.legal_basis = 77)),
-            ("no categories", "data_categories", Box::new(|r| r.data_categories.clear())),
-            ("unspecified category", "data_categories[0]", Box::new(|r| r.data_categories = vec![0])),
-            ("unknown category", "data_categories[0]", Box::new(|r| r.data_categories = vec![500])),
-            ("duplicate category", "data_categories", Box::new(|r| r.data_categories = vec![3, 3])),
-            ("empty request id", "request_id", Box::new(|r| r.request_id.clear())),
-        ];
-        for (case, field, mutate) in &cases {
-            let mut request = new_purpose("birthday");
-            mutate(&mut request);
-            expect_invalid(client.create_purpose(request.clone()).await, field, case);
-            let update = pb::UpdatePurposeRequest {
-                code: if *field == "code" { request.code } else { "analytics".into() },
-                display_name: request.display_name,
-                description: request.description,
-                legal_basis: request.legal_basis,
-                data_categories: request.data_categories,
-                request_id: request.request_id,
-            };
-            expect_invalid(client.update_purpose(update).await, field, case);
-        }
-        let err = client
-            .update_purpose(pb::UpdatePurposeRequest {
-                code: "no_such_purpose".into(),
-                display_name: "X".into(),
-                description: "Y".into(),
-                legal_basis: pb::LegalBasis::Consent.into(),
-                data_categories: vec![common_pb::DataCategory::Contact.into()],
-                request_id: "req-3".into(),
+        let client = app.consent();
+        let creates = PURPOSE_CASES
+            .into_iter()
+            .fold(Cases::new(), |cases, (case, field, spoil)| cases.invalid(case, field, spoil));
+        assert_each_rejected(&app.config.database, || new_purpose("birthday"), creates, |request| {
+            let mut client = client.clone();
+            async move { client.create_purpose(request).await }
+        })
+        .await;
+
+        // An update names an existing purpose, unless the case spoils the code.
+        let updates = PURPOSE_CASES
+            .into_iter()
+            .fold(Cases::new(), |cases, (case, field, spoil)| {
+                cases.invalid(case, field, move |r: &mut pb::UpdatePurposeRequest| {
+                    let mut purpose = new_purpose("birthday");
+                    spoil(&mut purpose);
+                    let code = if field == "code" { purpose.code.clone() } else { r.code.clone() };
+                    *r = as_update(code, purpose);
+                })
             })
-            .await
-            .unwrap_err();
-        assert_eq!(err.code(), Code::NotFound);
-        nothing_written(&app).await;
+            .refused("unknown purpose", Code::NotFound, |r| r.code = "no_such_purpose".into());
+        let valid_update = || as_update("analytics".into(), new_purpose("birthday"));
+        assert_each_rejected(&app.config.database, valid_update, updates, |request| {
+            let mut client = client.clone();
+            async move { client.update_purpose(request).await }
+        })
+        .await;
+        catalogue_unchanged(&app).await;
     }
 
-    async fn reads_reject_each_bad_field(app) {
-        let mut client = app.consent();
-        expect_invalid(
-            client.get_purpose(pb::GetPurposeRequest { code: String::new(), notice_version: 0 }).await,
-            "code",
-            "empty code",
-        );
-        expect_invalid(
-            client.get_purpose(pb::GetPurposeRequest { code: "analytics".into(), notice_version: -1 }).await,
-            "notice_version",
-            "negative version",
-        );
-        let missing = client
-            .get_purpose(pb::GetPurposeRequest { code: "no_such_purpose".into(), notice_version: 0 })
-            .await
-            .unwrap_err();
-        assert_eq!(missing.code(), Code::NotFound);
-        let missing_version = client
-            .get_purpose(pb::GetPurposeRequest { code: "analytics".into(), notice_version: 7 })
-            .await
-            .unwrap_err();
-        assert_eq!(missing_version.code(), Code::NotFound);
+    async fn purpose_reads_reject_each_bad_field(app) {
+        let client = app.consent();
+        let get = Cases::new()
+            .invalid("empty code", "code", |r: &mut pb::GetPurposeRequest| r.code.clear())
+            .invalid("negative version", "notice_version", |r| r.notice_version = -1)
+            .refused("unknown purpose", Code::NotFound, |r| r.code = "no_such_purpose".into())
+            .refused("unknown version", Code::NotFound, |r| r.notice_version = 7);
+        let valid_get = || pb::GetPurposeRequest { code: "analytics".into(), notice_version: 0 };
+        assert_each_rejected(&app.config.database, valid_get, get, |request| {
+            let mut client = client.clone();
+            async move { client.get_purpose(request).await }
+        })
+        .await;
 
-        expect_invalid(
-            client.list_purposes(pb::ListPurposesRequest { page_size: 501, page_token: String::new() }).await,
-            "page_size",
-            "oversized page",
-        );
-        expect_invalid(
-            client.list_purposes(pb::ListPurposesRequest { page_size: -1, page_token: String::new() }).await,
-            "page_size",
-            "negative page",
-        );
-        expect_invalid(
-            client.list_purposes(pb::ListPurposesRequest { page_size: 0, page_token: "garbage!".into() }).await,
-            "page_token",
-            "garbage token",
-        );
+        let list = Cases::new()
+            .invalid("oversized page", "page_size", |r: &mut pb::ListPurposesRequest| r.page_size = 501)
+            .invalid("negative page", "page_size", |r| r.page_size = -1)
+            .invalid("garbage token", "page_token", |r| r.page_token = "garbage!".into());
+        let valid_list = || pb::ListPurposesRequest { page_size: 0, page_token: String::new() };
+        assert_each_rejected(&app.config.database, valid_list, list, |request| {
+            let mut client = client.clone();
+            async move { client.list_purposes(request).await }
+        })
+        .await;
+    }
 
-        let history = |customer_id: &str, purpose_code: &str, page_size: i32, page_token: &str| pb::ListConsentHistoryRequest {
-            customer_id: customer_id.into(),
-            purpose_code: purpose_code.into(),
-            page_size,
-            page_token: page_token.into(),
+    async fn consent_reads_reject_each_bad_field(app) {
+        let client = app.consent();
+        let history = Cases::new()
+            .invalid("empty customer", "customer_id", |r: &mut pb::ListConsentHistoryRequest| r.customer_id.clear())
+            .invalid("bad purpose", "purpose_code", |r| r.purpose_code = "BAD".into())
+            .invalid("oversized page", "page_size", |r| r.page_size = 1001)
+            .invalid("garbage token", "page_token", |r| r.page_token = "%%%".into());
+        let valid_history = || pb::ListConsentHistoryRequest {
+            customer_id: "c".into(),
+            purpose_code: String::new(),
+            page_size: 0,
+            page_token: String::new(),
         };
-        expect_invalid(client.list_consent_history(history("", "", 0, "")).await, "customer_id", "empty customer");
-        expect_invalid(client.list_consent_history(history("c", "BAD", 0, "")).await, "purpose_code", "bad purpose");
-        expect_invalid(client.list_consent_history(history("c", "", 1001, "")).await, "page_size", "oversized page");
-        expect_invalid(client.list_consent_history(history("c", "", 0, "%%%")).await, "page_token", "garbage token");
+        assert_each_rejected(&app.config.database, valid_history, history, |request| {
+            let mut client = client.clone();
+            async move { client.list_consent_history(request).await }
+        })
+        .await;
 
-        expect_invalid(
-            client.get_consent_state(pb::GetConsentStateRequest { customer_id: String::new(), purpose_codes: vec![] }).await,
-            "customer_id",
-            "empty customer",
-        );
-        expect_invalid(
-            client
-                .get_consent_state(pb::GetConsentStateRequest {
-                    customer_id: "c".into(),
-                    purpose_codes: vec!["analytics".into(), "Bad Code".into()],
-                })
-                .await,
-            "purpose_codes[1]",
-            "bad purpose",
-        );
-
-        let check = |customer_id: &str, codes: Vec<String>| pb::CheckConsentRequest {
-            customer_id: customer_id.into(),
-            purpose_codes: codes,
+        let state = Cases::new()
+            .invalid("empty customer", "customer_id", |r: &mut pb::GetConsentStateRequest| r.customer_id.clear())
+            .invalid("bad purpose", "purpose_codes[1]", |r| r.purpose_codes.push("Bad Code".into()));
+        let valid_state = || pb::GetConsentStateRequest {
+            customer_id: "c".into(),
+            purpose_codes: vec!["analytics".into()],
         };
-        expect_invalid(client.check_consent(check("", vec!["analytics".into()])).await, "customer_id", "empty customer");
-        expect_invalid(client.check_consent(check("c", vec![])).await, "purpose_codes", "no purposes");
-        expect_invalid(
-            client.check_consent(check("c", (0..51).map(|i| format!("p_{i}")).collect())).await,
-            "purpose_codes",
-            "too many purposes",
-        );
-        expect_invalid(client.check_consent(check("c", vec!["x".into()])).await, "purpose_codes[0]", "short code");
-        nothing_written(&app).await;
+        assert_each_rejected(&app.config.database, valid_state, state, |request| {
+            let mut client = client.clone();
+            async move { client.get_consent_state(request).await }
+        })
+        .await;
+
+        let check = Cases::new()
+            .invalid("empty customer", "customer_id", |r: &mut pb::CheckConsentRequest| r.customer_id.clear())
+            .invalid("no purposes", "purpose_codes", |r| r.purpose_codes.clear())
+            .invalid("too many purposes", "purpose_codes", |r| {
+                r.purpose_codes = (0..51).map(|i| format!("p_{i}")).collect();
+            })
+            .invalid("short code", "purpose_codes[0]", |r| r.purpose_codes = vec!["x".into()]);
+        let valid_check = || pb::CheckConsentRequest {
+            customer_id: "c".into(),
+            purpose_codes: vec!["analytics".into()],
+        };
+        assert_each_rejected(&app.config.database, valid_check, check, |request| {
+            let mut client = client.clone();
+            async move { client.check_consent(request).await }
+        })
+        .await;
     }
 
     async fn an_oversized_message_is_refused(app) {
+        let db = attune_kit::db::connect(&app.config.database).await.unwrap();
+        let before = RowCounts::read(&db).await;
         let mut request = valid_record();
-        request.proof = Some(pb::ConsentProof {
-            form_hash: String::new(),
-            user_agent: "u".repeat(app.config.limits.max_message_bytes + 1),
-            captured_by: String::new(),
-        });
+        request.proof = proof("u".repeat(app.config.limits.max_message_bytes + 1), "");
         let status = app.consent().record_consent(request).await.unwrap_err();
         assert!(
             matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
             "{status:?}"
         );
-        nothing_written(&app).await;
+        assert_eq!(RowCounts::read(&db).await, before, "nothing was written");
     }
 }

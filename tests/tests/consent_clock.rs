@@ -134,6 +134,10 @@ async fn a_grant_expires_when_the_clock_reaches_its_expiry_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(attune_test_postgres),
+    ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
+)]
 async fn a_grant_expires_when_the_clock_reaches_its_expiry_on_postgres() {
     a_grant_expires_when_the_clock_reaches_its_expiry(Backend::Postgres).await;
 }

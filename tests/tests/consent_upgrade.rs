@@ -281,6 +281,10 @@ async fn an_upgraded_database_replays_old_requests_and_lets_the_withdrawal_win_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(attune_test_postgres),
+    ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
+)]
 async fn an_upgraded_database_replays_old_requests_and_lets_the_withdrawal_win_on_postgres() {
     upgrade_keeps_replays_and_lets_the_withdrawal_win(Backend::Postgres).await;
 }

@@ -322,6 +322,10 @@ async fn consent_and_gateway_run_as_two_servers_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(attune_test_postgres),
+    ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
+)]
 async fn consent_and_gateway_run_as_two_servers_on_postgres() {
     consent_and_gateway_as_two_servers(Backend::Postgres).await;
 }

@@ -631,10 +631,11 @@ mod migration_tests {
 
     /// Runs only when `ATTUNE_TEST_DATABASE_URL` names a PostgreSQL server.
     #[tokio::test]
+    #[cfg_attr(
+        not(attune_test_postgres),
+        ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
+    )]
     async fn postgres_test_databases_are_fresh_and_migrate() {
-        if std::env::var(TEST_DATABASE_URL_ENV).map_or(true, |v| v.trim().is_empty()) {
-            return;
-        }
         let a = fresh_test_database("kit_pg")
             .await
             .expect("first database is created");

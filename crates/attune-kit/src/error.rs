@@ -638,6 +638,10 @@ mod tests {
 
         /// Runs only when `ATTUNE_TEST_DATABASE_URL` names a PostgreSQL server.
         #[tokio::test]
+        #[cfg_attr(
+            not(attune_test_postgres),
+            ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
+        )]
         async fn postgres_terminating_the_connection_is_unavailable() {
             let Some(test_db) = fresh_test_database_on(Backend::Postgres, "kit_errors")
                 .await

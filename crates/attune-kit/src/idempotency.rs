@@ -373,6 +373,10 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(
+        not(attune_test_postgres),
+        ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
+    )]
     async fn a_retry_replays_another_content_is_refused_and_failed_work_is_undone_on_postgres() {
         replays_reuse_and_rollback(Backend::Postgres).await;
     }

@@ -452,6 +452,10 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(
+        not(attune_test_postgres),
+        ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
+    )]
     async fn a_generated_key_is_kept_and_a_configured_key_wins_on_postgres() {
         generated_once_configured_wins(Backend::Postgres).await;
     }
