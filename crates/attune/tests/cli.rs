@@ -1,5 +1,6 @@
 //! The real `attune` binary: migrate, serve one service from flags and environment,
-//! answer over gRPC, and stop cleanly on SIGTERM.
+//! answer over gRPC, run consent and the gateway as two processes, and stop
+//! cleanly on SIGTERM.
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
@@ -305,4 +306,144 @@ fn help_lists_every_setting_with_its_default_and_variable() {
             );
         }
     }
+}
+
+/// Stops `child` with SIGTERM and expects a clean exit.
+fn terminate(child: &mut Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = wait_for_exit(child, Duration::from_secs(15));
+    assert!(status.success(), "attune exits 0 after SIGTERM: {status:?}");
+}
+
+/// Consent and the gateway as two processes of the real binary, as two pods run
+/// them: consent on its own port over `database_url`, the gateway in front of it
+/// from `gateway.backends.consent`. Consent's API and the data-subject requests
+/// work through the gateway's port only.
+fn consent_and_gateway_as_two_processes(database_url: &str) {
+    use attune_proto::consent::v1 as consent_pb;
+    use attune_proto::gateway::v1 as gateway_pb;
+
+    let mut consent = attune()
+        .args(["serve", "--service", "consent", "--listen", "127.0.0.1:0"])
+        .args(["--database-url", database_url])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let consent_address = serving_address(&mut consent);
+    let mut gateway = attune()
+        .args(["serve", "--service", "gateway", "--listen", "127.0.0.1:0"])
+        .env(
+            "ATTUNE_GATEWAY__BACKENDS__CONSENT",
+            format!("http://{consent_address}"),
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gateway_address = format!("http://{}", serving_address(&mut gateway));
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut consent_api =
+            consent_pb::consent_service_client::ConsentServiceClient::connect(
+                gateway_address.clone(),
+            )
+            .await
+            .unwrap();
+        consent_api
+            .record_consent(consent_pb::RecordConsentRequest {
+                customer_id: "cust-two-processes".into(),
+                decisions: vec![consent_pb::PurposeDecision {
+                    purpose_code: "personalization".into(),
+                    decision: consent_pb::Decision::Granted.into(),
+                    notice_version: 1,
+                }],
+                channel: attune_proto::common::v1::Channel::Web.into(),
+                request_id: "two-processes-grant".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let checks = consent_api
+            .check_consent(consent_pb::CheckConsentRequest {
+                customer_id: "cust-two-processes".into(),
+                purpose_codes: vec!["personalization".into()],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .checks;
+        assert!(checks[0].granted, "the grant made through the gateway counts");
+
+        let mut requests =
+            gateway_pb::data_subject_request_service_client::DataSubjectRequestServiceClient::connect(
+                gateway_address.clone(),
+            )
+            .await
+            .unwrap();
+        let mut export = requests
+            .export_customer(gateway_pb::ExportCustomerRequest {
+                customer_id: "cust-two-processes".into(),
+                request_id: "two-processes-export".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut records = 0;
+        let mut receipts = Vec::new();
+        while let Some(message) = export.message().await.unwrap() {
+            records += message.records.len();
+            receipts.extend(message.receipt);
+        }
+        assert_eq!(records, 1, "the export holds the one decision");
+        assert_eq!(receipts.len(), 1, "one receipt per data-holding service");
+        assert_eq!(receipts[0].service, "attune.consent.v1");
+        assert_eq!(receipts[0].status(), gateway_pb::ReceiptStatus::Succeeded);
+
+        let erased = requests
+            .erase_customer(gateway_pb::EraseCustomerRequest {
+                customer_id: "cust-two-processes".into(),
+                request_id: "two-processes-erase".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(erased.complete, "{erased:?}");
+        assert_eq!(erased.receipts.len(), 1);
+        assert!(erased.receipts[0].record_count > 0, "{erased:?}");
+    });
+
+    terminate(&mut gateway);
+    terminate(&mut consent);
+}
+
+#[test]
+fn consent_and_gateway_run_as_two_processes_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("attune.db").display()
+    );
+    consent_and_gateway_as_two_processes(&url);
+}
+
+#[test]
+#[cfg_attr(
+    not(attune_test_postgres),
+    ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
+)]
+fn consent_and_gateway_run_as_two_processes_on_postgres() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let database = runtime
+        .block_on(attune_kit::db::fresh_test_database_on(
+            attune_kit::db::Backend::Postgres,
+            "two_processes",
+        ))
+        .unwrap()
+        .expect("the test runs only when a PostgreSQL server is configured");
+    consent_and_gateway_as_two_processes(&database.config.url);
+    drop(database);
 }
