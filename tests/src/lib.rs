@@ -8,7 +8,9 @@
 //! same database, as a Kubernetes pod runs it, to reach what the public port does
 //! not route (a service's internal `attune.privacy.v1.DataSubjectService`).
 //! [`TestApp::spawn_split`] runs consent and the gateway as two servers, the
-//! gateway reaching consent over the network.
+//! gateway reaching consent over the network. [`TestApp::spawn_with_clock`] runs
+//! the monolith on a [`ManualClock`], so that a test moves time instead of
+//! sleeping.
 //!
 //! Every storage test runs on SQLite, and on PostgreSQL too when
 //! `ATTUNE_TEST_DATABASE_URL` is set: write it once with [`backend_tests!`].
@@ -21,11 +23,13 @@
 use std::net::SocketAddr;
 
 use attune::Role;
+use attune_kit::clock::Clock;
 use attune_kit::config::Config;
 use attune_kit::db::{TestDatabase, fresh_test_database_on};
 use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use attune_proto::gateway::v1::data_subject_request_service_client::DataSubjectRequestServiceClient;
 use attune_proto::privacy::v1::data_subject_service_client::DataSubjectServiceClient;
+use chrono::{SubsecRound, Utc};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Status;
@@ -35,6 +39,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_types::StatusExt;
 
+pub use attune_kit::clock::ManualClock;
 pub use attune_kit::db::Backend;
 pub use attune_proto::common::v1 as common_pb;
 pub use attune_proto::consent::v1 as consent_pb;
@@ -65,8 +70,18 @@ impl TestApp {
     /// Starts the monolith against a fresh database on `backend`, or returns `None`
     /// for PostgreSQL when no test server is configured.
     pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_on(backend, Clock::system()).await
+    }
+
+    /// [`spawn`](Self::spawn), every service reading "now" from `clock`: time
+    /// stands still until the test moves it.
+    pub async fn spawn_with_clock(backend: Backend, clock: &ManualClock) -> Option<Self> {
+        Self::spawn_on(backend, clock.clock()).await
+    }
+
+    async fn spawn_on(backend: Backend, clock: Clock) -> Option<Self> {
         let (config, database) = fresh_config(backend).await?;
-        let mut app = Self::start(config, Role::All).await;
+        let mut app = Self::start(config, Role::All, clock).await;
         app._database = Some(database);
         Some(app)
     }
@@ -76,7 +91,7 @@ impl TestApp {
     /// `DataSubjectService`, health and reflection. It stops when dropped.
     pub async fn pod(&self, service: &str) -> Self {
         let role = Role::named(Some(service)).expect("the service is registered");
-        Self::start(self.config.clone(), role).await
+        Self::start(self.config.clone(), role, Clock::system()).await
     }
 
     /// Consent and the gateway as two servers (`attune serve --service consent`
@@ -84,19 +99,20 @@ impl TestApp {
     /// address from `gateway.backends.consent`. Returns the gateway, then consent.
     pub async fn spawn_split(backend: Backend) -> Option<(Self, Self)> {
         let (mut config, database) = fresh_config(backend).await?;
-        let mut consent = Self::start(config.clone(), Role::named(Some("consent")).ok()?).await;
+        let consent_role = Role::named(Some("consent")).ok()?;
+        let mut consent = Self::start(config.clone(), consent_role, Clock::system()).await;
         consent._database = Some(database);
         config
             .gateway
             .backends
             .insert("consent".into(), format!("http://{}", consent.address));
-        let gateway = Self::start(config, Role::Gateway).await;
+        let gateway = Self::start(config, Role::Gateway, Clock::system()).await;
         Some((gateway, consent))
     }
 
-    /// Serves `role` with `config` on an ephemeral port and waits until it and
-    /// every service it serves report SERVING.
-    async fn start(mut config: Config, role: Role) -> Self {
+    /// Serves `role` with `config` on `clock` on an ephemeral port and waits
+    /// until it and every service it serves report SERVING.
+    async fn start(mut config: Config, role: Role, clock: Clock) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("an ephemeral loopback port is free");
@@ -105,9 +121,16 @@ impl TestApp {
             .expect("a bound listener has an address");
         config.listen = address;
         let (shutdown, stop) = oneshot::channel::<()>();
-        let server = tokio::spawn(attune::serve(config.clone(), role, listener, async move {
+        let stopped = async move {
             let _ = stop.await;
-        }));
+        };
+        let server = tokio::spawn(attune::serve_with_clock(
+            config.clone(),
+            role,
+            listener,
+            stopped,
+            clock,
+        ));
         // The listener is bound before the server starts, so connecting cannot race it.
         let channel = Channel::from_shared(format!("http://{address}"))
             .expect("a socket address is a valid URI")
@@ -210,6 +233,12 @@ async fn fresh_config(backend: Backend) -> Option<(Config, TestDatabase)> {
     Some((config, database))
 }
 
+/// A [`ManualClock`] standing at the system's time now, to the microsecond (the
+/// precision Attune stores): a test's times relative to it round-trip exactly.
+pub fn manual_clock_at_now() -> ManualClock {
+    ManualClock::starting_at(Utc::now().trunc_subsecs(6))
+}
+
 /// Every item of a paged listing: `page` reads the page a token names (the first
 /// page: an empty token) as its items and the next page's token. Panics after 100
 /// pages, so that a token that never advances fails rather than hangs.
@@ -249,35 +278,68 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
 /// when `ATTUNE_TEST_DATABASE_URL` was set when the tests were built (see
 /// `tests/build.rs`); otherwise the `postgres` case is ignored, so nextest reports it
 /// as skipped rather than as a pass.
+///
+/// `async fn name(app) { .. }` gets a [`TestApp`] on the system clock;
+/// `async fn name(app, clock) { .. }` one on a [`ManualClock`] (standing at the
+/// system's time, to the microsecond, when the test starts) that the test moves.
 #[macro_export]
 macro_rules! backend_tests {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
+    () => {};
+    (async fn $name:ident($app:ident) $body:block $($rest:tt)*) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
 
-                async fn run($app: $crate::TestApp) $body
+            async fn run($app: $crate::TestApp) $body
 
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::TestApp::spawn($crate::Backend::Sqlite)
+                    .await
+                    .expect("SQLite is always available");
+                run(app).await;
+            }
+
+            $crate::postgres_test! {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = $crate::TestApp::spawn($crate::Backend::Sqlite)
+                async fn postgres() {
+                    let app = $crate::TestApp::spawn($crate::Backend::Postgres)
                         .await
-                        .expect("SQLite is always available");
+                        .expect("ATTUNE_TEST_DATABASE_URL is set at run time as it was at build time");
                     run(app).await;
                 }
+            }
+        }
+        $crate::backend_tests! { $($rest)* }
+    };
+    (async fn $name:ident($app:ident, $clock:ident) $body:block $($rest:tt)*) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
 
-                $crate::postgres_test! {
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn postgres() {
-                        let app = $crate::TestApp::spawn($crate::Backend::Postgres)
-                            .await
-                            .expect("ATTUNE_TEST_DATABASE_URL is set at run time as it was at build time");
-                        run(app).await;
-                    }
+            async fn run($app: $crate::TestApp, $clock: $crate::ManualClock) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let clock = $crate::manual_clock_at_now();
+                let app = $crate::TestApp::spawn_with_clock($crate::Backend::Sqlite, &clock)
+                    .await
+                    .expect("SQLite is always available");
+                run(app, clock).await;
+            }
+
+            $crate::postgres_test! {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let clock = $crate::manual_clock_at_now();
+                    let app = $crate::TestApp::spawn_with_clock($crate::Backend::Postgres, &clock)
+                        .await
+                        .expect("ATTUNE_TEST_DATABASE_URL is set at run time as it was at build time");
+                    run(app, clock).await;
                 }
             }
-        )*
+        }
+        $crate::backend_tests! { $($rest)* }
     };
 }
 

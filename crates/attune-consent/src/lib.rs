@@ -18,11 +18,10 @@ mod watch;
 
 use std::sync::Arc;
 
-use attune_kit::config::Config;
 use attune_kit::consent::ConsentChecker;
 use attune_kit::db::DbError;
 use attune_kit::server::GrpcServer;
-use attune_kit::service::MountError;
+use attune_kit::service::{MountError, ServiceContext};
 use attune_proto::consent::v1::consent_service_server::ConsentServiceServer;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectServiceServer;
 use sea_orm::DatabaseConnection;
@@ -65,23 +64,21 @@ impl attune_kit::Service for ConsentService {
     async fn mount(
         &self,
         server: &mut GrpcServer,
-        db: DatabaseConnection,
-        config: &Config,
+        context: ServiceContext,
     ) -> Result<(), MountError> {
-        Ok(mount(server, db, config).await?)
+        Ok(mount(server, context).await?)
     }
 }
 
-/// Mounts consent on `server`, its own backend server, over `db` (migrated with
-/// [`Migrator`]): the consent API; consent's data-subject API (internal: the
+/// Mounts consent on `server`, its own backend server, over the context's
+/// database (migrated with [`Migrator`]) and on its clock: the consent API; consent's data-subject API (internal: the
 /// gateway's data-subject requests reach it, the public port does not route it);
 /// the change feed's poller; and the cached checker that answers checks,
 /// reading this service's store and feed directly.
-async fn mount(
-    server: &mut GrpcServer,
-    db: DatabaseConnection,
-    config: &Config,
-) -> Result<(), ConsentError> {
+async fn mount(server: &mut GrpcServer, context: ServiceContext) -> Result<(), ConsentError> {
+    let ServiceContext {
+        db, config, clock, ..
+    } = context;
     let feed = watch::change_feed(db.clone(), config.feeds.clone(), server.shutdown_token());
     server.spawn_background("consent-change-feed", |cancel| {
         Arc::clone(&feed).follow_database(cancel)
@@ -90,9 +87,11 @@ async fn mount(
     // same cache, journal and freshness rules; only its source differs: this
     // service's store and feed, with no gRPC hop to itself.
     let source = local_source::LocalSource::new(db.clone(), Arc::clone(&feed));
-    let cache = ConsentChecker::with_source(Arc::new(source), &config.consent_checker);
+    // The service and its cache judge expiry by one clock, so an answer from
+    // the cache and one from the database agree on when a grant stops counting.
+    let cache = ConsentChecker::with_source(Arc::new(source), &config.consent_checker)
+        .with_clock(clock.clone());
     server.spawn_background("consent-check-cache", |cancel| cache.clone().follow(cancel));
-    let clock = attune_kit::clock::Clock::system();
     let consent = Consent::open(db, feed, cache, &config.secrets, clock).await?;
     let api = ConsentApi::new(consent.clone());
     server.add_service(attune_kit::with_limits!(

@@ -1,6 +1,8 @@
 //! The time services read "now" from: the system clock in production, a clock a
 //! test sets and advances in tests, so that rules about expiry and clock skew
-//! are tested without sleeping.
+//! are tested without sleeping. The platform hands each service its clock in its
+//! [`ServiceContext`](crate::service::ServiceContext); `attune::serve_with_clock`
+//! runs the real server on a test's [`ManualClock`].
 
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -11,9 +11,9 @@
 
 use sea_orm::DatabaseConnection;
 
-use crate::db::DbError;
-
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::db::DbError;
 use crate::server::GrpcServer;
 
 /// Why a service could not be mounted (its own error type, boxed).
@@ -47,13 +47,35 @@ pub trait Service: Send + Sync + 'static {
 
     /// Mounts the service's gRPC APIs (public, and `DataSubjectService` when it
     /// holds personal data) and its background tasks onto `server`, its own
-    /// backend server, over `db` (already migrated).
+    /// backend server, with what `context` gives it (its database, already
+    /// migrated, its configuration and its clock).
     async fn mount(
         &self,
         server: &mut GrpcServer,
-        db: DatabaseConnection,
-        config: &Config,
+        context: ServiceContext,
     ) -> Result<(), MountError>;
+}
+
+/// What the platform hands a service when it mounts it. A service takes
+/// everything outside itself from here, so that a test can run the real server
+/// on a test database and a [`ManualClock`](crate::clock::ManualClock).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServiceContext {
+    /// The service's database, its schema already migrated.
+    pub db: DatabaseConnection,
+    /// The whole configuration (a service reads its own sections).
+    pub config: Config,
+    /// Where the service reads "now": every rule about time (expiry, clock
+    /// skew, receipt times) and every consent check it runs use this clock.
+    pub clock: Clock,
+}
+
+impl ServiceContext {
+    /// The context of a service running over `db`, configured by `config`, on `clock`.
+    pub fn new(db: DatabaseConnection, config: Config, clock: Clock) -> Self {
+        Self { db, config, clock }
+    }
 }
 
 impl std::fmt::Debug for dyn Service {

@@ -18,10 +18,12 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow, bail};
 use attune_gateway::Backend;
 use attune_kit::Service;
+use attune_kit::clock::Clock;
 use attune_kit::config::Config;
 use attune_kit::db;
 use attune_kit::sea_orm::DatabaseConnection;
 use attune_kit::server::GrpcServer;
+use attune_kit::service::ServiceContext;
 use tokio::net::TcpListener;
 
 pub use audit::{verify_audit_log, write_audit_report};
@@ -96,18 +98,31 @@ pub async fn migrate(
 }
 
 /// Runs `role` on `listener` until `shutdown` resolves, then drains and stops.
+/// Services read the system clock.
 pub async fn serve(
     config: Config,
     role: Role,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with_clock(config, role, listener, shutdown, Clock::system()).await
+}
+
+/// [`serve`], with every service reading "now" from `clock`: how a test runs
+/// the real server on a [`ManualClock`](attune_kit::clock::ManualClock).
+pub async fn serve_with_clock(
+    config: Config,
+    role: Role,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Clock,
+) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     match role {
         Role::Service(service) => {
             let db = migrate(&config, &[service]).await?;
             let mut server = GrpcServer::new(config.limits.clone());
-            mount(service, &mut server, &db, &config).await?;
+            mount(service, &mut server, &db, &config, &clock).await?;
             tracing::info!(%address, service = service.name(), "attune is serving");
             server.serve(listener, shutdown).await?;
             close(db).await?;
@@ -119,7 +134,7 @@ pub async fn serve(
             tracing::info!(%address, service = GATEWAY, "attune is serving");
             server.serve(listener, shutdown).await?;
         }
-        Role::All => serve_all(config, listener, shutdown).await?,
+        Role::All => serve_all(config, listener, shutdown, clock).await?,
     }
     tracing::info!("attune stopped");
     Ok(())
@@ -130,6 +145,7 @@ async fn serve_all(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Clock,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let db = migrate(&config, SERVICES).await?;
@@ -137,7 +153,7 @@ async fn serve_all(
     let mut backends = Vec::with_capacity(SERVICES.len());
     for service in SERVICES {
         let mut server = GrpcServer::new(config.limits.clone());
-        mount(*service, &mut server, &db, &config).await?;
+        mount(*service, &mut server, &db, &config, &clock).await?;
         let local = server.start_local().await?;
         backends.push(Backend::in_process(*service, &local));
         locals.push(local);
@@ -179,9 +195,11 @@ async fn mount(
     server: &mut GrpcServer,
     db: &DatabaseConnection,
     config: &Config,
+    clock: &Clock,
 ) -> anyhow::Result<()> {
+    let context = ServiceContext::new(db.clone(), config.clone(), clock.clone());
     service
-        .mount(server, db.clone(), config)
+        .mount(server, context)
         .await
         .map_err(|error| anyhow!(error))
         .with_context(|| format!("cannot start the {} service", service.name()))?;

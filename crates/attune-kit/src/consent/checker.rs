@@ -22,6 +22,7 @@ use super::journal::Unreconciled;
 use super::metrics::{self, CheckerMetrics, Counters, MetricsSource};
 use super::rule::ConsentStatus;
 use super::source::{ConsentSource, GrpcConsentSource, LoadError};
+use crate::clock::Clock;
 use crate::config::ConsentCheckerConfig;
 
 /// How many times a miss loads a customer whose state cannot be reconciled with
@@ -91,6 +92,8 @@ impl PurposeVerdict {
 #[derive(Debug, Clone)]
 pub struct ConsentChecker {
     inner: Arc<Inner>,
+    /// What time it is when a grant's expiry is judged (see [`Self::with_clock`]).
+    clock: Clock,
 }
 
 #[derive(Debug)]
@@ -151,7 +154,22 @@ impl ConsentChecker {
         });
         let source: Weak<dyn MetricsSource> = Arc::downgrade(&inner) as Weak<Inner>;
         metrics::register(source);
-        Self { inner }
+        Self {
+            inner,
+            clock: Clock::system(),
+        }
+    }
+
+    /// This checker judging expiry by `clock` (the system clock by default): a
+    /// service hands it the clock it was mounted with, so that a test's
+    /// [`ManualClock`](crate::clock::ManualClock) decides when a cached grant
+    /// expires. Set it before cloning the checker: clones made earlier keep
+    /// their clock. Freshness stays measured in real time: a stream that stops
+    /// answering is stale however the clock moves.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -163,7 +181,7 @@ impl ConsentChecker {
     /// An empty customer id has granted nothing.
     pub async fn check(&self, customer_id: &str, purposes: &[&str]) -> Vec<PurposeVerdict> {
         let answer = |entry: &CustomerEntry| {
-            let now = Utc::now();
+            let now = self.clock.now();
             purposes
                 .iter()
                 .map(|purpose| PurposeVerdict::from_entry(purpose, entry, now))
