@@ -146,13 +146,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             .with_filter(log_filter)
             .boxed(),
     };
-    // Busy/idle times (a clock read at every enter and exit) and thread attributes
-    // are per-span costs on every request that no Attune trace uses.
-    let otel_layer = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("attune"))
-        .with_tracked_inactivity(false)
-        .with_threads(false)
-        .with_filter(trace_filter());
+    let otel_layer = otel_layer(&provider);
 
     let installed = tracing_subscriber::registry()
         .with(fmt_layer)
@@ -196,13 +190,28 @@ pub fn init_for_tests() {
         let provider = local_provider("attune-test");
         let _ = tracing_subscriber::registry()
             .with(fmt::layer().with_test_writer().with_filter(filter))
-            .with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(provider.tracer("attune"))
-                    .with_filter(trace_filter()),
-            )
+            .with(otel_layer(&provider))
             .try_init();
     });
+}
+
+/// The layer giving `tracing` spans OpenTelemetry contexts, as cheap per span as
+/// Attune's traces allow.
+fn otel_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + use<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    // Busy/idle times (a clock read at every enter and exit) and thread attributes
+    // are per-span costs on every request that no Attune trace uses. Nor does
+    // anything read `opentelemetry::Context::current()`: trace context is always
+    // taken from the `tracing` span (`OpenTelemetrySpanExt::context`), so the
+    // context is not attached at every poll of every traced future.
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("attune"))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_context_activation(false)
+        .with_filter(trace_filter())
 }
 
 /// Spans worth a trace: Attune's at info and above, never the transport's own
@@ -377,6 +386,29 @@ pub fn inject_context(cx: &Context, metadata: &mut MetadataMap) {
     TraceContextPropagator::new().inject_context(cx, &mut MetadataInjector(metadata));
 }
 
+/// Writes the current span's context into HTTP headers as
+/// `traceparent`/`tracestate`, replacing the caller's: a proxy's way, without
+/// rebuilding the request as gRPC metadata. Outside any trace the headers stay as
+/// they are.
+pub fn inject_current_span(headers: &mut http::HeaderMap) {
+    let cx = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        // The propagator only writes ASCII header names and values; skip anything else.
+        if let (Ok(key), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::try_from(value),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {
@@ -412,7 +444,9 @@ fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
     // attributes a trace needs but a log line does not go to the trace alone.
     let span = tracing::info_span!(
         "grpc.request",
-        otel.name = path.trim_start_matches('/'),
+        // Display, not Debug: the log layer then copies the path instead of
+        // escaping it character by character.
+        otel.name = %path.trim_start_matches('/'),
         otel.kind = "server",
     );
     span.set_attribute("rpc.system", "grpc");
@@ -466,6 +500,56 @@ where
             self.inner.call(request)
         };
         future.instrument(span)
+    }
+}
+
+/// In-process variant of [`TraceContextLayer`], for a server the gateway calls
+/// directly ([`LocalServer`](crate::server::LocalServer)): the call already runs
+/// in the gateway's `grpc.request` span, in the same task, so it stays there
+/// rather than open a second span per call (each costs as much as the backend's
+/// own work on a cache hit). Called from outside any span, it opens one as
+/// [`TraceContextLayer`] does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InProcessTraceLayer;
+
+impl<S> tower::Layer<S> for InProcessTraceLayer {
+    type Service = InProcessTraceService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InProcessTraceService { inner }
+    }
+}
+
+/// The service [`InProcessTraceLayer`] wraps around an in-process server.
+#[derive(Debug, Clone)]
+pub struct InProcessTraceService<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for InProcessTraceService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tracing::instrument::Instrumented<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if tracing::Span::current().is_none() {
+            let span = request_span(&request);
+            let future = {
+                let _entered = span.enter();
+                self.inner.call(request)
+            };
+            future.instrument(span)
+        } else {
+            // The caller's span is entered whenever this future is polled.
+            self.inner.call(request).instrument(tracing::Span::none())
+        }
     }
 }
 
