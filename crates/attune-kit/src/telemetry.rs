@@ -20,7 +20,8 @@
 //!
 //! Across gRPC: [`TraceContextLayer`] (server, installed by
 //! [`GrpcServer`](crate::server::GrpcServer)) opens a `grpc.request` span whose
-//! parent is the caller's `traceparent`; [`TraceContextInterceptor`] (client) sends
+//! parent is the caller's `traceparent` (target [`REQUEST_SPAN_TARGET`], at
+//! debug: always traced, in log lines only when asked for); [`TraceContextInterceptor`] (client) sends
 //! the current span's context along.
 
 use std::future::Future;
@@ -214,11 +215,13 @@ where
         .with_filter(trace_filter())
 }
 
-/// Spans worth a trace: Attune's at info and above, never the transport's own
+/// Spans worth a trace: Attune's at info and above and every request's
+/// (`grpc.request`, at debug), never the transport's own
 /// (which would also trace the exporter's calls to the collector).
 fn trace_filter() -> Targets {
     Targets::new()
         .with_default(LevelFilter::INFO)
+        .with_target(REQUEST_SPAN_TARGET, LevelFilter::DEBUG)
         .with_target("h2", LevelFilter::OFF)
         .with_target("hyper", LevelFilter::OFF)
         .with_target("tower", LevelFilter::OFF)
@@ -435,22 +438,29 @@ impl Injector for MetadataInjector<'_> {
     }
 }
 
+/// The target of the per-request `grpc.request` span. Traces always get it; logs
+/// show it as the context of a request's log lines from `debug` on
+/// (`RUST_LOG=info,attune::grpc=debug`).
+pub const REQUEST_SPAN_TARGET: &str = "attune::grpc";
+
 /// Opens a `grpc.request` span per request, child of the caller's trace.
 fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
     let path = request.uri().path();
-    // The log layer formats every span field at every request (a tenth of a
-    // CheckConsent's instructions with four fields), so only the method and the span
-    // kind (which tracing-opentelemetry reads from this field only) are fields; the
-    // attributes a trace needs but a log line does not go to the trace alone.
-    let span = tracing::info_span!(
+    // At `debug`, so that the log layer (at its default `info`) never sees it:
+    // formatting its fields into every request's span cost the log layer more
+    // than the call's own validation and cache lookup. The trace filter takes it
+    // at any log level. As fields (not `set_attribute`) the attributes cost no
+    // lookup of the span's OpenTelemetry data; Display, not Debug, copies the path
+    // instead of escaping it character by character.
+    let span = tracing::span!(
+        target: REQUEST_SPAN_TARGET,
+        tracing::Level::DEBUG,
         "grpc.request",
-        // Display, not Debug: the log layer then copies the path instead of
-        // escaping it character by character.
         otel.name = %path.trim_start_matches('/'),
         otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.method = %path,
     );
-    span.set_attribute("rpc.system", "grpc");
-    span.set_attribute("rpc.method", path.to_owned());
     let parent = extract_context(request.headers());
     // Without a remote parent the span starts its own trace.
     if parent.span().span_context().is_valid() {
