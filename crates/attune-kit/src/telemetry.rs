@@ -653,6 +653,65 @@ mod tests {
         });
     }
 
+    /// The trace id and span id current when an in-process server's service runs.
+    fn in_process_call_context() -> (TraceId, opentelemetry::trace::SpanId) {
+        use tower::{Layer as _, Service as _};
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let inner = {
+            let seen = Arc::clone(&seen);
+            tower::service_fn(move |_request: http::Request<()>| {
+                let cx = tracing::Span::current().context();
+                let span = cx.span();
+                let ids = (
+                    span.span_context().trace_id(),
+                    span.span_context().span_id(),
+                );
+                *seen.lock().expect("not poisoned") = Some(ids);
+                std::future::ready(Ok::<_, std::convert::Infallible>(()))
+            })
+        };
+        drop(InProcessTraceLayer.layer(inner).call(traced_request()));
+        let ids = seen.lock().expect("not poisoned").take();
+        ids.expect("the inner service was called")
+    }
+
+    #[test]
+    fn an_in_process_call_runs_in_its_callers_span() {
+        with_otel(|| {
+            let gateway = tracing::info_span!("gateway");
+            let expected = gateway.context().span().span_context().clone();
+            let _entered = gateway.enter();
+            // No second span, and the caller's headers are not read again.
+            assert_eq!(
+                in_process_call_context(),
+                (expected.trace_id(), expected.span_id())
+            );
+        });
+    }
+
+    #[test]
+    fn an_in_process_call_outside_any_span_joins_the_trace_it_was_sent() {
+        with_otel(|| {
+            let (trace_id, span_id) = in_process_call_context();
+            assert_eq!(trace_id, TraceId::from_hex(TRACE_ID).expect("valid hex"));
+            assert_ne!(span_id.to_string(), "00f067aa0ba902b7");
+        });
+    }
+
+    #[test]
+    fn headers_get_the_current_span_and_lose_the_callers() {
+        with_otel(|| {
+            let mut headers = traced_request().headers().clone();
+            let span = tracing::info_span!("gateway");
+            let expected = span.context().span().span_context().span_id();
+            let _entered = span.enter();
+            inject_current_span(&mut headers);
+            let sent = extract_context(&headers);
+            assert_eq!(sent.span().span_context().span_id(), expected);
+            assert_eq!(headers.get_all("traceparent").iter().count(), 1);
+        });
+    }
+
     #[test]
     fn no_trace_no_header() {
         // Outside any span there is nothing to propagate.
