@@ -1,11 +1,13 @@
 //! Logs, traces, metrics, and W3C trace context across gRPC calls.
 //!
 //! Logs go to stderr (human or JSON) filtered by `log_filter` (`RUST_LOG` wins).
-//! Every `tracing` span also gets an OpenTelemetry context, whether or not spans are
-//! exported, so that a process without a collector still passes its callers' trace
-//! on to the services it calls; with `otlp_endpoint` set, spans are exported over
-//! OTLP/gRPC in batches. The trace filter is independent of the log filter: quiet
-//! logs (`warn`) do not break traces.
+//! With `otlp_endpoint` set, every `tracing` span also gets an OpenTelemetry
+//! context and spans are exported over OTLP/gRPC in batches; the trace filter is
+//! independent of the log filter: quiet logs (`warn`) do not break traces.
+//! Without an endpoint no span is recorded (each would be built and dropped at
+//! every request), yet a process without a collector still passes its callers'
+//! trace on to the services it calls: the W3C context a request came with is
+//! current while it is served, and is sent on unchanged.
 //!
 //! Metrics: with `otlp_endpoint` set, [`init`] also installs the global meter
 //! provider, whose periodic reader pushes every instrument on
@@ -31,6 +33,7 @@ use std::sync::{Arc, Once};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::{Context, global};
@@ -119,16 +122,19 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         .as_deref()
         .map(str::trim)
         .filter(|e| !e.is_empty());
+    // Without a collector no span is recorded at all: a request's span is then
+    // disabled (unless logs ask for it) and its caller's trace context passes
+    // through to the services it calls (see `traced_call`).
     let (provider, meter_provider, runtime) = match endpoint {
         Some(endpoint) => {
             let exporting = Exporting::start(endpoint, &config.service_name)?;
             (
-                exporting.tracer_provider,
+                Some(exporting.tracer_provider),
                 Some(exporting.meter_provider),
                 Some(exporting.runtime),
             )
         }
-        None => (local_provider(&config.service_name), None, None),
+        None => (None, None, None),
     };
 
     let fmt_layer = match config.log_format {
@@ -147,7 +153,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             .with_filter(log_filter)
             .boxed(),
     };
-    let otel_layer = otel_layer(&provider);
+    let otel_layer = provider.as_ref().map(otel_layer);
 
     let installed = tracing_subscriber::registry()
         .with(fmt_layer)
@@ -159,14 +165,18 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         if let Some(meter_provider) = meter_provider {
             let _ = meter_provider.shutdown();
         }
-        let _ = provider.shutdown();
+        if let Some(provider) = provider {
+            let _ = provider.shutdown();
+        }
         return Ok(TelemetryGuard {
             tracer_provider: None,
             meter_provider: None,
             runtime,
         });
     }
-    global::set_tracer_provider(provider.clone());
+    if let Some(provider) = &provider {
+        global::set_tracer_provider(provider.clone());
+    }
     if let Some(meter_provider) = &meter_provider {
         global::set_meter_provider(meter_provider.clone());
     }
@@ -174,7 +184,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         tracing::info!(%endpoint, "exporting traces and metrics over OTLP/gRPC");
     }
     Ok(TelemetryGuard {
-        tracer_provider: Some(provider),
+        tracer_provider: provider,
         meter_provider,
         runtime,
     })
@@ -394,8 +404,18 @@ pub fn inject_context(cx: &Context, metadata: &mut MetadataMap) {
 /// rebuilding the request as gRPC metadata. Outside any trace the headers stay as
 /// they are.
 pub fn inject_current_span(headers: &mut http::HeaderMap) {
+    TraceContextPropagator::new().inject_context(&current_context(), &mut HeaderInjector(headers));
+}
+
+/// The trace context to send on: the current span's or, where no span is
+/// recorded, the one the request being served passed through with.
+fn current_context() -> Context {
     let cx = tracing::Span::current().context();
-    TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+    if cx.span().span_context().is_valid() {
+        cx
+    } else {
+        Context::current()
+    }
 }
 
 struct HeaderInjector<'a>(&'a mut http::HeaderMap);
@@ -443,8 +463,8 @@ impl Injector for MetadataInjector<'_> {
 /// (`RUST_LOG=info,attune::grpc=debug`).
 pub const REQUEST_SPAN_TARGET: &str = "attune::grpc";
 
-/// Opens a `grpc.request` span per request, child of the caller's trace.
-fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
+/// Opens a `grpc.request` span per request, child of the caller's trace `parent`.
+fn request_span<B>(request: &http::Request<B>, parent: &Context) -> tracing::Span {
     let path = request.uri().path();
     // At `debug`, so that the log layer (at its default `info`) never sees it:
     // formatting its fields into every request's span cost the log layer more
@@ -461,11 +481,11 @@ fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
         rpc.system = "grpc",
         rpc.method = %path,
     );
-    let parent = extract_context(request.headers());
     // Without a remote parent the span starts its own trace.
     if parent.span().span_context().is_valid() {
-        // Fails only when no OpenTelemetry layer is installed: then there is no trace.
-        let _ = span.set_parent(parent);
+        // Fails only when no OpenTelemetry layer is installed: then no span is
+        // recorded and the caller's context passes through (see `traced_call`).
+        let _ = span.set_parent(parent.clone());
     }
     span
 }
@@ -496,28 +516,49 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = tracing::instrument::Instrumented<S::Future>;
+    type Future = RequestFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let span = request_span(&request);
-        let future = {
-            // Work the inner service does before returning its future is traced too.
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        future.instrument(span)
+        traced_call(&mut self.inner, request)
     }
+}
+
+/// A request's future, inside its span and, where no span is recorded, with the
+/// caller's trace context current (see [`TraceContextLayer`]).
+pub type RequestFuture<F> = tracing::instrument::Instrumented<WithContext<F>>;
+
+/// Calls `inner` in a new `grpc.request` span, child of the caller's trace.
+///
+/// The caller's context is also made current while the call runs: where no
+/// OpenTelemetry layer is installed (no OTLP endpoint) no span of this process
+/// exists for callees to hang under, and [`TraceContextInterceptor`] and
+/// [`inject_current_span`] then pass the caller's trace on unchanged, as a proxy
+/// that does not trace should. With no layer at all wanting the span (logs below
+/// debug too) it is disabled and costs next to nothing.
+fn traced_call<S, B>(inner: &mut S, request: http::Request<B>) -> RequestFuture<S::Future>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    let parent = extract_context(request.headers());
+    let span = request_span(&request, &parent);
+    let future = {
+        // Work the inner service does before returning its future is traced too.
+        let _entered = span.enter();
+        let _parent = parent.clone().attach();
+        inner.call(request)
+    };
+    future.with_context(parent).instrument(span)
 }
 
 /// In-process variant of [`TraceContextLayer`], for a server the gateway calls
 /// directly ([`LocalServer`](crate::server::LocalServer)): the call already runs
 /// in the gateway's `grpc.request` span, in the same task, so it stays there
 /// rather than open a second span per call (each costs as much as the backend's
-/// own work on a cache hit). Called from outside any span, it opens one as
+/// own work on a cache hit). Called from outside any recorded span, it does what
 /// [`TraceContextLayer`] does.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InProcessTraceLayer;
@@ -542,7 +583,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = tracing::instrument::Instrumented<S::Future>;
+    type Future = RequestFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -550,15 +591,13 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if tracing::Span::current().is_none() {
-            let span = request_span(&request);
-            let future = {
-                let _entered = span.enter();
-                self.inner.call(request)
-            };
-            future.instrument(span)
+            traced_call(&mut self.inner, request)
         } else {
             // The caller's span is entered whenever this future is polled.
-            self.inner.call(request).instrument(tracing::Span::none())
+            self.inner
+                .call(request)
+                .with_context(Context::new())
+                .instrument(tracing::Span::none())
         }
     }
 }
@@ -574,8 +613,7 @@ impl tonic::service::Interceptor for TraceContextInterceptor {
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        let cx = tracing::Span::current().context();
-        inject_context(&cx, request.metadata_mut());
+        inject_context(&current_context(), request.metadata_mut());
         Ok(request)
     }
 }
@@ -624,7 +662,8 @@ mod tests {
     #[test]
     fn server_span_joins_callers_trace_and_client_passes_it_on() {
         with_otel(|| {
-            let span = request_span(&traced_request());
+            let request = traced_request();
+            let span = request_span(&request, &extract_context(request.headers()));
             let _entered = span.enter();
             let headers = outgoing_headers();
 
@@ -710,6 +749,31 @@ mod tests {
             assert_eq!(sent.span().span_context().span_id(), expected);
             assert_eq!(headers.get_all("traceparent").iter().count(), 1);
         });
+    }
+
+    #[test]
+    fn without_an_otel_layer_the_callers_trace_passes_through_unchanged() {
+        use tower::{Layer as _, Service as _};
+        // A process without an OTLP endpoint: logs only, no span recorded.
+        let subscriber = tracing_subscriber::registry().with(fmt::layer().with_test_writer());
+        let sent = tracing::subscriber::with_default(subscriber, || {
+            let mut service = TraceContextLayer.layer(tower::service_fn(|_request| {
+                // What a handler sends on, when called and when its future runs.
+                let at_call = outgoing_headers();
+                async move { Ok::<_, std::convert::Infallible>((at_call, outgoing_headers())) }
+            }));
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime starts")
+                .block_on(service.call(traced_request()))
+                .expect("infallible")
+        });
+        let caller = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
+        for headers in [sent.0, sent.1] {
+            assert_eq!(headers["traceparent"], caller.as_str());
+        }
+        // Once the call is over, its trace is no longer current.
+        assert!(outgoing_headers().get("traceparent").is_none());
     }
 
     #[test]
