@@ -222,7 +222,8 @@ impl ConsentService for ConsentApi {
             checks: answers
                 .into_iter()
                 .map(|answer| pb::PurposeCheck {
-                    purpose_code: answer.purpose.to_string(),
+                    // A copy, not `to_string`'s trip through the formatter.
+                    purpose_code: answer.purpose.as_ref().to_owned(),
                     granted: answer.status.is_granted(),
                     status: convert::status_to(answer.status).into(),
                     notice_version: answer.notice_version.unwrap_or(0),

@@ -191,10 +191,19 @@ pub fn purpose_codes(
     if codes.len() > max {
         v.add(field, format!("must name at most {max} purposes"));
     }
+    // The indexed field name is formatted only for a bad code: CheckConsent runs
+    // this on every call, and formatting it for every valid code cost more than
+    // parsing the codes did.
     codes
         .iter()
         .enumerate()
-        .filter_map(|(index, code)| v.check(format!("{field}[{index}]"), PurposeCode::parse(code)))
+        .filter_map(|(index, code)| match PurposeCode::parse(code) {
+            Ok(code) => Some(code),
+            Err(err) => {
+                v.add(format!("{field}[{index}]"), err.to_string());
+                None
+            }
+        })
         .collect()
 }
 

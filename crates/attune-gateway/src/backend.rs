@@ -29,6 +29,7 @@ pub struct Backend {
     holds_personal_data: bool,
     prefix: Arc<str>,
     transport: HttpService,
+    in_process: bool,
 }
 
 impl std::fmt::Debug for Backend {
@@ -56,17 +57,21 @@ impl Backend {
             holds_personal_data,
             prefix: route_prefix(package).into(),
             transport,
+            in_process: false,
         }
     }
 
     /// `service` running in this process on `server`: called directly.
     pub fn in_process(service: &dyn Service, server: &LocalServer) -> Self {
-        Self::new(
-            service.api_package(),
-            service.api_services(),
-            service.holds_personal_data(),
-            server.service(),
-        )
+        Self {
+            in_process: true,
+            ..Self::new(
+                service.api_package(),
+                service.api_services(),
+                service.holds_personal_data(),
+                server.service(),
+            )
+        }
     }
 
     /// `service` running in another process at `address` (`http://consent:50051`).
@@ -118,6 +123,12 @@ impl Backend {
     /// Whether a call to `path` belongs to this backend.
     pub(crate) fn routes(&self, path: &str) -> bool {
         path.starts_with(&*self.prefix)
+    }
+
+    /// Whether calls run in this process, inside the caller's span (see
+    /// [`LocalServer::service`]): they need no `traceparent`.
+    pub(crate) fn runs_in_process(&self) -> bool {
+        self.in_process
     }
 
     /// The transport, for a call of its own (a tonic client takes it as its channel).

@@ -41,7 +41,7 @@ use tracing::Instrument as _;
 use crate::config::Limits;
 use crate::db::health::{self, Availability, Gated, ProbeSettings};
 use crate::in_process::Incoming;
-use crate::telemetry::TraceContextLayer;
+use crate::telemetry::{InProcessTraceLayer, TraceContextLayer};
 
 /// Sets a generated tonic server's message size limits from [`Limits`]; tonic
 /// configures these per service, not per server.
@@ -381,10 +381,11 @@ impl std::fmt::Debug for LocalServer {
 }
 
 impl LocalServer {
-    /// The server as a tower service: every call runs in its own `grpc.request`
-    /// span, child of the `traceparent` the caller sent, as on a port.
+    /// The server as a tower service: every call runs in the caller's span (the
+    /// gateway's `grpc.request`, in the same task), or, called outside any span,
+    /// in its own `grpc.request` span, child of the `traceparent` the caller sent.
     pub fn service(&self) -> HttpService {
-        HttpService::new(TraceContextLayer.layer(self.inner.dispatch.clone()))
+        HttpService::new(InProcessTraceLayer.layer(self.inner.dispatch.clone()))
     }
 
     /// Reports NOT_SERVING for every service and ends long-lived streams, as a

@@ -1,11 +1,13 @@
 //! Logs, traces, metrics, and W3C trace context across gRPC calls.
 //!
 //! Logs go to stderr (human or JSON) filtered by `log_filter` (`RUST_LOG` wins).
-//! Every `tracing` span also gets an OpenTelemetry context, whether or not spans are
-//! exported, so that a process without a collector still passes its callers' trace
-//! on to the services it calls; with `otlp_endpoint` set, spans are exported over
-//! OTLP/gRPC in batches. The trace filter is independent of the log filter: quiet
-//! logs (`warn`) do not break traces.
+//! With `otlp_endpoint` set, every `tracing` span also gets an OpenTelemetry
+//! context and spans are exported over OTLP/gRPC in batches; the trace filter is
+//! independent of the log filter: quiet logs (`warn`) do not break traces.
+//! Without an endpoint no span is recorded (each would be built and dropped at
+//! every request), yet a process without a collector still passes its callers'
+//! trace on to the services it calls: the W3C context a request came with is
+//! current while it is served, and is sent on unchanged.
 //!
 //! Metrics: with `otlp_endpoint` set, [`init`] also installs the global meter
 //! provider, whose periodic reader pushes every instrument on
@@ -20,7 +22,8 @@
 //!
 //! Across gRPC: [`TraceContextLayer`] (server, installed by
 //! [`GrpcServer`](crate::server::GrpcServer)) opens a `grpc.request` span whose
-//! parent is the caller's `traceparent`; [`TraceContextInterceptor`] (client) sends
+//! parent is the caller's `traceparent` (target [`REQUEST_SPAN_TARGET`], at
+//! debug: always traced, in log lines only when asked for); [`TraceContextInterceptor`] (client) sends
 //! the current span's context along.
 
 use std::future::Future;
@@ -30,6 +33,7 @@ use std::sync::{Arc, Once};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::{Context, global};
@@ -118,16 +122,19 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         .as_deref()
         .map(str::trim)
         .filter(|e| !e.is_empty());
+    // Without a collector no span is recorded at all: a request's span is then
+    // disabled (unless logs ask for it) and its caller's trace context passes
+    // through to the services it calls (see `traced_call`).
     let (provider, meter_provider, runtime) = match endpoint {
         Some(endpoint) => {
             let exporting = Exporting::start(endpoint, &config.service_name)?;
             (
-                exporting.tracer_provider,
+                Some(exporting.tracer_provider),
                 Some(exporting.meter_provider),
                 Some(exporting.runtime),
             )
         }
-        None => (local_provider(&config.service_name), None, None),
+        None => (None, None, None),
     };
 
     let fmt_layer = match config.log_format {
@@ -146,13 +153,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             .with_filter(log_filter)
             .boxed(),
     };
-    // Busy/idle times (a clock read at every enter and exit) and thread attributes
-    // are per-span costs on every request that no Attune trace uses.
-    let otel_layer = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer("attune"))
-        .with_tracked_inactivity(false)
-        .with_threads(false)
-        .with_filter(trace_filter());
+    let otel_layer = provider.as_ref().map(otel_layer);
 
     let installed = tracing_subscriber::registry()
         .with(fmt_layer)
@@ -164,14 +165,18 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         if let Some(meter_provider) = meter_provider {
             let _ = meter_provider.shutdown();
         }
-        let _ = provider.shutdown();
+        if let Some(provider) = provider {
+            let _ = provider.shutdown();
+        }
         return Ok(TelemetryGuard {
             tracer_provider: None,
             meter_provider: None,
             runtime,
         });
     }
-    global::set_tracer_provider(provider.clone());
+    if let Some(provider) = &provider {
+        global::set_tracer_provider(provider.clone());
+    }
     if let Some(meter_provider) = &meter_provider {
         global::set_meter_provider(meter_provider.clone());
     }
@@ -179,7 +184,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         tracing::info!(%endpoint, "exporting traces and metrics over OTLP/gRPC");
     }
     Ok(TelemetryGuard {
-        tracer_provider: Some(provider),
+        tracer_provider: provider,
         meter_provider,
         runtime,
     })
@@ -196,20 +201,37 @@ pub fn init_for_tests() {
         let provider = local_provider("attune-test");
         let _ = tracing_subscriber::registry()
             .with(fmt::layer().with_test_writer().with_filter(filter))
-            .with(
-                tracing_opentelemetry::layer()
-                    .with_tracer(provider.tracer("attune"))
-                    .with_filter(trace_filter()),
-            )
+            .with(otel_layer(&provider))
             .try_init();
     });
 }
 
-/// Spans worth a trace: Attune's at info and above, never the transport's own
+/// The layer giving `tracing` spans OpenTelemetry contexts, as cheap per span as
+/// Attune's traces allow.
+fn otel_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + use<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    // Busy/idle times (a clock read at every enter and exit) and thread attributes
+    // are per-span costs on every request that no Attune trace uses. Nor does
+    // anything read `opentelemetry::Context::current()`: trace context is always
+    // taken from the `tracing` span (`OpenTelemetrySpanExt::context`), so the
+    // context is not attached at every poll of every traced future.
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("attune"))
+        .with_tracked_inactivity(false)
+        .with_threads(false)
+        .with_context_activation(false)
+        .with_filter(trace_filter())
+}
+
+/// Spans worth a trace: Attune's at info and above and every request's
+/// (`grpc.request`, at debug), never the transport's own
 /// (which would also trace the exporter's calls to the collector).
 fn trace_filter() -> Targets {
     Targets::new()
         .with_default(LevelFilter::INFO)
+        .with_target(REQUEST_SPAN_TARGET, LevelFilter::DEBUG)
         .with_target("h2", LevelFilter::OFF)
         .with_target("hyper", LevelFilter::OFF)
         .with_target("tower", LevelFilter::OFF)
@@ -377,6 +399,39 @@ pub fn inject_context(cx: &Context, metadata: &mut MetadataMap) {
     TraceContextPropagator::new().inject_context(cx, &mut MetadataInjector(metadata));
 }
 
+/// Writes the current span's context into HTTP headers as
+/// `traceparent`/`tracestate`, replacing the caller's: a proxy's way, without
+/// rebuilding the request as gRPC metadata. Outside any trace the headers stay as
+/// they are.
+pub fn inject_current_span(headers: &mut http::HeaderMap) {
+    TraceContextPropagator::new().inject_context(&current_context(), &mut HeaderInjector(headers));
+}
+
+/// The trace context to send on: the current span's or, where no span is
+/// recorded, the one the request being served passed through with.
+fn current_context() -> Context {
+    let cx = tracing::Span::current().context();
+    if cx.span().span_context().is_valid() {
+        cx
+    } else {
+        Context::current()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        // The propagator only writes ASCII header names and values; skip anything else.
+        if let (Ok(key), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::try_from(value),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {
@@ -403,25 +458,34 @@ impl Injector for MetadataInjector<'_> {
     }
 }
 
-/// Opens a `grpc.request` span per request, child of the caller's trace.
-fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
+/// The target of the per-request `grpc.request` span. Traces always get it; logs
+/// show it as the context of a request's log lines from `debug` on
+/// (`RUST_LOG=info,attune::grpc=debug`).
+pub const REQUEST_SPAN_TARGET: &str = "attune::grpc";
+
+/// Opens a `grpc.request` span per request, child of the caller's trace `parent`.
+fn request_span<B>(request: &http::Request<B>, parent: &Context) -> tracing::Span {
     let path = request.uri().path();
-    // The log layer formats every span field at every request (a tenth of a
-    // CheckConsent's instructions with four fields), so only the method and the span
-    // kind (which tracing-opentelemetry reads from this field only) are fields; the
-    // attributes a trace needs but a log line does not go to the trace alone.
-    let span = tracing::info_span!(
+    // At `debug`, so that the log layer (at its default `info`) never sees it:
+    // formatting its fields into every request's span cost the log layer more
+    // than the call's own validation and cache lookup. The trace filter takes it
+    // at any log level. As fields (not `set_attribute`) the attributes cost no
+    // lookup of the span's OpenTelemetry data; Display, not Debug, copies the path
+    // instead of escaping it character by character.
+    let span = tracing::span!(
+        target: REQUEST_SPAN_TARGET,
+        tracing::Level::DEBUG,
         "grpc.request",
-        otel.name = path.trim_start_matches('/'),
+        otel.name = %path.trim_start_matches('/'),
         otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.method = %path,
     );
-    span.set_attribute("rpc.system", "grpc");
-    span.set_attribute("rpc.method", path.to_owned());
-    let parent = extract_context(request.headers());
     // Without a remote parent the span starts its own trace.
     if parent.span().span_context().is_valid() {
-        // Fails only when no OpenTelemetry layer is installed: then there is no trace.
-        let _ = span.set_parent(parent);
+        // Fails only when no OpenTelemetry layer is installed: then no span is
+        // recorded and the caller's context passes through (see `traced_call`).
+        let _ = span.set_parent(parent.clone());
     }
     span
 }
@@ -452,20 +516,89 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = tracing::instrument::Instrumented<S::Future>;
+    type Future = RequestFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let span = request_span(&request);
-        let future = {
-            // Work the inner service does before returning its future is traced too.
-            let _entered = span.enter();
-            self.inner.call(request)
-        };
-        future.instrument(span)
+        traced_call(&mut self.inner, request)
+    }
+}
+
+/// A request's future, inside its span and, where no span is recorded, with the
+/// caller's trace context current (see [`TraceContextLayer`]).
+pub type RequestFuture<F> = tracing::instrument::Instrumented<WithContext<F>>;
+
+/// Calls `inner` in a new `grpc.request` span, child of the caller's trace.
+///
+/// The caller's context is also made current while the call runs: where no
+/// OpenTelemetry layer is installed (no OTLP endpoint) no span of this process
+/// exists for callees to hang under, and [`TraceContextInterceptor`] and
+/// [`inject_current_span`] then pass the caller's trace on unchanged, as a proxy
+/// that does not trace should. With no layer at all wanting the span (logs below
+/// debug too) it is disabled and costs next to nothing.
+fn traced_call<S, B>(inner: &mut S, request: http::Request<B>) -> RequestFuture<S::Future>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    let parent = extract_context(request.headers());
+    let span = request_span(&request, &parent);
+    let future = {
+        // Work the inner service does before returning its future is traced too.
+        let _entered = span.enter();
+        let _parent = parent.clone().attach();
+        inner.call(request)
+    };
+    future.with_context(parent).instrument(span)
+}
+
+/// In-process variant of [`TraceContextLayer`], for a server the gateway calls
+/// directly ([`LocalServer`](crate::server::LocalServer)): the call already runs
+/// in the gateway's `grpc.request` span, in the same task, so it stays there
+/// rather than open a second span per call (each costs as much as the backend's
+/// own work on a cache hit). Called from outside any recorded span, it does what
+/// [`TraceContextLayer`] does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InProcessTraceLayer;
+
+impl<S> tower::Layer<S> for InProcessTraceLayer {
+    type Service = InProcessTraceService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InProcessTraceService { inner }
+    }
+}
+
+/// The service [`InProcessTraceLayer`] wraps around an in-process server.
+#[derive(Debug, Clone)]
+pub struct InProcessTraceService<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for InProcessTraceService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = RequestFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if tracing::Span::current().is_none() {
+            traced_call(&mut self.inner, request)
+        } else {
+            // The caller's span is entered whenever this future is polled.
+            self.inner
+                .call(request)
+                .with_context(Context::new())
+                .instrument(tracing::Span::none())
+        }
     }
 }
 
@@ -480,8 +613,7 @@ impl tonic::service::Interceptor for TraceContextInterceptor {
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        let cx = tracing::Span::current().context();
-        inject_context(&cx, request.metadata_mut());
+        inject_context(&current_context(), request.metadata_mut());
         Ok(request)
     }
 }
@@ -530,7 +662,8 @@ mod tests {
     #[test]
     fn server_span_joins_callers_trace_and_client_passes_it_on() {
         with_otel(|| {
-            let span = request_span(&traced_request());
+            let request = traced_request();
+            let span = request_span(&request, &extract_context(request.headers()));
             let _entered = span.enter();
             let headers = outgoing_headers();
 
@@ -557,6 +690,90 @@ mod tests {
             let extracted = extract_context(&headers);
             assert_eq!(extracted.span().span_context().trace_id(), expected);
         });
+    }
+
+    /// The trace id and span id current when an in-process server's service runs.
+    fn in_process_call_context() -> (TraceId, opentelemetry::trace::SpanId) {
+        use tower::{Layer as _, Service as _};
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let inner = {
+            let seen = Arc::clone(&seen);
+            tower::service_fn(move |_request: http::Request<()>| {
+                let cx = tracing::Span::current().context();
+                let span = cx.span();
+                let ids = (
+                    span.span_context().trace_id(),
+                    span.span_context().span_id(),
+                );
+                *seen.lock().expect("not poisoned") = Some(ids);
+                std::future::ready(Ok::<_, std::convert::Infallible>(()))
+            })
+        };
+        drop(InProcessTraceLayer.layer(inner).call(traced_request()));
+        let ids = seen.lock().expect("not poisoned").take();
+        ids.expect("the inner service was called")
+    }
+
+    #[test]
+    fn an_in_process_call_runs_in_its_callers_span() {
+        with_otel(|| {
+            let gateway = tracing::info_span!("gateway");
+            let expected = gateway.context().span().span_context().clone();
+            let _entered = gateway.enter();
+            // No second span, and the caller's headers are not read again.
+            assert_eq!(
+                in_process_call_context(),
+                (expected.trace_id(), expected.span_id())
+            );
+        });
+    }
+
+    #[test]
+    fn an_in_process_call_outside_any_span_joins_the_trace_it_was_sent() {
+        with_otel(|| {
+            let (trace_id, span_id) = in_process_call_context();
+            assert_eq!(trace_id, TraceId::from_hex(TRACE_ID).expect("valid hex"));
+            assert_ne!(span_id.to_string(), "00f067aa0ba902b7");
+        });
+    }
+
+    #[test]
+    fn headers_get_the_current_span_and_lose_the_callers() {
+        with_otel(|| {
+            let mut headers = traced_request().headers().clone();
+            let span = tracing::info_span!("gateway");
+            let expected = span.context().span().span_context().span_id();
+            let _entered = span.enter();
+            inject_current_span(&mut headers);
+            let sent = extract_context(&headers);
+            assert_eq!(sent.span().span_context().span_id(), expected);
+            assert_eq!(headers.get_all("traceparent").iter().count(), 1);
+        });
+    }
+
+    #[test]
+    fn without_an_otel_layer_the_callers_trace_passes_through_unchanged() {
+        use tower::{Layer as _, Service as _};
+        // A process without an OTLP endpoint: logs only, no span recorded.
+        let subscriber = tracing_subscriber::registry().with(fmt::layer().with_test_writer());
+        let sent = tracing::subscriber::with_default(subscriber, || {
+            let mut service = TraceContextLayer.layer(tower::service_fn(|_request| {
+                // What a handler sends on, when called and when its future runs.
+                let at_call = outgoing_headers();
+                async move { Ok::<_, std::convert::Infallible>((at_call, outgoing_headers())) }
+            }));
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime starts")
+                .block_on(service.call(traced_request()))
+                .expect("infallible")
+        });
+        let caller = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
+        for headers in [sent.0, sent.1] {
+            assert_eq!(headers["traceparent"], caller.as_str());
+        }
+        // Once the call is over, its trace is no longer current.
+        assert!(outgoing_headers().get("traceparent").is_none());
     }
 
     #[test]
