@@ -181,9 +181,16 @@ impl<S: FeedStore> Feed<S> {
     /// too) and wakes at once on this process's own commits. A background task,
     /// until `cancel`.
     pub async fn follow_database(self: Arc<Self>, cancel: CancellationToken) {
+        // Polls run every `poll_interval` (100 ms): during a database outage a
+        // warning per poll would flood the log, so only the first failure and the
+        // recovery are logged.
+        let mut failing = false;
         loop {
             match self.store.newest_position().await {
                 Ok(newest) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("a feed's newest position can be read again");
+                    }
                     self.newest.send_if_modified(|known| {
                         let newer = newest > *known;
                         if newer {
@@ -192,7 +199,11 @@ impl<S: FeedStore> Feed<S> {
                         newer
                     });
                 }
-                Err(error) => tracing::warn!(%error, "cannot read a feed's newest position"),
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(%error, "cannot read a feed's newest position; retrying every poll");
+                }
+                Err(_) => {}
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
