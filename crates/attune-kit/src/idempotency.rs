@@ -94,9 +94,9 @@ impl From<IdempotencyError> for ApiError {
     fn from(error: IdempotencyError) -> Self {
         match error {
             IdempotencyError::RequestIdReused(_) => ApiError::AlreadyExists(error.to_string()),
-            IdempotencyError::CorruptOutcome { .. } | IdempotencyError::Database(_) => {
-                ApiError::internal(error)
-            }
+            IdempotencyError::CorruptOutcome { .. } => ApiError::internal(error),
+            // An outage is UNAVAILABLE (retry), a bug INTERNAL: the kit decides once.
+            IdempotencyError::Database(error) => ApiError::from(error),
         }
     }
 }
