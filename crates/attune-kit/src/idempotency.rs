@@ -278,6 +278,16 @@ mod tests {
     const LOG: RequestLog = RequestLog::new("kit_requests");
     const LOCK: WriteLock = WriteLock::for_service(0xfff0);
 
+    #[test]
+    fn a_database_outage_inside_an_idempotent_write_is_unavailable() {
+        let outage = IdempotencyError::Database(DbErr::ConnectionAcquire(
+            sea_orm::error::ConnAcquireErr::Timeout,
+        ));
+        assert_eq!(ApiError::from(outage).code(), tonic::Code::Unavailable);
+        let reused = IdempotencyError::RequestIdReused("r-1".into());
+        assert_eq!(ApiError::from(reused).code(), tonic::Code::AlreadyExists);
+    }
+
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     struct Receipt {
         ids: Vec<i64>,
