@@ -711,3 +711,45 @@ impl AsyncWrite for CuttableStream {
         self.stream.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dispatch_over(names: &[&'static str]) -> Dispatch {
+        Dispatch {
+            mounted: names
+                .iter()
+                .map(|name| (*name, unimplemented_service()))
+                .collect::<Vec<_>>()
+                .into(),
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn a_call_finds_the_service_its_path_names() {
+        let dispatch = dispatch_over(&[HEALTH_SERVICE, "attune.consent.v1.ConsentService"]);
+        assert!(
+            dispatch
+                .mounted("/attune.consent.v1.ConsentService/CheckConsent")
+                .is_some()
+        );
+        assert!(dispatch.mounted("/grpc.health.v1.Health/Check").is_some());
+    }
+
+    #[test]
+    fn a_path_naming_no_mounted_service_finds_none() {
+        let dispatch = dispatch_over(&["attune.consent.v1.ConsentService"]);
+        for path in [
+            "",
+            "/",
+            "/attune.consent.v1.ConsentService",
+            "attune.consent.v1.ConsentService/CheckConsent",
+            "/attune.consent.v1.ConsentServiceX/CheckConsent",
+            "/attune.consent.v1/ConsentService/CheckConsent",
+        ] {
+            assert!(dispatch.mounted(path).is_none(), "{path}");
+        }
+    }
+}
