@@ -142,7 +142,7 @@ impl ConsentService for ConsentApi {
         let purposes = convert::purpose_codes(
             &mut v,
             "purpose_codes",
-            &purpose_codes,
+            purpose_codes,
             MAX_PURPOSES_PER_QUERY,
         );
         v.finish()?;
@@ -211,7 +211,7 @@ impl ConsentService for ConsentApi {
         let purposes = convert::purpose_codes(
             &mut v,
             "purpose_codes",
-            &purpose_codes,
+            purpose_codes,
             MAX_PURPOSES_PER_QUERY,
         );
         v.finish()?;
@@ -222,8 +222,8 @@ impl ConsentService for ConsentApi {
             checks: answers
                 .into_iter()
                 .map(|answer| pb::PurposeCheck {
-                    // A copy, not `to_string`'s trip through the formatter.
-                    purpose_code: answer.purpose.as_ref().to_owned(),
+                    // The request's own string, moved through: no copy.
+                    purpose_code: answer.purpose.into_string(),
                     granted: answer.status.is_granted(),
                     status: convert::status_to(answer.status).into(),
                     notice_version: answer.notice_version.unwrap_or(0),

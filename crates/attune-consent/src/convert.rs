@@ -185,7 +185,7 @@ pub fn record_consent(
 pub fn purpose_codes(
     v: &mut Violations,
     field: &str,
-    codes: &[String],
+    codes: Vec<String>,
     max: usize,
 ) -> Vec<PurposeCode> {
     if codes.len() > max {
@@ -193,11 +193,11 @@ pub fn purpose_codes(
     }
     // The indexed field name is formatted only for a bad code: CheckConsent runs
     // this on every call, and formatting it for every valid code cost more than
-    // parsing the codes did.
+    // parsing the codes did. Each valid code keeps the decoded string.
     codes
-        .iter()
+        .into_iter()
         .enumerate()
-        .filter_map(|(index, code)| match PurposeCode::parse(code) {
+        .filter_map(|(index, code)| match PurposeCode::parse_owned(code) {
             Ok(code) => Some(code),
             Err(err) => {
                 v.add(format!("{field}[{index}]"), err.to_string());

@@ -16,7 +16,7 @@ use crate::error::ConsentError;
 use crate::store::{self, REQUESTS, SECRETS, WRITE_LOCK, changes, ledger, purposes};
 use crate::watch::{ChangeFeed, Changes, StartAt, WatchError};
 use attune_kit::clock::Clock;
-use attune_kit::consent::{ConsentChecker, Reason};
+use attune_kit::consent::ConsentChecker;
 use attune_kit::db::{begin_snapshot, begin_write};
 use attune_kit::idempotency::Request;
 use attune_kit::secrets::{PseudonymKey, SecretsConfig};
@@ -285,21 +285,21 @@ impl Consent {
         asked: Vec<PurposeCode>,
     ) -> Result<(Vec<PurposeAnswer>, DateTime<Utc>), ConsentError> {
         let codes: Vec<&str> = asked.iter().map(AsRef::as_ref).collect();
-        let verdicts = self.cache.check(customer.as_ref(), &codes).await;
+        let cached = self.cache.answers(customer.as_ref(), &codes).await;
         let now = self.now();
-        let cached: Option<Vec<PurposeAnswer>> = asked
-            .iter()
-            .zip(&verdicts)
-            .map(|(purpose, verdict)| match verdict.reason {
-                Reason::Status(status) => Some(PurposeAnswer {
-                    purpose: purpose.clone(),
-                    status,
-                    notice_version: verdict.notice_version,
-                }),
-                Reason::FreshnessUnconfirmed | Reason::Unavailable => None,
-            })
-            .collect();
-        if let Some(answers) = cached.filter(|answers| answers.len() == asked.len()) {
+        if cached.len() == asked.len() && cached.iter().all(|answer| answer.status().is_some()) {
+            // Each asked code moves into its answer: nothing is copied.
+            let answers = asked
+                .into_iter()
+                .zip(cached)
+                .filter_map(|(purpose, answer)| {
+                    Some(PurposeAnswer {
+                        purpose,
+                        status: answer.status()?,
+                        notice_version: answer.notice_version,
+                    })
+                })
+                .collect();
             return Ok((answers, now));
         }
         let current = ledger::current(&self.db, customer, &asked).await?;

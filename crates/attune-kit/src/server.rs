@@ -29,7 +29,6 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::body::Body;
 use tonic::server::NamedService;
-use tonic::service::RoutesBuilder;
 use tonic::transport::Server;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic_health::ServingStatus;
@@ -106,7 +105,8 @@ impl<S> GrpcService for S where
 /// [`serve`](GrpcServer::serve).
 pub struct GrpcServer {
     limits: Limits,
-    routes: RoutesBuilder,
+    /// The mounted services by gRPC service name, each behind its database gate.
+    mounted: Vec<(&'static str, HttpService)>,
     service_names: Vec<&'static str>,
     descriptor_sets: Vec<&'static [u8]>,
     health: HealthReporter,
@@ -132,7 +132,7 @@ impl GrpcServer {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
-            routes: RoutesBuilder::default(),
+            mounted: Vec::new(),
             service_names: Vec::new(),
             descriptor_sets: vec![
                 attune_proto::FILE_DESCRIPTOR_SET,
@@ -153,15 +153,22 @@ impl GrpcServer {
     /// Mounts a generated tonic server; marks it SERVING in grpc.health.v1 and lists it in reflection.
     ///
     /// Its status is set when [`serve`](Self::serve) starts, since nobody can ask before.
-    /// A service name can be mounted once per server (tonic's router refuses a second
-    /// route for the same name); health and reflection are mounted already.
+    /// A service name can be mounted once per server (a second one panics, as
+    /// tonic's router did); health and reflection are mounted already.
     pub fn add_service<S>(&mut self, service: S) -> &mut Self
     where
         S: GrpcService,
     {
         // Refused at once while a database watch says the database is down.
-        self.routes
-            .add_service(Gated::new(service, self.database.clone()));
+        assert!(
+            !self.service_names.contains(&S::NAME),
+            "{} is mounted twice",
+            S::NAME
+        );
+        self.mounted.push((
+            S::NAME,
+            HttpService::new(Gated::new(service, self.database.clone())),
+        ));
         self.service_names.push(S::NAME);
         self
     }
@@ -284,7 +291,7 @@ impl GrpcServer {
     async fn assemble(self) -> Result<Assembled, ServerError> {
         let Self {
             limits,
-            mut routes,
+            mut mounted,
             service_names,
             routed_names,
             descriptor_sets,
@@ -298,22 +305,23 @@ impl GrpcServer {
         let listed: Vec<&'static str> =
             service_names.iter().chain(&routed_names).copied().collect();
         let (reflection_v1, reflection_v1alpha) = reflection(&listed, &descriptor_sets)?;
-        routes
-            .add_service(tonic_health::pb::health_server::HealthServer::new(
-                HealthService::from_health_reporter(health.clone()),
-            ))
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
+        mounted.extend([
+            (
+                HEALTH_SERVICE,
+                HttpService::new(tonic_health::pb::health_server::HealthServer::new(
+                    HealthService::from_health_reporter(health.clone()),
+                )),
+            ),
+            (REFLECTION_V1, HttpService::new(reflection_v1)),
+            (REFLECTION_V1ALPHA, HttpService::new(reflection_v1alpha)),
+        ]);
         for name in std::iter::once("").chain(service_names.iter().copied()) {
             health
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
-        let mut local_names = service_names.clone();
-        local_names.extend([HEALTH_SERVICE, REFLECTION_V1, REFLECTION_V1ALPHA]);
         let dispatch = Dispatch {
-            routes: routes.routes().prepare(),
-            local_names: local_names.into(),
+            mounted: mounted.into(),
             fallback,
         };
         let mut statuses = vec![""];
@@ -400,44 +408,55 @@ impl LocalServer {
     }
 }
 
-/// The one service behind a server: its mounted routes, and for every other
-/// gRPC service the fallback (the gateway's router), if any.
+/// The one service behind a server: its mounted services by name, and for every
+/// other gRPC service the fallback (the gateway's router), if any.
+///
+/// A lookup by the path's service name rather than tonic's `Routes`: that axum
+/// router matched every call's path a second time after the gateway's router
+/// had, through more boxed services and futures, for the same answer.
 #[derive(Clone)]
 struct Dispatch {
-    routes: tonic::service::Routes,
-    local_names: std::sync::Arc<[&'static str]>,
+    mounted: std::sync::Arc<[(&'static str, HttpService)]>,
     fallback: Option<HttpService>,
 }
 
 impl Dispatch {
-    fn is_local(&self, path: &str) -> bool {
-        let service = path
-            .strip_prefix('/')
-            .and_then(|rest| rest.split_once('/'))
-            .map_or("", |(service, _method)| service);
-        self.local_names.contains(&service)
+    /// The service mounted here that answers `path` (`/<service>/<method>`), if any.
+    fn mounted(&self, path: &str) -> Option<&HttpService> {
+        let (service, _method) = path.strip_prefix('/')?.split_once('/')?;
+        self.mounted
+            .iter()
+            .find_map(|(name, mounted)| (*name == service).then_some(mounted))
     }
 }
 
 impl tower::Service<http::Request<Body>> for Dispatch {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = tower::util::Oneshot<HttpService, http::Request<Body>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Both sides are always ready: the routes are an axum router, the fallback
-        // is called through `oneshot`.
+        // Every call goes through `oneshot` on its target, which awaits readiness.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        match &self.fallback {
-            Some(fallback) if !self.is_local(request.uri().path()) => {
-                Box::pin(tower::ServiceExt::oneshot(fallback.clone(), request))
-            }
-            _ => Box::pin(tower::Service::call(&mut self.routes, request)),
-        }
+        let target = match self.mounted(request.uri().path()) {
+            Some(mounted) => mounted.clone(),
+            None => self.fallback.clone().unwrap_or_else(unimplemented_service),
+        };
+        tower::ServiceExt::oneshot(target, request)
     }
+}
+
+/// Answers every call UNIMPLEMENTED, as any gRPC server does for a service it
+/// does not serve.
+fn unimplemented_service() -> HttpService {
+    HttpService::new(tower::service_fn(|_: http::Request<Body>| {
+        std::future::ready(Ok::<_, Infallible>(
+            tonic::Status::unimplemented("").into_http(),
+        ))
+    }))
 }
 
 /// Serves `assembled` on `listener` until `shutdown`, then drains (see [`GrpcServer::serve`]).
@@ -690,5 +709,47 @@ impl AsyncWrite for CuttableStream {
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dispatch_over(names: &[&'static str]) -> Dispatch {
+        Dispatch {
+            mounted: names
+                .iter()
+                .map(|name| (*name, unimplemented_service()))
+                .collect::<Vec<_>>()
+                .into(),
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn a_call_finds_the_service_its_path_names() {
+        let dispatch = dispatch_over(&[HEALTH_SERVICE, "attune.consent.v1.ConsentService"]);
+        assert!(
+            dispatch
+                .mounted("/attune.consent.v1.ConsentService/CheckConsent")
+                .is_some()
+        );
+        assert!(dispatch.mounted("/grpc.health.v1.Health/Check").is_some());
+    }
+
+    #[test]
+    fn a_path_naming_no_mounted_service_finds_none() {
+        let dispatch = dispatch_over(&["attune.consent.v1.ConsentService"]);
+        for path in [
+            "",
+            "/",
+            "/attune.consent.v1.ConsentService",
+            "attune.consent.v1.ConsentService/CheckConsent",
+            "/attune.consent.v1.ConsentServiceX/CheckConsent",
+            "/attune.consent.v1/ConsentService/CheckConsent",
+        ] {
+            assert!(dispatch.mounted(path).is_none(), "{path}");
+        }
     }
 }

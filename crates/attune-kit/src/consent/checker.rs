@@ -59,10 +59,21 @@ pub struct PurposeVerdict {
     pub notice_version: Option<i32>,
 }
 
-impl PurposeVerdict {
-    fn failed(purpose: &str, reason: Reason) -> Self {
+/// The answer for one purpose without its name (see [`ConsentChecker::answers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// Whether the purpose may be used now.
+    pub granted: bool,
+    /// Why it may or may not be.
+    pub reason: Reason,
+    /// The notice version of the decision the answer derives from; `None` when
+    /// there is none or the checker could not tell.
+    pub notice_version: Option<i32>,
+}
+
+impl Answer {
+    fn failed(reason: Reason) -> Self {
         Self {
-            purpose: purpose.to_owned(),
             granted: false,
             reason,
             notice_version: None,
@@ -73,10 +84,18 @@ impl PurposeVerdict {
         let current = entry.current(purpose);
         let status = ConsentStatus::at(current, now);
         Self {
-            purpose: purpose.to_owned(),
             granted: status.is_granted(),
             reason: Reason::Status(status),
             notice_version: current.map(|current| current.notice_version),
+        }
+    }
+
+    /// The customer's consent status, when the checker knows it (the reason is
+    /// [`Reason::Status`]).
+    pub fn status(&self) -> Option<ConsentStatus> {
+        match self.reason {
+            Reason::Status(status) => Some(status),
+            Reason::FreshnessUnconfirmed | Reason::Unavailable => None,
         }
     }
 }
@@ -180,19 +199,31 @@ impl ConsentChecker {
     /// asked. Never an error: whatever goes wrong is "not granted" with its reason.
     /// An empty customer id has granted nothing.
     pub async fn check(&self, customer_id: &str, purposes: &[&str]) -> Vec<PurposeVerdict> {
+        self.answers(customer_id, purposes)
+            .await
+            .into_iter()
+            .zip(purposes)
+            .map(|(answer, purpose)| PurposeVerdict {
+                purpose: (*purpose).to_owned(),
+                granted: answer.granted,
+                reason: answer.reason,
+                notice_version: answer.notice_version,
+            })
+            .collect()
+    }
+
+    /// [`check`](Self::check) without the purposes' names in the answers: one per
+    /// purpose, in the order asked. For a caller holding the names already (the
+    /// consent service's own `CheckConsent`), it copies no string.
+    pub async fn answers(&self, customer_id: &str, purposes: &[&str]) -> Vec<Answer> {
         let answer = |entry: &CustomerEntry| {
             let now = self.clock.now();
             purposes
                 .iter()
-                .map(|purpose| PurposeVerdict::from_entry(purpose, entry, now))
+                .map(|purpose| Answer::from_entry(purpose, entry, now))
                 .collect()
         };
-        let fail = |reason: Reason| -> Vec<PurposeVerdict> {
-            purposes
-                .iter()
-                .map(|purpose| PurposeVerdict::failed(purpose, reason))
-                .collect()
-        };
+        let fail = |reason: Reason| -> Vec<Answer> { vec![Answer::failed(reason); purposes.len()] };
         let inner = &self.inner;
         if purposes.is_empty() {
             return Vec::new();
@@ -221,10 +252,10 @@ impl ConsentChecker {
 
     /// Whether one purpose may be used for the customer now.
     pub async fn is_granted(&self, customer_id: &str, purpose: &str) -> bool {
-        self.check(customer_id, &[purpose])
+        self.answers(customer_id, &[purpose])
             .await
             .first()
-            .is_some_and(|verdict| verdict.granted)
+            .is_some_and(|answer| answer.granted)
     }
 
     /// Forgets a customer at once, so the next check reads consent again. For the

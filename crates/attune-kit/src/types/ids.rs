@@ -34,6 +34,18 @@ macro_rules! text_id {
                 let rule: fn(&str) -> Result<(), String> = $rule;
                 rule(raw).map(|()| Self(raw.to_owned()))
             }
+
+            /// [`parse`](Self::parse) keeping `raw`'s allocation: for ids taken
+            /// out of a decoded request on a hot path.
+            pub fn parse_owned(raw: String) -> Result<Self, String> {
+                let rule: fn(&str) -> Result<(), String> = $rule;
+                rule(&raw).map(|()| Self(raw))
+            }
+
+            /// The id's text, without a copy.
+            pub fn into_string(self) -> String {
+                self.0
+            }
         }
 
         impl AsRef<str> for $name {
