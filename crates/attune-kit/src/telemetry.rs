@@ -500,14 +500,21 @@ impl<S> tower::Layer<S> for TraceContextLayer {
     type Service = TraceContextService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TraceContextService { inner }
+        TraceContextService {
+            inner,
+            joins_current_span: false,
+        }
     }
 }
 
-/// The service [`TraceContextLayer`] wraps around a server's routes.
+/// The service [`TraceContextLayer`] (or [`InProcessTraceLayer`]) wraps around a
+/// server's routes.
 #[derive(Debug, Clone)]
 pub struct TraceContextService<S> {
     inner: S,
+    /// In process ([`InProcessTraceLayer`]): a call made inside a recorded span
+    /// stays in it instead of opening its own.
+    joins_current_span: bool,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for TraceContextService<S>
@@ -523,7 +530,14 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        traced_call(&mut self.inner, request)
+        if !self.joins_current_span || tracing::Span::current().is_none() {
+            return traced_call(&mut self.inner, request);
+        }
+        // The caller's span is entered whenever this future is polled.
+        self.inner
+            .call(request)
+            .with_context(Context::new())
+            .instrument(tracing::Span::none())
     }
 }
 
@@ -564,40 +578,12 @@ where
 pub struct InProcessTraceLayer;
 
 impl<S> tower::Layer<S> for InProcessTraceLayer {
-    type Service = InProcessTraceService<S>;
+    type Service = TraceContextService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        InProcessTraceService { inner }
-    }
-}
-
-/// The service [`InProcessTraceLayer`] wraps around an in-process server.
-#[derive(Debug, Clone)]
-pub struct InProcessTraceService<S> {
-    inner: S,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for InProcessTraceService<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = RequestFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if tracing::Span::current().is_none() {
-            traced_call(&mut self.inner, request)
-        } else {
-            // The caller's span is entered whenever this future is polled.
-            self.inner
-                .call(request)
-                .with_context(Context::new())
-                .instrument(tracing::Span::none())
+        TraceContextService {
+            inner,
+            joins_current_span: true,
         }
     }
 }
