@@ -1,5 +1,5 @@
 //! The server bootstrap over real gRPC on loopback: health, reflection v1 and
-//! v1alpha, the default deadline, and graceful shutdown.
+//! v1alpha, the default deadline, graceful shutdown, and in-process pipes.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -475,4 +475,34 @@ async fn a_local_server_answers_direct_calls_and_a_front_server_routes_to_it() {
         .await
         .expect("the server task does not panic")
         .expect("the front server stops cleanly");
+}
+
+#[tokio::test]
+async fn an_in_process_pipe_reaches_its_server_until_the_server_stops() {
+    let (channel, incoming) = attune_kit::in_process::pipe();
+    let server = GrpcServer::new(Limits::default());
+    server.serve_in_process(
+        "test-in-process",
+        incoming,
+        Slow {
+            delay: Duration::ZERO,
+        },
+    );
+    let mut running = start(server).await;
+    for _ in 0..2 {
+        call_slow(channel.clone())
+            .await
+            .expect("the in-process server answers over the pipe");
+    }
+
+    running.shut_down();
+    running
+        .serving
+        .await
+        .expect("the server task does not panic")
+        .expect("the server stops cleanly");
+    let after = call_slow(channel)
+        .await
+        .expect_err("the in-process server stopped with the server");
+    assert_eq!(after.code(), Code::Unavailable, "{after:?}");
 }
