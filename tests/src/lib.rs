@@ -61,6 +61,9 @@ pub struct TestApp {
     pub address: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Further pods this server needs (the gateway of [`Self::spawn_split`]
+    /// reaches every service's pod), stopped after it.
+    _pods: Vec<TestApp>,
     // Declared last: the database outlives the server that uses it. A server
     // sharing another's database (a pod, a gateway) holds none.
     _database: Option<TestDatabase>,
@@ -91,22 +94,49 @@ impl TestApp {
     /// `DataSubjectService`, health and reflection. It stops when dropped.
     pub async fn pod(&self, service: &str) -> Self {
         let role = Role::named(Some(service)).expect("the service is registered");
-        Self::start(self.config.clone(), role, Clock::system()).await
+        let mut config = self.config.clone();
+        // A pod calls consent through this server's port, which serves or
+        // routes consent's API.
+        config
+            .peers
+            .addresses
+            .insert("consent".into(), format!("http://{}", self.address));
+        Self::start(config, role, Clock::system()).await
     }
 
-    /// Consent and the gateway as two servers (`attune serve --service consent`
-    /// and `--service gateway`), the gateway reaching consent over HTTP/2 at the
-    /// address from `gateway.backends.consent`. Returns the gateway, then consent.
+    /// Every service as its own server (`attune serve --service NAME`) and the
+    /// gateway in front of them (`--service gateway`), reaching each over HTTP/2
+    /// at the address from `gateway.backends.NAME`; services call consent at
+    /// `peers.consent`. Returns the gateway (which keeps the other pods running),
+    /// then consent.
     pub async fn spawn_split(backend: Backend) -> Option<(Self, Self)> {
         let (mut config, database) = fresh_config(backend).await?;
         let consent_role = Role::named(Some("consent")).ok()?;
         let mut consent = Self::start(config.clone(), consent_role, Clock::system()).await;
         consent._database = Some(database);
+        let consent_address = format!("http://{}", consent.address);
+        config
+            .peers
+            .addresses
+            .insert("consent".into(), consent_address.clone());
         config
             .gateway
             .backends
-            .insert("consent".into(), format!("http://{}", consent.address));
-        let gateway = Self::start(config, Role::Gateway, Clock::system()).await;
+            .insert("consent".into(), consent_address);
+        let mut pods = Vec::new();
+        for service in attune::SERVICES {
+            if service.name() == "consent" {
+                continue;
+            }
+            let pod = Self::start(config.clone(), Role::Service(*service), Clock::system()).await;
+            config
+                .gateway
+                .backends
+                .insert(service.name().into(), format!("http://{}", pod.address));
+            pods.push(pod);
+        }
+        let mut gateway = Self::start(config, Role::Gateway, Clock::system()).await;
+        gateway._pods = pods;
         Some((gateway, consent))
     }
 
@@ -143,6 +173,7 @@ impl TestApp {
             address,
             shutdown: Some(shutdown),
             server: Some(server),
+            _pods: Vec::new(),
             _database: None,
         };
         let services: Vec<&str> = match role {

@@ -166,6 +166,10 @@ pub struct Config {
     pub secrets: crate::secrets::SecretsConfig,
     /// Where `attune serve --service gateway` finds each service.
     pub gateway: GatewayConfig,
+    /// Where a service running as its own pod finds the services it calls.
+    pub peers: PeersConfig,
+    /// The profile service.
+    pub profile: ProfileConfig,
 }
 
 /// Where a server listens unless told otherwise.
@@ -182,6 +186,8 @@ impl Default for Config {
             consent_checker: ConsentCheckerConfig::default(),
             secrets: crate::secrets::SecretsConfig::default(),
             gateway: GatewayConfig::default(),
+            peers: PeersConfig::default(),
+            profile: ProfileConfig::default(),
         }
     }
 }
@@ -217,6 +223,9 @@ pub struct ConfigArgs {
 
     #[command(flatten)]
     pub consent_checker: ConsentCheckerArgs,
+
+    #[command(flatten)]
+    pub profile: ProfileArgs,
 
     #[command(flatten)]
     pub secrets: SecretsArgs,
@@ -297,6 +306,27 @@ settings! {
 }
 
 settings! {
+    /// The profile service (see `attune.profile.v1`).
+    pub struct ProfileConfig / ProfileArgs in "profile" {
+        /// The currency money traits and segment bounds are in (ISO 4217).
+        /// Purchases in other currencies are kept apart, never converted.
+        reporting_currency: String = "EUR".to_owned(),
+            flag "profile-reporting-currency", value "CODE";
+        /// How often segment membership is re-evaluated for every customer, so
+        /// that conditions that depend on time passing ("cart abandoned 24 h")
+        /// take effect without new events.
+        #[serde(with = "humantime_serde")]
+        segment_sweep_interval: Duration = Duration::from_secs(15 * 60),
+            flag "profile-segment-sweep-interval", value "DURATION";
+        /// How often consent's purposes catalogue (which purpose covers which
+        /// data category) is re-read.
+        #[serde(with = "humantime_serde")]
+        catalogue_refresh: Duration = Duration::from_secs(30),
+            flag "profile-catalogue-refresh", value "DURATION";
+    }
+}
+
+settings! {
     /// How a service serves an ordered change feed to its watchers.
     pub struct FeedConfig / FeedArgs in "feeds" {
         /// How often the database is polled for changes committed by other
@@ -364,6 +394,18 @@ pub struct GatewayConfig {
     /// Each service's address by service name, e.g. `consent = "http://consent:50051"`
     /// (`ATTUNE_GATEWAY__BACKENDS__CONSENT`).
     pub backends: std::collections::BTreeMap<String, String>,
+}
+
+/// Where `attune serve --service NAME` reaches the other services it calls (profile
+/// calls consent, for example). One process running every service needs none. A
+/// map has no flag: set it in the file or with one variable per service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PeersConfig {
+    /// Each service's address by service name, e.g. `consent = "http://consent:50051"`
+    /// (`ATTUNE_PEERS__CONSENT`).
+    #[serde(flatten)]
+    pub addresses: std::collections::BTreeMap<String, String>,
 }
 
 /// Appends `[default: …] [env: ATTUNE_…]` to the help of every setting's flag

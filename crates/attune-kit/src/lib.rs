@@ -37,6 +37,7 @@ pub mod follower;
 pub mod idempotency;
 pub mod in_process;
 pub mod pagination;
+pub mod peer;
 pub mod privacy;
 pub mod secrets;
 pub mod server;
@@ -49,7 +50,7 @@ pub use sea_orm_migration;
 
 pub use config::{
     Config, ConfigArgs, ConfigError, ConsentCheckerConfig, DatabaseConfig, FeedConfig,
-    GatewayConfig, Limits, LogFormat, TelemetryConfig,
+    GatewayConfig, Limits, LogFormat, PeersConfig, ProfileConfig, TelemetryConfig,
 };
 pub use error::{ApiError, FieldViolation, Violations};
 pub use server::{GrpcServer, HttpService, LocalServer, ServerError, shutdown_signal};

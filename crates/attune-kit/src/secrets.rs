@@ -111,6 +111,17 @@ impl PseudonymKey {
         format!("{SUBJECT_PREFIX}{}", self.mac(customer.as_ref().as_bytes()))
     }
 
+    /// A keyed digest (64 hex characters) of `value` within `domain`, for values
+    /// that must be found again but never stored in clear (a profile's e-mail
+    /// identity, an erased customer's tombstone). Distinct domains never collide.
+    pub fn digest(&self, domain: &str, value: &str) -> String {
+        let mut message = Vec::with_capacity(domain.len() + 1 + value.len());
+        message.extend_from_slice(domain.as_bytes());
+        message.push(0);
+        message.extend_from_slice(value.as_bytes());
+        self.mac(&message)
+    }
+
     /// A keyed digest of everything a write request says except its request id
     /// (commands mark that field `#[serde(skip)]`): a retry with the same id must
     /// carry the same fingerprint, or it is a different request

@@ -14,6 +14,7 @@ use sea_orm::DatabaseConnection;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::DbError;
+use crate::peer::Peers;
 use crate::server::GrpcServer;
 
 /// Why a service could not be mounted (its own error type, boxed).
@@ -69,12 +70,21 @@ pub struct ServiceContext {
     /// Where the service reads "now": every rule about time (expiry, clock
     /// skew, receipt times) and every consent check it runs use this clock.
     pub clock: Clock,
+    /// The other services it may call (consent, for every service that checks
+    /// consent): in one process their backend servers, as a pod their addresses.
+    pub peers: Peers,
 }
 
 impl ServiceContext {
-    /// The context of a service running over `db`, configured by `config`, on `clock`.
-    pub fn new(db: DatabaseConnection, config: Config, clock: Clock) -> Self {
-        Self { db, config, clock }
+    /// The context of a service running over `db`, configured by `config`, on
+    /// `clock`, calling other services through `peers`.
+    pub fn new(db: DatabaseConnection, config: Config, clock: Clock, peers: Peers) -> Self {
+        Self {
+            db,
+            config,
+            clock,
+            peers,
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use attune_kit::Service;
 use attune_kit::clock::Clock;
 use attune_kit::config::Config;
 use attune_kit::db;
+use attune_kit::peer::{Peer, Peers};
 use attune_kit::sea_orm::DatabaseConnection;
 use attune_kit::server::GrpcServer;
 use attune_kit::service::ServiceContext;
@@ -30,8 +31,12 @@ pub use audit::{verify_audit_log, write_audit_report};
 
 /// Every service this binary runs, each listed once. Adding a service is one line
 /// here (and its crate): the gateway, migrations, `--service` and data-subject
-/// requests all follow from this list.
-pub const SERVICES: &[&dyn Service] = &[&attune_consent::ConsentService];
+/// requests all follow from this list. A service is listed after the services it
+/// calls (profile calls consent): in one process each reaches those before it.
+pub const SERVICES: &[&dyn Service] = &[
+    &attune_consent::ConsentService,
+    &attune_profile::ProfileService,
+];
 
 /// The name `--service` gives the gateway.
 pub const GATEWAY: &str = "gateway";
@@ -121,8 +126,9 @@ pub async fn serve_with_clock(
     match role {
         Role::Service(service) => {
             let db = migrate(&config, &[service]).await?;
+            let peers = Peers::remote(&config.peers.addresses)?;
             let mut server = GrpcServer::new(config.limits.clone());
-            mount(service, &mut server, &db, &config, &clock).await?;
+            mount(service, &mut server, &db, &config, &clock, &peers).await?;
             tracing::info!(%address, service = service.name(), "attune is serving");
             server.serve(listener, shutdown).await?;
             close(db).await?;
@@ -151,10 +157,13 @@ async fn serve_all(
     let db = migrate(&config, SERVICES).await?;
     let mut locals = Vec::with_capacity(SERVICES.len());
     let mut backends = Vec::with_capacity(SERVICES.len());
+    // Each service calls those listed before it in SERVICES directly.
+    let mut peers = Peers::default();
     for service in SERVICES {
         let mut server = GrpcServer::new(config.limits.clone());
-        mount(*service, &mut server, &db, &config, &clock).await?;
+        mount(*service, &mut server, &db, &config, &clock, &peers).await?;
         let local = server.start_local().await?;
+        peers.insert(service.name(), Peer::local(local.service()));
         backends.push(Backend::in_process(*service, &local));
         locals.push(local);
     }
@@ -196,8 +205,9 @@ async fn mount(
     db: &DatabaseConnection,
     config: &Config,
     clock: &Clock,
+    peers: &Peers,
 ) -> anyhow::Result<()> {
-    let context = ServiceContext::new(db.clone(), config.clone(), clock.clone());
+    let context = ServiceContext::new(db.clone(), config.clone(), clock.clone(), peers.clone());
     service
         .mount(server, context)
         .await

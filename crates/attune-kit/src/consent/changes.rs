@@ -5,21 +5,21 @@ use attune_proto::consent::v1 as pb;
 use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use futures::StreamExt;
 use tonic::Status;
-use tonic::transport::Channel;
 
 use crate::follower::{BatchSource, SourceBatch, SourceStream};
+use crate::peer::Peer;
 use crate::telemetry::TraceContextInterceptor;
 
 /// `WatchConsentChanges` over a channel to consent, with the caller's trace context.
 #[derive(Debug, Clone)]
 pub struct ConsentChangeSource {
-    channel: Channel,
+    peer: Peer,
 }
 
 impl ConsentChangeSource {
-    /// A source reading consent's changes over `channel`.
-    pub fn new(channel: Channel) -> Self {
-        Self { channel }
+    /// A source reading consent's changes through `peer` (a channel, or consent's backend in this process).
+    pub fn new(peer: impl Into<Peer>) -> Self {
+        Self { peer: peer.into() }
     }
 }
 
@@ -28,7 +28,7 @@ impl BatchSource for ConsentChangeSource {
 
     async fn open(&self, after: i64) -> Result<SourceStream<pb::ConsentChange>, Status> {
         let mut client =
-            ConsentServiceClient::with_interceptor(self.channel.clone(), TraceContextInterceptor);
+            ConsentServiceClient::with_interceptor(self.peer.clone(), TraceContextInterceptor);
         let request = pb::WatchConsentChangesRequest {
             after_position: after,
             start_at_newest: false,

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::OnceCell;
-use tonic::transport::Channel;
 
 use super::cache::{ConsentCache, CustomerEntry};
 use super::freshness::Freshness;
@@ -24,6 +23,7 @@ use super::rule::ConsentStatus;
 use super::source::{ConsentSource, GrpcConsentSource, LoadError};
 use crate::clock::Clock;
 use crate::config::ConsentCheckerConfig;
+use crate::peer::Peer;
 
 /// How many times a miss loads a customer whose state cannot be reconciled with
 /// the stream (see [`super::journal`]) before answering "unavailable". A second
@@ -158,8 +158,8 @@ impl ConsentChecker {
     /// A checker asking consent over `channel` (see [`GrpcConsentSource`]), with
     /// an empty cache. It answers "not granted" (freshness unconfirmed) until
     /// [`follow`](Self::follow) runs and the stream's first response arrives.
-    pub fn new(channel: Channel, config: &ConsentCheckerConfig) -> Self {
-        Self::with_source(Arc::new(GrpcConsentSource::new(channel)), config)
+    pub fn new(peer: impl Into<Peer>, config: &ConsentCheckerConfig) -> Self {
+        Self::with_source(Arc::new(GrpcConsentSource::new(peer)), config)
     }
 
     /// A checker reading consent from `source`, with an empty cache.

@@ -16,10 +16,10 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use tonic::Status;
-use tonic::transport::Channel;
 
 use super::rule::CurrentDecision;
 use super::wire;
+use crate::peer::Peer;
 use crate::telemetry::TraceContextInterceptor;
 
 /// How long a load waits for consent before answering "unavailable": a caller is
@@ -63,21 +63,21 @@ pub trait ConsentSource: Send + Sync + std::fmt::Debug + 'static {
 /// Consent's API over a gRPC channel, sending the caller's trace context.
 #[derive(Debug, Clone)]
 pub struct GrpcConsentSource {
-    channel: Channel,
+    peer: Peer,
 }
 
 impl GrpcConsentSource {
-    /// A source calling consent over `channel`.
-    pub fn new(channel: Channel) -> Self {
-        Self { channel }
+    /// A source calling consent through `peer` (a channel, or consent's backend in this process).
+    pub fn new(peer: impl Into<Peer>) -> Self {
+        Self { peer: peer.into() }
     }
 
     fn client(
         &self,
     ) -> ConsentServiceClient<
-        tonic::service::interceptor::InterceptedService<Channel, TraceContextInterceptor>,
+        tonic::service::interceptor::InterceptedService<Peer, TraceContextInterceptor>,
     > {
-        ConsentServiceClient::with_interceptor(self.channel.clone(), TraceContextInterceptor)
+        ConsentServiceClient::with_interceptor(self.peer.clone(), TraceContextInterceptor)
     }
 }
 
