@@ -10,6 +10,7 @@
 pub mod app;
 pub mod collection;
 pub mod feed;
+pub mod identity;
 pub mod store;
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 use super::{REQUESTS, SECRETS};
 
 mod m0002_feed_and_tombstones;
+mod m0003_profiles_and_identities;
 
 /// Profile's migrations, tracked in their own table because in one-process mode
 /// every service's migrator shares one database.
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(REQUESTS.create_table("m0001_create_requests")),
             Box::new(SECRETS.create_table("m0001_create_secrets")),
             Box::new(m0002_feed_and_tombstones::Migration),
+            Box::new(m0003_profiles_and_identities::Migration),
         ]
     }
 
