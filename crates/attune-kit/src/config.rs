@@ -943,6 +943,11 @@ mod tests {
                 } else if let Ok(mut address) = text.parse::<SocketAddr>() {
                     address.set_port(address.port() + 1);
                     Value::from(address.to_string())
+                } else if arg.get_value_names().and_then(|names| names.first())
+                    == Some(&clap::builder::Str::from("CODE"))
+                {
+                    // A currency code: another valid one.
+                    Value::from(if text == "USD" { "EUR" } else { "USD" })
                 } else {
                     Value::from(format!("{text}x"))
                 }
