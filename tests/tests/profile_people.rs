@@ -1,0 +1,571 @@
+//! ProfileService over real gRPC on SQLite and PostgreSQL: profiles and
+//! identities, field-masked updates, zero-party data with consent and
+//! provenance, merges and their redirects, idempotent replays.
+
+#![allow(clippy::unwrap_used)] // panics fail tests
+
+use attune_proto::profile::v1 as pb;
+use attune_tests::bad_input::RowCounts;
+use attune_tests::profile_people::{
+    create_anonymous, create_known, identity, link, mask, merge, set_zero_party, unlink, update,
+};
+use attune_tests::{TestApp, backend_tests, common_pb, every_page};
+use chrono::TimeDelta;
+use tonic::Code;
+
+use pb::IdentityType::{CookieId, Email, LoyaltyCard, Phone};
+
+const WEB: common_pb::Channel = common_pb::Channel::Web;
+const APP: common_pb::Channel = common_pb::Channel::App;
+
+fn name(preferred_name: &str) -> pb::ZeroPartyData {
+    pb::ZeroPartyData {
+        preferred_name: preferred_name.into(),
+        ..Default::default()
+    }
+}
+
+fn birthday(month: i32, day: i32) -> pb::ZeroPartyData {
+    pb::ZeroPartyData {
+        birthday: Some(pb::Birthday { month, day }),
+        ..Default::default()
+    }
+}
+
+async fn row_counts(app: &TestApp) -> RowCounts {
+    let db = attune_kit::db::connect(&app.config.database).await.unwrap();
+    let counts = RowCounts::read(&db).await;
+    db.close().await.unwrap();
+    counts
+}
+
+backend_tests! {
+    async fn profile_is_created_and_found_by_email_in_clear_or_by_its_hash(app) {
+        let created = app
+            .create_profile(create_known(
+                "cust-1",
+                vec![identity(Email, " Ada@Example.com "), identity(LoyaltyCard, "C-100")],
+            ))
+            .await;
+        assert_eq!(created.kind, pb::ProfileKind::Known as i32);
+        assert_eq!(created.create_channel, WEB as i32);
+        // Ordered by type: e-mail (1) before loyalty card (3); the e-mail only hashed.
+        let email = &created.identities[0];
+        assert!(email.value.starts_with("hmac:") && !email.value.contains("ada"), "{email:?}");
+        assert_eq!(created.identities[1].value, "C-100");
+        assert_eq!(app.profile("cust-1").await, created);
+
+        let by_clear = app
+            .profiles()
+            .lookup_profile(pb::LookupProfileRequest {
+                identity: Some(identity(Email, "ada@example.COM")),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(by_clear.profile.unwrap().customer_id, "cust-1");
+        let by_hash = app
+            .profiles()
+            .lookup_profile(pb::LookupProfileRequest {
+                identity: Some(identity(Email, &email.value)),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(by_hash.profile.unwrap().customer_id, "cust-1");
+
+        let unknown = app
+            .profiles()
+            .lookup_profile(pb::LookupProfileRequest {
+                identity: Some(identity(Email, "bob@example.com")),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), Code::NotFound);
+        let missing = app
+            .profiles()
+            .get_profile(pb::GetProfileRequest { customer_id: "nobody".into() })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+
+        // The id, and an identity of another profile, are taken.
+        let again = app.profiles().create_profile(create_known("cust-1", vec![])).await;
+        assert_eq!(again.unwrap_err().code(), Code::AlreadyExists);
+        let taken = app
+            .profiles()
+            .create_profile(create_known("cust-2", vec![identity(Email, "ADA@example.com")]))
+            .await
+            .unwrap_err();
+        assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
+        assert_eq!(
+            app.profiles().get_profile(pb::GetProfileRequest { customer_id: "cust-2".into() })
+                .await.unwrap_err().code(),
+            Code::NotFound,
+            "a refused creation stores nothing"
+        );
+
+        // An anonymous profile may leave its id to Attune.
+        let anonymous = app.create_profile(create_anonymous("", vec![identity(CookieId, "ck-1")])).await;
+        assert!(anonymous.customer_id.starts_with("anon_"), "{}", anonymous.customer_id);
+        assert_eq!(anonymous.kind, pb::ProfileKind::Anonymous as i32);
+    }
+
+    async fn identities_are_linked_once_unlinked_and_limited_to_fifty(app) {
+        app.create_profile(create_known("cust-1", vec![])).await;
+        app.create_profile(create_known("cust-2", vec![identity(LoyaltyCard, "C-2")])).await;
+        let linked = app
+            .profiles()
+            .link_identity(link("cust-1", identity(Phone, "+49 151 1234-5678")))
+            .await
+            .unwrap()
+            .into_inner()
+            .profile
+            .unwrap();
+        assert_eq!(linked.identities.len(), 1);
+        assert!(linked.identities[0].value.starts_with("hmac:"));
+        // Linking it again changes nothing; linking another profile's is refused.
+        let again = app
+            .profiles()
+            .link_identity(link("cust-1", identity(Phone, "+4915112345678")))
+            .await
+            .unwrap()
+            .into_inner()
+            .profile
+            .unwrap();
+        assert_eq!(again.identities, linked.identities);
+        let elsewhere = app
+            .profiles()
+            .link_identity(link("cust-1", identity(LoyaltyCard, "C-2")))
+            .await
+            .unwrap_err();
+        assert_eq!(elsewhere.code(), Code::AlreadyExists);
+
+        let unlinked = app
+            .profiles()
+            .unlink_identity(unlink("cust-1", identity(Phone, "+4915112345678")))
+            .await
+            .unwrap()
+            .into_inner()
+            .profile
+            .unwrap();
+        assert!(unlinked.identities.is_empty());
+        let gone = app
+            .profiles()
+            .unlink_identity(unlink("cust-1", identity(Phone, "+4915112345678")))
+            .await
+            .unwrap_err();
+        assert_eq!(gone.code(), Code::NotFound);
+        let not_theirs = app
+            .profiles()
+            .unlink_identity(unlink("cust-1", identity(LoyaltyCard, "C-2")))
+            .await
+            .unwrap_err();
+        assert_eq!(not_theirs.code(), Code::NotFound);
+        let lookup = app
+            .profiles()
+            .lookup_profile(pb::LookupProfileRequest {
+                identity: Some(identity(Phone, "+4915112345678")),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(lookup.code(), Code::NotFound);
+
+        let fifty = (0..50).map(|i| identity(CookieId, &format!("ck-{i}"))).collect();
+        let full = app.create_profile(create_known("cust-3", fifty)).await;
+        assert_eq!(full.identities.len(), 50);
+        let over = app
+            .profiles()
+            .link_identity(link("cust-3", identity(CookieId, "ck-50")))
+            .await
+            .unwrap_err();
+        assert_eq!(over.code(), Code::ResourceExhausted, "{over:?}");
+        let fifty_one = (0..51).map(|i| identity(CookieId, &format!("x-{i}"))).collect();
+        let refused = app
+            .profiles()
+            .create_profile(create_known("cust-4", fifty_one))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+    }
+
+    async fn update_changes_populated_or_masked_fields_and_needs_preferences_consent(app) {
+        app.create_profile(create_known("cust-1", vec![])).await;
+        app.grant("cust-1", &["personalization"]).await;
+        let home = pb::Profile { home_store_id: "store-9".into(), ..Default::default() };
+        let updated = app
+            .profiles()
+            .update_profile(update("cust-1", home, &[]))
+            .await
+            .unwrap()
+            .into_inner()
+            .profile
+            .unwrap();
+        assert_eq!(updated.home_store_id, "store-9");
+        // An empty mask changes only what is populated: the store is kept.
+        let attributes = pb::Profile {
+            attributes: [("crm_status".to_owned(), "active".to_owned())].into(),
+            ..Default::default()
+        };
+        let updated = app
+            .profiles()
+            .update_profile(update("cust-1", attributes, &[]))
+            .await
+            .unwrap()
+            .into_inner()
+            .profile
+            .unwrap();
+        assert_eq!(updated.home_store_id, "store-9");
+        assert_eq!(updated.attributes["crm_status"], "active");
+        // A named field left empty is cleared; populated fields not named are ignored.
+        let ignored = pb::Profile {
+            attributes: [("crm_status".to_owned(), "lapsed".to_owned())].into(),
+            ..Default::default()
+        };
+        let cleared = app
+            .profiles()
+            .update_profile(update("cust-1", ignored, &["home_store_id"]))
+            .await
+            .unwrap()
+            .into_inner()
+            .profile
+            .unwrap();
+        assert_eq!(cleared.home_store_id, "");
+        assert_eq!(cleared.attributes["crm_status"], "active");
+        for path in ["kind", "identities", "loyalty", "create_time", "home_store_id.x", "*"] {
+            let status = app
+                .profiles()
+                .update_profile(update("cust-1", pb::Profile::default(), &[path]))
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument, "{path}");
+        }
+
+        // Without consent for preferences, nothing is stored and the answer says why.
+        app.create_profile(create_known("cust-2", vec![])).await;
+        let before = app.profile("cust-2").await;
+        let home = pb::Profile { home_store_id: "store-1".into(), ..Default::default() };
+        let refused = app
+            .profiles()
+            .update_profile(update("cust-2", home, &[]))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+        let message = refused.message();
+        assert!(
+            message.contains("preferences") && message.contains("personalization, profiling"),
+            "{message}"
+        );
+        assert_eq!(app.profile("cust-2").await, before);
+        let unknown = app
+            .profiles()
+            .update_profile(update("nobody", pb::Profile::default(), &["home_store_id"]))
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), Code::NotFound);
+    }
+
+    async fn zero_party_data_without_consent_is_refused_naming_category_and_purposes(app) {
+        app.create_profile(create_known("cust-1", vec![])).await;
+        app.grant("cust-1", &["personalization"]).await;
+        let before = row_counts(&app).await;
+        // Personalization covers preferences but not demographics: the whole
+        // request is refused, the preferred name included.
+        let mut data = birthday(5, 17);
+        data.preferred_name = "Ada".into();
+        let refused = app
+            .profiles()
+            .set_zero_party_data(set_zero_party("cust-1", data, &[], WEB))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition);
+        let message = refused.message();
+        assert!(
+            message.contains("birthday") && message.contains("demographics") && message.contains("profiling"),
+            "{message}"
+        );
+        assert_eq!(row_counts(&app).await, before, "a refusal stores nothing");
+        assert_eq!(app.zero_party("cust-1").await, pb::ZeroPartyData::default());
+        // Clearing needs no consent.
+        let cleared = app
+            .profiles()
+            .set_zero_party_data(set_zero_party("cust-1", pb::ZeroPartyData::default(), &["birthday"], WEB))
+            .await
+            .unwrap();
+        assert_eq!(cleared.into_inner().data.unwrap(), pb::ZeroPartyData::default());
+        let unknown = app
+            .profiles()
+            .set_zero_party_data(set_zero_party("nobody", name("Ada"), &[], WEB))
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), Code::NotFound);
+    }
+
+    async fn zero_party_provenance_keeps_the_first_provide_time_until_cleared(app, clock) {
+        app.create_profile(create_known("cust-1", vec![])).await;
+        app.grant("cust-1", &["personalization", "profiling"]).await;
+        let t0 = attune_kit::types::time::to_proto(clock.clock().now());
+        let mut data = birthday(2, 29);
+        data.preferred_name = "Ada".into();
+        let stored = app
+            .profiles()
+            .set_zero_party_data(set_zero_party("cust-1", data, &[], WEB))
+            .await
+            .unwrap()
+            .into_inner()
+            .data
+            .unwrap();
+        let name_provenance = &stored.provenance["preferred_name"];
+        assert_eq!(name_provenance.first_provide_time, Some(t0));
+        assert_eq!(name_provenance.update_time, Some(t0));
+        assert_eq!(name_provenance.channel, WEB as i32);
+        assert_eq!(name_provenance.data_category, common_pb::DataCategory::Preferences as i32);
+        let codes: Vec<(&str, i32)> = name_provenance
+            .purposes
+            .iter()
+            .map(|p| (p.purpose_code.as_str(), p.notice_version))
+            .collect();
+        assert_eq!(codes, [("personalization", 1), ("profiling", 1)]);
+        let birthday_provenance = &stored.provenance["birthday"];
+        assert_eq!(birthday_provenance.data_category, common_pb::DataCategory::Demographics as i32);
+        assert_eq!(birthday_provenance.purposes.len(), 1);
+        assert_eq!(stored.update_time, Some(t0));
+
+        clock.advance(TimeDelta::minutes(5));
+        let t1 = attune_kit::types::time::to_proto(clock.clock().now());
+        let changed = app
+            .profiles()
+            .set_zero_party_data(set_zero_party("cust-1", name("Ada L."), &[], APP))
+            .await
+            .unwrap()
+            .into_inner()
+            .data
+            .unwrap();
+        assert_eq!(changed.preferred_name, "Ada L.");
+        assert_eq!(changed.birthday, Some(pb::Birthday { month: 2, day: 29 }), "kept");
+        let provenance = &changed.provenance["preferred_name"];
+        assert_eq!(provenance.first_provide_time, Some(t0));
+        assert_eq!(provenance.update_time, Some(t1));
+        assert_eq!(provenance.channel, APP as i32);
+        assert_eq!(changed.provenance["birthday"].update_time, Some(t0), "untouched");
+
+        // Clearing drops the field and its provenance; sharing again starts anew.
+        let cleared = app
+            .profiles()
+            .set_zero_party_data(set_zero_party("cust-1", pb::ZeroPartyData::default(), &["birthday"], APP))
+            .await
+            .unwrap()
+            .into_inner()
+            .data
+            .unwrap();
+        assert_eq!(cleared.birthday, None);
+        assert!(!cleared.provenance.contains_key("birthday"));
+        clock.advance(TimeDelta::minutes(5));
+        let t2 = attune_kit::types::time::to_proto(clock.clock().now());
+        let again = app
+            .profiles()
+            .set_zero_party_data(set_zero_party("cust-1", birthday(3, 1), &[], WEB))
+            .await
+            .unwrap()
+            .into_inner()
+            .data
+            .unwrap();
+        assert_eq!(again.provenance["birthday"].first_provide_time, Some(t2));
+        assert_eq!(app.zero_party("cust-1").await, again);
+
+        // Each change put one entry on the feed, naming fields, never values.
+        let entries = app.feed_rows(3).await;
+        assert_eq!(entries.len(), 4);
+        for (customer, payload) in &entries {
+            assert_eq!(customer, "cust-1");
+            let text = String::from_utf8_lossy(payload);
+            assert!(!text.contains("Ada"), "a feed entry carries a value: {text}");
+        }
+        // The same value again changes nothing and adds no entry.
+        app.profiles()
+            .set_zero_party_data(set_zero_party("cust-1", birthday(3, 1), &[], WEB))
+            .await
+            .unwrap();
+        assert_eq!(app.feed_rows(3).await.len(), 4);
+    }
+
+    async fn merge_moves_identities_zero_party_data_and_events_and_redirects(app) {
+        let anonymous = app
+            .create_profile(create_anonymous("anon-1", vec![identity(CookieId, "ck-1")]))
+            .await;
+        assert_eq!(anonymous.customer_id, "anon-1");
+        app.create_profile(create_known("cust-1", vec![identity(Email, "ada@example.com")])).await;
+        app.grant("anon-1", &["personalization"]).await;
+        app.grant("cust-1", &["personalization"]).await;
+        let mut anon_data = name("Visitor");
+        anon_data.favourite_brands = vec!["acme".into()];
+        app.profiles()
+            .set_zero_party_data(set_zero_party("anon-1", anon_data, &[], WEB))
+            .await
+            .unwrap();
+        app.profiles()
+            .set_zero_party_data(set_zero_party("cust-1", name("Ada"), &[], APP))
+            .await
+            .unwrap();
+        app.insert_event_row("anon-1", "ev-1").await;
+        app.insert_event_row("anon-1", "ev-2").await;
+        app.insert_event_row("cust-1", "ev-3").await;
+
+        let request = merge("anon-1", "cust-1");
+        let merged = app.profiles().merge_profiles(request.clone()).await.unwrap().into_inner();
+        assert_eq!(merged.moved_identity_count, 1);
+        assert_eq!(merged.moved_event_count, 2);
+        assert_eq!(merged.moved_zero_party_fields, ["favourite_brands"]);
+        let survivor = merged.profile.clone().unwrap();
+        assert_eq!(survivor.customer_id, "cust-1");
+        assert_eq!(survivor.merged_customer_ids, ["anon-1"]);
+        assert_eq!(survivor.merged_customer_count, 1);
+        assert_eq!(survivor.identities.len(), 2);
+        assert!(merged.sequence > 0);
+
+        // The anonymous id now resolves to the survivor everywhere.
+        assert_eq!(app.profile("anon-1").await.customer_id, "cust-1");
+        let by_cookie = app
+            .profiles()
+            .lookup_profile(pb::LookupProfileRequest { identity: Some(identity(CookieId, "ck-1")) })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(by_cookie.profile.unwrap().customer_id, "cust-1");
+        let data = app.zero_party("anon-1").await;
+        assert_eq!(data.preferred_name, "Ada", "the target's own value wins");
+        assert_eq!(data.favourite_brands, ["acme"]);
+        assert_eq!(data.provenance["favourite_brands"].channel, WEB as i32, "provenance moved along");
+        let events = app
+            .count_sql("SELECT COUNT(*) AS n FROM profile_feed WHERE entry_type = 1 AND customer_id = 'cust-1'")
+            .await;
+        assert_eq!(events, 3);
+        let merges = app.feed_rows(2).await;
+        assert_eq!(merges.len(), 1);
+        assert_eq!(merges[0].0, "cust-1");
+
+        // A replay answers the same; merging the merged source into the same
+        // target again succeeds and moves nothing.
+        let replay = app.profiles().merge_profiles(request).await.unwrap().into_inner();
+        assert_eq!(replay, merged);
+        let again = app.profiles().merge_profiles(merge("anon-1", "cust-1")).await.unwrap().into_inner();
+        assert_eq!(again.sequence, merged.sequence);
+        assert_eq!((again.moved_identity_count, again.moved_event_count), (0, 0));
+        assert_eq!(app.feed_rows(2).await.len(), 1, "one merge entry");
+
+        // Known sources, a profile into itself, unknown ids are refused.
+        app.create_profile(create_known("cust-2", vec![])).await;
+        let known = app.profiles().merge_profiles(merge("cust-2", "cust-1")).await.unwrap_err();
+        assert_eq!(known.code(), Code::FailedPrecondition);
+        app.create_profile(create_anonymous("anon-2", vec![])).await;
+        let itself = app.profiles().merge_profiles(merge("anon-2", "anon-2")).await.unwrap_err();
+        assert_eq!(itself.code(), Code::FailedPrecondition);
+        let elsewhere = app.profiles().merge_profiles(merge("anon-1", "cust-2")).await.unwrap_err();
+        assert_eq!(elsewhere.code(), Code::FailedPrecondition);
+        let unknown = app.profiles().merge_profiles(merge("anon-9", "cust-1")).await.unwrap_err();
+        assert_eq!(unknown.code(), Code::NotFound);
+        let no_target = app.profiles().merge_profiles(merge("anon-2", "cust-9")).await.unwrap_err();
+        assert_eq!(no_target.code(), Code::NotFound);
+    }
+
+    async fn merged_ids_are_listed_in_merge_order_and_follow_a_later_merge(app) {
+        app.create_profile(create_known("cust-1", vec![])).await;
+        for i in 0..5 {
+            let id = format!("anon-{i}");
+            app.create_profile(create_anonymous(&id, vec![])).await;
+            app.profiles().merge_profiles(merge(&id, "cust-1")).await.unwrap();
+        }
+        // An anonymous profile that absorbed another is merged in turn: both
+        // redirect to the survivor, and join the end of its list.
+        app.create_profile(create_anonymous("anon-b", vec![])).await;
+        app.create_profile(create_anonymous("anon-a", vec![])).await;
+        app.profiles().merge_profiles(merge("anon-a", "anon-b")).await.unwrap();
+        app.profiles().merge_profiles(merge("anon-b", "cust-1")).await.unwrap();
+        assert_eq!(app.profile("anon-a").await.customer_id, "cust-1");
+
+        let listed = every_page(async |page_token| {
+            let page = app
+                .profiles()
+                .list_merged_customer_ids(pb::ListMergedCustomerIdsRequest {
+                    customer_id: "anon-3".into(),
+                    page_size: 2,
+                    page_token,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(page.customer_id, "cust-1");
+            assert_eq!(page.total_count, 7);
+            assert!(page.merged_customers.len() <= 2);
+            (page.merged_customers, page.next_page_token)
+        })
+        .await;
+        let ids: Vec<&str> = listed.iter().map(|m| m.customer_id.as_str()).collect();
+        assert_eq!(ids, ["anon-0", "anon-1", "anon-2", "anon-3", "anon-4", "anon-a", "anon-b"]);
+        assert!(listed.windows(2).all(|w| w[0].sequence <= w[1].sequence));
+        let profile = app.profile("cust-1").await;
+        assert_eq!(profile.merged_customer_count, 7);
+        assert_eq!(profile.merged_customer_ids, ids);
+
+        app.create_profile(create_known("cust-2", vec![])).await;
+        let none = app
+            .profiles()
+            .list_merged_customer_ids(pb::ListMergedCustomerIdsRequest {
+                customer_id: "cust-2".into(),
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(none.merged_customers.is_empty() && none.next_page_token.is_empty());
+        assert_eq!(none.total_count, 0);
+    }
+
+    async fn a_replayed_request_gets_the_first_answer_and_other_content_is_refused(app, clock) {
+        let create = create_known("cust-1", vec![identity(LoyaltyCard, "C-1")]);
+        let first = app.profiles().create_profile(create.clone()).await.unwrap().into_inner();
+        clock.advance(TimeDelta::seconds(10));
+        let replay = app.profiles().create_profile(create.clone()).await.unwrap().into_inner();
+        assert_eq!(replay, first);
+        let mut other = create.clone();
+        other.customer_id = "cust-2".into();
+        let reused = app.profiles().create_profile(other).await.unwrap_err();
+        assert_eq!(reused.code(), Code::AlreadyExists);
+
+        app.grant("cust-1", &["personalization"]).await;
+        let set = set_zero_party("cust-1", name("Ada"), &[], WEB);
+        let stored = app.profiles().set_zero_party_data(set.clone()).await.unwrap().into_inner();
+        app.profiles()
+            .set_zero_party_data(set_zero_party("cust-1", name("Grace"), &[], WEB))
+            .await
+            .unwrap();
+        // The replay answers as first, though the name changed since, and changes nothing.
+        let replay = app.profiles().set_zero_party_data(set.clone()).await.unwrap().into_inner();
+        assert_eq!(replay, stored);
+        assert_eq!(app.zero_party("cust-1").await.preferred_name, "Grace");
+        let mut other = set;
+        other.channel = APP.into();
+        let reused = app.profiles().set_zero_party_data(other).await.unwrap_err();
+        assert_eq!(reused.code(), Code::AlreadyExists);
+
+        let link_request = link("cust-1", identity(CookieId, "ck-1"));
+        let linked = app.profiles().link_identity(link_request.clone()).await.unwrap().into_inner();
+        app.profiles().unlink_identity(unlink("cust-1", identity(CookieId, "ck-1"))).await.unwrap();
+        let replay = app.profiles().link_identity(link_request).await.unwrap().into_inner();
+        assert_eq!(replay, linked);
+        assert_eq!(app.profile("cust-1").await.identities.len(), 1, "the replay linked nothing");
+
+        let home = pb::Profile { home_store_id: "store-1".into(), ..Default::default() };
+        let update_request = update("cust-1", home, &[]);
+        let updated = app.profiles().update_profile(update_request.clone()).await.unwrap().into_inner();
+        let replay = app.profiles().update_profile(update_request.clone()).await.unwrap().into_inner();
+        assert_eq!(replay, updated);
+        let mut other = update_request;
+        other.update_mask = mask(&["home_store_id", "attributes"]);
+        assert_eq!(
+            app.profiles().update_profile(other).await.unwrap_err().code(),
+            Code::AlreadyExists
+        );
+    }
+}
