@@ -569,3 +569,321 @@ backend_tests! {
         );
     }
 }
+
+/// `customer`'s tombstone digests, as the lead's erasure writes them: keyed
+/// with profile's key, over the customer id and over `<type>:<stored value>`.
+async fn tombstone(app: &TestApp, subject: &str) {
+    let db = attune_kit::db::connect(&app.config.database).await.unwrap();
+    let (key, _) = attune_kit::secrets::SecretStore::new("profile_secrets")
+        .pseudonym_key(&db, &app.config.secrets)
+        .await
+        .unwrap();
+    let (domain, value) = subject.split_once('=').unwrap();
+    let digest = key.digest(domain, value);
+    db.close().await.unwrap();
+    app.execute_sql(&format!(
+        "INSERT INTO profile_tombstones (subject_hash, erase_time) VALUES ('{digest}', 0)"
+    ))
+    .await;
+}
+
+fn long(n: usize) -> String {
+    "x".repeat(n)
+}
+
+backend_tests! {
+    async fn an_erased_customer_or_identity_cannot_come_back(app) {
+        tombstone(&app, "customer=cust-gone").await;
+        tombstone(&app, &format!("identity={}:C-GONE", LoyaltyCard as i32)).await;
+        let customer = app.profiles().create_profile(create_known("cust-gone", vec![])).await.unwrap_err();
+        assert_eq!(customer.code(), Code::FailedPrecondition);
+        let card = vec![identity(LoyaltyCard, "C-GONE")];
+        let with_card = app.profiles().create_profile(create_known("cust-new", card)).await.unwrap_err();
+        assert_eq!(with_card.code(), Code::FailedPrecondition);
+        app.create_profile(create_known("cust-new", vec![])).await;
+        let linked = app
+            .profiles()
+            .link_identity(link("cust-new", identity(LoyaltyCard, "C-GONE")))
+            .await
+            .unwrap_err();
+        assert_eq!(linked.code(), Code::FailedPrecondition);
+        assert!(app.profile("cust-new").await.identities.is_empty());
+    }
+
+    async fn every_rpc_refuses_bad_input_naming_the_field_and_changes_nothing(app) {
+        use attune_tests::bad_input::{Cases, assert_each_rejected};
+        app.create_profile(create_known("cust-1", vec![identity(LoyaltyCard, "C-1")])).await;
+        app.create_profile(create_known("cust-2", vec![identity(LoyaltyCard, "C-2")])).await;
+        app.create_profile(create_anonymous("anon-1", vec![])).await;
+        app.grant("cust-1", &["personalization"]).await;
+        let database = &app.config.database;
+        let profiles = app.profiles();
+
+        let cases = Cases::new()
+            .invalid("known without id", "customer_id", |r: &mut pb::CreateProfileRequest| r.customer_id.clear())
+            .invalid("id with a space", "customer_id", |r| r.customer_id = "a b".into())
+            .invalid("over-long id", "customer_id", |r| r.customer_id = long(129))
+            .invalid("unspecified kind", "kind", |r| r.kind = 0)
+            .invalid("unknown kind", "kind", |r| r.kind = 9)
+            .invalid("unspecified identity type", "identities[0].identity_type", |r| r.identities[0].identity_type = 0)
+            .invalid("bad e-mail", "identities[0].value", |r| r.identities[0].value = "no-at".into())
+            .invalid("bad phone", "identities[0].value", |r| {
+                r.identities[0] = identity(Phone, "0151 123");
+            })
+            .invalid("card with a space", "identities[0].value", |r| {
+                r.identities[0] = identity(LoyaltyCard, "C 1");
+            })
+            .invalid("unknown identity channel", "identities[0].channel", |r| r.identities[0].channel = 99)
+            .invalid("the same e-mail twice", "identities[1]", |r| {
+                r.identities.push(identity(Email, "NEW@example.com"));
+            })
+            .invalid("51 identities", "identities", |r| {
+                r.identities = (0..51).map(|i| identity(CookieId, &format!("c{i}"))).collect();
+            })
+            .invalid("unspecified channel", "channel", |r| r.channel = 0)
+            .invalid("unknown channel", "channel", |r| r.channel = 99)
+            .invalid("no request id", "request_id", |r| r.request_id.clear())
+            .refused("existing id", Code::AlreadyExists, |r| r.customer_id = "cust-1".into())
+            .refused("identity of another profile", Code::AlreadyExists, |r| {
+                r.identities[0] = identity(LoyaltyCard, "C-2");
+            });
+        assert_each_rejected(
+            database,
+            || create_known("cust-new", vec![identity(Email, "new@example.com")]),
+            cases,
+            |r| {
+                let mut client = profiles.clone();
+                async move { client.create_profile(r).await }
+            },
+        )
+        .await;
+
+        let cases = Cases::new()
+            .invalid("empty id", "customer_id", |r: &mut pb::GetProfileRequest| r.customer_id.clear())
+            .refused("unknown id", Code::NotFound, |r| r.customer_id = "nobody".into());
+        assert_each_rejected(
+            database,
+            || pb::GetProfileRequest { customer_id: "cust-1".into() },
+            cases,
+            |r| {
+                let mut client = profiles.clone();
+                async move { client.get_profile(r).await }
+            },
+        )
+        .await;
+
+        let home = || pb::Profile { home_store_id: "store-2".into(), ..Default::default() };
+        let cases = Cases::new()
+            .invalid("no profile", "profile", |r: &mut pb::UpdateProfileRequest| r.profile = None)
+            .invalid("empty id", "profile.customer_id", |r| r.profile.as_mut().unwrap().customer_id.clear())
+            .invalid("kind named", "update_mask.paths[0]", |r| r.update_mask = mask(&["kind"]))
+            .invalid("loyalty named", "update_mask.paths[0]", |r| r.update_mask = mask(&["loyalty"]))
+            .invalid("unknown path", "update_mask.paths[0]", |r| r.update_mask = mask(&["nope"]))
+            .invalid("nested path", "update_mask.paths[0]", |r| r.update_mask = mask(&["attributes.x"]))
+            .invalid("path twice", "update_mask.paths[1]", |r| {
+                r.update_mask = mask(&["home_store_id", "home_store_id"]);
+            })
+            .invalid("over-long store", "profile.home_store_id", |r| {
+                r.profile.as_mut().unwrap().home_store_id = long(65);
+            })
+            .invalid("bad attribute key", "profile.attributes", |r| {
+                r.profile.as_mut().unwrap().attributes.insert("Bad Key".into(), "v".into());
+            })
+            .invalid("over-long attribute", "profile.attributes", |r| {
+                r.profile.as_mut().unwrap().attributes.insert("k".into(), long(257));
+            })
+            .invalid("51 attributes", "profile.attributes", |r| {
+                let profile = r.profile.as_mut().unwrap();
+                profile.attributes = (0..51).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+            })
+            .invalid("nothing to change", "profile", |r| r.profile.as_mut().unwrap().home_store_id.clear())
+            .invalid("no request id", "request_id", |r| r.request_id.clear())
+            .refused("unknown id", Code::NotFound, |r| r.profile.as_mut().unwrap().customer_id = "nobody".into())
+            .refused("no consent", Code::FailedPrecondition, |r| {
+                r.profile.as_mut().unwrap().customer_id = "cust-2".into();
+            });
+        assert_each_rejected(
+            database,
+            || update("cust-1", home(), &[]),
+            cases,
+            |r| {
+                let mut client = profiles.clone();
+                async move { client.update_profile(r).await }
+            },
+        )
+        .await;
+
+        let cases = Cases::new()
+            .invalid("empty id", "customer_id", |r: &mut pb::ListMergedCustomerIdsRequest| r.customer_id.clear())
+            .invalid("negative page size", "page_size", |r| r.page_size = -1)
+            .invalid("page too large", "page_size", |r| r.page_size = 1001)
+            .invalid("foreign token", "page_token", |r| r.page_token = "not-a-token".into())
+            .refused("unknown id", Code::NotFound, |r| r.customer_id = "nobody".into());
+        assert_each_rejected(
+            database,
+            || pb::ListMergedCustomerIdsRequest {
+                customer_id: "cust-1".into(),
+                page_size: 10,
+                page_token: String::new(),
+            },
+            cases,
+            |r| {
+                let mut client = profiles.clone();
+                async move { client.list_merged_customer_ids(r).await }
+            },
+        )
+        .await;
+
+        let cases = Cases::new()
+            .invalid("no identity", "identity", |r: &mut pb::LookupProfileRequest| r.identity = None)
+            .invalid("unspecified type", "identity.identity_type", |r| {
+                r.identity.as_mut().unwrap().identity_type = 0;
+            })
+            .invalid("bad e-mail", "identity.value", |r| r.identity = Some(identity(Email, "a@b@c")))
+            .invalid("empty value", "identity.value", |r| r.identity.as_mut().unwrap().value.clear())
+            .refused("linked to nobody", Code::NotFound, |r| r.identity = Some(identity(LoyaltyCard, "C-9")));
+        assert_each_rejected(
+            database,
+            || pb::LookupProfileRequest { identity: Some(identity(LoyaltyCard, "C-1")) },
+            cases,
+            |r| {
+                let mut client = profiles.clone();
+                async move { client.lookup_profile(r).await }
+            },
+        )
+        .await;
+
+        let cases = Cases::new()
+            .invalid("empty id", "customer_id", |r: &mut pb::LinkIdentityRequest| r.customer_id.clear())
+            .invalid("no identity", "identity", |r| r.identity = None)
+            .invalid("unknown type", "identity.identity_type", |r| r.identity.as_mut().unwrap().identity_type = 42)
+            .invalid("over-long value", "identity.value", |r| r.identity.as_mut().unwrap().value = long(257))
+            .invalid("no request id", "request_id", |r| r.request_id.clear())
+            .refused("unknown id", Code::NotFound, |r| r.customer_id = "nobody".into())
+            .refused("identity of another profile", Code::AlreadyExists, |r| {
+                r.identity = Some(identity(LoyaltyCard, "C-2"));
+            });
+        assert_each_rejected(
+            database,
+            || link("cust-1", identity(CookieId, "ck-new")),
+            cases,
+            |r| {
+                let mut client = profiles.clone();
+                async move { client.link_identity(r).await }
+            },
+        )
+        .await;
+
+        let cases = Cases::new()
+            .invalid("empty id", "customer_id", |r: &mut pb::UnlinkIdentityRequest| r.customer_id.clear())
+            .invalid("no identity", "identity", |r| r.identity = None)
+            .invalid("bad phone", "identity.value", |r| r.identity = Some(identity(Phone, "12")))
+            .invalid("no request id", "request_id", |r| r.request_id = long(65))
+            .refused("not theirs", Code::NotFound, |r| r.identity = Some(identity(LoyaltyCard, "C-2")))
+            .refused("unknown id", Code::NotFound, |r| r.customer_id = "nobody".into());
+        assert_each_rejected(
+            database,
+            || unlink("cust-1", identity(LoyaltyCard, "C-1")),
+            cases,
+            |r| {
+                let mut client = profiles.clone();
+                async move { client.unlink_identity(r).await }
+            },
+        )
+        .await;
+
+        let cases = Cases::new()
+            .invalid("empty source", "source_customer_id", |r: &mut pb::MergeProfilesRequest| {
+                r.source_customer_id.clear();
+            })
+            .invalid("bad target", "target_customer_id", |r| r.target_customer_id = "a b".into())
+            .invalid("no request id", "request_id", |r| r.request_id.clear())
+            .refused("known source", Code::FailedPrecondition, |r| r.source_customer_id = "cust-2".into())
+            .refused("into itself", Code::FailedPrecondition, |r| r.target_customer_id = "anon-1".into())
+            .refused("unknown source", Code::NotFound, |r| r.source_customer_id = "anon-9".into())
+            .refused("unknown target", Code::NotFound, |r| r.target_customer_id = "cust-9".into());
+        assert_each_rejected(
+            database,
+            || merge("anon-1", "cust-1"),
+            cases,
+            |r| {
+                let mut client = profiles.clone();
+                async move { client.merge_profiles(r).await }
+            },
+        )
+        .await;
+
+        fn data(r: &mut pb::SetZeroPartyDataRequest) -> &mut pb::ZeroPartyData {
+            r.data.as_mut().unwrap()
+        }
+        let cases = Cases::new()
+            .invalid("empty id", "customer_id", |r: &mut pb::SetZeroPartyDataRequest| r.customer_id.clear())
+            .invalid("nothing to set", "data", |r| r.data = None)
+            .invalid("output-only path", "update_mask.paths[0]", |r| r.update_mask = mask(&["provenance"]))
+            .invalid("unknown path", "update_mask.paths[0]", |r| r.update_mask = mask(&["shoe_size"]))
+            .invalid("nested path", "update_mask.paths[0]", |r| r.update_mask = mask(&["birthday.day"]))
+            .invalid("over-long name", "data.preferred_name", |r| data(r).preferred_name = long(101))
+            .invalid("size type twice", "data.sizes", |r| {
+                let size = pb::SizePreference {
+                    size_type: "shoes".into(),
+                    value: "42".into(),
+                    size_system: "EU".into(),
+                };
+                data(r).sizes = vec![size.clone(), size];
+            })
+            .invalid("empty brand", "data.favourite_brands", |r| data(r).favourite_brands = vec![String::new()])
+            .invalid("21 categories", "data.favourite_category_ids", |r| {
+                data(r).favourite_category_ids = (0..21).map(|i| format!("c{i}")).collect();
+            })
+            .invalid("unknown age band", "data.age_band", |r| data(r).age_band = 99)
+            .invalid("30 February", "data.birthday", |r| data(r).birthday = Some(pb::Birthday { month: 2, day: 30 }))
+            .invalid("month 13", "data.birthday", |r| data(r).birthday = Some(pb::Birthday { month: 13, day: 1 }))
+            .invalid("over-long gender", "data.gender", |r| data(r).gender = long(65))
+            .invalid("unspecified channel", "data.preferred_channels", |r| data(r).preferred_channels = vec![0])
+            .invalid("channel twice", "data.preferred_channels", |r| data(r).preferred_channels = vec![1, 1])
+            .invalid("bad language", "data.language_code", |r| data(r).language_code = "de DE".into())
+            .invalid("bad attribute key", "data.attributes", |r| {
+                data(r).attributes.insert("Diet".into(), "vegan".into());
+            })
+            .invalid("21 adults", "data.household", |r| {
+                data(r).household = Some(pb::Household { adults: 21, children: 0, has_pets: false });
+            })
+            .invalid("diet twice", "data.dietary_preferences", |r| data(r).dietary_preferences = vec![1, 1])
+            .invalid("unspecified diet", "data.dietary_preferences", |r| data(r).dietary_preferences = vec![0])
+            .invalid("style not snake case", "data.style_preferences", |r| {
+                data(r).style_preferences = vec!["Outdoor".into()];
+            })
+            .invalid("over-long store", "data.preferred_store_id", |r| data(r).preferred_store_id = long(65))
+            .invalid("bad time zone", "data.time_zone", |r| data(r).time_zone = "Europe Berlin".into())
+            .invalid("unspecified channel", "channel", |r| r.channel = 0)
+            .invalid("no request id", "request_id", |r| r.request_id.clear())
+            .refused("unknown id", Code::NotFound, |r| r.customer_id = "nobody".into())
+            .refused("demographics without consent", Code::FailedPrecondition, |r| {
+                data(r).birthday = Some(pb::Birthday { month: 1, day: 1 });
+            });
+        assert_each_rejected(
+            database,
+            || set_zero_party("cust-1", name("Ada"), &[], WEB),
+            cases,
+            |r| {
+                let mut client = profiles.clone();
+                async move { client.set_zero_party_data(r).await }
+            },
+        )
+        .await;
+
+        let cases = Cases::new()
+            .invalid("empty id", "customer_id", |r: &mut pb::GetZeroPartyDataRequest| r.customer_id.clear())
+            .refused("unknown id", Code::NotFound, |r| r.customer_id = "nobody".into());
+        assert_each_rejected(
+            database,
+            || pb::GetZeroPartyDataRequest { customer_id: "cust-1".into() },
+            cases,
+            |r| {
+                let mut client = profiles.clone();
+                async move { client.get_zero_party_data(r).await }
+            },
+        )
+        .await;
+    }
+}

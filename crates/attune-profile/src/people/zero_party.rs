@@ -449,6 +449,26 @@ pub(crate) fn fill_from(
     copied
 }
 
+/// A canonical text of the values `fields` take from `data`, for a request's
+/// fingerprint (maps sorted, so the same request always reads the same).
+pub(crate) fn canonical(data: &pb::ZeroPartyData, fields: &[Field]) -> Vec<(String, String)> {
+    use prost::Message;
+    fields
+        .iter()
+        .map(|field| {
+            let value = if *field == Field::Attributes {
+                let sorted: BTreeMap<&String, &String> = data.attributes.iter().collect();
+                serde_json::to_string(&sorted).unwrap_or_default()
+            } else {
+                let mut only = pb::ZeroPartyData::default();
+                field.copy(data, &mut only);
+                hex::encode(only.encode_to_vec())
+            };
+            (field.name().to_owned(), value)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,24 +602,4 @@ mod tests {
             assert!(v.finish().is_err(), "{data:?}");
         }
     }
-}
-
-/// A canonical text of the values `fields` take from `data`, for a request's
-/// fingerprint (maps sorted, so the same request always reads the same).
-pub(crate) fn canonical(data: &pb::ZeroPartyData, fields: &[Field]) -> Vec<(String, String)> {
-    use prost::Message;
-    fields
-        .iter()
-        .map(|field| {
-            let value = if *field == Field::Attributes {
-                let sorted: BTreeMap<&String, &String> = data.attributes.iter().collect();
-                serde_json::to_string(&sorted).unwrap_or_default()
-            } else {
-                let mut only = pb::ZeroPartyData::default();
-                field.copy(data, &mut only);
-                hex::encode(only.encode_to_vec())
-            };
-            (field.name().to_owned(), value)
-        })
-        .collect()
 }
