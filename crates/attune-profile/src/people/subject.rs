@@ -149,3 +149,111 @@ fn zero_party_json(data: &pb::ZeroPartyData) -> Value {
         "provenance": provenance,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // panics fail tests
+
+    use attune_kit::db::{Backend, connect, fresh_test_database_on, migrate};
+    use attune_kit::secrets::PseudonymKey;
+    use chrono::Utc;
+    use sea_orm::TransactionTrait;
+
+    use super::*;
+    use crate::Migrator;
+    use crate::people::profiles::NewProfile;
+
+    async fn export_and_erase_a_customer_with_a_merged_id(backend: Backend) {
+        let Some(test) = fresh_test_database_on(backend, "profile_subject")
+            .await
+            .unwrap()
+        else {
+            return;
+        };
+        let db = connect(&test.config).await.unwrap();
+        migrate::<Migrator>(&db).await.unwrap();
+        let key = PseudonymKey::new([9; 32]);
+        let now = Utc::now();
+        for (id, kind) in [
+            ("cust-1", pb::ProfileKind::Known),
+            ("anon-1", pb::ProfileKind::Anonymous),
+            ("cust-2", pb::ProfileKind::Known),
+        ] {
+            let new = NewProfile {
+                customer_id: id,
+                kind,
+                create_channel: 1,
+                now,
+            };
+            profiles::insert(&db, &new).await.unwrap();
+        }
+        profiles::redirect(&db, "anon-1", "cust-1", now, 7)
+            .await
+            .unwrap();
+        let email =
+            StoredIdentity::parse(&key, pb::IdentityType::Email as i32, "ada@example.com").unwrap();
+        identities::insert(&db, "cust-1", &email, 1, now)
+            .await
+            .unwrap();
+        let card =
+            StoredIdentity::parse(&key, pb::IdentityType::LoyaltyCard as i32, "C-2").unwrap();
+        identities::insert(&db, "cust-2", &card, 1, now)
+            .await
+            .unwrap();
+        let data = pb::ZeroPartyData {
+            preferred_name: "Ada".into(),
+            ..Default::default()
+        };
+        zero_party_store::save(&db, "cust-1", &data, now)
+            .await
+            .unwrap();
+
+        let mut ids = merged_ids(&db, "cust-1").await.unwrap();
+        assert_eq!(ids, ["anon-1"]);
+        ids.insert(0, "cust-1".into());
+        assert_eq!(identities_of(&db, &ids).await.unwrap(), vec![email.clone()]);
+
+        let exported = export(&db, &ids).await.unwrap();
+        assert_eq!(exported["profiles"].as_array().unwrap().len(), 2);
+        assert_eq!(exported["identities"][0]["value"], email.value.as_str());
+        assert_eq!(
+            exported["zero_party_data"][0]["data"]["preferred_name"],
+            "Ada"
+        );
+        let text = exported.to_string();
+        assert!(
+            !text.contains("ada@example.com") && !text.contains("cust-2"),
+            "{text}"
+        );
+
+        let txn = db.begin().await.unwrap();
+        assert_eq!(
+            erase(&txn, &ids).await.unwrap(),
+            4,
+            "two profiles, one identity, one record"
+        );
+        txn.commit().await.unwrap();
+        assert!(
+            export(&db, &ids).await.unwrap()["profiles"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            profiles::find(&db, "cust-2").await.unwrap().is_some(),
+            "others are kept"
+        );
+        assert_eq!(identities::count(&db, "cust-2").await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn export_and_erase_cover_the_customer_and_its_merged_ids_on_sqlite() {
+        export_and_erase_a_customer_with_a_merged_id(Backend::Sqlite).await;
+    }
+
+    /// Skips itself unless `ATTUNE_TEST_DATABASE_URL` is set.
+    #[tokio::test]
+    async fn export_and_erase_cover_the_customer_and_its_merged_ids_on_postgres() {
+        export_and_erase_a_customer_with_a_merged_id(Backend::Postgres).await;
+    }
+}
