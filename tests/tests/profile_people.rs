@@ -462,6 +462,12 @@ backend_tests! {
         assert_eq!(itself.code(), Code::FailedPrecondition);
         let elsewhere = app.profiles().merge_profiles(merge("anon-1", "cust-2")).await.unwrap_err();
         assert_eq!(elsewhere.code(), Code::FailedPrecondition);
+        let merged_into_itself = app
+            .profiles()
+            .merge_profiles(merge("anon-1", "anon-1"))
+            .await
+            .unwrap_err();
+        assert_eq!(merged_into_itself.code(), Code::FailedPrecondition);
         let unknown = app.profiles().merge_profiles(merge("anon-9", "cust-1")).await.unwrap_err();
         assert_eq!(unknown.code(), Code::NotFound);
         let no_target = app.profiles().merge_profiles(merge("anon-2", "cust-9")).await.unwrap_err();

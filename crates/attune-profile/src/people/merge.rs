@@ -39,6 +39,11 @@ impl People {
                     .ok_or_else(|| {
                         ApiError::NotFound("no profile has target_customer_id".into())
                     })?;
+                if command.source == command.target {
+                    return Err(ApiError::FailedPrecondition(
+                        "the source and the target are the same profile".into(),
+                    ));
+                }
                 if let Some(survivor) = &source.merged_into {
                     if *survivor != target.customer_id {
                         return Err(ApiError::FailedPrecondition(

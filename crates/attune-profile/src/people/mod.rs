@@ -21,3 +21,16 @@ mod zero_party;
 mod zero_party_store;
 
 pub use api::ProfileApi;
+
+/// The customer id `customer_id` resolves to: itself, or the profile it was
+/// merged into; `None` when no profile has it (unknown or erased). Events and
+/// the data-subject API address the surviving profile through it.
+#[allow(dead_code, reason = "for event ingestion and the data-subject API")]
+pub(crate) async fn resolve_customer_id(
+    db: &impl sea_orm::ConnectionTrait,
+    customer_id: &str,
+) -> Result<Option<String>, sea_orm::DbErr> {
+    Ok(profiles::resolve(db, customer_id)
+        .await?
+        .map(|row| row.customer_id))
+}

@@ -148,9 +148,18 @@ impl People {
                 .collection
                 .allowances(&subject, &[DataCategory::Preferences])
                 .await?;
+            let field = if command
+                .home_store_id
+                .as_ref()
+                .is_some_and(|id| !id.is_empty())
+            {
+                "profile field home_store_id"
+            } else {
+                "profile field attributes"
+            };
             refusal = allowances
                 .first()
-                .and_then(|allowance| allowance.refusal("home_store_id and attributes"));
+                .and_then(|allowance| allowance.refusal(field));
         }
         let fingerprint = command.fingerprint(&self.profile.key);
         let response = self
