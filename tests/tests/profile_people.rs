@@ -893,3 +893,39 @@ backend_tests! {
         .await;
     }
 }
+
+backend_tests! {
+    async fn concurrent_links_of_one_identity_leave_it_with_exactly_one_profile(app) {
+        for i in 0..6 {
+            app.create_profile(create_known(&format!("cust-{i}"), vec![])).await;
+        }
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..6 {
+            let mut client = app.profiles();
+            calls.spawn(async move {
+                let request = link(&format!("cust-{i}"), identity(LoyaltyCard, "C-shared"));
+                (i, client.link_identity(request).await.map(|_| ()))
+            });
+        }
+        let mut winners = Vec::new();
+        while let Some(joined) = calls.join_next().await {
+            let (i, answer) = joined.unwrap();
+            match answer {
+                Ok(()) => winners.push(format!("cust-{i}")),
+                Err(status) => assert_eq!(status.code(), Code::AlreadyExists, "{status:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let owner = app
+            .profiles()
+            .lookup_profile(pb::LookupProfileRequest {
+                identity: Some(identity(LoyaltyCard, "C-shared")),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .profile
+            .unwrap();
+        assert_eq!(owner.customer_id, winners[0]);
+    }
+}
