@@ -64,6 +64,16 @@ backend_tests! {
             .unwrap()
             .into_inner();
         assert_eq!(by_clear.profile.unwrap().customer_id, "cust-1");
+        // A lookup ignores where the identity was seen.
+        let mut seen_anywhere = identity(LoyaltyCard, "C-100");
+        seen_anywhere.channel = 99;
+        let by_card = app
+            .profiles()
+            .lookup_profile(pb::LookupProfileRequest { identity: Some(seen_anywhere) })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(by_card.profile.unwrap().customer_id, "cust-1");
         let by_hash = app
             .profiles()
             .lookup_profile(pb::LookupProfileRequest {

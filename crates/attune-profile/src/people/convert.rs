@@ -294,7 +294,12 @@ pub(crate) fn lookup(
     request: &pb::LookupProfileRequest,
 ) -> Result<StoredIdentity, ApiError> {
     let mut v = Violations::default();
-    let parsed = identity(&mut v, key, "identity", request.identity.as_ref());
+    // The channel says where an identity was seen: a lookup ignores it.
+    let without_channel = request.identity.as_ref().map(|identity| pb::Identity {
+        channel: 0,
+        ..identity.clone()
+    });
+    let parsed = identity(&mut v, key, "identity", without_channel.as_ref());
     v.finish()?;
     Ok(checked(parsed).0)
 }
