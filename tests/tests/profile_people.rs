@@ -450,6 +450,17 @@ backend_tests! {
             .count_sql("SELECT COUNT(*) AS n FROM profile_feed WHERE entry_type = 1 AND customer_id = 'cust-1'")
             .await;
         assert_eq!(events, 3);
+        // Writes addressed to the merged id reach the survivor too.
+        let relinked = app
+            .profiles()
+            .link_identity(link("anon-1", identity(CookieId, "ck-2")))
+            .await
+            .unwrap()
+            .into_inner()
+            .profile
+            .unwrap();
+        assert_eq!(relinked.customer_id, "cust-1");
+        assert_eq!(relinked.identities.len(), 3);
         let merges = app.feed_rows(2).await;
         assert_eq!(merges.len(), 1);
         assert_eq!(merges[0].0, "cust-1");
