@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod collection;
+pub mod events;
 pub mod feed;
 pub mod identity;
 pub mod store;
@@ -21,6 +22,7 @@ use attune_kit::db::DbError;
 use attune_kit::server::GrpcServer;
 use attune_kit::service::{MountError, ServiceContext};
 use attune_kit::types::Currency;
+use attune_proto::profile::v1::event_service_server::EventServiceServer;
 use sea_orm::DatabaseConnection;
 
 pub use app::Profile;
@@ -31,7 +33,7 @@ pub use store::migration::Migrator;
 pub struct ProfileService;
 
 /// The public gRPC services of `attune.profile.v1`.
-const API_SERVICES: &[&str] = &[];
+const API_SERVICES: &[&str] = &["attune.profile.v1.EventService"];
 
 #[tonic::async_trait]
 impl attune_kit::Service for ProfileService {
@@ -60,8 +62,9 @@ impl attune_kit::Service for ProfileService {
         server: &mut GrpcServer,
         context: ServiceContext,
     ) -> Result<(), MountError> {
+        let limits = context.config.limits.clone();
         let profile = open(server, context).await?;
-        mount_apis(server, profile);
+        mount_apis(server, profile, &limits);
         Ok(())
     }
 }
@@ -122,7 +125,12 @@ async fn open(server: &mut GrpcServer, context: ServiceContext) -> Result<Profil
 }
 
 /// Adds profile's gRPC services, each with the platform's limits.
-fn mount_apis(_server: &mut GrpcServer, _profile: Profile) {}
+fn mount_apis(server: &mut GrpcServer, profile: Profile, limits: &attune_kit::config::Limits) {
+    server.add_service(attune_kit::with_limits!(
+        EventServiceServer::new(events::EventApi::new(profile)),
+        limits
+    ));
+}
 
 /// Converts a storage error for an API answer.
 #[allow(dead_code)]
