@@ -295,7 +295,7 @@ backend_tests! {
         }
         assert_eq!(seen.len(), 25);
         let mut sorted = seen.clone();
-        sorted.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        sorted.sort_by_key(|row| std::cmp::Reverse((row.0, row.1)));
         assert_eq!(seen, sorted, "newest first, ties by descending sequence");
         let carts = app
             .events()
@@ -318,7 +318,6 @@ backend_tests! {
             app.grant(&format!("cust-w{writer}"), &["personalization"]).await;
         }
         let seed = u64::try_from(Utc::now().timestamp_micros()).unwrap() | 1;
-        println!("seed {seed}");
         let mut writers = Vec::new();
         for writer in 0..4_u64 {
             let client = app.events();

@@ -93,7 +93,7 @@ pub(crate) fn validate(
     per_kind(&event, kind)?;
     optional_text("session_id", &event.session_id, 128)?;
     attributes(&event)?;
-    if !matches!(pb::ProfileKind::try_from(event.new_profile_kind), Ok(_)) {
+    if pb::ProfileKind::try_from(event.new_profile_kind).is_err() {
         return Err("new_profile_kind: must be a known profile kind".into());
     }
     Ok(ValidEvent {
