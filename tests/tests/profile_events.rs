@@ -264,6 +264,39 @@ backend_tests! {
         assert_eq!(listed.events.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["i-3", "i-1"]);
     }
 
+    async fn events_that_occurred_before_an_erasure_are_skipped(app) {
+        app.grant("cust-gone", &["personalization"]).await;
+        // The tombstone an erasure leaves: the customer's keyed hash and the time.
+        let db = attune_kit::db::connect(&app.config.database).await.unwrap();
+        use sea_orm::ConnectionTrait;
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT value FROM profile_secrets",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let key = attune_kit::secrets::PseudonymKey::from_hex(&row.try_get::<String>("", "value").unwrap()).unwrap();
+        let erased_at = Utc::now();
+        db.execute_unprepared(&format!(
+            "INSERT INTO profile_tombstones (subject_hash, erase_time) VALUES ('{}', {})",
+            key.digest("customer", "cust-gone"),
+            erased_at.timestamp_micros()
+        ))
+        .await
+        .unwrap();
+        let response = app
+            .ingest(vec![
+                view("gone-1", "cust-gone", erased_at - TimeDelta::minutes(1), "sku"),
+                view("gone-2", "cust-gone", erased_at + TimeDelta::minutes(1), "sku"),
+            ])
+            .await;
+        assert_eq!(statuses(&response.results), vec![S::SkippedErased, S::Accepted]);
+        assert!(response.results[0].message.contains("erased"), "{}", response.results[0].message);
+        assert_eq!(app.feed_to_head(0).await.len(), 1);
+    }
+
     async fn list_events_pages_newest_first_with_filters(app) {
         app.grant("cust-l", &["personalization"]).await;
         let base = Utc::now() - TimeDelta::hours(5);
