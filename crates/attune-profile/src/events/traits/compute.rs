@@ -157,7 +157,7 @@ impl TraitState {
         traits.windows = WINDOWS
             .iter()
             .map(|days| {
-                let (orders, revenue, paid) = self.orders_within(*days, at);
+                let (orders, revenue, paid) = self.orders_within_micros(*days, at);
                 pb::WindowTotals {
                     days: i32::try_from(*days).unwrap_or(i32::MAX),
                     order_count: clamp(orders),
@@ -170,7 +170,7 @@ impl TraitState {
         traits.lifetime_order_count = clamp(self.lifetime_orders);
         traits.unconverted_order_count = clamp(self.unconverted_orders);
         if self.lifetime_orders > 0 {
-            let (orders, revenue, _) = self.orders_within(365, at);
+            let (orders, revenue, _) = self.orders_within_micros(365, at);
             let major = 10_i64.pow(u32::from(reporting.minor_unit_digits()));
             let days = self
                 .last_purchase

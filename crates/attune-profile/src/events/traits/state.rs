@@ -11,8 +11,10 @@
 
 use std::collections::BTreeMap;
 
+use attune_kit::db::micros;
 use attune_kit::types::{Currency, DataCategory};
 use attune_proto::profile::v1 as pb;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::events::kind_category;
@@ -215,7 +217,7 @@ impl TraitState {
         let Some(time) = event
             .occur_time
             .and_then(|t| attune_kit::types::time::from_proto(t).ok())
-            .map(attune_kit::db::micros::to_micros)
+            .map(micros::to_micros)
         else {
             return;
         };
@@ -381,7 +383,12 @@ impl TraitState {
     /// Purchases in the reporting currency that occurred in the window of `days`
     /// days ending at `now`: (orders, revenue net of the window's returns, total
     /// paid before returns), amounts in minor units.
-    pub fn orders_within(&self, days: u32, now: i64) -> (u32, i64, i64) {
+    pub fn orders_within(&self, days: u32, now: DateTime<Utc>) -> (u32, i64, i64) {
+        self.orders_within_micros(days, micros::to_micros(now))
+    }
+
+    /// [`Self::orders_within`] with `now` in microseconds.
+    pub(crate) fn orders_within_micros(&self, days: u32, now: i64) -> (u32, i64, i64) {
         let (mut orders, mut paid, mut refunded) = (0, 0, 0);
         for bucket in self.window(days, now) {
             orders += bucket.orders;
@@ -392,12 +399,13 @@ impl TraitState {
     }
 
     /// Returns in the reporting currency in the window of `days` days ending at `now`.
-    pub fn returns_within(&self, days: u32, now: i64) -> u32 {
+    pub(crate) fn returns_within(&self, days: u32, now: i64) -> u32 {
         self.window(days, now).map(|bucket| bucket.returns).sum()
     }
 
     /// Events of `kind` (its wire number) in the window of `days` days ending at `now`.
-    pub fn events_within(&self, kind: i32, days: u32, now: i64) -> u32 {
+    pub fn events_within(&self, kind: i32, days: u32, now: DateTime<Utc>) -> u32 {
+        let now = micros::to_micros(now);
         self.window(days, now)
             .filter_map(|bucket| bucket.kinds.get(&kind))
             .sum()
@@ -433,4 +441,78 @@ fn reporting_amount(
     amount
         .filter(|money| money.currency_code == reporting.as_ref())
         .map(|money| money.amount_minor)
+}
+
+#[cfg(test)]
+mod tests {
+    use attune_proto::common::v1 as common_pb;
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn eur() -> Currency {
+        Currency::parse("EUR").unwrap()
+    }
+
+    fn event(kind: pb::EventKind, at: DateTime<Utc>, amount: Option<i64>) -> pb::Event {
+        pb::Event {
+            kind: kind.into(),
+            occur_time: Some(attune_kit::types::time::to_proto(at)),
+            channel: common_pb::Channel::Web.into(),
+            items: vec![pb::EventItem {
+                item_id: "sku".into(),
+                quantity: 1,
+                category_path: vec!["shoes".into()],
+                ..Default::default()
+            }],
+            amount: amount.map(|amount_minor| common_pb::Money {
+                amount_minor,
+                currency_code: "EUR".into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn windows_count_whole_utc_days_ending_today() {
+        let now = DateTime::from_timestamp(1_750_000_000, 0).unwrap();
+        let mut state = TraitState::default();
+        for (days_ago, kind, amount) in [
+            (0, pb::EventKind::Purchase, Some(1000)),
+            (29, pb::EventKind::Purchase, Some(500)),
+            (31, pb::EventKind::Purchase, Some(200)),
+            (10, pb::EventKind::Return, Some(300)),
+            (3, pb::EventKind::View, None),
+        ] {
+            let at = now - TimeDelta::days(days_ago);
+            state.apply(&event(kind, at, amount), eur(), micros::to_micros(now));
+        }
+        assert_eq!(state.orders_within(30, now), (2, 1500 - 300, 1500));
+        assert_eq!(state.orders_within(90, now), (3, 1700 - 300, 1700));
+        assert_eq!(state.events_within(pb::EventKind::View as i32, 7, now), 1);
+        assert_eq!(state.events_within(pb::EventKind::View as i32, 3, now), 0);
+    }
+
+    #[test]
+    fn affinities_do_not_depend_on_the_order_events_arrive_in() {
+        let now = DateTime::from_timestamp(1_750_000_000, 0).unwrap();
+        let events: Vec<pb::Event> = [40, 2, 17, 0]
+            .iter()
+            .map(|days| event(pb::EventKind::View, now - TimeDelta::days(*days), None))
+            .collect();
+        let fold = |order: &[usize]| {
+            let mut state = TraitState::default();
+            for i in order {
+                state.apply(&events[*i], eur(), micros::to_micros(now));
+            }
+            state.categories[&i32::from(DataCategory::Browsing)]["shoes"].at(micros::to_micros(now))
+        };
+        let expected: f64 = [40.0, 2.0, 17.0, 0.0]
+            .iter()
+            .map(|days: &f64| 0.5_f64.powf(days / 30.0))
+            .sum();
+        for order in [[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]] {
+            assert!((fold(&order) - expected).abs() < 1e-12, "{order:?}");
+        }
+    }
 }
