@@ -40,7 +40,8 @@ fn nth_event(run: &str, n: u64, customers: u64, at: DateTime<Utc>) -> pb::Event 
     let customer = format!("bench-{}", n % customers);
     let sku = format!("sku-{}", n % 97);
     let at = at - TimeDelta::milliseconds(i64::try_from(n % 1000).unwrap());
-    match n % 10 {
+    // Each customer gets every kind, not always the same one.
+    match (n + n / customers) % 10 {
         0 => purchase(
             &id,
             &customer,
@@ -111,8 +112,11 @@ async fn main() {
     );
 
     // The feed lag, measured by a follower from the head while batches go in.
+    // Its start is taken before the load begins: a stream that stops at the head
+    // would not stop while writers keep moving it.
     let stop = Arc::new(AtomicBool::new(false));
-    let follower = tokio::spawn(follow(channel.clone(), Arc::clone(&stop)));
+    let head = feed_head(&channel).await;
+    let follower = tokio::spawn(follow(channel.clone(), head, Arc::clone(&stop)));
     let started = Instant::now();
     let (accepted, _) = ingest_batches(
         &channel,
@@ -247,11 +251,10 @@ async fn ingest_streams(
     accepted
 }
 
-/// Follows the feed from its head until `stop`; returns each entry's lag.
-async fn follow(channel: Channel, stop: Arc<AtomicBool>) -> Vec<Duration> {
-    let mut client = EventServiceClient::new(channel);
-    // The head: a stream that stops there says where it is (filtered to a kind
-    // the bench never sends, so only cursors come back).
+/// The feed's newest sequence.
+async fn feed_head(channel: &Channel) -> i64 {
+    let mut client = EventServiceClient::new(channel.clone());
+    // Filtered to a kind the bench never sends, so only cursors come back.
     let mut head = 0;
     let mut probe = client
         .stream_events(pb::StreamEventsRequest {
@@ -266,6 +269,12 @@ async fn follow(channel: Channel, stop: Arc<AtomicBool>) -> Vec<Duration> {
     while let Some(response) = probe.next().await {
         head = response.unwrap().through_sequence;
     }
+    head
+}
+
+/// Follows the feed after `head` until `stop`; returns each entry's lag.
+async fn follow(channel: Channel, head: i64, stop: Arc<AtomicBool>) -> Vec<Duration> {
+    let mut client = EventServiceClient::new(channel);
     let mut stream = client
         .stream_events(pb::StreamEventsRequest {
             after_sequence: head,
@@ -277,14 +286,19 @@ async fn follow(channel: Channel, stop: Arc<AtomicBool>) -> Vec<Duration> {
         .unwrap()
         .into_inner();
     let mut lags = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(Some(response)) =
-            tokio::time::timeout(Duration::from_millis(500), stream.next()).await
-        else {
-            continue;
+    // Until the load has stopped and the feed is quiet (heartbeats only).
+    loop {
+        let response = match tokio::time::timeout(Duration::from_millis(500), stream.next()).await {
+            Ok(Some(response)) => response.unwrap(),
+            Ok(None) => break,
+            Err(_) if stop.load(Ordering::Relaxed) => break,
+            Err(_) => continue,
         };
+        if response.entries.is_empty() && stop.load(Ordering::Relaxed) {
+            break;
+        }
         let received = Utc::now();
-        for entry in response.unwrap().entries {
+        for entry in response.entries {
             let committed =
                 attune_kit::types::time::from_proto_required(entry.commit_time).unwrap();
             lags.push((received - committed).to_std().unwrap_or_default());
