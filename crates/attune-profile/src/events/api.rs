@@ -2,6 +2,7 @@
 //! listing, the feed or the traits, and converts the answer.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use attune_kit::ApiError;
 use attune_kit::error::Violations;
@@ -9,7 +10,7 @@ use attune_kit::pagination::{decode_cursor, encode_page_token, page_size};
 use attune_kit::types::{CustomerId, RequestId, time};
 use attune_proto::profile::v1 as pb;
 use attune_proto::profile::v1::event_service_server::EventService;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -25,12 +26,17 @@ use crate::Profile;
 #[derive(Debug, Clone)]
 pub struct EventApi {
     profile: Profile,
+    /// Queues this process's ingestion batches for the write lock.
+    turn: Arc<Mutex<()>>,
 }
 
 impl EventApi {
     /// The API over `profile`.
     pub fn new(profile: Profile) -> Self {
-        Self { profile }
+        Self {
+            profile,
+            turn: Arc::new(Mutex::new(())),
+        }
     }
 }
 
@@ -112,7 +118,7 @@ impl EventService for EventApi {
         if !request_id.is_empty() {
             RequestId::parse(&request_id).map_err(|p| ApiError::invalid("request_id", p))?;
         }
-        let outcome = ingest(&self.profile, events).await?;
+        let outcome = ingest(&self.profile, &self.turn, events).await?;
         Ok(Response::new(outcome.into()))
     }
 
@@ -125,6 +131,7 @@ impl EventService for EventApi {
     ) -> RpcResult<Self::IngestEventStreamStream> {
         let mut requests = request.into_inner();
         let profile = self.profile.clone();
+        let turn = Arc::clone(&self.turn);
         let (sender, receiver) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut batch_index = 0_i64;
@@ -133,7 +140,7 @@ impl EventService for EventApi {
                     Err(status) => Err(status),
                     Ok(pb::IngestEventStreamRequest { events }) => match batch_size(&events) {
                         Err(error) => Err(error.into()),
-                        Ok(()) => ingest(&profile, events)
+                        Ok(()) => ingest(&profile, &turn, events)
                             .await
                             .map(|outcome| stream_response(batch_index, outcome))
                             .map_err(Status::from),

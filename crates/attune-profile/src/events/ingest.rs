@@ -14,6 +14,7 @@ use attune_proto::profile::v1 as pb;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, FromQueryResult, StatementBuilder};
+use tokio::sync::Mutex;
 
 use super::traits::{self, TraitState};
 use super::validate::{Subject, ValidEvent, validate};
@@ -94,8 +95,14 @@ enum Fate {
 /// Ingests `events` (1 to [`super::MAX_BATCH`], checked by the caller) in one
 /// transaction. UNAVAILABLE when consent or the database cannot answer: then
 /// nothing was stored.
+///
+/// `turn` queues this process's batches for the write lock: on SQLite a writer
+/// that finds the lock taken sleeps in the busy handler's growing steps, long
+/// after the lock is free again, so batches wait their turn here instead (and
+/// validate while they wait).
 pub(crate) async fn ingest(
     profile: &Profile,
+    turn: &Mutex<()>,
     events: Vec<pb::Event>,
 ) -> Result<BatchOutcome, ApiError> {
     let now = profile.clock.now();
@@ -118,6 +125,7 @@ pub(crate) async fn ingest(
     if valid.is_empty() {
         return Ok(BatchOutcome { results });
     }
+    let _turn = turn.lock().await;
     let txn = profile.begin_write().await?;
     let stored = store_batch(&txn, profile, &mut results, valid, now).await?;
     txn.commit().await.map_err(ApiError::from)?;
