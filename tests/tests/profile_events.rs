@@ -297,6 +297,49 @@ backend_tests! {
         assert_eq!(app.feed_to_head(0).await.len(), 1);
     }
 
+    async fn an_accepted_event_creates_its_profile_and_moves_its_last_event_time(app) {
+        app.grant("anon-new", &["personalization"]).await;
+        app.grant("cust-new", &["personalization"]).await;
+        let mut anonymous = view("n-1", "anon-new", minutes_ago(5), "sku");
+        anonymous.new_profile_kind = pb::ProfileKind::Anonymous.into();
+        anonymous.channel = attune_tests::common_pb::Channel::App.into();
+        let later = view("n-2", "anon-new", minutes_ago(1), "sku");
+        let known = view("n-3", "cust-new", minutes_ago(2), "sku");
+        assert_eq!(app.ingest(vec![anonymous, known.clone()]).await.accepted_count, 2);
+        assert_eq!(app.ingest(vec![later.clone()]).await.accepted_count, 1);
+        let db = attune_kit::db::connect(&app.config.database).await.unwrap();
+        use sea_orm::ConnectionTrait;
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT customer_id, kind, create_channel, last_event_time FROM profile_profiles ORDER BY customer_id",
+            ))
+            .await
+            .unwrap();
+        let profiles: Vec<(String, i16, i16, i64)> = rows
+            .iter()
+            .map(|row| {
+                (
+                    row.try_get("", "customer_id").unwrap(),
+                    row.try_get("", "kind").unwrap(),
+                    row.try_get("", "create_channel").unwrap(),
+                    row.try_get("", "last_event_time").unwrap(),
+                )
+            })
+            .collect();
+        let micros = |event: &pb::Event| {
+            let at = event.occur_time.unwrap();
+            at.seconds * 1_000_000 + i64::from(at.nanos / 1000)
+        };
+        assert_eq!(
+            profiles,
+            vec![
+                ("anon-new".to_owned(), pb::ProfileKind::Anonymous as i16, attune_tests::common_pb::Channel::App as i16, micros(&later)),
+                ("cust-new".to_owned(), pb::ProfileKind::Known as i16, attune_tests::common_pb::Channel::Web as i16, micros(&known)),
+            ]
+        );
+    }
+
     async fn list_events_pages_newest_first_with_filters(app) {
         app.grant("cust-l", &["personalization"]).await;
         let base = Utc::now() - TimeDelta::hours(5);
