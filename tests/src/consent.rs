@@ -43,6 +43,18 @@ impl TestApp {
         .await
     }
 
+    /// Grants `customer` each of `purposes` (the default catalogue's codes, for
+    /// example "personalization": browsing, purchases and preferences) at notice
+    /// version 1.
+    pub async fn grant(&self, customer: &str, purposes: &[&str]) {
+        let decisions = purposes
+            .iter()
+            .map(|code| crate::consent_requests::decision(code, consent_pb::Decision::Granted))
+            .collect();
+        self.record_consent(crate::consent_requests::record(customer, decisions))
+            .await;
+    }
+
     /// Records `request`, which must succeed; returns the ledger records it holds.
     pub async fn record_consent(
         &self,

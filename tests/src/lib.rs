@@ -29,6 +29,7 @@ use attune_kit::db::{TestDatabase, fresh_test_database_on};
 use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use attune_proto::gateway::v1::data_subject_request_service_client::DataSubjectRequestServiceClient;
 use attune_proto::privacy::v1::data_subject_service_client::DataSubjectServiceClient;
+use attune_proto::profile::v1::event_service_client::EventServiceClient;
 use attune_proto::profile::v1::profile_service_client::ProfileServiceClient;
 use chrono::{SubsecRound, Utc};
 use tokio::sync::oneshot;
@@ -46,11 +47,13 @@ pub use attune_proto::common::v1 as common_pb;
 pub use attune_proto::consent::v1 as consent_pb;
 pub use attune_proto::gateway::v1 as gateway_pb;
 pub use attune_proto::privacy::v1 as privacy_pb;
+pub use attune_proto::profile::v1 as profile_pb;
 
 pub mod bad_input;
 pub mod consent;
 pub mod consent_requests;
 pub mod data_subject;
+pub mod profile_events;
 pub mod profile_people;
 
 /// A running Attune server.
@@ -224,6 +227,11 @@ impl TestApp {
     /// A profile client (profiles, identities, zero-party data) on the shared connection.
     pub fn profiles(&self) -> ProfileServiceClient<Channel> {
         ProfileServiceClient::new(self.channel.clone())
+    }
+
+    /// Profile's events, feed and traits on the shared connection.
+    pub fn events(&self) -> EventServiceClient<Channel> {
+        EventServiceClient::new(self.channel.clone())
     }
 
     /// The gateway's data-subject requests (export and erasure across services).

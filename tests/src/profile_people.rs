@@ -3,14 +3,13 @@
 //! profiles and consent.
 
 use attune_proto::common::v1 as common_pb;
-use attune_proto::consent::v1 as consent_pb;
 use attune_proto::profile::v1 as pb;
 use prost_types::FieldMask;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{ConnectionTrait, Statement};
 
 use crate::TestApp;
-use crate::consent_requests::{decision, record, request_id};
+use crate::consent_requests::request_id;
 
 /// An identity of `identity_type` with `value`, seen on the web.
 pub fn identity(identity_type: pb::IdentityType, value: &str) -> pb::Identity {
@@ -139,16 +138,6 @@ impl TestApp {
             .into_inner()
             .data
             .expect("a record is returned")
-    }
-
-    /// Grants `customer` each of `purposes` (the default catalogue's codes) at
-    /// notice version 1.
-    pub async fn grant(&self, customer: &str, purposes: &[&str]) {
-        let decisions = purposes
-            .iter()
-            .map(|code| decision(code, consent_pb::Decision::Granted))
-            .collect();
-        self.record_consent(record(customer, decisions)).await;
     }
 
     /// Runs `sql` (with no parameters) on the app's database, for a test to set

@@ -9,20 +9,23 @@
 
 pub mod app;
 pub mod collection;
+pub mod events;
 pub mod feed;
 pub mod identity;
 mod people;
 pub mod store;
+mod subject;
 mod tombstone;
 
 use std::sync::Arc;
 
-use attune_kit::ApiError;
 use attune_kit::consent::ConsentChecker;
 use attune_kit::db::DbError;
 use attune_kit::server::GrpcServer;
 use attune_kit::service::{MountError, ServiceContext};
 use attune_kit::types::Currency;
+use attune_proto::privacy::v1::data_subject_service_server::DataSubjectServiceServer;
+use attune_proto::profile::v1::event_service_server::EventServiceServer;
 use attune_proto::profile::v1::profile_service_server::ProfileServiceServer;
 use sea_orm::DatabaseConnection;
 
@@ -34,7 +37,10 @@ pub use store::migration::Migrator;
 pub struct ProfileService;
 
 /// The public gRPC services of `attune.profile.v1`.
-const API_SERVICES: &[&str] = &["attune.profile.v1.ProfileService"];
+const API_SERVICES: &[&str] = &[
+    "attune.profile.v1.ProfileService",
+    "attune.profile.v1.EventService",
+];
 
 #[tonic::async_trait]
 impl attune_kit::Service for ProfileService {
@@ -126,15 +132,19 @@ async fn open(server: &mut GrpcServer, context: ServiceContext) -> Result<Profil
 }
 
 /// Adds profile's gRPC services, each with the platform's limits.
+/// The data-subject API is internal: the gateway's data-subject requests reach
+/// it, the public port does not route it.
 fn mount_apis(server: &mut GrpcServer, profile: Profile, limits: &attune_kit::config::Limits) {
     server.add_service(attune_kit::with_limits!(
-        ProfileServiceServer::new(people::ProfileApi::new(profile)),
+        ProfileServiceServer::new(people::ProfileApi::new(profile.clone())),
         limits
     ));
-}
-
-/// Converts a storage error for an API answer.
-#[allow(dead_code)]
-fn unavailable(error: sea_orm::DbErr) -> ApiError {
-    ApiError::from(error)
+    server.add_service(attune_kit::with_limits!(
+        EventServiceServer::new(events::EventApi::new(profile.clone())),
+        limits
+    ));
+    server.add_service(attune_kit::with_limits!(
+        DataSubjectServiceServer::new(subject::ProfilePrivacyApi::new(profile)),
+        limits
+    ));
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
 use crate::Profile;
-use crate::feed::{self, EntryType, NewEntry};
+use crate::feed::{self, NewEntry};
 use crate::store::REQUESTS;
 
 /// The name an export or receipt gives this service.
@@ -72,7 +72,7 @@ struct Subject<'a> {
 /// Where `customer_id` stands: a live profile, an id merged into one, or unknown.
 enum Standing {
     Live,
-    MergedInto(String),
+    MergedInto,
     Unknown,
 }
 
@@ -95,8 +95,8 @@ async fn standing(db: &impl ConnectionTrait, customer_id: &str) -> Result<Standi
     Ok(match row {
         None => Standing::Unknown,
         Some(Row {
-            merged_into: Some(survivor),
-        }) => Standing::MergedInto(survivor),
+            merged_into: Some(_),
+        }) => Standing::MergedInto,
         Some(Row { merged_into: None }) => Standing::Live,
     })
 }
@@ -122,10 +122,20 @@ impl ProfilePrivacyApi {
             return Ok(Vec::new());
         }
         let ids = covered_ids(db, customer_id).await?;
-        let mut records = crate::people::subject::export(db, &ids).await?;
-        records.extend(crate::events::subject::export(&self.profile, &ids).await?);
-        records.extend(crate::segments::subject::export(db, &ids).await?);
-        records.extend(event_records(db, &ids).await?);
+        let people = crate::people::subject::export(db, &ids).await?;
+        let mut records = json_records(
+            people,
+            &[
+                ("profiles", "profile"),
+                ("identities", "identity"),
+                ("zero_party_data", "zero_party_data"),
+            ],
+        );
+        let events = crate::events::subject::export(db, &ids).await?;
+        records.extend(json_records(
+            events,
+            &[("traits", "traits"), ("events", "event")],
+        ));
         Ok(records)
     }
 
@@ -207,7 +217,11 @@ async fn erase_in(
 }
 
 /// Records the tombstones (a second erasure keeps the first time).
-async fn tombstone(txn: &DatabaseTransaction, digests: &[String], now: DateTime<Utc>) -> Result<(), DbErr> {
+async fn tombstone(
+    txn: &DatabaseTransaction,
+    digests: &[String],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
     if digests.is_empty() {
         return Ok(());
     }
@@ -230,44 +244,42 @@ async fn tombstone(txn: &DatabaseTransaction, digests: &[String], now: DateTime<
     Ok(())
 }
 
-/// The events of `ids` as export records, by sequence.
-async fn event_records(
-    db: &impl ConnectionTrait,
-    ids: &[String],
-) -> Result<Vec<pb::DataRecord>, DbErr> {
-    let query = Query::select()
-        .columns([
-            Alias::new("sequence"),
-            Alias::new("customer_id"),
-            Alias::new("commit_time"),
-            Alias::new("payload"),
-        ])
-        .from(Alias::new(feed::TABLE))
-        .and_where(Expr::col(Alias::new("entry_type")).eq(EntryType::Event as i16))
-        .and_where(Expr::col(Alias::new("customer_id")).is_in(ids.iter().cloned()))
-        .order_by(Alias::new("sequence"), sea_orm::Order::Asc)
-        .to_owned();
-    let backend = db.get_database_backend();
-    let rows = <feed::Row as sea_orm::FromQueryResult>::find_by_statement(
-        sea_orm::StatementBuilder::build(&query, &backend),
-    )
-    .all(db)
-    .await?;
-    let mut records = Vec::with_capacity(rows.len());
-    for row in rows {
-        let entry = row.into_entry()?;
-        if let Some(profile_pb::feed_entry::Change::Event(event)) = &entry.change {
+/// Export records from a JSON object of arrays: each element of `key` becomes a
+/// record of `kind`, identified by its customer id (and, for an identity, its
+/// type and stored value), so a record's id is stable across exports.
+fn json_records(mut json: serde_json::Value, sections: &[(&str, &str)]) -> Vec<pb::DataRecord> {
+    let mut records = Vec::new();
+    for (key, kind) in sections {
+        let elements: Vec<serde_json::Value> = match json[*key].take() {
+            serde_json::Value::Array(elements) => elements,
+            // A map by customer id (traits): one record per customer.
+            serde_json::Value::Object(by_customer) => by_customer
+                .into_iter()
+                .map(|(customer_id, data)| serde_json::json!({"customer_id": customer_id, "data": data}))
+                .collect(),
+            _ => continue,
+        };
+        for element in elements {
+            let text = |field: &str| element[field].as_str().unwrap_or_default().to_owned();
+            let id = match *kind {
+                "event" => text("event_id"),
+                "identity" => format!(
+                    "{}:{}:{}",
+                    text("customer_id"),
+                    text("identity_type"),
+                    text("value")
+                ),
+                _ => text("customer_id"),
+            };
             records.push(pb::DataRecord {
-                kind: "event".to_owned(),
-                id: event.event_id.clone(),
-                update_time: event.ingest_time,
-                data: Some(attune_kit::privacy::struct_from_json(
-                    crate::export::event(event),
-                )),
+                kind: (*kind).to_owned(),
+                id,
+                update_time: None,
+                data: Some(attune_kit::privacy::struct_from_json(element)),
             });
         }
     }
-    Ok(records)
+    records
 }
 
 #[tonic::async_trait]
@@ -286,7 +298,9 @@ impl DataSubjectService for ProfilePrivacyApi {
         let customer = v.check("customer_id", CustomerId::parse(&customer_id));
         let request_id = v.check("request_id", RequestId::parse(&request_id));
         let limit = v.check_field(page_size("page_size", raw_size, 100, 1000));
-        let offset = decode_cursor(&mut v, "page_token", &page_token, |c| c.parse::<usize>().ok());
+        let offset = decode_cursor(&mut v, "page_token", &page_token, |c| {
+            c.parse::<usize>().ok()
+        });
         v.finish()?;
         let (customer, request_id, limit) =
             (checked(customer), checked(request_id), checked(limit));
@@ -363,15 +377,20 @@ impl DataSubjectService for ProfilePrivacyApi {
         let mut v = Violations::default();
         let customer = v.check("customer_id", CustomerId::parse(&customer_id));
         let limit = v.check_field(page_size("page_size", raw_size, 1000, 1000));
-        let offset = decode_cursor(&mut v, "page_token", &page_token, |c| c.parse::<usize>().ok());
+        let offset = decode_cursor(&mut v, "page_token", &page_token, |c| {
+            c.parse::<usize>().ok()
+        });
         v.finish()?;
         let (customer, limit) = (checked(customer), checked(limit));
         let db = &self.profile.db;
-        let linked = match standing(db, customer.as_ref()).await.map_err(ApiError::from)? {
+        let linked = match standing(db, customer.as_ref())
+            .await
+            .map_err(ApiError::from)?
+        {
             Standing::Live => crate::people::subject::merged_ids(db, customer.as_ref())
                 .await
                 .map_err(ApiError::from)?,
-            Standing::MergedInto(_) | Standing::Unknown => Vec::new(),
+            Standing::MergedInto | Standing::Unknown => Vec::new(),
         };
         let start = offset.unwrap_or(0).min(linked.len());
         let end = start.saturating_add(limit as usize).min(linked.len());

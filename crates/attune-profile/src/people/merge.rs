@@ -105,7 +105,7 @@ async fn merge_into(
         .ok_or_else(|| ApiError::internal("the merge entry got no sequence"))?;
     profiles::redirect(txn, from, to, now, sequence).await?;
     profiles::move_redirects(txn, from, to, sequence).await?;
-    recompute_traits_after_merge(txn, profile, to).await?;
+    recompute_traits_after_merge(txn, profile, from, to).await?;
     Ok(pb::MergeProfilesResponse {
         profile: Some(profiles::wire_of(txn, to).await?),
         moved_identity_count: i32::try_from(moved_identity_count).unwrap_or(i32::MAX),
@@ -178,10 +178,14 @@ async fn reattribute_events(txn: &DatabaseTransaction, from: &str, to: &str) -> 
 /// Recomputes the target's traits from all its events, now including the
 /// source's, so nothing is counted twice. The last step of the merge.
 async fn recompute_traits_after_merge(
-    _txn: &DatabaseTransaction,
-    _profile: &Profile,
-    _target: &str,
+    txn: &DatabaseTransaction,
+    profile: &Profile,
+    source: &str,
+    target: &str,
 ) -> Result<(), DbErr> {
-    // LEAD: crate::events::traits::rebuild(txn, profile, target).await
-    Ok(())
+    // The target's state from all its events, now the source's too (folding the
+    // two states together would count what they share twice); the source has
+    // no events left, so its state goes.
+    crate::events::traits::rebuild(txn, profile, target).await?;
+    crate::events::traits::rebuild(txn, profile, source).await
 }
