@@ -66,33 +66,34 @@ async fn grant_two(app: &TestApp, customer: &str) {
 async fn export_then_erase_through(gateway: &TestApp, customer: &str) {
     let messages = gateway.export_customer(customer, &request_id()).await;
     let records: Vec<_> = messages.iter().flat_map(|m| m.records.clone()).collect();
+    // Only consent holds something: profile knows no such customer.
     assert_eq!(records.len(), 2, "{messages:?}");
     assert!(records.iter().all(|r| r.kind == "consent_decision"));
-    assert!(
-        messages
-            .iter()
-            .all(|m| m.service == "attune.consent.v1" && m.customer_id == customer)
+    assert!(messages.iter().all(|m| m.customer_id == customer));
+    let receipts: Vec<_> = messages
+        .iter()
+        .filter_map(|m| m.receipt.as_ref().map(|r| (m.service.as_str(), r)))
+        .collect();
+    let services: Vec<_> = receipts.iter().map(|(service, _)| *service).collect();
+    assert_eq!(
+        services,
+        ["attune.consent.v1", "attune.profile.v1"],
+        "one receipt per service, in service order"
     );
-    let last = messages.last().unwrap();
-    let receipt = last
-        .receipt
-        .as_ref()
-        .expect("the last message carries the receipt");
+    let (_, receipt) = receipts[0];
     assert_eq!(receipt.status, gateway_pb::ReceiptStatus::Succeeded as i32);
     assert_eq!(receipt.record_count, 2);
-    assert_eq!(
-        messages.iter().filter(|m| m.receipt.is_some()).count(),
-        1,
-        "one receipt per service"
-    );
+    assert_eq!(receipts[1].1.record_count, 0);
 
     let id = request_id();
     let erased = gateway.erase_customer(customer, &id).await;
     assert!(erased.complete, "{erased:?}");
     assert!(erased.erase_time.is_some());
     assert_eq!(erased.customer_ids, [customer]);
-    let [receipt] = <[_; 1]>::try_from(erased.receipts.clone()).unwrap();
+    let [receipt, profile_receipt] = <[_; 2]>::try_from(erased.receipts.clone()).unwrap();
     assert_eq!(receipt.service, "attune.consent.v1");
+    assert_eq!(profile_receipt.service, "attune.profile.v1");
+    assert_eq!(profile_receipt.record_count, 0, "profile held nothing");
     assert_eq!(receipt.status, gateway_pb::ReceiptStatus::Succeeded as i32);
     // Consent counts its ledger records and the rows derived from them.
     assert!(receipt.record_count >= 2, "{receipt:?}");
