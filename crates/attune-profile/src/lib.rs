@@ -11,6 +11,7 @@ pub mod app;
 pub mod collection;
 pub mod feed;
 pub mod identity;
+pub mod segments;
 pub mod store;
 
 use std::sync::Arc;
