@@ -29,6 +29,7 @@ use attune_kit::db::{TestDatabase, fresh_test_database_on};
 use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use attune_proto::gateway::v1::data_subject_request_service_client::DataSubjectRequestServiceClient;
 use attune_proto::privacy::v1::data_subject_service_client::DataSubjectServiceClient;
+use attune_proto::profile::v1::segment_service_client::SegmentServiceClient;
 use chrono::{SubsecRound, Utc};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -217,6 +218,11 @@ impl TestApp {
     /// A consent client on the shared connection.
     pub fn consent(&self) -> ConsentServiceClient<Channel> {
         ConsentServiceClient::new(self.channel.clone())
+    }
+
+    /// A client of profile's segments on the shared connection.
+    pub fn segments(&self) -> SegmentServiceClient<Channel> {
+        SegmentServiceClient::new(self.channel.clone())
     }
 
     /// The gateway's data-subject requests (export and erasure across services).

@@ -32,7 +32,7 @@ pub use store::migration::Migrator;
 pub struct ProfileService;
 
 /// The public gRPC services of `attune.profile.v1`.
-const API_SERVICES: &[&str] = &[];
+const API_SERVICES: &[&str] = &["attune.profile.v1.SegmentService"];
 
 #[tonic::async_trait]
 impl attune_kit::Service for ProfileService {
@@ -61,8 +61,9 @@ impl attune_kit::Service for ProfileService {
         server: &mut GrpcServer,
         context: ServiceContext,
     ) -> Result<(), MountError> {
+        let config = context.config.clone();
         let profile = open(server, context).await?;
-        mount_apis(server, profile);
+        mount_apis(server, profile, &config);
         Ok(())
     }
 }
@@ -122,8 +123,11 @@ async fn open(server: &mut GrpcServer, context: ServiceContext) -> Result<Profil
     })
 }
 
-/// Adds profile's gRPC services, each with the platform's limits.
-fn mount_apis(_server: &mut GrpcServer, _profile: Profile) {}
+/// Adds profile's gRPC services, each with the platform's limits, and their
+/// background tasks.
+fn mount_apis(server: &mut GrpcServer, profile: Profile, config: &attune_kit::config::Config) {
+    segments::mount(server, &profile, config);
+}
 
 /// Converts a storage error for an API answer.
 #[allow(dead_code)]
