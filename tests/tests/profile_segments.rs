@@ -601,6 +601,84 @@ backend_tests! {
     }
 }
 
+/// The examples segments.proto documents, as requests.
+fn documented_examples() -> Vec<(&'static str, pb::SegmentRule)> {
+    let duration = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
+    let all = |rules| pb::SegmentRule {
+        rule: Some(pb::segment_rule::Rule::All(pb::SegmentRuleGroup { rules })),
+    };
+    vec![
+        (
+            "cart_abandoned_24h",
+            condition(C::CartAbandoned(pb::CartAbandonedCondition {
+                min_idle: duration(86_400),
+                max_idle: None,
+                min_cart_value: None,
+            })),
+        ),
+        ("lapsed_60_days", lapsed(60)),
+        (
+            "high_value",
+            condition(C::Spend(pb::SpendCondition {
+                min_total_spend: Some(common::Money {
+                    amount_minor: 50_000,
+                    currency_code: "EUR".into(),
+                }),
+                max_total_spend: None,
+                within_days: 365,
+            })),
+        ),
+        (
+            "new_customer",
+            all(vec![
+                condition(C::FirstSeen(pb::FirstSeenCondition { within_days: 30 })),
+                condition(C::OrderCount(pb::OrderCountCondition {
+                    min_orders: 1,
+                    max_orders: 0,
+                    within_days: 0,
+                })),
+            ]),
+        ),
+        (
+            "store_only_shopper",
+            all(vec![
+                condition(C::PurchaseChannelShare(pb::PurchaseChannelShareCondition {
+                    min_store_share: 1.0,
+                    max_store_share: None,
+                })),
+                condition(C::OrderCount(pb::OrderCountCondition {
+                    min_orders: 1,
+                    max_orders: 0,
+                    within_days: 0,
+                })),
+            ]),
+        ),
+    ]
+}
+
+backend_tests! {
+    async fn the_documented_examples_are_valid_segments(app) {
+        let db = database(&app).await;
+        seed_profile(&db, "cust-new", None).await;
+        grant_personalization(&app, "cust-new").await;
+        for (segment_id, rule) in documented_examples() {
+            let preview = app
+                .segments()
+                .preview_segment(pb::PreviewSegmentRequest { rule: Some(rule.clone()) })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(preview.evaluated_count, 1, "{segment_id}");
+            // Without any events the customer is in none of them.
+            assert_eq!(preview.member_count, 0, "{segment_id}");
+            let created = create_segment(&app, create(segment_id, rule.clone())).await;
+            assert_eq!(created.rule, Some(rule), "{segment_id}");
+            assert_eq!(created.member_count, 0, "{segment_id}");
+        }
+        assert!(customer_segments(&app, "cust-new").await.is_empty());
+    }
+}
+
 // ---- bad input ----
 
 fn rule_cases<R: 'static>(

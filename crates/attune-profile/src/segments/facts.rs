@@ -85,12 +85,34 @@ impl Behaviour for NoBehaviour {
     }
 }
 
-/// LEAD (at merge): the events part's trait states of `customer_ids`, by customer
-/// id. Fill in with
-/// `crate::events::traits::load_states(db, customer_ids)` boxing each state, and
-/// `impl Behaviour for crate::events::traits::TraitState` delegating to its
-/// `traits`, `orders_within` and `events_within`. Until then every customer has
-/// no behaviour, so only zero-party conditions can match.
+/// LEAD (at merge): the events part's trait states of `customer_ids`, by
+/// customer id. Until then every customer has no behaviour, so only zero-party
+/// conditions can match. With `crate::events::traits` merged, the body is
+///
+/// ```ignore
+/// let states = crate::events::traits::load_states(db, customer_ids).await?;
+/// Ok(states
+///     .into_iter()
+///     .map(|(id, state)| (id, Box::new(state) as Box<dyn Behaviour>))
+///     .collect())
+/// ```
+///
+/// with, beside it,
+///
+/// ```ignore
+/// impl Behaviour for crate::events::traits::TraitState {
+///     fn traits(&self, customer_id: &str, now: DateTime<Utc>, reporting_currency: Currency,
+///               granted: &BTreeSet<DataCategory>) -> pb::Traits {
+///         Self::traits(self, customer_id, now, reporting_currency, granted)
+///     }
+///     fn orders_within(&self, days: u32, now: DateTime<Utc>) -> (u32, i64, i64) {
+///         Self::orders_within(self, days, attune_kit::db::micros::to_micros(now))
+///     }
+///     fn events_within(&self, kind: i32, days: u32, now: DateTime<Utc>) -> u32 {
+///         Self::events_within(self, kind, days, attune_kit::db::micros::to_micros(now))
+///     }
+/// }
+/// ```
 async fn load_behaviour(
     _db: &impl ConnectionTrait,
     _customer_ids: &[String],
