@@ -20,7 +20,7 @@ backend_tests! {
         let codes: Vec<_> = listed.purposes.iter().map(|p| p.code.as_str()).collect();
         assert_eq!(
             codes,
-            ["analytics", "marketing_email", "marketing_sms", "personalization", "profiling", "sale_or_share"]
+            ["analytics", "marketing_email", "marketing_sms", "personalization", "profiling", "sale_or_share", "store_visits"]
         );
         assert!(listed.purposes.iter().all(|p| p.notice_version == 1 && !p.data_categories.is_empty()));
         assert!(listed.next_page_token.is_empty());

@@ -89,7 +89,7 @@ fn as_update(code: String, purpose: pb::CreatePurposeRequest) -> pb::UpdatePurpo
 }
 
 /// An update may rewrite a purpose in place, which row counts would not see: the
-/// catalogue still holds the six default purposes under their first notice.
+/// catalogue still holds the seven default purposes under their first notice.
 async fn catalogue_unchanged(app: &TestApp) {
     let purposes = app
         .consent()
@@ -101,7 +101,7 @@ async fn catalogue_unchanged(app: &TestApp) {
         .unwrap()
         .into_inner()
         .purposes;
-    assert_eq!(purposes.len(), 6, "the catalogue is unchanged");
+    assert_eq!(purposes.len(), 7, "the catalogue is unchanged");
     assert!(
         purposes.iter().all(|p| p.notice_version == 1),
         "{purposes:?}"

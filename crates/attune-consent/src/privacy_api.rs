@@ -60,6 +60,30 @@ impl DataSubjectService for ConsentPrivacyApi {
         }))
     }
 
+    /// Consent never links ids: a visitor's decisions stay under the visitor's
+    /// id (profile knows which ids were merged, and the gateway asks it).
+    async fn list_linked_customer_ids(
+        &self,
+        request: Request<pb::ListLinkedCustomerIdsRequest>,
+    ) -> Result<Response<pb::ListLinkedCustomerIdsResponse>, Status> {
+        let pb::ListLinkedCustomerIdsRequest {
+            customer_id,
+            page_size: raw_size,
+            page_token,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        v.check("customer_id", CustomerId::parse(&customer_id));
+        v.check_field(page_size("page_size", raw_size, 1000, 1000));
+        if !page_token.is_empty() {
+            v.check::<(), &str>(
+                "page_token",
+                Err("must be a token from an earlier response"),
+            );
+        }
+        v.finish()?;
+        Ok(Response::new(pb::ListLinkedCustomerIdsResponse::default()))
+    }
+
     async fn erase_customer(
         &self,
         request: Request<pb::EraseCustomerRequest>,

@@ -94,115 +94,257 @@ fn failed(backend: &Backend, status: &Status) -> pb::ServiceReceipt {
     }
 }
 
-/// Streams one backend's export as gateway messages, its receipt on the last.
-/// Returns false when the caller has gone away.
-async fn export_from(
-    backend: &Backend,
-    request: &pb::ExportCustomerRequest,
-    caller: &MetadataMap,
-    sender: &mpsc::Sender<Result<pb::ExportCustomerResponse, Status>>,
-) -> bool {
-    let mut client = client(backend);
-    let mut page_token = String::new();
-    let mut record_count: i64 = 0;
-    loop {
-        let sent_token = std::mem::take(&mut page_token);
-        let page = client
-            .export_customer_data(outgoing(
-                privacy::ExportCustomerDataRequest {
-                    customer_id: request.customer_id.clone(),
-                    request_id: request.request_id.clone(),
-                    page_token: sent_token.clone(),
-                    page_size: EXPORT_PAGE_SIZE,
-                },
-                caller,
-            ))
-            .await;
-        let (records, receipt, next) = match page {
-            Ok(page) => {
-                let privacy::ExportCustomerDataResponse {
-                    service: _,
-                    records,
-                    next_page_token,
-                } = page.into_inner();
-                if !next_page_token.is_empty() && next_page_token == sent_token {
-                    // A backend that hands back the token it was given would
-                    // keep this stream going for ever.
-                    let stuck = Status::internal("the export's page token did not advance");
-                    let message = pb::ExportCustomerResponse {
-                        service: backend.package().to_owned(),
-                        records,
-                        receipt: Some(failed(backend, &stuck)),
-                        customer_id: request.customer_id.clone(),
-                    };
-                    return sender.send(Ok(message)).await.is_ok();
-                }
-                record_count += i64::try_from(records.len()).unwrap_or(i64::MAX);
-                let receipt = next_page_token.is_empty().then(|| pb::ServiceReceipt {
-                    service: backend.package().to_owned(),
-                    status: pb::ReceiptStatus::Succeeded.into(),
-                    record_count,
-                    retained: Vec::new(),
-                    error_code: 0,
-                    error_message: String::new(),
-                    complete_time: Some(now()),
-                });
-                (records, receipt, next_page_token)
-            }
-            Err(status) => (Vec::new(), Some(failed(backend, &status)), String::new()),
-        };
-        let last = receipt.is_some();
-        let message = pb::ExportCustomerResponse {
-            service: backend.package().to_owned(),
-            records,
-            receipt,
-            customer_id: request.customer_id.clone(),
-        };
-        if sender.send(Ok(message)).await.is_err() {
-            return false;
-        }
-        if last {
-            return true;
-        }
-        page_token = next;
-    }
+/// One id a data-subject request covers, with the request id each backend gets
+/// for it.
+#[derive(Debug, Clone)]
+struct Subject {
+    customer_id: String,
+    request_id: String,
 }
 
-/// Erases at one backend and turns the answer into its receipt.
-async fn erase_at(
-    backend: &Backend,
-    request: &pb::EraseCustomerRequest,
+/// The ids a request covers: the one asked for first, then every id a backend
+/// links to it (the anonymous profiles merged into it), each once, in the order
+/// learnt. A linked id gets its own request id, derived from the caller's, so a
+/// retry reaches each backend with the same ids and each backend's idempotency
+/// holds per id. A backend that cannot list is skipped here: its own part of the
+/// request fails too, and a retry asks it again.
+async fn subjects(
+    backends: &[Backend],
+    customer_id: &str,
+    request_id: &str,
     caller: &MetadataMap,
-) -> pb::ServiceReceipt {
-    let answer = client(backend)
-        .erase_customer(outgoing(
-            privacy::EraseCustomerRequest {
-                customer_id: request.customer_id.clone(),
-                request_id: request.request_id.clone(),
+) -> Subjects {
+    let mut ids = vec![customer_id.to_owned()];
+    let mut linking = Vec::new();
+    for backend in backends {
+        let mut client = client(backend);
+        let mut page_token = String::new();
+        loop {
+            let page = client
+                .list_linked_customer_ids(outgoing(
+                    privacy::ListLinkedCustomerIdsRequest {
+                        customer_id: customer_id.to_owned(),
+                        page_size: 0,
+                        page_token: page_token.clone(),
+                    },
+                    caller,
+                ))
+                .await;
+            let page = match page {
+                Ok(page) => page.into_inner(),
+                Err(status) => {
+                    tracing::warn!(
+                        backend = backend.package(),
+                        code = ?status.code(),
+                        "a backend could not list the ids linked to a customer"
+                    );
+                    break;
+                }
+            };
+            if !page.customer_ids.is_empty() && !linking.contains(&backend.package()) {
+                linking.push(backend.package());
+            }
+            for id in page.customer_ids {
+                if CustomerId::parse(&id).is_ok() && !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            if page.next_page_token.is_empty() || page.next_page_token == page_token {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+    let ids = ids
+        .into_iter()
+        .enumerate()
+        .map(|(index, customer_id)| Subject {
+            request_id: if index == 0 {
+                request_id.to_owned()
+            } else {
+                linked_request_id(request_id, &customer_id)
+            },
+            customer_id,
+        })
+        .collect();
+    Subjects { ids, linking }
+}
+
+/// The ids a request covers, and the backends that link them (profile).
+#[derive(Debug)]
+struct Subjects {
+    ids: Vec<Subject>,
+    /// Packages of the backends that reported linked ids: an erasure asks them
+    /// last, once every other backend succeeded, since erasing there forgets the
+    /// links a retry would need.
+    linking: Vec<&'static str>,
+}
+
+/// The receipt of a linking backend not asked to erase yet.
+fn held_back(backend: &Backend) -> pb::ServiceReceipt {
+    let status = Status::aborted(
+        "not asked yet: this service links the customer's ids, which a retry needs, so it \
+         erases only after every other service succeeded; retry with the same request_id",
+    );
+    failed(backend, &status)
+}
+
+/// The request id a backend gets for a linked id: a digest of the caller's
+/// request id and the linked id, valid as a request id whatever their lengths.
+fn linked_request_id(request_id: &str, linked_id: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(request_id.as_bytes())
+        .chain_update([0])
+        .chain_update(linked_id.as_bytes())
+        .finalize();
+    format!("linked-{}", &hex::encode(digest)[..40])
+}
+
+/// What one page of one id's export brought.
+enum Page {
+    /// Records, and the token of the next page (empty: the id is done).
+    Records(Vec<privacy::DataRecord>, String),
+    /// The backend failed.
+    Failed(Status),
+}
+
+async fn export_page(
+    client: &mut Client,
+    subject: &Subject,
+    page_token: &str,
+    caller: &MetadataMap,
+) -> Page {
+    let page = client
+        .export_customer_data(outgoing(
+            privacy::ExportCustomerDataRequest {
+                customer_id: subject.customer_id.clone(),
+                request_id: subject.request_id.clone(),
+                page_token: page_token.to_owned(),
+                page_size: EXPORT_PAGE_SIZE,
             },
             caller,
         ))
         .await;
-    match answer {
-        Ok(answer) => {
-            let privacy::EraseCustomerResponse {
-                service: _,
-                erased_record_count,
-                retained,
-                erase_time,
-            } = answer.into_inner();
-            pb::ServiceReceipt {
-                service: backend.package().to_owned(),
-                status: pb::ReceiptStatus::Succeeded.into(),
-                record_count: erased_record_count,
-                retained,
-                error_code: 0,
-                error_message: String::new(),
-                complete_time: erase_time.or_else(|| Some(now())),
+    match page {
+        Ok(page) => {
+            let page = page.into_inner();
+            if !page.next_page_token.is_empty() && page.next_page_token == page_token {
+                // A backend that hands back the token it was given would keep
+                // this stream going for ever.
+                return Page::Failed(Status::internal("the export's page token did not advance"));
             }
+            Page::Records(page.records, page.next_page_token)
         }
-        Err(status) => failed(backend, &status),
+        Err(status) => Page::Failed(status),
     }
+}
+
+/// Streams one backend's export of every subject as gateway messages, its
+/// receipt on the last. Returns false when the caller has gone away.
+async fn export_from(
+    backend: &Backend,
+    subjects: &[Subject],
+    caller: &MetadataMap,
+    sender: &mpsc::Sender<Result<pb::ExportCustomerResponse, Status>>,
+) -> bool {
+    let mut client = client(backend);
+    let mut record_count: i64 = 0;
+    for (index, subject) in subjects.iter().enumerate() {
+        let last_subject = index + 1 == subjects.len();
+        let mut page_token = String::new();
+        loop {
+            let (records, receipt, next) =
+                match export_page(&mut client, subject, &page_token, caller).await {
+                    Page::Records(records, next) => {
+                        record_count += i64::try_from(records.len()).unwrap_or(i64::MAX);
+                        let receipt =
+                            (next.is_empty() && last_subject).then(|| pb::ServiceReceipt {
+                                service: backend.package().to_owned(),
+                                status: pb::ReceiptStatus::Succeeded.into(),
+                                record_count,
+                                retained: Vec::new(),
+                                error_code: 0,
+                                error_message: String::new(),
+                                complete_time: Some(now()),
+                            });
+                        (records, receipt, next)
+                    }
+                    Page::Failed(status) => {
+                        (Vec::new(), Some(failed(backend, &status)), String::new())
+                    }
+                };
+            let done = receipt.is_some();
+            let message = pb::ExportCustomerResponse {
+                service: backend.package().to_owned(),
+                records,
+                receipt,
+                customer_id: subject.customer_id.clone(),
+            };
+            // An id with nothing to export sends no message of its own.
+            let empty = message.records.is_empty() && message.receipt.is_none();
+            if !empty && sender.send(Ok(message)).await.is_err() {
+                return false;
+            }
+            if done {
+                return true;
+            }
+            if next.is_empty() {
+                break;
+            }
+            page_token = next;
+        }
+    }
+    true
+}
+
+/// Erases every subject at one backend, in order, and sums the answers into
+/// its receipt; the first failure stops it and fails the receipt.
+async fn erase_at(
+    backend: &Backend,
+    subjects: &[Subject],
+    caller: &MetadataMap,
+) -> pb::ServiceReceipt {
+    let mut client = client(backend);
+    let mut receipt = pb::ServiceReceipt {
+        service: backend.package().to_owned(),
+        status: pb::ReceiptStatus::Succeeded.into(),
+        record_count: 0,
+        retained: Vec::new(),
+        error_code: 0,
+        error_message: String::new(),
+        complete_time: None,
+    };
+    for subject in subjects {
+        let answer = client
+            .erase_customer(outgoing(
+                privacy::EraseCustomerRequest {
+                    customer_id: subject.customer_id.clone(),
+                    request_id: subject.request_id.clone(),
+                },
+                caller,
+            ))
+            .await;
+        match answer {
+            Ok(answer) => {
+                let privacy::EraseCustomerResponse {
+                    service: _,
+                    erased_record_count,
+                    retained,
+                    erase_time,
+                } = answer.into_inner();
+                receipt.record_count += erased_record_count;
+                for kept in retained {
+                    if !receipt.retained.contains(&kept) {
+                        receipt.retained.push(kept);
+                    }
+                }
+                receipt.complete_time = erase_time.or_else(|| Some(now()));
+            }
+            Err(status) => return failed(backend, &status),
+        }
+    }
+    receipt
 }
 
 #[tonic::async_trait]
@@ -221,8 +363,15 @@ impl DataSubjectRequestService for DataSubjectRequests {
         // names the gateway as its parent.
         tokio::spawn(
             async move {
+                let subjects = subjects(
+                    &backends,
+                    &request.customer_id,
+                    &request.request_id,
+                    &caller,
+                )
+                .await;
                 for backend in backends.iter() {
-                    if !export_from(backend, &request, &caller, &sender).await {
+                    if !export_from(backend, &subjects.ids, &caller, &sender).await {
                         return;
                     }
                 }
@@ -238,13 +387,38 @@ impl DataSubjectRequestService for DataSubjectRequests {
     ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
         let (caller, _, request) = request.into_parts();
         validate(&request.customer_id, &request.request_id)?;
-        // Every service is asked at once; one failing or slow holds no other back.
-        let receipts = futures::future::join_all(
-            self.backends
-                .iter()
-                .map(|backend| erase_at(backend, &request, &caller)),
+        // The linked ids are learnt before anything is erased: erasing the
+        // customer at profile erases the links too.
+        let subjects = subjects(
+            &self.backends,
+            &request.customer_id,
+            &request.request_id,
+            &caller,
         )
         .await;
+        // Every service is asked at once; one failing or slow holds no other back.
+        // Services that link the ids go last, and only when the others succeeded.
+        let (linking, others): (Vec<&Backend>, Vec<&Backend>) = self
+            .backends
+            .iter()
+            .partition(|backend| subjects.linking.contains(&backend.package()));
+        let mut receipts = futures::future::join_all(
+            others
+                .iter()
+                .map(|backend| erase_at(backend, &subjects.ids, &caller)),
+        )
+        .await;
+        let others_succeeded = receipts
+            .iter()
+            .all(|receipt| receipt.status == pb::ReceiptStatus::Succeeded as i32);
+        for backend in linking {
+            receipts.push(if others_succeeded {
+                erase_at(backend, &subjects.ids, &caller).await
+            } else {
+                held_back(backend)
+            });
+        }
+        receipts.sort_by(|a, b| a.service.cmp(&b.service));
         let complete = receipts
             .iter()
             .all(|receipt| receipt.status == pb::ReceiptStatus::Succeeded as i32);
@@ -260,7 +434,11 @@ impl DataSubjectRequestService for DataSubjectRequests {
             receipts,
             complete,
             erase_time,
-            customer_ids: vec![request.customer_id],
+            customer_ids: subjects
+                .ids
+                .into_iter()
+                .map(|subject| subject.customer_id)
+                .collect(),
         }))
     }
 }

@@ -1,6 +1,8 @@
 //! Data-subject requests fanned out to fake backends: a receipt per service in
-//! service order, a failing service FAILED while the others go on, and an export
-//! whose backend never advances its page token stopped with a FAILED receipt.
+//! service order, a failing service FAILED while the others go on, an export
+//! whose backend never advances its page token stopped with a FAILED receipt,
+//! and ids linked to the customer (merged anonymous profiles) covered at every
+//! service, the linking service erasing last.
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
@@ -12,6 +14,8 @@ use attune_proto::privacy::v1 as privacy;
 use attune_proto::privacy::v1::data_subject_service_server::{
     DataSubjectService, DataSubjectServiceServer,
 };
+use std::sync::{Arc, Mutex};
+
 use tokio_stream::StreamExt as _;
 use tonic::{Code, Request, Response, Status};
 
@@ -27,7 +31,23 @@ enum Behaviour {
 }
 
 #[derive(Clone)]
-struct Fake(Behaviour);
+struct Fake {
+    behaviour: Behaviour,
+    /// Ids this service links to every customer (as profile links merged ids).
+    links: &'static [&'static str],
+    /// Customer ids erased here, in order.
+    erased: Arc<Mutex<Vec<String>>>,
+}
+
+impl Fake {
+    fn new(behaviour: Behaviour) -> Self {
+        Self {
+            behaviour,
+            links: &[],
+            erased: Arc::default(),
+        }
+    }
+}
 
 fn record(id: &str) -> privacy::DataRecord {
     privacy::DataRecord {
@@ -45,7 +65,7 @@ impl DataSubjectService for Fake {
         request: Request<privacy::ExportCustomerDataRequest>,
     ) -> Result<Response<privacy::ExportCustomerDataResponse>, Status> {
         let token = request.into_inner().page_token;
-        let (records, next_page_token) = match (self.0, token.as_str()) {
+        let (records, next_page_token) = match (self.behaviour, token.as_str()) {
             (Behaviour::Fails, _) => return Err(Status::unavailable("down")),
             (Behaviour::Stuck, _) => (vec![record("s")], "same".to_owned()),
             (Behaviour::Works, "") => (vec![record("1")], "page-2".to_owned()),
@@ -58,13 +78,30 @@ impl DataSubjectService for Fake {
         }))
     }
 
+    async fn list_linked_customer_ids(
+        &self,
+        _request: Request<privacy::ListLinkedCustomerIdsRequest>,
+    ) -> Result<Response<privacy::ListLinkedCustomerIdsResponse>, Status> {
+        if let Behaviour::Fails = self.behaviour {
+            return Err(Status::unavailable("down"));
+        }
+        Ok(Response::new(privacy::ListLinkedCustomerIdsResponse {
+            customer_ids: self.links.iter().map(|id| (*id).to_owned()).collect(),
+            next_page_token: String::new(),
+        }))
+    }
+
     async fn erase_customer(
         &self,
-        _request: Request<privacy::EraseCustomerRequest>,
+        request: Request<privacy::EraseCustomerRequest>,
     ) -> Result<Response<privacy::EraseCustomerResponse>, Status> {
-        match self.0 {
+        match self.behaviour {
             Behaviour::Fails => Err(Status::unavailable("down")),
             Behaviour::Works | Behaviour::Stuck => {
+                self.erased
+                    .lock()
+                    .unwrap()
+                    .push(request.into_inner().customer_id);
                 Ok(Response::new(privacy::EraseCustomerResponse {
                     service: "fake".into(),
                     erased_record_count: 3,
@@ -77,12 +114,27 @@ impl DataSubjectService for Fake {
 }
 
 fn backend(package: &'static str, behaviour: Behaviour) -> Backend {
+    fake_backend(package, Fake::new(behaviour))
+}
+
+fn fake_backend(package: &'static str, fake: Fake) -> Backend {
     Backend::new(
         package,
         &[],
         true,
-        HttpService::new(DataSubjectServiceServer::new(Fake(behaviour))),
+        HttpService::new(DataSubjectServiceServer::new(fake)),
     )
+}
+
+async fn erase(requests: &DataSubjectRequests) -> pb::EraseCustomerResponse {
+    requests
+        .erase_customer(Request::new(pb::EraseCustomerRequest {
+            customer_id: "cust-1".into(),
+            request_id: "req-1".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 fn fan_out(backends: &[Backend]) -> DataSubjectRequests {
@@ -111,7 +163,7 @@ async fn erasure_gives_a_receipt_per_service_and_a_failing_one_holds_no_other_ba
             "attune.c.v1",
             &[],
             false,
-            HttpService::new(DataSubjectServiceServer::new(Fake(Behaviour::Fails))),
+            HttpService::new(DataSubjectServiceServer::new(Fake::new(Behaviour::Fails))),
         ),
     ]);
     let answer = requests
@@ -179,4 +231,83 @@ async fn an_export_whose_page_token_never_advances_fails_instead_of_looping() {
     let receipt = messages.last().unwrap().receipt.clone().unwrap();
     assert_eq!(receipt.status, pb::ReceiptStatus::Failed as i32);
     assert_eq!(receipt.error_code, Code::Internal as i32);
+}
+
+#[tokio::test]
+async fn linked_ids_are_erased_everywhere_and_the_linking_service_goes_last() {
+    let linking = Fake {
+        links: &["anon-1", "anon-2"],
+        ..Fake::new(Behaviour::Works)
+    };
+    let other = Fake::new(Behaviour::Works);
+    let (linking_log, other_log) = (Arc::clone(&linking.erased), Arc::clone(&other.erased));
+    let answer = erase(&fan_out(&[
+        fake_backend("attune.a.v1", other),
+        fake_backend("attune.p.v1", linking),
+    ]))
+    .await;
+    assert_eq!(answer.customer_ids, ["cust-1", "anon-1", "anon-2"]);
+    assert!(answer.complete);
+    let counts: Vec<_> = answer
+        .receipts
+        .iter()
+        .map(|r| (r.service.as_str(), r.record_count))
+        .collect();
+    assert_eq!(
+        counts,
+        [("attune.a.v1", 9), ("attune.p.v1", 9)],
+        "3 per id, summed"
+    );
+    assert_eq!(*other_log.lock().unwrap(), ["cust-1", "anon-1", "anon-2"]);
+    assert_eq!(*linking_log.lock().unwrap(), ["cust-1", "anon-1", "anon-2"]);
+}
+
+#[tokio::test]
+async fn the_linking_service_is_held_back_while_another_fails_so_a_retry_still_learns_the_links() {
+    let linking = Fake {
+        links: &["anon-1"],
+        ..Fake::new(Behaviour::Works)
+    };
+    let linking_log = Arc::clone(&linking.erased);
+    let answer = erase(&fan_out(&[
+        backend("attune.a.v1", Behaviour::Fails),
+        fake_backend("attune.p.v1", linking),
+    ]))
+    .await;
+    assert!(!answer.complete);
+    assert_eq!(answer.receipts[1].service, "attune.p.v1");
+    assert_eq!(answer.receipts[1].error_code, Code::Aborted as i32);
+    assert!(linking_log.lock().unwrap().is_empty(), "not asked");
+}
+
+#[tokio::test]
+async fn an_export_covers_each_linked_id_under_its_own_name() {
+    let linking = Fake {
+        links: &["anon-1"],
+        ..Fake::new(Behaviour::Works)
+    };
+    let messages = export(&fan_out(&[fake_backend("attune.p.v1", linking)])).await;
+    let ids: Vec<_> = messages
+        .iter()
+        .map(|m| (m.customer_id.as_str(), m.records.len(), m.receipt.is_some()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("cust-1", 1, false),
+            ("cust-1", 1, false),
+            ("anon-1", 1, false),
+            ("anon-1", 1, true),
+        ]
+    );
+    assert_eq!(
+        messages
+            .last()
+            .unwrap()
+            .receipt
+            .as_ref()
+            .unwrap()
+            .record_count,
+        4
+    );
 }

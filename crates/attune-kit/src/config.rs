@@ -552,7 +552,7 @@ impl Config {
     }
 
     fn validated(self) -> Result<Self, ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 11] = [
+        let checks: [(bool, &'static str, &'static str); 14] = [
             (
                 self.database.url.trim().is_empty(),
                 "database.url",
@@ -591,6 +591,21 @@ impl Config {
             (
                 self.feeds.poll_interval.is_zero(),
                 "feeds.poll_interval",
+                "must be longer than 0s",
+            ),
+            (
+                crate::types::Currency::parse(&self.profile.reporting_currency).is_err(),
+                "profile.reporting_currency",
+                "must be an ISO 4217 currency code such as EUR",
+            ),
+            (
+                self.profile.segment_sweep_interval.is_zero(),
+                "profile.segment_sweep_interval",
+                "must be longer than 0s",
+            ),
+            (
+                self.profile.catalogue_refresh.is_zero(),
+                "profile.catalogue_refresh",
                 "must be longer than 0s",
             ),
             (
@@ -714,6 +729,34 @@ mod tests {
                 ..ConfigArgs::default()
             };
             assert_eq!(load(&args)?.listen.port(), 2222);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn peers_and_profile_settings_come_from_env_and_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "attune.toml",
+                "[peers]\nconsent = \"http://consent:50051\"\n[profile]\nreporting_currency = \"USD\"",
+            )?;
+            jail.set_env("ATTUNE_CONFIG", "attune.toml");
+            jail.set_env("ATTUNE_PEERS__PROFILE", "http://profile:50051");
+            jail.set_env("ATTUNE_PROFILE__SEGMENT_SWEEP_INTERVAL", "5m");
+            let config = load(&ConfigArgs::default())?;
+            assert_eq!(
+                config.peers.addresses.get("consent").map(String::as_str),
+                Some("http://consent:50051")
+            );
+            assert_eq!(
+                config.peers.addresses.get("profile").map(String::as_str),
+                Some("http://profile:50051")
+            );
+            assert_eq!(config.profile.reporting_currency, "USD");
+            assert_eq!(
+                config.profile.segment_sweep_interval,
+                Duration::from_secs(300)
+            );
             Ok(())
         });
     }
@@ -900,6 +943,11 @@ mod tests {
                 } else if let Ok(mut address) = text.parse::<SocketAddr>() {
                     address.set_port(address.port() + 1);
                     Value::from(address.to_string())
+                } else if arg.get_value_names().and_then(|names| names.first())
+                    == Some(&clap::builder::Str::from("CODE"))
+                {
+                    // A currency code: another valid one.
+                    Value::from(if text == "USD" { "EUR" } else { "USD" })
                 } else {
                     Value::from(format!("{text}x"))
                 }

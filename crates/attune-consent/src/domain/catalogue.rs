@@ -62,9 +62,29 @@ const SEEDS: &[Seed] = &[
     },
 ];
 
+/// Purposes added to the default catalogue after its first release: a migration
+/// adds each to an existing installation unless the retailer already has a
+/// purpose with its code.
+const ADDED_SEEDS: &[Seed] = &[Seed {
+    code: "store_visits",
+    display_name: "Personalized store visits",
+    description: "We note your visits to our stores (which store, when, which departments) and the store and time zone you prefer, so that offers and service in the store fit you.",
+    data_categories: &[DataCategory::Location],
+}];
+
 /// The default purposes catalogue, every purpose on the consent legal basis.
 pub fn default_catalogue() -> Vec<NewPurpose> {
-    SEEDS
+    purposes(SEEDS)
+}
+
+/// The purposes added to the default catalogue since its first release (see
+/// `m0005_store_visits_purpose`).
+pub fn added_purposes() -> Vec<NewPurpose> {
+    purposes(ADDED_SEEDS)
+}
+
+fn purposes(seeds: &[Seed]) -> Vec<NewPurpose> {
+    seeds
         .iter()
         .map(|seed| NewPurpose {
             code: PurposeCode::parse(seed.code).expect("seed codes are valid purpose codes"),
@@ -81,6 +101,34 @@ pub fn default_catalogue() -> Vec<NewPurpose> {
 
 #[cfg(test)]
 mod tests {
+    use super::{DataCategory, added_purposes, default_catalogue};
+
+    /// Profile stores an event or a zero-party value only when a granted purpose
+    /// covers its category: each category it collects must be covered by some
+    /// default purpose, or that data could never be stored.
+    #[test]
+    fn every_category_profile_collects_is_covered_by_a_default_purpose() {
+        let catalogue: Vec<_> = default_catalogue()
+            .into_iter()
+            .chain(added_purposes())
+            .collect();
+        for category in [
+            DataCategory::Browsing,
+            DataCategory::Purchases,
+            DataCategory::Preferences,
+            DataCategory::Demographics,
+            DataCategory::Location,
+            DataCategory::Engagement,
+        ] {
+            assert!(
+                catalogue
+                    .iter()
+                    .any(|purpose| purpose.notice.data_categories().contains(&category)),
+                "{category} is covered by no default purpose"
+            );
+        }
+    }
+
     #[test]
     fn default_catalogue_is_valid_and_covers_the_usual_purposes() {
         let codes: Vec<_> = super::default_catalogue()

@@ -15,7 +15,7 @@ pub use audit::{
     AuditEntry, AuditEvent, AuditKind, AuditProblem, AuditProblemKind, AuditVerification,
     ChainVerifier, GENESIS_HASH,
 };
-pub use catalogue::default_catalogue;
+pub use catalogue::{added_purposes, default_catalogue};
 pub use change::{Change, ChangeKind};
 pub use expiry::{
     ExpiringGrant, ExpiringQuery, ExpiryCursor, ExpiryWindow, MAX_EXPIRY_WINDOW_DAYS,

@@ -7,6 +7,7 @@ mod m0001_create_tables;
 mod m0002_seed_default_catalogue;
 mod m0003_changes_audit_secrets;
 mod m0004_json_outcomes_effective_time;
+mod m0005_store_visits_purpose;
 
 /// Consent's migrations, tracked in their own table because in one-process mode
 /// every service's migrator shares one database.
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_seed_default_catalogue::Migration),
             Box::new(m0003_changes_audit_secrets::Migration),
             Box::new(m0004_json_outcomes_effective_time::Migration),
+            Box::new(m0005_store_visits_purpose::Migration),
         ]
     }
 

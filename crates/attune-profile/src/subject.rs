@@ -1,0 +1,388 @@
+//! `attune.privacy.v1.DataSubjectService` for profile's data: export a
+//! customer's profile, identities, zero-party data, events, traits and segment
+//! memberships, with those of the anonymous profiles merged into it; erase them
+//! all, leaving tombstones (keyed hashes) so a replay cannot bring them back;
+//! and list the merged ids, so the gateway covers them at every service.
+
+use attune_kit::ApiError;
+use attune_kit::error::{Violations, checked};
+use attune_kit::idempotency::Request as Logged;
+use attune_kit::pagination::{decode_cursor, page_size};
+use attune_kit::types::{CustomerId, RequestId, time};
+use attune_proto::privacy::v1 as pb;
+use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
+use attune_proto::profile::v1 as profile_pb;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status};
+
+use crate::Profile;
+use crate::feed::{self, EntryType, NewEntry};
+use crate::store::REQUESTS;
+
+/// The name an export or receipt gives this service.
+const SERVICE: &str = "attune.profile.v1";
+
+/// What erasure keeps, and why.
+const RETAINED: &str = "keyed hashes (HMAC-SHA-256) of the customer id, of the ids merged into \
+     it and of their identities, with the erasure time, so that events and identities of the \
+     customer replayed later are refused instead of bringing the profile back (GDPR Art. 17 \
+     and 5(1)(d)); they cannot be turned back into the ids";
+
+/// Every profile table and the columns that may hold a customer id: erasure
+/// deletes each row one of them names. A table added later joins this list (a
+/// test scans the whole schema for leftovers).
+const CUSTOMER_COLUMNS: &[(&str, &[&str])] = &[
+    ("profile_profiles", &["customer_id", "merged_into"]),
+    ("profile_identities", &["customer_id"]),
+    ("profile_zero_party", &["customer_id"]),
+    ("profile_feed", &["customer_id", "other_customer_id"]),
+    ("profile_traits", &["customer_id"]),
+    ("profile_segment_members", &["customer_id"]),
+];
+
+/// Profile's data-subject requests.
+#[derive(Debug, Clone)]
+pub struct ProfilePrivacyApi {
+    profile: Profile,
+}
+
+impl ProfilePrivacyApi {
+    /// The API over `profile`.
+    pub fn new(profile: Profile) -> Self {
+        Self { profile }
+    }
+}
+
+/// What an erasure did, as remembered for its retries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Erased {
+    erased_record_count: i64,
+    erase_time: DateTime<Utc>,
+}
+
+/// The fingerprint of a data-subject request: which customer it is about.
+#[derive(Serialize)]
+struct Subject<'a> {
+    customer_id: &'a str,
+}
+
+/// Where `customer_id` stands: a live profile, an id merged into one, or unknown.
+enum Standing {
+    Live,
+    MergedInto(String),
+    Unknown,
+}
+
+async fn standing(db: &impl ConnectionTrait, customer_id: &str) -> Result<Standing, DbErr> {
+    #[derive(sea_orm::FromQueryResult)]
+    struct Row {
+        merged_into: Option<String>,
+    }
+    let query = Query::select()
+        .column(Alias::new("merged_into"))
+        .from(Alias::new("profile_profiles"))
+        .and_where(Expr::col(Alias::new("customer_id")).eq(customer_id))
+        .to_owned();
+    let backend = db.get_database_backend();
+    let row = <Row as sea_orm::FromQueryResult>::find_by_statement(
+        sea_orm::StatementBuilder::build(&query, &backend),
+    )
+    .one(db)
+    .await?;
+    Ok(match row {
+        None => Standing::Unknown,
+        Some(Row {
+            merged_into: Some(survivor),
+        }) => Standing::MergedInto(survivor),
+        Some(Row { merged_into: None }) => Standing::Live,
+    })
+}
+
+/// The ids whose data an export or erasure of `customer_id` covers: a live
+/// profile and every id merged into it; an id merged elsewhere only itself (its
+/// data moved to the survivor, which is exported and erased as the survivor's).
+async fn covered_ids(db: &impl ConnectionTrait, customer_id: &str) -> Result<Vec<String>, DbErr> {
+    let mut ids = vec![customer_id.to_owned()];
+    if let Standing::Live = standing(db, customer_id).await? {
+        ids.extend(crate::people::subject::merged_ids(db, customer_id).await?);
+    }
+    Ok(ids)
+}
+
+impl ProfilePrivacyApi {
+    /// Every record of the export, in a stable order: the people records
+    /// (profiles, identities, zero-party data), traits, segment memberships, then
+    /// events by sequence.
+    async fn records(&self, customer_id: &str) -> Result<Vec<pb::DataRecord>, ApiError> {
+        let db = &self.profile.db;
+        if !matches!(standing(db, customer_id).await?, Standing::Live) {
+            return Ok(Vec::new());
+        }
+        let ids = covered_ids(db, customer_id).await?;
+        let mut records = crate::people::subject::export(db, &ids).await?;
+        records.extend(crate::events::subject::export(&self.profile, &ids).await?);
+        records.extend(crate::segments::subject::export(db, &ids).await?);
+        records.extend(event_records(db, &ids).await?);
+        Ok(records)
+    }
+
+    async fn erase(&self, customer_id: &str, request_id: &str) -> Result<Erased, ApiError> {
+        let profile = &self.profile;
+        let now = profile.clock.now();
+        let txn = profile.begin_write().await?;
+        let fingerprint = profile.key.fingerprint(&Subject { customer_id });
+        let outcome = REQUESTS
+            .idempotent(
+                &txn,
+                Logged {
+                    operation: "EraseCustomer",
+                    request_id,
+                    fingerprint: &fingerprint,
+                },
+                now,
+                async |txn| erase_in(profile, txn, customer_id, now).await,
+            )
+            .await?;
+        txn.commit().await?;
+        profile.committed();
+        Ok(outcome.into_inner())
+    }
+}
+
+/// Erases `customer_id` (and the ids merged into it) inside `txn`.
+async fn erase_in(
+    profile: &Profile,
+    txn: &DatabaseTransaction,
+    customer_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Erased, ApiError> {
+    let ids = covered_ids(txn, customer_id).await?;
+    let identities = crate::people::subject::identities_of(txn, &ids).await?;
+    let mut digests: Vec<String> = ids
+        .iter()
+        .map(|id| crate::tombstone::customer_digest(&profile.key, id))
+        .collect();
+    digests.extend(
+        identities
+            .iter()
+            .map(|identity| crate::tombstone::identity_digest(&profile.key, identity)),
+    );
+    tombstone(txn, &digests, now).await?;
+    let mut erased: u64 = 0;
+    for (table, columns) in CUSTOMER_COLUMNS {
+        for column in *columns {
+            let delete = Query::delete()
+                .from_table(Alias::new(*table))
+                .and_where(Expr::col(Alias::new(*column)).is_in(ids.iter().cloned()))
+                .to_owned();
+            erased += txn.execute(&delete).await?.rows_affected();
+        }
+    }
+    // An erasure entry on the feed, under the pseudonym: followers learn that
+    // this customer's entries are gone, without the feed keeping the id.
+    let pseudonym = profile.key.subject(customer_id);
+    let newest = feed::newest_sequence(txn).await?;
+    feed::append(
+        txn,
+        newest,
+        vec![NewEntry {
+            customer_id: pseudonym.clone(),
+            other_customer_id: None,
+            event: None,
+            change: profile_pb::feed_entry::Change::Erasure(profile_pb::ProfileErasure {
+                customer_pseudonym: pseudonym,
+                erase_time: Some(time::to_proto(now)),
+            }),
+        }],
+        now,
+    )
+    .await?;
+    Ok(Erased {
+        erased_record_count: i64::try_from(erased).unwrap_or(i64::MAX),
+        erase_time: now,
+    })
+}
+
+/// Records the tombstones (a second erasure keeps the first time).
+async fn tombstone(txn: &DatabaseTransaction, digests: &[String], now: DateTime<Utc>) -> Result<(), DbErr> {
+    if digests.is_empty() {
+        return Ok(());
+    }
+    let mut insert = Query::insert()
+        .into_table(Alias::new("profile_tombstones"))
+        .columns([Alias::new("subject_hash"), Alias::new("erase_time")])
+        .on_conflict(
+            OnConflict::column(Alias::new("subject_hash"))
+                .do_nothing()
+                .to_owned(),
+        )
+        .to_owned();
+    for digest in digests {
+        insert.values_panic([
+            digest.clone().into(),
+            attune_kit::db::micros::to_micros(now).into(),
+        ]);
+    }
+    txn.execute(&insert).await?;
+    Ok(())
+}
+
+/// The events of `ids` as export records, by sequence.
+async fn event_records(
+    db: &impl ConnectionTrait,
+    ids: &[String],
+) -> Result<Vec<pb::DataRecord>, DbErr> {
+    let query = Query::select()
+        .columns([
+            Alias::new("sequence"),
+            Alias::new("customer_id"),
+            Alias::new("commit_time"),
+            Alias::new("payload"),
+        ])
+        .from(Alias::new(feed::TABLE))
+        .and_where(Expr::col(Alias::new("entry_type")).eq(EntryType::Event as i16))
+        .and_where(Expr::col(Alias::new("customer_id")).is_in(ids.iter().cloned()))
+        .order_by(Alias::new("sequence"), sea_orm::Order::Asc)
+        .to_owned();
+    let backend = db.get_database_backend();
+    let rows = <feed::Row as sea_orm::FromQueryResult>::find_by_statement(
+        sea_orm::StatementBuilder::build(&query, &backend),
+    )
+    .all(db)
+    .await?;
+    let mut records = Vec::with_capacity(rows.len());
+    for row in rows {
+        let entry = row.into_entry()?;
+        if let Some(profile_pb::feed_entry::Change::Event(event)) = &entry.change {
+            records.push(pb::DataRecord {
+                kind: "event".to_owned(),
+                id: event.event_id.clone(),
+                update_time: event.ingest_time,
+                data: Some(attune_kit::privacy::struct_from_json(
+                    crate::export::event(event),
+                )),
+            });
+        }
+    }
+    Ok(records)
+}
+
+#[tonic::async_trait]
+impl DataSubjectService for ProfilePrivacyApi {
+    async fn export_customer_data(
+        &self,
+        request: Request<pb::ExportCustomerDataRequest>,
+    ) -> Result<Response<pb::ExportCustomerDataResponse>, Status> {
+        let pb::ExportCustomerDataRequest {
+            customer_id,
+            request_id,
+            page_token,
+            page_size: raw_size,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
+        let request_id = v.check("request_id", RequestId::parse(&request_id));
+        let limit = v.check_field(page_size("page_size", raw_size, 100, 1000));
+        let offset = decode_cursor(&mut v, "page_token", &page_token, |c| c.parse::<usize>().ok());
+        v.finish()?;
+        let (customer, request_id, limit) =
+            (checked(customer), checked(request_id), checked(limit));
+        // One export is one request id, remembered on its first page: the same
+        // id for another customer is ALREADY_EXISTS.
+        if offset.is_none() {
+            let profile = &self.profile;
+            let now = profile.clock.now();
+            let txn = profile.begin_write().await.map_err(Status::from)?;
+            let fingerprint = profile.key.fingerprint(&Subject {
+                customer_id: customer.as_ref(),
+            });
+            REQUESTS
+                .idempotent(
+                    &txn,
+                    Logged {
+                        operation: "ExportCustomerData",
+                        request_id: request_id.as_ref(),
+                        fingerprint: &fingerprint,
+                    },
+                    now,
+                    async |_| Ok::<(), ApiError>(()),
+                )
+                .await?;
+            txn.commit().await.map_err(ApiError::from)?;
+        }
+        let records = self.records(customer.as_ref()).await?;
+        let start = offset.unwrap_or(0).min(records.len());
+        let end = start.saturating_add(limit as usize).min(records.len());
+        let next_page_token = if end < records.len() {
+            attune_kit::pagination::encode_page_token(&end.to_string())
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ExportCustomerDataResponse {
+            service: SERVICE.to_owned(),
+            records: records[start..end].to_vec(),
+            next_page_token,
+        }))
+    }
+
+    async fn erase_customer(
+        &self,
+        request: Request<pb::EraseCustomerRequest>,
+    ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
+        let pb::EraseCustomerRequest {
+            customer_id,
+            request_id,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
+        let request_id = v.check("request_id", RequestId::parse(&request_id));
+        v.finish()?;
+        let erased = self
+            .erase(checked(customer).as_ref(), checked(request_id).as_ref())
+            .await?;
+        Ok(Response::new(pb::EraseCustomerResponse {
+            service: SERVICE.to_owned(),
+            erased_record_count: erased.erased_record_count,
+            retained: vec![RETAINED.to_owned()],
+            erase_time: Some(time::to_proto(erased.erase_time)),
+        }))
+    }
+
+    async fn list_linked_customer_ids(
+        &self,
+        request: Request<pb::ListLinkedCustomerIdsRequest>,
+    ) -> Result<Response<pb::ListLinkedCustomerIdsResponse>, Status> {
+        let pb::ListLinkedCustomerIdsRequest {
+            customer_id,
+            page_size: raw_size,
+            page_token,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
+        let limit = v.check_field(page_size("page_size", raw_size, 1000, 1000));
+        let offset = decode_cursor(&mut v, "page_token", &page_token, |c| c.parse::<usize>().ok());
+        v.finish()?;
+        let (customer, limit) = (checked(customer), checked(limit));
+        let db = &self.profile.db;
+        let linked = match standing(db, customer.as_ref()).await.map_err(ApiError::from)? {
+            Standing::Live => crate::people::subject::merged_ids(db, customer.as_ref())
+                .await
+                .map_err(ApiError::from)?,
+            Standing::MergedInto(_) | Standing::Unknown => Vec::new(),
+        };
+        let start = offset.unwrap_or(0).min(linked.len());
+        let end = start.saturating_add(limit as usize).min(linked.len());
+        let next_page_token = if end < linked.len() {
+            attune_kit::pagination::encode_page_token(&end.to_string())
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListLinkedCustomerIdsResponse {
+            customer_ids: linked[start..end].to_vec(),
+            next_page_token,
+        }))
+    }
+}
