@@ -211,6 +211,9 @@ pub async fn evaluate_everyone(
         }
     }
     let txn = profile.begin_write().await?;
+    if only.is_none() {
+        store::recount(&txn).await?;
+    }
     for (segment_id, version) in &evaluated {
         store::mark_evaluated(&txn, segment_id, *version, started).await?;
     }

@@ -244,6 +244,24 @@ pub async fn add_to_count(
     Ok(())
 }
 
+/// Sets every segment's member count to its number of membership rows: the
+/// sweep's repair for rows deleted without adjusting the count (an erasure that
+/// deleted the table's rows generically).
+pub async fn recount(txn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    let update = Query::update()
+        .table(col(SEGMENTS))
+        .value(
+            col("member_count"),
+            Expr::cust(
+                "(SELECT COUNT(*) FROM profile_segment_members \
+                 WHERE profile_segment_members.segment_id = profile_segments.segment_id)",
+            ),
+        )
+        .to_owned();
+    txn.execute(&update).await?;
+    Ok(())
+}
+
 /// One membership.
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct MemberRow {
