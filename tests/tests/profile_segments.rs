@@ -207,15 +207,25 @@ async fn seed_favourites(db: &DatabaseConnection, customer_id: &str, favourites:
 
 /// Appends the feed entry SetZeroPartyData leaves for `customer_id`.
 async fn append_zero_party_change(db: &DatabaseConnection, customer_id: &str) {
+    let change = pb::feed_entry::Change::ZeroPartyDataChange(pb::ZeroPartyDataChange {
+        customer_id: customer_id.into(),
+        provided_fields: vec!["favourite_category_ids".into()],
+        channel: common::Channel::Web.into(),
+        ..Default::default()
+    });
+    append_entry(db, 3, customer_id, None, change).await;
+}
+
+/// Appends a feed row of `entry_type` after the newest one.
+async fn append_entry(
+    db: &DatabaseConnection,
+    entry_type: i16,
+    customer_id: &str,
+    other_customer_id: Option<&str>,
+    change: pb::feed_entry::Change,
+) {
     let payload = pb::FeedEntry {
-        change: Some(pb::feed_entry::Change::ZeroPartyDataChange(
-            pb::ZeroPartyDataChange {
-                customer_id: customer_id.into(),
-                provided_fields: vec!["favourite_category_ids".into()],
-                channel: common::Channel::Web.into(),
-                ..Default::default()
-            },
-        )),
+        change: Some(change),
         ..Default::default()
     }
     .encode_to_vec();
@@ -241,6 +251,7 @@ async fn append_zero_party_change(db: &DatabaseConnection, customer_id: &str) {
                 "sequence",
                 "entry_type",
                 "customer_id",
+                "other_customer_id",
                 "commit_time",
                 "payload",
             ]
@@ -248,13 +259,36 @@ async fn append_zero_party_change(db: &DatabaseConnection, customer_id: &str) {
         )
         .values_panic([
             (newest + 1).into(),
-            3_i16.into(),
+            entry_type.into(),
             customer_id.into(),
+            other_customer_id.map(str::to_owned).into(),
             micros::to_micros(Utc::now()).into(),
             payload.into(),
         ])
         .to_owned();
     db.execute(&insert).await.unwrap();
+}
+
+/// Merges `source` into `target` as the profiles API does (the redirect, the
+/// zero-party data moved over) and appends the feed entry it leaves.
+async fn simulate_merge(db: &DatabaseConnection, source: &str, target: &str, favourites: &[&str]) {
+    let redirect = Query::update()
+        .table(Alias::new("profile_profiles"))
+        .value(Alias::new("merged_into"), target)
+        .and_where(Expr::col(Alias::new("customer_id")).eq(source))
+        .to_owned();
+    db.execute(&redirect).await.unwrap();
+    let moved = Query::delete()
+        .from_table(Alias::new("profile_zero_party"))
+        .and_where(Expr::col(Alias::new("customer_id")).eq(source))
+        .to_owned();
+    db.execute(&moved).await.unwrap();
+    seed_favourites(db, target, favourites).await;
+    let change = pb::feed_entry::Change::Merge(pb::ProfileMerge {
+        source_customer_id: source.into(),
+        target_customer_id: target.into(),
+    });
+    append_entry(db, 2, target, Some(source), change).await;
 }
 
 /// The segment membership changes on the feed, in order, as (segment, customer,
@@ -598,6 +632,100 @@ backend_tests! {
                 ("hat_lovers".to_owned(), "cust-f".to_owned(), false, 1),
             ]
         );
+    }
+}
+
+backend_tests! {
+    async fn a_merge_on_the_feed_moves_memberships_to_the_survivor(app) {
+        let db = database(&app).await;
+        seed_profile(&db, "cust-known", None).await;
+        seed_profile(&db, "anon-visitor", None).await;
+        seed_favourites(&db, "anon-visitor", &["hats"]).await;
+        for id in ["cust-known", "anon-visitor"] {
+            grant_personalization(&app, id).await;
+        }
+        create_segment(&app, create("hat_lovers", favourite(&["hats"]))).await;
+        assert_eq!(members(&app, "hat_lovers", 0).await, ["anon-visitor"]);
+
+        simulate_merge(&db, "anon-visitor", "cust-known", &["hats"]).await;
+        eventually("the survivor replacing the merged id", async || {
+            members(&app, "hat_lovers", 0).await == ["cust-known"]
+        })
+        .await;
+        let memberships = customer_segments(&app, "anon-visitor").await;
+        assert_eq!(memberships.len(), 1);
+        assert_eq!(memberships[0].customer_id, "cust-known");
+        assert_eq!(get_segment(&app, "hat_lovers").await.unwrap().member_count, 1);
+        let mut entries = membership_entries(&db).await;
+        entries.sort();
+        assert_eq!(
+            entries,
+            [
+                ("hat_lovers".to_owned(), "anon-visitor".to_owned(), false, 1),
+                ("hat_lovers".to_owned(), "anon-visitor".to_owned(), true, 1),
+                ("hat_lovers".to_owned(), "cust-known".to_owned(), true, 1),
+            ]
+        );
+    }
+
+    async fn time_based_rules_are_evaluated_on_profiles_clock(app, clock) {
+        let db = database(&app).await;
+        seed_profile(&db, "cust-birthday", None).await;
+        let data = pb::ZeroPartyData {
+            birthday: Some(pb::Birthday { month: 3, day: 1 }),
+            ..Default::default()
+        };
+        let insert = Query::insert()
+            .into_table(Alias::new("profile_zero_party"))
+            .columns(["customer_id", "data", "update_time"].map(Alias::new))
+            .values_panic([
+                "cust-birthday".into(),
+                data.encode_to_vec().into(),
+                micros::to_micros(Utc::now()).into(),
+            ])
+            .to_owned();
+        db.execute(&insert).await.unwrap();
+        // Profiling covers demographics, where the birthday belongs.
+        app.record_consent(record(
+            "cust-birthday",
+            vec![decision("profiling", consent_pb::Decision::Granted)],
+        ))
+        .await;
+        let noon = |month, day| {
+            chrono::NaiveDate::from_ymd_opt(2027, month, day)
+                .unwrap()
+                .and_hms_opt(12, 0, 0)
+                .unwrap()
+                .and_utc()
+        };
+        clock.set(noon(2, 20));
+        let week = condition(C::Birthday(pb::BirthdayCondition { within_days: 7 }));
+        let created = create_segment(&app, create("birthday_week", week.clone())).await;
+        assert_eq!(created.member_count, 0, "1 March is 9 days after 20 February");
+
+        clock.set(noon(2, 22));
+        let preview = app
+            .segments()
+            .preview_segment(pb::PreviewSegmentRequest { rule: Some(week.clone()) })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(preview.sample_customer_ids, ["cust-birthday"]);
+        // An update evaluates everyone again, at the clock's time.
+        let updated = app
+            .segments()
+            .update_segment(update(segment("birthday_week", week), &["rule"]))
+            .await
+            .unwrap()
+            .into_inner()
+            .segment
+            .unwrap();
+        assert_eq!(updated.member_count, 1);
+        assert_eq!(
+            updated.evaluate_time,
+            Some(attune_kit::types::time::to_proto(noon(2, 22)))
+        );
+        assert_eq!(members(&app, "birthday_week", 0).await, ["cust-birthday"]);
     }
 }
 
