@@ -966,3 +966,206 @@ backend_tests! {
         .await;
     }
 }
+
+// ---- the rule language against a model ----
+
+mod rule_model {
+    use std::collections::BTreeSet;
+
+    use attune_kit::types::{Currency, DataCategory};
+    use attune_profile::segments::facts::Facts;
+    use attune_profile::segments::rule::Rule;
+    use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const CATEGORIES: [&str; 3] = ["shoes", "bags", "hats"];
+    const BANDS: [pb::AgeBand; 3] = [
+        pb::AgeBand::From18To24,
+        pb::AgeBand::From25To34,
+        pb::AgeBand::From35To44,
+    ];
+
+    /// One customer's zero-party facts, the only ones these rules read.
+    #[derive(Debug, Clone)]
+    struct Case {
+        data: pb::ZeroPartyData,
+        granted: BTreeSet<DataCategory>,
+        now: DateTime<Utc>,
+        traits: pb::Traits,
+    }
+
+    impl Facts for Case {
+        fn traits(&self) -> &pb::Traits {
+            &self.traits
+        }
+        fn orders_within(&self, _days: u32) -> (u32, i64, i64) {
+            (0, 0, 0)
+        }
+        fn events_within(&self, _kind: i32, _days: u32) -> u32 {
+            0
+        }
+        fn zero_party(&self) -> Option<&pb::ZeroPartyData> {
+            Some(&self.data)
+        }
+        fn granted(&self) -> &BTreeSet<DataCategory> {
+            &self.granted
+        }
+        fn now(&self) -> DateTime<Utc> {
+            self.now
+        }
+    }
+
+    fn leaf() -> impl Strategy<Value = pb::SegmentRule> {
+        prop_oneof![
+            proptest::sample::subsequence(BANDS.to_vec(), 1..=3).prop_map(|bands| {
+                condition(C::AgeBand(pb::AgeBandCondition {
+                    age_bands: bands.into_iter().map(i32::from).collect(),
+                }))
+            }),
+            proptest::sample::subsequence(CATEGORIES.to_vec(), 1..=3)
+                .prop_map(|ids| favourite(&ids)),
+            (0..=31).prop_map(|within_days| {
+                condition(C::Birthday(pb::BirthdayCondition { within_days }))
+            }),
+        ]
+    }
+
+    fn rule() -> impl Strategy<Value = pb::SegmentRule> {
+        leaf().prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 1..4).prop_map(|rules| {
+                    pb::SegmentRule {
+                        rule: Some(pb::segment_rule::Rule::All(pb::SegmentRuleGroup { rules })),
+                    }
+                }),
+                proptest::collection::vec(inner.clone(), 1..4).prop_map(|rules| {
+                    pb::SegmentRule {
+                        rule: Some(pb::segment_rule::Rule::Any(pb::SegmentRuleGroup { rules })),
+                    }
+                }),
+                inner.prop_map(not),
+            ]
+        })
+    }
+
+    /// A day of the year, often one at an edge: the turn of the year, the end
+    /// of February.
+    fn month_day() -> impl Strategy<Value = (u32, u32)> {
+        prop_oneof![
+            Just((2, 29)),
+            Just((2, 28)),
+            Just((3, 1)),
+            Just((12, 31)),
+            Just((1, 1)),
+            (2u32..=3, 1u32..=31),
+            (12u32..=12, 1u32..=31),
+            (1u32..=12, 1u32..=31),
+        ]
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            proptest::sample::select(BANDS.to_vec()),
+            proptest::sample::subsequence(CATEGORIES.to_vec(), 0..=3),
+            month_day(),
+            any::<bool>(),
+            any::<bool>(),
+            (2024i32..=2028, month_day()),
+        )
+            .prop_filter_map(
+                "real dates",
+                |(band, favourites, (month, day), demographics, preferences, (year, today))| {
+                    NaiveDate::from_ymd_opt(2000, month, day)?;
+                    let mut granted = BTreeSet::new();
+                    if demographics {
+                        granted.insert(DataCategory::Demographics);
+                    }
+                    if preferences {
+                        granted.insert(DataCategory::Preferences);
+                    }
+                    let now =
+                        NaiveDate::from_ymd_opt(year, today.0, today.1)?.and_hms_opt(9, 30, 0)?;
+                    Some(Case {
+                        data: pb::ZeroPartyData {
+                            age_band: i32::from(band),
+                            favourite_category_ids: favourites
+                                .into_iter()
+                                .map(str::to_owned)
+                                .collect(),
+                            birthday: Some(pb::Birthday {
+                                month: i32::try_from(month).ok()?,
+                                day: i32::try_from(day).ok()?,
+                            }),
+                            ..Default::default()
+                        },
+                        granted,
+                        now: now.and_utc(),
+                        traits: pb::Traits::default(),
+                    })
+                },
+            )
+    }
+
+    /// Whether a calendar day is the customer's birthday (28 February for a 29
+    /// February birthday in years without that day).
+    fn is_birthday(date: NaiveDate, birthday: &pb::Birthday) -> bool {
+        let month = u32::try_from(birthday.month).unwrap();
+        let day = u32::try_from(birthday.day).unwrap();
+        let leap = NaiveDate::from_ymd_opt(date.year(), 2, 29).is_some();
+        (date.month(), date.day()) == (month, day)
+            || (month, day, leap, date.month(), date.day()) == (2, 29, false, 2, 28)
+    }
+
+    /// The model: the rule language as the contract states it, evaluated naively.
+    fn model(rule: &pb::SegmentRule, case: &Case) -> bool {
+        use pb::segment_rule::Rule as R;
+        let demographics = case.granted.contains(&DataCategory::Demographics);
+        let preferences = case.granted.contains(&DataCategory::Preferences);
+        match rule.rule.as_ref().unwrap() {
+            R::All(group) => group.rules.iter().all(|r| model(r, case)),
+            R::Any(group) => group.rules.iter().any(|r| model(r, case)),
+            R::Not(inner) => !model(inner, case),
+            R::Condition(c) => match c.condition.as_ref().unwrap() {
+                C::AgeBand(c) => demographics && c.age_bands.contains(&case.data.age_band),
+                C::FavouriteCategory(c) => {
+                    preferences
+                        && c.category_ids
+                            .iter()
+                            .any(|id| case.data.favourite_category_ids.contains(id))
+                }
+                C::Birthday(c) => {
+                    let today = case.now.date_naive();
+                    demographics
+                        && (0..=i64::from(c.within_days)).any(|ahead| {
+                            is_birthday(
+                                today + TimeDelta::days(ahead),
+                                case.data.birthday.as_ref().unwrap(),
+                            )
+                        })
+                }
+                other => unreachable!("not generated: {other:?}"),
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn evaluation_agrees_with_the_model(rule in rule(), case in case()) {
+            let mut violations = Vec::new();
+            let eur = Currency::parse("EUR").unwrap();
+            let parsed = Rule::parse(Some(&rule), "rule", eur, &mut violations);
+            prop_assert!(violations.is_empty(), "{violations:?}");
+            let parsed = parsed.unwrap();
+            prop_assert_eq!(parsed.matches(&case), model(&rule, &case));
+            // not(not(r)) is r; any(r, not r) always holds.
+            let doubled = Rule::Not(Box::new(Rule::Not(Box::new(parsed.clone()))));
+            prop_assert_eq!(doubled.matches(&case), parsed.matches(&case));
+            let excluded_middle = Rule::Any(vec![parsed.clone(), Rule::Not(Box::new(parsed))]);
+            prop_assert!(excluded_middle.matches(&case));
+        }
+    }
+}
