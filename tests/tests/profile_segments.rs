@@ -729,6 +729,52 @@ backend_tests! {
     }
 }
 
+/// Deletes `customer_id`'s profile and memberships as a generic erasure would,
+/// leaving the member counts as they were.
+async fn delete_behind_the_counts(db: &DatabaseConnection, customer_id: &str) {
+    for table in [
+        "profile_segment_members",
+        "profile_profiles",
+        "profile_zero_party",
+    ] {
+        let delete = Query::delete()
+            .from_table(Alias::new(table))
+            .and_where(Expr::col(Alias::new("customer_id")).eq(customer_id))
+            .to_owned();
+        db.execute(&delete).await.unwrap();
+    }
+}
+
+backend_tests! {
+    async fn the_sweep_reevaluates_everyone_and_repairs_member_counts(app) {
+        let db = database(&app).await;
+        for id in ["cust-quiet", "cust-gone"] {
+            seed_profile(&db, id, None).await;
+            grant_personalization(&app, id).await;
+        }
+        seed_favourites(&db, "cust-gone", &["hats"]).await;
+        let created = create_segment(&app, create("hat_lovers", favourite(&["hats"]))).await;
+        assert_eq!(created.member_count, 1);
+
+        // Data that changed without a feed entry, and rows deleted behind the
+        // counts: only a sweep notices.
+        seed_favourites(&db, "cust-quiet", &["hats"]).await;
+        delete_behind_the_counts(&db, "cust-gone").await;
+        assert_eq!(get_segment(&app, "hat_lovers").await.unwrap().member_count, 1);
+        assert!(members(&app, "hat_lovers", 0).await.is_empty());
+
+        // A second replica sweeps as it starts.
+        let _pod = app.pod("profile").await;
+        eventually("the sweep", async || {
+            let segment = get_segment(&app, "hat_lovers").await.unwrap();
+            segment.evaluate_time != created.evaluate_time
+        })
+        .await;
+        assert_eq!(members(&app, "hat_lovers", 0).await, ["cust-quiet"]);
+        assert_eq!(get_segment(&app, "hat_lovers").await.unwrap().member_count, 1);
+    }
+}
+
 /// The examples segments.proto documents, as requests.
 fn documented_examples() -> Vec<(&'static str, pb::SegmentRule)> {
     let duration = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });

@@ -6,8 +6,9 @@
 //!   holds profile's write lock like every other write, so the membership entries
 //!   it appends to the same feed keep commit order;
 //! - a sweep re-evaluates everyone every `profile.segment_sweep_interval` (and at
-//!   start), for conditions that change with the passing of time alone ("cart
-//!   abandoned 24 h", "lapsed 60 days", birthdays).
+//!   start, retried with backoff when it fails), for conditions that change with
+//!   the passing of time alone ("cart abandoned 24 h", "lapsed 60 days",
+//!   birthdays), for consent given or withdrawn, and as a repair.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use attune_kit::ApiError;
 use attune_kit::feed::StartAt;
-use attune_kit::follower::{Apply, ApplyError, BatchSource, SourceBatch, SourceStream};
+use attune_kit::follower::{Apply, ApplyError, Backoff, BatchSource, SourceBatch, SourceStream};
 use attune_proto::profile::v1 as pb;
 use futures::StreamExt;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
@@ -124,21 +125,35 @@ impl Apply<pb::FeedEntry> for Reevaluate {
     }
 }
 
-/// Re-evaluates everyone now and then every `interval`, until `cancel`.
+/// The first wait before a failed sweep is retried (consent may not be reachable
+/// yet while the server starts); doubled after each failure up to the interval.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+
+/// Re-evaluates everyone now and then every `interval`, until `cancel`; a failed
+/// sweep is retried with backoff rather than a whole interval later.
 pub async fn sweep(
     profile: Profile,
     source: FactsSource,
     interval: Duration,
     cancel: CancellationToken,
 ) {
+    let mut retry = Backoff::new(RETRY_MIN, interval);
     loop {
-        if let Err(error) = evaluate::evaluate_everyone(&profile, &source, None).await {
-            // Retried at the next sweep; the error names no customer.
-            tracing::warn!(%error, "segment sweep failed; retrying at the next sweep");
-        }
+        let wait = match evaluate::evaluate_everyone(&profile, &source, None).await {
+            Ok(_) => {
+                retry.reset();
+                interval
+            }
+            Err(error) => {
+                // The error names no customer.
+                let wait = retry.next_wait();
+                tracing::warn!(%error, retry_in = ?wait, "segment sweep failed; retrying");
+                wait
+            }
+        };
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }
