@@ -29,6 +29,7 @@ use attune_kit::db::{TestDatabase, fresh_test_database_on};
 use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use attune_proto::gateway::v1::data_subject_request_service_client::DataSubjectRequestServiceClient;
 use attune_proto::privacy::v1::data_subject_service_client::DataSubjectServiceClient;
+use attune_proto::profile::v1::profile_service_client::ProfileServiceClient;
 use attune_proto::profile::v1::segment_service_client::SegmentServiceClient;
 use chrono::{SubsecRound, Utc};
 use tokio::sync::oneshot;
@@ -51,6 +52,7 @@ pub mod bad_input;
 pub mod consent;
 pub mod consent_requests;
 pub mod data_subject;
+pub mod profile_people;
 
 /// A running Attune server.
 pub struct TestApp {
@@ -218,6 +220,11 @@ impl TestApp {
     /// A consent client on the shared connection.
     pub fn consent(&self) -> ConsentServiceClient<Channel> {
         ConsentServiceClient::new(self.channel.clone())
+    }
+
+    /// A profile client (profiles, identities, zero-party data) on the shared connection.
+    pub fn profiles(&self) -> ProfileServiceClient<Channel> {
+        ProfileServiceClient::new(self.channel.clone())
     }
 
     /// A client of profile's segments on the shared connection.

@@ -11,8 +11,10 @@ pub mod app;
 pub mod collection;
 pub mod feed;
 pub mod identity;
+mod people;
 pub mod segments;
 pub mod store;
+mod tombstone;
 
 use std::sync::Arc;
 
@@ -22,6 +24,7 @@ use attune_kit::db::DbError;
 use attune_kit::server::GrpcServer;
 use attune_kit::service::{MountError, ServiceContext};
 use attune_kit::types::Currency;
+use attune_proto::profile::v1::profile_service_server::ProfileServiceServer;
 use sea_orm::DatabaseConnection;
 
 pub use app::Profile;
@@ -32,7 +35,10 @@ pub use store::migration::Migrator;
 pub struct ProfileService;
 
 /// The public gRPC services of `attune.profile.v1`.
-const API_SERVICES: &[&str] = &["attune.profile.v1.SegmentService"];
+const API_SERVICES: &[&str] = &[
+    "attune.profile.v1.ProfileService",
+    "attune.profile.v1.SegmentService",
+];
 
 #[tonic::async_trait]
 impl attune_kit::Service for ProfileService {
@@ -126,6 +132,10 @@ async fn open(server: &mut GrpcServer, context: ServiceContext) -> Result<Profil
 /// Adds profile's gRPC services, each with the platform's limits, and their
 /// background tasks.
 fn mount_apis(server: &mut GrpcServer, profile: Profile, config: &attune_kit::config::Config) {
+    server.add_service(attune_kit::with_limits!(
+        ProfileServiceServer::new(people::ProfileApi::new(profile.clone())),
+        &config.limits
+    ));
     segments::mount(server, &profile, config);
 }
 

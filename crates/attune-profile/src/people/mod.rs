@@ -1,0 +1,36 @@
+//! ProfileService: profiles and their identities across channels, merges of
+//! anonymous profiles into known ones, and zero-party data with per-field
+//! provenance.
+//!
+//! `api` is the gRPC face, `convert` validates requests into commands,
+//! `service` runs them (one write transaction each, idempotent by request id),
+//! `merge` is the merge, `zero_party` the field table and its rules (no
+//! storage), `profiles`, `identities` and `zero_party_store` the tables, and
+//! `subject` what export and erasure need.
+
+mod api;
+mod convert;
+mod identities;
+mod merge;
+mod profiles;
+mod service;
+// The data-subject API (export, erasure) that calls these is wired separately.
+#[allow(dead_code)]
+pub(crate) mod subject;
+mod zero_party;
+mod zero_party_store;
+
+pub use api::ProfileApi;
+
+/// The customer id `customer_id` resolves to: itself, or the profile it was
+/// merged into; `None` when no profile has it (unknown or erased). Events and
+/// the data-subject API address the surviving profile through it.
+#[allow(dead_code, reason = "for event ingestion and the data-subject API")]
+pub(crate) async fn resolve_customer_id(
+    db: &impl sea_orm::ConnectionTrait,
+    customer_id: &str,
+) -> Result<Option<String>, sea_orm::DbErr> {
+    Ok(profiles::resolve(db, customer_id)
+        .await?
+        .map(|row| row.customer_id))
+}
