@@ -3,15 +3,14 @@
 //! evaluated on create and update and kept by the feed follower, their listings,
 //! the feed entries they leave, and bad input for every RPC.
 //!
-//! Until the profiles API and event ingestion are in this branch, customers are
-//! seeded straight into profile's tables (a profile row, zero-party data), and the
-//! feed entry a zero-party change leaves is appended the same way.
+//! Customers and their zero-party data come from ProfileService; until event
+//! ingestion is in this branch, only zero-party conditions can match. The sweep's
+//! test changes tables behind the APIs' back, as only a repair would notice.
 
 #![allow(clippy::unwrap_used)] // panics fail tests
 
 use std::time::Duration;
 
-use attune_kit::db::micros;
 use attune_kit::sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use attune_kit::sea_orm::{ConnectionTrait, DatabaseConnection};
 use attune_proto::common::v1 as common;
@@ -19,8 +18,8 @@ use attune_proto::profile::v1 as pb;
 use attune_proto::prost::Message;
 use attune_tests::bad_input::{Cases, assert_each_rejected};
 use attune_tests::consent_requests::{decision, record, request_id};
+use attune_tests::profile_people::{create_anonymous, create_known, merge, set_zero_party};
 use attune_tests::{TestApp, backend_tests, consent_pb, every_page, violated_fields};
-use chrono::Utc;
 use pb::segment_condition::Condition as C;
 use prost_types::FieldMask;
 use tonic::Code;
@@ -144,151 +143,64 @@ async fn customer_segments(app: &TestApp, customer_id: &str) -> Vec<pb::SegmentM
     .await
 }
 
-// ---- seeding profile's tables ----
+// ---- customers through ProfileService ----
 
 async fn database(app: &TestApp) -> DatabaseConnection {
     attune_kit::db::connect(&app.config.database).await.unwrap()
 }
 
-/// A known profile `customer_id`, merged into `merged_into` if given.
-async fn seed_profile(db: &DatabaseConnection, customer_id: &str, merged_into: Option<&str>) {
-    let now = micros::to_micros(Utc::now());
-    let insert = Query::insert()
-        .into_table(Alias::new("profile_profiles"))
-        .columns(
-            [
-                "customer_id",
-                "kind",
-                "create_channel",
-                "create_time",
-                "update_time",
-                "merged_into",
-            ]
-            .map(Alias::new),
-        )
-        .values_panic([
-            customer_id.into(),
-            i16::try_from(i32::from(pb::ProfileKind::Known))
-                .unwrap()
-                .into(),
-            i16::try_from(i32::from(common::Channel::Web))
-                .unwrap()
-                .into(),
-            now.into(),
-            now.into(),
-            merged_into.map(str::to_owned).into(),
-        ])
-        .to_owned();
-    db.execute(&insert).await.unwrap();
+/// A known profile `customer_id` with personalization granted (browsing,
+/// purchases, preferences).
+async fn known_customer(app: &TestApp, customer_id: &str) {
+    app.create_profile(create_known(customer_id, vec![])).await;
+    app.grant(customer_id, &["personalization"]).await;
 }
 
-/// `customer_id`'s zero-party data, naming `favourites` as favourite categories.
-async fn seed_favourites(db: &DatabaseConnection, customer_id: &str, favourites: &[&str]) {
-    let data = pb::ZeroPartyData {
+fn favourites_data(favourites: &[&str]) -> pb::ZeroPartyData {
+    pb::ZeroPartyData {
         favourite_category_ids: favourites.iter().map(|&f| f.to_owned()).collect(),
         ..Default::default()
-    };
-    let delete = Query::delete()
-        .from_table(Alias::new("profile_zero_party"))
+    }
+}
+
+/// Stores `customer_id`'s favourite categories through SetZeroPartyData (which
+/// puts the change on the feed).
+async fn set_favourites(app: &TestApp, customer_id: &str, favourites: &[&str]) {
+    app.profiles()
+        .set_zero_party_data(set_zero_party(
+            customer_id,
+            favourites_data(favourites),
+            &["favourite_category_ids"],
+            common::Channel::Web,
+        ))
+        .await
+        .expect("the favourites are stored");
+}
+
+/// Replaces `customer_id`'s zero-party data in its table, leaving no feed entry:
+/// a change only a sweep notices.
+async fn set_favourites_quietly(db: &DatabaseConnection, customer_id: &str, favourites: &[&str]) {
+    let update = Query::update()
+        .table(Alias::new("profile_zero_party"))
+        .value(
+            Alias::new("data"),
+            favourites_data(favourites).encode_to_vec(),
+        )
         .and_where(Expr::col(Alias::new("customer_id")).eq(customer_id))
         .to_owned();
-    db.execute(&delete).await.unwrap();
-    let insert = Query::insert()
-        .into_table(Alias::new("profile_zero_party"))
-        .columns(["customer_id", "data", "update_time"].map(Alias::new))
-        .values_panic([
-            customer_id.into(),
-            data.encode_to_vec().into(),
-            micros::to_micros(Utc::now()).into(),
-        ])
-        .to_owned();
-    db.execute(&insert).await.unwrap();
+    assert_eq!(db.execute(&update).await.unwrap().rows_affected(), 1);
 }
 
-/// Appends the feed entry SetZeroPartyData leaves for `customer_id`.
-async fn append_zero_party_change(db: &DatabaseConnection, customer_id: &str) {
-    let change = pb::feed_entry::Change::ZeroPartyDataChange(pb::ZeroPartyDataChange {
-        customer_id: customer_id.into(),
-        provided_fields: vec!["favourite_category_ids".into()],
-        channel: common::Channel::Web.into(),
-        ..Default::default()
-    });
-    append_entry(db, 3, customer_id, None, change).await;
-}
-
-/// Appends a feed row of `entry_type` after the newest one.
-async fn append_entry(
-    db: &DatabaseConnection,
-    entry_type: i16,
-    customer_id: &str,
-    other_customer_id: Option<&str>,
-    change: pb::feed_entry::Change,
-) {
-    let payload = pb::FeedEntry {
-        change: Some(change),
-        ..Default::default()
-    }
-    .encode_to_vec();
-    let newest: i64 = db
-        .query_one(
-            &Query::select()
-                .expr_as(
-                    Expr::cust("COALESCE(MAX(sequence), 0)"),
-                    Alias::new("newest"),
-                )
-                .from(Alias::new("profile_feed"))
-                .to_owned(),
-        )
+/// How many customers `rule` matches now.
+async fn preview_count(app: &TestApp, rule: &pb::SegmentRule) -> i64 {
+    app.segments()
+        .preview_segment(pb::PreviewSegmentRequest {
+            rule: Some(rule.clone()),
+        })
         .await
         .unwrap()
-        .unwrap()
-        .try_get("", "newest")
-        .unwrap();
-    let insert = Query::insert()
-        .into_table(Alias::new("profile_feed"))
-        .columns(
-            [
-                "sequence",
-                "entry_type",
-                "customer_id",
-                "other_customer_id",
-                "commit_time",
-                "payload",
-            ]
-            .map(Alias::new),
-        )
-        .values_panic([
-            (newest + 1).into(),
-            entry_type.into(),
-            customer_id.into(),
-            other_customer_id.map(str::to_owned).into(),
-            micros::to_micros(Utc::now()).into(),
-            payload.into(),
-        ])
-        .to_owned();
-    db.execute(&insert).await.unwrap();
-}
-
-/// Merges `source` into `target` as the profiles API does (the redirect, the
-/// zero-party data moved over) and appends the feed entry it leaves.
-async fn simulate_merge(db: &DatabaseConnection, source: &str, target: &str, favourites: &[&str]) {
-    let redirect = Query::update()
-        .table(Alias::new("profile_profiles"))
-        .value(Alias::new("merged_into"), target)
-        .and_where(Expr::col(Alias::new("customer_id")).eq(source))
-        .to_owned();
-    db.execute(&redirect).await.unwrap();
-    let moved = Query::delete()
-        .from_table(Alias::new("profile_zero_party"))
-        .and_where(Expr::col(Alias::new("customer_id")).eq(source))
-        .to_owned();
-    db.execute(&moved).await.unwrap();
-    seed_favourites(db, target, favourites).await;
-    let change = pb::feed_entry::Change::Merge(pb::ProfileMerge {
-        source_customer_id: source.into(),
-        target_customer_id: target.into(),
-    });
-    append_entry(db, 2, target, Some(source), change).await;
+        .into_inner()
+        .member_count
 }
 
 /// The segment membership changes on the feed, in order, as (segment, customer,
@@ -319,15 +231,6 @@ async fn membership_entries(db: &DatabaseConnection) -> Vec<(String, String, boo
             }
         })
         .collect()
-}
-
-/// Grants personalization (browsing, purchases, preferences) to `customer_id`.
-async fn grant_personalization(app: &TestApp, customer_id: &str) {
-    app.record_consent(record(
-        customer_id,
-        vec![decision("personalization", consent_pb::Decision::Granted)],
-    ))
-    .await;
 }
 
 /// Polls `probe` until it holds, for up to 10 seconds.
@@ -508,20 +411,32 @@ backend_tests! {
 
     async fn memberships_are_evaluated_on_create_and_update_and_announced_on_the_feed(app) {
         let db = database(&app).await;
-        // Five shoe lovers with consent, one without, one who likes bags, and an
-        // anonymous id merged into the first.
+        // Five shoe lovers, one who withdrew consent after sharing, one who likes
+        // bags, and an anonymous visitor merged into the first.
         let lovers = ["cust-1", "cust-2", "cust-3", "cust-4", "cust-5"];
         for id in lovers {
-            seed_profile(&db, id, None).await;
-            seed_favourites(&db, id, &["shoes", "hats"]).await;
-            grant_personalization(&app, id).await;
+            known_customer(&app, id).await;
+            set_favourites(&app, id, &["shoes", "hats"]).await;
         }
-        seed_profile(&db, "cust-no-consent", None).await;
-        seed_favourites(&db, "cust-no-consent", &["shoes"]).await;
-        seed_profile(&db, "cust-bags", None).await;
-        seed_favourites(&db, "cust-bags", &["bags"]).await;
-        grant_personalization(&app, "cust-bags").await;
-        seed_profile(&db, "anon-1", Some("cust-1")).await;
+        known_customer(&app, "cust-withdrawn").await;
+        set_favourites(&app, "cust-withdrawn", &["shoes"]).await;
+        app.record_consent(record(
+            "cust-withdrawn",
+            vec![decision("personalization", consent_pb::Decision::Withdrawn)],
+        ))
+        .await;
+        known_customer(&app, "cust-bags").await;
+        set_favourites(&app, "cust-bags", &["bags"]).await;
+        let anonymous = app.create_profile(create_anonymous("anon-1", vec![])).await;
+        app.profiles()
+            .merge_profiles(merge(&anonymous.customer_id, "cust-1"))
+            .await
+            .unwrap();
+        // The withdrawal reaches profile's consent checker within a second.
+        eventually("the withdrawal to count", async || {
+            preview_count(&app, &favourite(&["shoes"])).await == 5
+        })
+        .await;
 
         let preview = app
             .segments()
@@ -539,10 +454,10 @@ backend_tests! {
         let negated = create_segment(&app, create("not_shoe_lovers", not(favourite(&["shoes"])))).await;
         // Without consent the condition never matches, so its negation does.
         assert_eq!(negated.member_count, 2);
-        assert_eq!(members(&app, "not_shoe_lovers", 0).await, ["cust-bags", "cust-no-consent"]);
+        assert_eq!(members(&app, "not_shoe_lovers", 0).await, ["cust-bags", "cust-withdrawn"]);
 
         // A merged id resolves to the surviving profile.
-        let memberships = customer_segments(&app, "anon-1").await;
+        let memberships = customer_segments(&app, &anonymous.customer_id).await;
         assert_eq!(memberships.len(), 1);
         assert_eq!(memberships[0].segment_id, "shoe_lovers");
         assert_eq!(memberships[0].display_name, "Segment shoe_lovers");
@@ -554,7 +469,7 @@ backend_tests! {
             .map(|&id| ("shoe_lovers".to_owned(), id.to_owned(), true, 1))
             .collect();
         expected.extend(
-            ["cust-bags", "cust-no-consent"]
+            ["cust-bags", "cust-withdrawn"]
                 .map(|id| ("not_shoe_lovers".to_owned(), id.to_owned(), true, 1)),
         );
         assert_eq!(membership_entries(&db).await, expected);
@@ -572,16 +487,15 @@ backend_tests! {
         assert_eq!(changed.member_count, 1);
         assert_eq!(members(&app, "shoe_lovers", 0).await, ["cust-bags"]);
         let after_update = membership_entries(&db).await;
-        let tail: Vec<_> = after_update[expected.len()..].to_vec();
-        let mut sorted = tail.clone();
-        sorted.sort();
+        let mut tail: Vec<_> = after_update[expected.len()..].to_vec();
+        tail.sort();
         let mut wanted: Vec<_> = lovers
             .iter()
             .map(|&id| ("shoe_lovers".to_owned(), id.to_owned(), false, 2))
             .collect();
         wanted.push(("shoe_lovers".to_owned(), "cust-bags".to_owned(), true, 2));
         wanted.sort();
-        assert_eq!(sorted, wanted);
+        assert_eq!(tail, wanted);
 
         // Deleting a segment makes every member leave, on the feed too.
         app.segments()
@@ -596,29 +510,25 @@ backend_tests! {
         exits.sort();
         assert_eq!(
             exits,
-            ["cust-bags", "cust-no-consent"]
+            ["cust-bags", "cust-withdrawn"]
                 .map(|id| ("not_shoe_lovers".to_owned(), id.to_owned(), false, 1))
         );
-        assert!(customer_segments(&app, "cust-no-consent").await.is_empty());
+        assert!(customer_segments(&app, "cust-withdrawn").await.is_empty());
     }
-
     async fn the_follower_reevaluates_customers_a_feed_entry_touched(app) {
         let db = database(&app).await;
-        seed_profile(&db, "cust-f", None).await;
-        grant_personalization(&app, "cust-f").await;
+        known_customer(&app, "cust-f").await;
         create_segment(&app, create("hat_lovers", favourite(&["hats"]))).await;
         assert!(members(&app, "hat_lovers", 0).await.is_empty());
 
-        seed_favourites(&db, "cust-f", &["hats"]).await;
-        append_zero_party_change(&db, "cust-f").await;
+        set_favourites(&app, "cust-f", &["hats"]).await;
         eventually("cust-f joining hat_lovers", async || {
             members(&app, "hat_lovers", 0).await == ["cust-f"]
         })
         .await;
         assert_eq!(get_segment(&app, "hat_lovers").await.unwrap().member_count, 1);
 
-        seed_favourites(&db, "cust-f", &["gloves"]).await;
-        append_zero_party_change(&db, "cust-f").await;
+        set_favourites(&app, "cust-f", &["gloves"]).await;
         eventually("cust-f leaving hat_lovers", async || {
             members(&app, "hat_lovers", 0).await.is_empty()
         })
@@ -638,59 +548,52 @@ backend_tests! {
 backend_tests! {
     async fn a_merge_on_the_feed_moves_memberships_to_the_survivor(app) {
         let db = database(&app).await;
-        seed_profile(&db, "cust-known", None).await;
-        seed_profile(&db, "anon-visitor", None).await;
-        seed_favourites(&db, "anon-visitor", &["hats"]).await;
-        for id in ["cust-known", "anon-visitor"] {
-            grant_personalization(&app, id).await;
-        }
+        known_customer(&app, "cust-known").await;
+        let visitor = app.create_profile(create_anonymous("anon-visitor", vec![])).await;
+        let visitor = visitor.customer_id;
+        app.grant(&visitor, &["personalization"]).await;
+        set_favourites(&app, &visitor, &["hats"]).await;
         create_segment(&app, create("hat_lovers", favourite(&["hats"]))).await;
-        assert_eq!(members(&app, "hat_lovers", 0).await, ["anon-visitor"]);
+        assert_eq!(members(&app, "hat_lovers", 0).await, [visitor.clone()]);
 
-        simulate_merge(&db, "anon-visitor", "cust-known", &["hats"]).await;
+        // The merge moves the favourites the survivor has not set.
+        app.profiles()
+            .merge_profiles(merge(&visitor, "cust-known"))
+            .await
+            .unwrap();
         eventually("the survivor replacing the merged id", async || {
             members(&app, "hat_lovers", 0).await == ["cust-known"]
         })
         .await;
-        let memberships = customer_segments(&app, "anon-visitor").await;
+        let memberships = customer_segments(&app, &visitor).await;
         assert_eq!(memberships.len(), 1);
         assert_eq!(memberships[0].customer_id, "cust-known");
         assert_eq!(get_segment(&app, "hat_lovers").await.unwrap().member_count, 1);
-        let mut entries = membership_entries(&db).await;
-        entries.sort();
+        let entries = membership_entries(&db).await;
+        assert_eq!(entries.len(), 3, "{entries:?}");
+        assert_eq!(entries[0], ("hat_lovers".to_owned(), visitor.clone(), true, 1));
+        let mut after_merge = entries[1..].to_vec();
+        after_merge.sort();
         assert_eq!(
-            entries,
+            after_merge,
             [
-                ("hat_lovers".to_owned(), "anon-visitor".to_owned(), false, 1),
-                ("hat_lovers".to_owned(), "anon-visitor".to_owned(), true, 1),
+                ("hat_lovers".to_owned(), visitor.clone(), false, 1),
                 ("hat_lovers".to_owned(), "cust-known".to_owned(), true, 1),
             ]
         );
     }
-
     async fn time_based_rules_are_evaluated_on_profiles_clock(app, clock) {
-        let db = database(&app).await;
-        seed_profile(&db, "cust-birthday", None).await;
+        app.create_profile(create_known("cust-birthday", vec![])).await;
+        // Profiling covers demographics, where the birthday belongs.
+        app.grant("cust-birthday", &["profiling"]).await;
         let data = pb::ZeroPartyData {
             birthday: Some(pb::Birthday { month: 3, day: 1 }),
             ..Default::default()
         };
-        let insert = Query::insert()
-            .into_table(Alias::new("profile_zero_party"))
-            .columns(["customer_id", "data", "update_time"].map(Alias::new))
-            .values_panic([
-                "cust-birthday".into(),
-                data.encode_to_vec().into(),
-                micros::to_micros(Utc::now()).into(),
-            ])
-            .to_owned();
-        db.execute(&insert).await.unwrap();
-        // Profiling covers demographics, where the birthday belongs.
-        app.record_consent(record(
-            "cust-birthday",
-            vec![decision("profiling", consent_pb::Decision::Granted)],
-        ))
-        .await;
+        app.profiles()
+            .set_zero_party_data(set_zero_party("cust-birthday", data, &["birthday"], common::Channel::App))
+            .await
+            .expect("the birthday is stored");
         let noon = |month, day| {
             chrono::NaiveDate::from_ymd_opt(2027, month, day)
                 .unwrap()
@@ -749,16 +652,16 @@ backend_tests! {
     async fn the_sweep_reevaluates_everyone_and_repairs_member_counts(app) {
         let db = database(&app).await;
         for id in ["cust-quiet", "cust-gone"] {
-            seed_profile(&db, id, None).await;
-            grant_personalization(&app, id).await;
+            known_customer(&app, id).await;
         }
-        seed_favourites(&db, "cust-gone", &["hats"]).await;
+        set_favourites(&app, "cust-quiet", &["gloves"]).await;
+        set_favourites(&app, "cust-gone", &["hats"]).await;
         let created = create_segment(&app, create("hat_lovers", favourite(&["hats"]))).await;
         assert_eq!(created.member_count, 1);
 
         // Data that changed without a feed entry, and rows deleted behind the
         // counts: only a sweep notices.
-        seed_favourites(&db, "cust-quiet", &["hats"]).await;
+        set_favourites_quietly(&db, "cust-quiet", &["hats"]).await;
         delete_behind_the_counts(&db, "cust-gone").await;
         assert_eq!(get_segment(&app, "hat_lovers").await.unwrap().member_count, 1);
         assert!(members(&app, "hat_lovers", 0).await.is_empty());
@@ -832,9 +735,7 @@ fn documented_examples() -> Vec<(&'static str, pb::SegmentRule)> {
 
 backend_tests! {
     async fn the_documented_examples_are_valid_segments(app) {
-        let db = database(&app).await;
-        seed_profile(&db, "cust-new", None).await;
-        grant_personalization(&app, "cust-new").await;
+        known_customer(&app, "cust-new").await;
         for (segment_id, rule) in documented_examples() {
             let preview = app
                 .segments()
