@@ -554,7 +554,7 @@ backend_tests! {
         app.grant(&visitor, &["personalization"]).await;
         set_favourites(&app, &visitor, &["hats"]).await;
         create_segment(&app, create("hat_lovers", favourite(&["hats"]))).await;
-        assert_eq!(members(&app, "hat_lovers", 0).await, [visitor.clone()]);
+        assert_eq!(members(&app, "hat_lovers", 0).await, vec![visitor.clone()]);
 
         // The merge moves the favourites the survivor has not set.
         app.profiles()
