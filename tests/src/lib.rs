@@ -31,6 +31,7 @@ use attune_proto::gateway::v1::data_subject_request_service_client::DataSubjectR
 use attune_proto::privacy::v1::data_subject_service_client::DataSubjectServiceClient;
 use attune_proto::profile::v1::event_service_client::EventServiceClient;
 use attune_proto::profile::v1::profile_service_client::ProfileServiceClient;
+use attune_proto::profile::v1::segment_service_client::SegmentServiceClient;
 use chrono::{SubsecRound, Utc};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -232,6 +233,11 @@ impl TestApp {
     /// Profile's events, feed and traits on the shared connection.
     pub fn events(&self) -> EventServiceClient<Channel> {
         EventServiceClient::new(self.channel.clone())
+    }
+
+    /// A client of profile's segments on the shared connection.
+    pub fn segments(&self) -> SegmentServiceClient<Channel> {
+        SegmentServiceClient::new(self.channel.clone())
     }
 
     /// The gateway's data-subject requests (export and erasure across services).

@@ -13,6 +13,7 @@ pub mod events;
 pub mod feed;
 pub mod identity;
 mod people;
+pub mod segments;
 pub mod store;
 mod subject;
 mod tombstone;
@@ -40,6 +41,7 @@ pub struct ProfileService;
 const API_SERVICES: &[&str] = &[
     "attune.profile.v1.ProfileService",
     "attune.profile.v1.EventService",
+    "attune.profile.v1.SegmentService",
 ];
 
 #[tonic::async_trait]
@@ -69,9 +71,9 @@ impl attune_kit::Service for ProfileService {
         server: &mut GrpcServer,
         context: ServiceContext,
     ) -> Result<(), MountError> {
-        let limits = context.config.limits.clone();
+        let config = context.config.clone();
         let profile = open(server, context).await?;
-        mount_apis(server, profile, &limits);
+        mount_apis(server, profile, &config);
         Ok(())
     }
 }
@@ -131,10 +133,11 @@ async fn open(server: &mut GrpcServer, context: ServiceContext) -> Result<Profil
     })
 }
 
-/// Adds profile's gRPC services, each with the platform's limits.
-/// The data-subject API is internal: the gateway's data-subject requests reach
-/// it, the public port does not route it.
-fn mount_apis(server: &mut GrpcServer, profile: Profile, limits: &attune_kit::config::Limits) {
+/// Adds profile's gRPC services, each with the platform's limits, and their
+/// background tasks. The data-subject API is internal: the gateway's
+/// data-subject requests reach it, the public port does not route it.
+fn mount_apis(server: &mut GrpcServer, profile: Profile, config: &attune_kit::config::Config) {
+    let limits = &config.limits;
     server.add_service(attune_kit::with_limits!(
         ProfileServiceServer::new(people::ProfileApi::new(profile.clone())),
         limits
@@ -144,7 +147,8 @@ fn mount_apis(server: &mut GrpcServer, profile: Profile, limits: &attune_kit::co
         limits
     ));
     server.add_service(attune_kit::with_limits!(
-        DataSubjectServiceServer::new(subject::ProfilePrivacyApi::new(profile)),
+        DataSubjectServiceServer::new(subject::ProfilePrivacyApi::new(profile.clone())),
         limits
     ));
+    segments::mount(server, &profile, config);
 }

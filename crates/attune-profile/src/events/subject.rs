@@ -2,7 +2,6 @@
 //! and what an erasure deletes.
 
 // The data-subject API (another part of the service) calls these.
-#![allow(dead_code)]
 
 use attune_proto::profile::v1 as pb;
 use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, Query};

@@ -14,8 +14,6 @@ mod identities;
 mod merge;
 mod profiles;
 mod service;
-// The data-subject API (export, erasure) that calls these is wired separately.
-#[allow(dead_code)]
 pub(crate) mod subject;
 mod zero_party;
 mod zero_party_store;

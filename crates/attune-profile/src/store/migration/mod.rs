@@ -7,6 +7,7 @@ use super::{REQUESTS, SECRETS};
 
 mod m0002_feed_and_tombstones;
 mod m0003_profiles_and_identities;
+mod m0004_segments;
 mod m0005_traits;
 
 /// Profile's migrations, tracked in their own table because in one-process mode
@@ -21,6 +22,9 @@ impl MigratorTrait for Migrator {
             Box::new(SECRETS.create_table("m0001_create_secrets")),
             Box::new(m0002_feed_and_tombstones::Migration),
             Box::new(m0003_profiles_and_identities::Migration),
+            Box::new(m0004_segments::Migration),
+            // The segment evaluator's cursor on profile's own feed.
+            Box::new(attune_kit::follower::CreateFeedCursors),
             Box::new(m0005_traits::Migration),
         ]
     }
