@@ -18,6 +18,7 @@ use attune_proto::profile::v1 as pb;
 use attune_proto::prost::Message;
 use attune_tests::bad_input::{Cases, assert_each_rejected};
 use attune_tests::consent_requests::{decision, record, request_id};
+use attune_tests::profile_events::{cart, eur, item, purchase, view};
 use attune_tests::profile_people::{create_anonymous, create_known, merge, set_zero_party};
 use attune_tests::{TestApp, backend_tests, consent_pb, every_page, violated_fields};
 use pb::segment_condition::Condition as C;
@@ -751,6 +752,88 @@ backend_tests! {
             assert_eq!(created.member_count, 0, "{segment_id}");
         }
         assert!(customer_segments(&app, "cust-new").await.is_empty());
+    }
+}
+
+// ---- with real events ----
+
+/// The members of each documented example segment, by segment id.
+async fn example_members(app: &TestApp) -> Vec<(&'static str, Vec<String>)> {
+    let mut all = Vec::new();
+    for (segment_id, _) in documented_examples() {
+        all.push((segment_id, members(app, segment_id, 0).await));
+    }
+    all
+}
+
+backend_tests! {
+    async fn the_documented_examples_follow_real_events(app, clock) {
+        let now = clock.clock().now();
+        let days = |n| now - chrono::TimeDelta::days(n);
+        let shoes = |price| item("sku-shoe", 1, Some(eur(price)), &["shoes"], "acme");
+        for id in ["big-spender", "lapsed-buyer", "cart-idle", "store-shopper", "browser"] {
+            app.grant(id, &["personalization"]).await;
+        }
+        let mut in_store = purchase("e-store", "store-shopper", days(5), vec![shoes(4_000)], eur(4_000));
+        in_store.channel = common::Channel::Store.into();
+        let response = app
+            .ingest(vec![
+                purchase("e-big-1", "big-spender", days(100), vec![shoes(30_000)], eur(30_000)),
+                purchase("e-big-2", "big-spender", days(10), vec![shoes(30_000)], eur(30_000)),
+                purchase("e-lapsed", "lapsed-buyer", days(70), vec![shoes(3_000)], eur(3_000)),
+                cart(
+                    pb::EventKind::AddToCart,
+                    "e-cart",
+                    "cart-idle",
+                    now - chrono::TimeDelta::hours(25),
+                    vec![shoes(5_000)],
+                ),
+                in_store,
+                view("e-view", "browser", days(1), "sku-shoe"),
+            ])
+            .await;
+        assert_eq!(response.accepted_count, 6, "{response:?}");
+
+        for (segment_id, rule) in documented_examples() {
+            create_segment(&app, create(segment_id, rule)).await;
+        }
+        let expected = |cart: &[&str], lapsed: &[&str], new: &[&str]| {
+            let owned = |ids: &[&str]| ids.iter().map(|&id| id.to_owned()).collect::<Vec<_>>();
+            vec![
+                ("cart_abandoned_24h", owned(cart)),
+                ("lapsed_60_days", owned(lapsed)),
+                ("high_value", owned(&["big-spender"])),
+                ("new_customer", owned(new)),
+                ("store_only_shopper", owned(&["store-shopper"])),
+            ]
+        };
+        assert_eq!(example_members(&app).await, expected(&["cart-idle"], &["lapsed-buyer"], &["store-shopper"])
+        );
+
+        // New events re-evaluate their customers through the feed: a purchase
+        // ends the lapse, and empties the cart of a customer first seen a day
+        // ago, who is a new customer now.
+        app.ingest(vec![
+            purchase("e-back", "lapsed-buyer", now, vec![shoes(1_000)], eur(1_000)),
+            purchase("e-checkout", "cart-idle", now, vec![shoes(5_000)], eur(5_000)),
+        ])
+        .await;
+        eventually("the follower applying the purchases", async || {
+            example_members(&app).await == expected(&[], &[], &["cart-idle", "store-shopper"])
+        })
+        .await;
+
+        // Time alone: a cart left for a day is abandoned once a re-evaluation
+        // (here an update; in service, the sweep) runs after that day.
+        app.ingest(vec![cart(pb::EventKind::AddToCart, "e-cart-2", "browser", now, vec![shoes(2_000)])])
+            .await;
+        clock.advance(chrono::TimeDelta::hours(24));
+        let abandoned = &documented_examples()[0].1;
+        app.segments()
+            .update_segment(update(segment("cart_abandoned_24h", abandoned.clone()), &["rule"]))
+            .await
+            .unwrap();
+        assert_eq!(members(&app, "cart_abandoned_24h", 0).await, ["browser"]);
     }
 }
 
