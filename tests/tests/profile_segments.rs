@@ -837,6 +837,46 @@ backend_tests! {
     }
 }
 
+backend_tests! {
+    async fn memberships_are_exported_and_erased_with_the_customer(app) {
+        let db = database(&app).await;
+        for id in ["cust-erased", "cust-kept"] {
+            known_customer(&app, id).await;
+            set_favourites(&app, id, &["hats"]).await;
+        }
+        create_segment(&app, create("hat_lovers", favourite(&["hats"]))).await;
+        assert_eq!(members(&app, "hat_lovers", 0).await, ["cust-erased", "cust-kept"]);
+
+        let exported = app.export_customer("cust-erased", &request_id()).await;
+        let memberships: Vec<_> = exported
+            .iter()
+            .filter(|message| message.service == "attune.profile.v1")
+            .flat_map(|message| message.records.iter())
+            .filter(|record| record.kind == "segment_membership")
+            .collect();
+        assert_eq!(memberships.len(), 1, "{exported:?}");
+        assert_eq!(memberships[0].id, "hat_lovers/cust-erased");
+
+        app.erase_customer("cust-erased", &request_id()).await;
+        assert_eq!(members(&app, "hat_lovers", 0).await, ["cust-kept"]);
+        assert_eq!(get_segment(&app, "hat_lovers").await.unwrap().member_count, 1);
+        // The feed keeps no membership change naming the erased customer.
+        let entries = membership_entries(&db).await;
+        assert_eq!(
+            entries,
+            [("hat_lovers".to_owned(), "cust-kept".to_owned(), true, 1)]
+        );
+        let refused = app
+            .segments()
+            .list_customer_segments(pb::ListCustomerSegmentsRequest {
+                customer_id: "cust-erased".into(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(code(refused), Code::NotFound);
+    }
+}
+
 // ---- bad input ----
 
 fn rule_cases<R: 'static>(
