@@ -877,6 +877,38 @@ backend_tests! {
     }
 }
 
+backend_tests! {
+    async fn consent_changes_reevaluate_the_customer(app) {
+        let db = database(&app).await;
+        known_customer(&app, "cust-c").await;
+        set_favourites(&app, "cust-c", &["hats"]).await;
+        create_segment(&app, create("hat_lovers", favourite(&["hats"]))).await;
+        assert_eq!(members(&app, "hat_lovers", 0).await, ["cust-c"]);
+
+        let decide = |decision| {
+            record("cust-c", vec![attune_tests::consent_requests::decision("personalization", decision)])
+        };
+        app.record_consent(decide(consent_pb::Decision::Withdrawn)).await;
+        eventually("the withdrawal ending the membership", async || {
+            members(&app, "hat_lovers", 0).await.is_empty()
+        })
+        .await;
+        app.record_consent(decide(consent_pb::Decision::Granted)).await;
+        eventually("a new grant restoring it", async || {
+            members(&app, "hat_lovers", 0).await == ["cust-c"]
+        })
+        .await;
+        assert_eq!(
+            membership_entries(&db).await,
+            [
+                ("hat_lovers".to_owned(), "cust-c".to_owned(), true, 1),
+                ("hat_lovers".to_owned(), "cust-c".to_owned(), false, 1),
+                ("hat_lovers".to_owned(), "cust-c".to_owned(), true, 1),
+            ]
+        );
+    }
+}
+
 // ---- bad input ----
 
 fn rule_cases<R: 'static>(

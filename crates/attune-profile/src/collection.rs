@@ -121,6 +121,11 @@ impl Collection {
         &self.checker
     }
 
+    /// Consent itself (segments follow its change stream).
+    pub fn consent(&self) -> &Peer {
+        &self.consent
+    }
+
     /// May `customer_id`'s data of each of `categories` be stored now? One
     /// answer per category, in order. UNAVAILABLE when consent cannot be
     /// checked (the catalogue was never read, or the checker cannot vouch for

@@ -8,7 +8,10 @@
 //! - a sweep re-evaluates everyone every `profile.segment_sweep_interval` (and at
 //!   start, retried with backoff when it fails), for conditions that change with
 //!   the passing of time alone ("cart abandoned 24 h", "lapsed 60 days",
-//!   birthdays), for consent given or withdrawn, and as a repair.
+//!   birthdays), and as a repair;
+//! - a second follower, of consent's change stream (`profile:segments-consent`),
+//!   re-evaluates the customers whose consent changed, so a withdrawal ends the
+//!   memberships built on what it covered without waiting for the sweep.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use std::time::Duration;
 use attune_kit::ApiError;
 use attune_kit::feed::StartAt;
 use attune_kit::follower::{Apply, ApplyError, Backoff, BatchSource, SourceBatch, SourceStream};
+use attune_proto::consent::v1 as consent_pb;
 use attune_proto::profile::v1 as pb;
 use futures::StreamExt;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
@@ -117,6 +121,74 @@ impl Apply<pb::FeedEntry> for Reevaluate {
             return Ok(());
         }
         let definitions = evaluate::definitions(txn, self.profile.reporting_currency, None).await?;
+        let now = self.profile.clock.now();
+        for chunk in customers.chunks(500) {
+            evaluate::reevaluate(txn, &self.source, &definitions, chunk, now).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The follower's name in `feed_cursors` for consent's change stream.
+pub const CONSENT_FOLLOWER: &str = "profile:segments-consent";
+
+/// The customers whose consent decisions a batch of consent's changes holds (an
+/// erasure names nobody: profile's own erasure removes the memberships).
+fn decided(changes: &[consent_pb::ConsentChange]) -> Vec<String> {
+    use consent_pb::consent_change::Change;
+    let mut customers: Vec<String> = changes
+        .iter()
+        .filter_map(|change| match &change.change {
+            Some(Change::Decision(decision)) => Some(decision.customer_id.clone()),
+            Some(Change::CustomerErased(_)) | None => None,
+        })
+        .filter(|id| !id.is_empty())
+        .collect();
+    customers.sort_unstable();
+    customers.dedup();
+    customers
+}
+
+/// Re-evaluates the customers whose consent changed: a condition on data whose
+/// category is no longer covered stops matching (and a new grant may make one
+/// match) without waiting for the sweep.
+pub struct ConsentChanged {
+    profile: Profile,
+    source: FactsSource,
+}
+
+impl ConsentChanged {
+    pub fn new(profile: Profile, source: FactsSource) -> Self {
+        Self { profile, source }
+    }
+}
+
+impl Apply<consent_pb::ConsentChange> for ConsentChanged {
+    fn begin(
+        &self,
+        db: &DatabaseConnection,
+    ) -> impl Future<Output = Result<DatabaseTransaction, DbErr>> + Send {
+        attune_kit::db::begin_write(db, WRITE_LOCK)
+    }
+
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        items: &[consent_pb::ConsentChange],
+    ) -> Result<(), ApplyError> {
+        let customers = decided(items);
+        if customers.is_empty() {
+            return Ok(());
+        }
+        let definitions = evaluate::definitions(txn, self.profile.reporting_currency, None).await?;
+        if definitions.is_empty() {
+            return Ok(());
+        }
+        // The checker follows the same stream on its own and may not have seen
+        // these changes yet: ask consent again rather than trust its cache.
+        for customer in &customers {
+            self.profile.collection.checker().forget(customer);
+        }
         let now = self.profile.clock.now();
         for chunk in customers.chunks(500) {
             evaluate::reevaluate(txn, &self.source, &definitions, chunk, now).await?;

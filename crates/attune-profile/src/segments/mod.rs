@@ -19,6 +19,7 @@ mod store;
 pub(crate) mod subject;
 
 use attune_kit::config::Config;
+use attune_kit::consent::ConsentChangeSource;
 use attune_kit::follower::Follower;
 use attune_kit::server::GrpcServer;
 use attune_proto::profile::v1::segment_service_server::SegmentServiceServer;
@@ -28,7 +29,7 @@ use crate::app::Profile;
 pub use api::SegmentApi;
 
 /// Adds the segment API to `server` and starts keeping memberships current: the
-/// follower of profile's feed and the sweep.
+/// followers of profile's feed and of consent's changes, and the sweep.
 pub fn mount(server: &mut GrpcServer, profile: &Profile, config: &Config) {
     let segments = service::Segments::new(profile.clone());
     let source = segments.source().clone();
@@ -40,6 +41,16 @@ pub fn mount(server: &mut GrpcServer, profile: &Profile, config: &Config) {
         &config.feeds,
     );
     server.spawn_background("profile-segments-follower", |cancel| follower.run(cancel));
+    let consent_follower = Follower::new(
+        maintain::CONSENT_FOLLOWER,
+        profile.db.clone(),
+        ConsentChangeSource::new(profile.collection.consent().clone()),
+        maintain::ConsentChanged::new(profile.clone(), source.clone()),
+        &config.feeds,
+    );
+    server.spawn_background("profile-segments-consent-follower", |cancel| {
+        consent_follower.run(cancel)
+    });
     let interval = profile.settings.segment_sweep_interval;
     let sweeper = profile.clone();
     server.spawn_background("profile-segments-sweep", move |cancel| {
