@@ -5,7 +5,8 @@
 //! what a rule is evaluated against and where it is loaded from, `store` the
 //! definition and membership tables, `evaluate` how memberships follow the
 //! rules (each entry and exit a row and a feed entry in one transaction),
-//! `maintain` the follower of profile's own feed and the periodic sweep,
+//! `maintain` the followers of profile's own feed and of consent's changes and
+//! the periodic sweep, `subject` the memberships for data-subject requests,
 //! `service` the operations, `convert` and `api` the wire.
 
 mod api;
