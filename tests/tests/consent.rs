@@ -78,7 +78,7 @@ backend_tests! {
             (page.purposes.into_iter().map(|p| p.code).collect(), page.next_page_token)
         })
         .await;
-        assert_eq!(seen.len(), 7);
+        assert_eq!(seen.len(), 8);
         assert!(seen.windows(2).all(|pair| pair[0] < pair[1]), "ordered by code: {seen:?}");
     }
 
@@ -167,7 +167,7 @@ backend_tests! {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(state.states.len(), 6, "every consent-based purpose is reported");
+        assert_eq!(state.states.len(), 7, "every consent-based purpose is reported");
         let personalization = state.states.iter().find(|s| s.purpose_code == "personalization").unwrap();
         assert_eq!(personalization.status, pb::ConsentStatus::Withdrawn as i32);
         assert_eq!(personalization.latest.as_ref().unwrap().decision, pb::Decision::Withdrawn as i32);

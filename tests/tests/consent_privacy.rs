@@ -80,9 +80,17 @@ async fn erase(app: &TestApp, customer: &str, request_id: &str) -> gateway_pb::S
     let answer = app.erase_customer(customer, request_id).await;
     assert!(answer.complete, "{answer:?}");
     assert_eq!(answer.customer_ids, [customer]);
-    let [receipt] = <[_; 1]>::try_from(answer.receipts).unwrap();
-    assert_eq!(receipt.status, gateway_pb::ReceiptStatus::Succeeded as i32);
-    receipt
+    assert!(
+        answer
+            .receipts
+            .iter()
+            .all(|r| r.status == gateway_pb::ReceiptStatus::Succeeded as i32)
+    );
+    answer
+        .receipts
+        .into_iter()
+        .find(|r| r.service == "attune.consent.v1")
+        .expect("consent gives a receipt")
 }
 
 async fn audit_entries(app: &TestApp) -> i64 {

@@ -306,11 +306,21 @@ async fn consent_and_gateway_as_two_servers(backend: Backend) {
     let erased = gateway.erase_customer("split-2", &request_id()).await;
     assert!(!erased.complete, "{erased:?}");
     assert!(erased.erase_time.is_none());
-    let [receipt] = <[_; 1]>::try_from(erased.receipts).unwrap();
+    let [receipt, profile_receipt] = <[_; 2]>::try_from(erased.receipts).unwrap();
+    assert_eq!(receipt.service, "attune.consent.v1");
     assert_eq!(receipt.status, gateway_pb::ReceiptStatus::Failed as i32);
     assert_eq!(receipt.error_code, Code::Unavailable as i32);
+    assert_eq!(
+        profile_receipt.status,
+        gateway_pb::ReceiptStatus::Succeeded as i32,
+        "the profile pod still answers"
+    );
     let exported = gateway.export_customer("split-2", &request_id()).await;
-    let [message] = <[_; 1]>::try_from(exported).unwrap();
+    let consent_messages: Vec<_> = exported
+        .into_iter()
+        .filter(|m| m.service == "attune.consent.v1")
+        .collect();
+    let [message] = <[_; 1]>::try_from(consent_messages).unwrap();
     assert_eq!(
         message.receipt.unwrap().status,
         gateway_pb::ReceiptStatus::Failed as i32

@@ -91,7 +91,7 @@ fn migrate_then_serve_one_service_and_stop_on_sigterm() {
             .into_inner()
             .purposes
     });
-    assert_eq!(purposes.len(), 6, "migrate seeded the catalogue once");
+    assert_eq!(purposes.len(), 7, "migrate seeded the catalogue once");
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -319,11 +319,12 @@ fn terminate(child: &mut Child) {
     assert!(status.success(), "attune exits 0 after SIGTERM: {status:?}");
 }
 
-/// Consent and the gateway as two processes of the real binary, as two pods run
-/// them: consent on its own port over `database_url`, the gateway in front of it
-/// from `gateway.backends.consent`. Consent's API and the data-subject requests
-/// work through the gateway's port only.
-fn consent_and_gateway_as_two_processes(database_url: &str) {
+/// Every service and the gateway as processes of the real binary, as pods run
+/// them: consent and profile each on its own port over `database_url` (profile
+/// calling consent at `peers.consent`), the gateway in front of them from
+/// `gateway.backends.*`. Consent's API and the data-subject requests work
+/// through the gateway's port only.
+fn every_service_as_its_own_process(database_url: &str) {
     use attune_proto::consent::v1 as consent_pb;
     use attune_proto::gateway::v1 as gateway_pb;
 
@@ -334,11 +335,24 @@ fn consent_and_gateway_as_two_processes(database_url: &str) {
         .spawn()
         .unwrap();
     let consent_address = serving_address(&mut consent);
+    // Profile calls consent (its checker, its catalogue) at `peers.consent`.
+    let mut profile = attune()
+        .args(["serve", "--service", "profile", "--listen", "127.0.0.1:0"])
+        .args(["--database-url", database_url])
+        .env("ATTUNE_PEERS__CONSENT", format!("http://{consent_address}"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let profile_address = serving_address(&mut profile);
     let mut gateway = attune()
         .args(["serve", "--service", "gateway", "--listen", "127.0.0.1:0"])
         .env(
             "ATTUNE_GATEWAY__BACKENDS__CONSENT",
             format!("http://{consent_address}"),
+        )
+        .env(
+            "ATTUNE_GATEWAY__BACKENDS__PROFILE",
+            format!("http://{profile_address}"),
         )
         .stderr(Stdio::piped())
         .spawn()
@@ -399,9 +413,17 @@ fn consent_and_gateway_as_two_processes(database_url: &str) {
             receipts.extend(message.receipt);
         }
         assert_eq!(records, 1, "the export holds the one decision");
-        assert_eq!(receipts.len(), 1, "one receipt per data-holding service");
-        assert_eq!(receipts[0].service, "attune.consent.v1");
-        assert_eq!(receipts[0].status(), gateway_pb::ReceiptStatus::Succeeded);
+        let services: Vec<_> = receipts.iter().map(|r| r.service.as_str()).collect();
+        assert_eq!(
+            services,
+            ["attune.consent.v1", "attune.profile.v1"],
+            "one receipt per data-holding service"
+        );
+        assert!(
+            receipts
+                .iter()
+                .all(|r| r.status() == gateway_pb::ReceiptStatus::Succeeded)
+        );
 
         let erased = requests
             .erase_customer(gateway_pb::EraseCustomerRequest {
@@ -412,22 +434,23 @@ fn consent_and_gateway_as_two_processes(database_url: &str) {
             .unwrap()
             .into_inner();
         assert!(erased.complete, "{erased:?}");
-        assert_eq!(erased.receipts.len(), 1);
+        assert_eq!(erased.receipts.len(), 2);
         assert!(erased.receipts[0].record_count > 0, "{erased:?}");
     });
 
     terminate(&mut gateway);
+    terminate(&mut profile);
     terminate(&mut consent);
 }
 
 #[test]
-fn consent_and_gateway_run_as_two_processes_on_sqlite() {
+fn every_service_and_the_gateway_run_as_separate_processes_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
         "sqlite://{}?mode=rwc",
         dir.path().join("attune.db").display()
     );
-    consent_and_gateway_as_two_processes(&url);
+    every_service_as_its_own_process(&url);
 }
 
 #[test]
@@ -435,7 +458,7 @@ fn consent_and_gateway_run_as_two_processes_on_sqlite() {
     not(attune_test_postgres),
     ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
 )]
-fn consent_and_gateway_run_as_two_processes_on_postgres() {
+fn every_service_and_the_gateway_run_as_separate_processes_on_postgres() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let database = runtime
         .block_on(attune_kit::db::fresh_test_database_on(
@@ -444,6 +467,6 @@ fn consent_and_gateway_run_as_two_processes_on_postgres() {
         ))
         .unwrap()
         .expect("the test runs only when a PostgreSQL server is configured");
-    consent_and_gateway_as_two_processes(&database.config.url);
+    every_service_as_its_own_process(&database.config.url);
     drop(database);
 }
