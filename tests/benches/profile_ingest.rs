@@ -4,7 +4,8 @@
 //! `PROFILE_BENCH_SENDERS` concurrent senders) and through `IngestEventStream`
 //! (one stream per sender), every event consent-checked and folded into its
 //! customer's traits; the feed lag (commit to delivery to a follower) under the
-//! batch load; and `GetTraits` latency unloaded and at 1,000 calls/s.
+//! batch load; and `GetTraits` and `GetProfile` latency unloaded and at 1,000
+//! calls/s.
 //!
 //! `PROFILE_BENCH_ADDR` (default http://127.0.0.1:50171) names the server,
 //! `PROFILE_BENCH_EVENTS` (default 100000) the events per mode,
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use attune_proto::profile::v1::event_service_client::EventServiceClient;
+use attune_proto::profile::v1::profile_service_client::ProfileServiceClient;
 use attune_tests::consent_requests::{decision, record};
 use attune_tests::profile_events::{cart, eur, item, purchase, view};
 use attune_tests::{consent_pb, profile_pb as pb};
@@ -307,29 +309,20 @@ async fn follow(channel: Channel, head: i64, stop: Arc<AtomicBool>) -> Vec<Durat
     lags
 }
 
-/// `GetTraits` latency: sequential calls unloaded, then paced at 1,000 calls/s.
-async fn traits_latency(channel: &Channel, customers: u64) {
-    let client = EventServiceClient::new(channel.clone());
-    let call = |n: u64| {
-        let mut client = client.clone();
-        async move {
-            let started = Instant::now();
-            client
-                .get_traits(pb::GetTraitsRequest {
-                    customer_id: format!("bench-{}", n % customers),
-                })
-                .await
-                .unwrap();
-            started.elapsed()
-        }
-    };
+/// One read's latency: 2,000 sequential calls unloaded, then 3,000 paced at
+/// 1,000 calls/s.
+async fn read_latency<F, Fut>(what: &str, call: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Duration> + Send + 'static,
+{
     let mut unloaded = Vec::new();
     for n in 0..2000 {
         unloaded.push(call(n).await);
     }
     unloaded.sort();
     println!(
-        "GetTraits unloaded: p50 {:?} p99 {:?}",
+        "{what} unloaded: p50 {:?} p99 {:?}",
         percentile(&unloaded, 0.5),
         percentile(&unloaded, 0.99)
     );
@@ -345,8 +338,42 @@ async fn traits_latency(channel: &Channel, customers: u64) {
     }
     paced.sort();
     println!(
-        "GetTraits at 1,000 calls/s: p50 {:?} p99 {:?}",
+        "{what} at 1,000 calls/s: p50 {:?} p99 {:?}",
         percentile(&paced, 0.5),
         percentile(&paced, 0.99)
     );
+}
+
+/// `GetTraits` and `GetProfile` latency, unloaded and at 1,000 calls/s.
+async fn traits_latency(channel: &Channel, customers: u64) {
+    let events = EventServiceClient::new(channel.clone());
+    read_latency("GetTraits", |n: u64| {
+        let mut client = events.clone();
+        async move {
+            let started = Instant::now();
+            client
+                .get_traits(pb::GetTraitsRequest {
+                    customer_id: format!("bench-{}", n % customers),
+                })
+                .await
+                .unwrap();
+            started.elapsed()
+        }
+    })
+    .await;
+    let profiles = ProfileServiceClient::new(channel.clone());
+    read_latency("GetProfile", |n: u64| {
+        let mut client = profiles.clone();
+        async move {
+            let started = Instant::now();
+            client
+                .get_profile(pb::GetProfileRequest {
+                    customer_id: format!("bench-{}", n % customers),
+                })
+                .await
+                .unwrap();
+            started.elapsed()
+        }
+    })
+    .await;
 }

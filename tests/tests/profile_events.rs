@@ -608,3 +608,25 @@ backend_tests! {
         assert_eq!(ids, ["b-1", "b-3"], "acknowledged messages stay, later ones are not handled");
     }
 }
+
+/// As pods: the gateway routes events to profile's own server, which checks
+/// consent over the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_ingested_through_the_gateway_when_profile_runs_as_its_own_pod() {
+    let (gateway, _consent) = attune_tests::TestApp::spawn_split(attune_tests::Backend::Sqlite)
+        .await
+        .unwrap();
+    gateway.grant("cust-pod", &["personalization"]).await;
+    let response = gateway
+        .ingest(vec![
+            view("pod-1", "cust-pod", minutes_ago(2), "sku"),
+            view("pod-2", "cust-other", minutes_ago(1), "sku"),
+        ])
+        .await;
+    assert_eq!(
+        statuses(&response.results),
+        vec![S::Accepted, S::SkippedNoConsent]
+    );
+    assert_eq!(gateway.feed_to_head(0).await.len(), 1);
+    assert_eq!(gateway.traits("cust-pod").await.customer_id, "cust-pod");
+}

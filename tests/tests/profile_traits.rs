@@ -178,4 +178,55 @@ backend_tests! {
         assert_eq!(traits.days_inactive, Some(0));
         assert_eq!(traits.preferred_channel, common_pb::Channel::Web as i32);
     }
+
+    async fn a_rebuild_after_a_merge_counts_nothing_twice(app, clock) {
+        for customer in ["cust-all", "cust-known", "anon-visitor"] {
+            app.grant(customer, &["personalization"]).await;
+        }
+        let now = clock.clock().now();
+        let ago = |hours: i64| now - TimeDelta::hours(hours);
+        // The same history, once under one customer, once split in two.
+        let history = |prefix: &str, first: &str, second: &str| {
+            vec![
+                pb::Event { items: vec![item("A", 1, None, &["shoes"], "Nike")], ..event(K::View, &format!("{prefix}-1"), first, ago(50)) },
+                cart(K::AddToCart, &format!("{prefix}-2"), first, ago(40), vec![item("A", 2, money(5000), &["shoes"], "Nike")]),
+                purchase(&format!("{prefix}-3"), second, ago(30), vec![item("A", 2, money(5000), &["shoes"], "Nike")], eur(10_000)),
+                cart(K::AddToCart, &format!("{prefix}-4"), second, ago(20), vec![item("B", 1, money(700), &["socks"], "Puma")]),
+                cart(K::AddToCart, &format!("{prefix}-5"), first, ago(10), vec![item("C", 1, money(300), &["socks"], "Puma")]),
+            ]
+        };
+        assert_eq!(app.ingest(history("all", "cust-all", "cust-all")).await.accepted_count, 5);
+        assert_eq!(app.ingest(history("split", "anon-visitor", "cust-known")).await.accepted_count, 5);
+
+        // What a merge does to events and traits: re-attribute the rows, then
+        // rebuild both states from the stored events.
+        let db = attune_kit::db::connect(&app.config.database).await.unwrap();
+        use sea_orm::{ConnectionTrait, TransactionTrait};
+        let txn = db.begin().await.unwrap();
+        txn.execute_unprepared("UPDATE profile_feed SET customer_id = 'cust-known' WHERE customer_id = 'anon-visitor'")
+            .await
+            .unwrap();
+        let eur_currency = attune_kit::types::Currency::parse("EUR").unwrap();
+        for customer in ["cust-known", "anon-visitor"] {
+            attune_profile::events::traits::rebuild_at(&txn, eur_currency, now, customer).await.unwrap();
+        }
+        txn.commit().await.unwrap();
+
+        let mut merged = app.traits("cust-known").await;
+        let single = app.traits("cust-all").await;
+        merged.customer_id = single.customer_id.clone();
+        assert_eq!(merged, single);
+        assert_eq!(single.lifetime_order_count, 1);
+        assert_eq!(single.open_cart.unwrap().items.len(), 2);
+        // The merged-away id keeps no state of its own.
+        let rows = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM profile_traits WHERE customer_id = 'anon-visitor'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rows.try_get::<i64>("", "n").unwrap(), 0);
+    }
 }

@@ -125,6 +125,7 @@ pub(crate) async fn ingest(
     if valid.is_empty() {
         return Ok(BatchOutcome { results });
     }
+    warm_consent(profile, &valid).await;
     let _turn = turn.lock().await;
     let txn = profile.begin_write().await?;
     let stored = store_batch(&txn, profile, &mut results, valid, now).await?;
@@ -133,6 +134,25 @@ pub(crate) async fn ingest(
         profile.committed();
     }
     Ok(BatchOutcome { results })
+}
+
+/// Asks consent about every customer the events name, concurrently, before the
+/// write lock is taken: a customer the checker has not cached yet then costs its
+/// round trip to consent here, and the checks made under the lock (after merges
+/// are resolved) answer from memory. The answers themselves are not used, so a
+/// failure here is left for the check under the lock to report.
+async fn warm_consent(profile: &Profile, valid: &[(usize, ValidEvent)]) {
+    let mut needed: BTreeMap<&str, BTreeSet<DataCategory>> = BTreeMap::new();
+    for (_, event) in valid {
+        if let Subject::Customer(customer) = &event.subject {
+            needed.entry(customer).or_default().insert(event.category);
+        }
+    }
+    let checks = needed.into_iter().map(|(customer, categories)| async move {
+        let categories: Vec<DataCategory> = categories.into_iter().collect();
+        let _ = profile.collection.allowances(customer, &categories).await;
+    });
+    futures::future::join_all(checks).await;
 }
 
 /// Decides and stores the valid events inside `txn`; true when any was stored.

@@ -84,26 +84,18 @@ fn responses(batch: Batch<Entry>, query: &FeedQuery) -> Vec<pb::StreamEventsResp
             through_sequence: batch.position,
         }];
     }
-    let chunks: Vec<Vec<pb::FeedEntry>> = entries
-        .chunks(query.max_batch_size)
-        .map(<[pb::FeedEntry]>::to_vec)
-        .collect();
-    let last = chunks.len() - 1;
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, entries)| {
-            let through_sequence = if i == last {
-                batch.position
-            } else {
-                entries
-                    .last()
-                    .map_or(batch.position, |entry| entry.sequence)
-            };
-            pb::StreamEventsResponse {
-                entries,
-                through_sequence,
-            }
-        })
-        .collect()
+    let mut responses = Vec::with_capacity(entries.len().div_ceil(query.max_batch_size));
+    let mut entries = entries.into_iter().peekable();
+    while entries.peek().is_some() {
+        let chunk: Vec<pb::FeedEntry> = entries.by_ref().take(query.max_batch_size).collect();
+        let through_sequence = match entries.peek() {
+            Some(_) => chunk.last().map_or(batch.position, |entry| entry.sequence),
+            None => batch.position,
+        };
+        responses.push(pb::StreamEventsResponse {
+            entries: chunk,
+            through_sequence,
+        });
+    }
+    responses
 }

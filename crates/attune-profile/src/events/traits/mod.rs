@@ -13,7 +13,9 @@ pub use store::load_states;
 pub(crate) use store::{delete_states, save_states};
 
 use attune_kit::db::micros;
+use attune_kit::types::Currency;
 use attune_proto::profile::v1::feed_entry::Change;
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, StatementBuilder};
 
@@ -27,6 +29,23 @@ use crate::feed::{self, EntryType, Row};
 pub async fn rebuild(
     txn: &DatabaseTransaction,
     profile: &Profile,
+    customer_id: &str,
+) -> Result<(), DbErr> {
+    rebuild_at(
+        txn,
+        profile.reporting_currency,
+        profile.clock.now(),
+        customer_id,
+    )
+    .await
+}
+
+/// [`rebuild`] with the reporting currency and "now" given: what a test or a
+/// tool without the service's state calls.
+pub async fn rebuild_at(
+    txn: &DatabaseTransaction,
+    reporting_currency: Currency,
+    now: DateTime<Utc>,
     customer_id: &str,
 ) -> Result<(), DbErr> {
     let query = Query::select()
@@ -48,12 +67,11 @@ pub async fn rebuild(
     ))
     .all(txn)
     .await?;
-    let now = profile.clock.now();
     let at = micros::to_micros(now);
     let mut state = TraitState::default();
     for row in rows {
         if let Some(Change::Event(event)) = row.into_entry()?.change {
-            state.apply(&event, profile.reporting_currency, at);
+            state.apply(&event, reporting_currency, at);
         }
     }
     if state.is_empty() {

@@ -55,16 +55,16 @@ pub struct KindStats {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DayBucket {
     /// Purchases in the reporting currency.
-    #[serde(rename = "o", default)]
+    #[serde(rename = "o", default, skip_serializing_if = "is_zero")]
     pub orders: u32,
     /// Total paid for them, in minor units.
-    #[serde(rename = "p", default)]
+    #[serde(rename = "p", default, skip_serializing_if = "is_zero_i64")]
     pub paid: i64,
     /// Returns in the reporting currency.
-    #[serde(rename = "r", default)]
+    #[serde(rename = "r", default, skip_serializing_if = "is_zero")]
     pub returns: u32,
     /// Total refunded for them, in minor units.
-    #[serde(rename = "f", default)]
+    #[serde(rename = "f", default, skip_serializing_if = "is_zero_i64")]
     pub refunded: i64,
     /// Events per kind (any currency).
     #[serde(rename = "k", default)]
@@ -140,70 +140,86 @@ impl Tally {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CartLine {
     /// The catalogue item.
+    #[serde(rename = "i")]
     pub item_id: String,
     /// Units in the cart.
+    #[serde(rename = "q")]
     pub quantity: i64,
     /// Price of one unit in minor units and its currency, when known.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub unit_price: Option<(i64, String)>,
     /// Category path, as last sent.
-    #[serde(default)]
+    #[serde(rename = "c", default, skip_serializing_if = "Vec::is_empty")]
     pub category_path: Vec<String>,
     /// Brand, as last sent.
-    #[serde(default)]
+    #[serde(rename = "b", default, skip_serializing_if = "String::is_empty")]
     pub brand: String,
 }
 
-/// Everything the traits of one customer are computed from.
+/// Serde's test for counters left out of the stored state while zero.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_zero(count: &u32) -> bool {
+    *count == 0
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_zero_i64(amount: &i64) -> bool {
+    *amount == 0
+}
+
+/// Everything the traits of one customer are computed from. Stored as JSON
+/// with short keys and without empty fields: every batch rewrites the state of
+/// each customer it touches, so its size is most of ingestion's writes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TraitState {
     /// Per event kind: count, first and last occurrence.
-    #[serde(default)]
+    #[serde(rename = "k", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kinds: BTreeMap<i32, KindStats>,
     /// Per UTC day number (days since the epoch): orders, revenue, events.
-    #[serde(default)]
+    #[serde(rename = "d", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub days: BTreeMap<i64, DayBucket>,
     /// When the latest purchase (any currency) occurred.
-    #[serde(default)]
+    #[serde(rename = "lp", default, skip_serializing_if = "Option::is_none")]
     pub last_purchase: Option<i64>,
     /// Purchases ever, any currency.
-    #[serde(default)]
+    #[serde(rename = "lo", default, skip_serializing_if = "is_zero")]
     pub lifetime_orders: u32,
     /// Purchases in another currency than the reporting one.
-    #[serde(default)]
+    #[serde(rename = "uo", default, skip_serializing_if = "is_zero")]
     pub unconverted_orders: u32,
     /// Category affinities, per data category of the events that fed them (so a
     /// read combines only the categories consent covers).
-    #[serde(default)]
+    #[serde(rename = "c", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub categories: BTreeMap<i32, BTreeMap<String, Decayed>>,
     /// Brand affinities, likewise.
-    #[serde(default)]
+    #[serde(rename = "b", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub brands: BTreeMap<i32, BTreeMap<String, Decayed>>,
     /// The open cart, most recently added first.
-    #[serde(default)]
+    #[serde(rename = "ct", default, skip_serializing_if = "Vec::is_empty")]
     pub cart: Vec<CartLine>,
     /// When the cart last changed.
-    #[serde(default)]
+    #[serde(rename = "cc", default, skip_serializing_if = "Option::is_none")]
     pub cart_change: Option<i64>,
     /// Events per channel, per data category of the events.
-    #[serde(default)]
+    #[serde(rename = "ch", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub channels: BTreeMap<i32, BTreeMap<i32, Tally>>,
     /// Purchases made on the web or in the app.
-    #[serde(default)]
+    #[serde(rename = "on", default, skip_serializing_if = "is_zero")]
     pub online_purchases: u32,
     /// Purchases made in a store.
-    #[serde(default)]
+    #[serde(rename = "sp", default, skip_serializing_if = "is_zero")]
     pub store_purchases: u32,
     /// Purchases per delivery method named.
-    #[serde(default)]
+    #[serde(rename = "dm", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub delivery: BTreeMap<i32, Tally>,
     /// Purchases per payment method named.
-    #[serde(default)]
+    #[serde(rename = "pm", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub payment: BTreeMap<i32, Tally>,
     /// Purchases per pickup point named.
-    #[serde(default)]
+    #[serde(rename = "pp", default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pickup: BTreeMap<String, Tally>,
     /// Store visits.
-    #[serde(default)]
+    #[serde(rename = "sv", default, skip_serializing_if = "is_zero")]
     pub store_visits: u32,
 }
 
@@ -491,6 +507,30 @@ mod tests {
         assert_eq!(state.orders_within(90, now), (3, 1700 - 300, 1700));
         assert_eq!(state.events_within(pb::EventKind::View as i32, 7, now), 1);
         assert_eq!(state.events_within(pb::EventKind::View as i32, 3, now), 0);
+    }
+
+    #[test]
+    fn a_state_survives_its_stored_form_and_leaves_empty_fields_out() {
+        let now = DateTime::from_timestamp(1_750_000_000, 0).unwrap();
+        let empty = serde_json::to_vec(&TraitState::default()).unwrap();
+        assert_eq!(empty, b"{}");
+        let mut state = TraitState::default();
+        state.apply(
+            &event(pb::EventKind::Purchase, now, Some(1000)),
+            eur(),
+            micros::to_micros(now),
+        );
+        let mut add = event(pb::EventKind::AddToCart, now, None);
+        add.items[0].unit_price = Some(common_pb::Money {
+            amount_minor: 250,
+            currency_code: "EUR".into(),
+        });
+        state.apply(&add, eur(), micros::to_micros(now));
+        let stored = serde_json::to_vec(&state).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<TraitState>(&stored).unwrap(),
+            state
+        );
     }
 
     #[test]
