@@ -117,23 +117,6 @@ const AFFINITY_SOURCES: &[DataCategory] = &[
     DataCategory::Engagement,
 ];
 
-/// The data category of an event kind, as the contract's `EventKind` states it.
-pub fn event_category(kind: pb::EventKind) -> Option<DataCategory> {
-    use pb::EventKind as K;
-    Some(match kind {
-        K::Unspecified => return None,
-        K::View
-        | K::Search
-        | K::AddToCart
-        | K::RemoveFromCart
-        | K::CheckoutStarted
-        | K::RecommendationClick => DataCategory::Browsing,
-        K::Purchase | K::Return => DataCategory::Purchases,
-        K::StoreVisit => DataCategory::Location,
-        K::EmailOpen | K::EmailClick | K::PushOpen | K::OfferSeen => DataCategory::Engagement,
-    })
-}
-
 /// Which granted categories a condition needs.
 enum Needs {
     /// This one.
@@ -695,11 +678,11 @@ impl Condition {
             Self::CategoryAffinity { .. } | Self::BrandAffinity { .. } => {
                 Needs::AnyOf(AFFINITY_SOURCES)
             }
-            Self::EventCount { kind, .. } => match event_category(*kind) {
-                Some(category) => Needs::One(category),
-                // Parsing refuses the unspecified kind: nothing can match it.
-                None => Needs::AnyOf(&[]),
-            },
+            // Parsing refuses the unspecified kind: nothing can match it.
+            Self::EventCount { kind, .. } if *kind == pb::EventKind::Unspecified => {
+                Needs::AnyOf(&[])
+            }
+            Self::EventCount { kind, .. } => Needs::One(crate::events::kind_category(*kind)),
             Self::AgeBand { .. } | Self::Birthday { .. } => Needs::One(DataCategory::Demographics),
             Self::FavouriteCategory { .. } => Needs::One(DataCategory::Preferences),
         }
