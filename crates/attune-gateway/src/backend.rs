@@ -5,12 +5,11 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use attune_kit::server::{HttpService, LocalServer};
 use attune_kit::service::{Service, route_prefix};
 use tonic::body::Body;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Why a backend address cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -78,24 +77,12 @@ impl Backend {
     /// Connects lazily and reconnects by itself: a backend that is down makes its
     /// calls UNAVAILABLE and its health NOT_SERVING, never the gateway fail.
     pub fn remote(service: &dyn Service, address: &str) -> Result<Self, BackendAddressError> {
-        let invalid = |reason: String| BackendAddressError {
-            service: service.name(),
-            address: address.to_owned(),
-            reason,
-        };
-        let endpoint = Endpoint::from_shared(address.to_owned())
-            .map_err(|error| invalid(error.to_string()))?;
-        if endpoint.uri().host().is_none() {
-            return Err(invalid("it names no host".into()));
-        }
-        // Fail fast while the pod is away, and notice a dead connection that
-        // never closed, so health turns NOT_SERVING within seconds.
-        let channel = endpoint
-            .connect_timeout(Duration::from_secs(1))
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+        let channel =
+            attune_kit::peer::lazy_channel(address).map_err(|error| BackendAddressError {
+                service: service.name(),
+                address: error.address,
+                reason: error.reason,
+            })?;
         Ok(Self::new(
             service.api_package(),
             service.api_services(),

@@ -56,23 +56,30 @@ impl Peer {
     /// A peer at `address` (`http://consent:50051`), connected on first use and
     /// reconnected by itself: while it is away, calls fail fast with UNAVAILABLE.
     pub fn remote(address: &str) -> Result<Self, PeerAddressError> {
-        let invalid = |reason: String| PeerAddressError {
-            address: address.to_owned(),
-            reason,
-        };
-        let endpoint = Endpoint::from_shared(address.to_owned())
-            .map_err(|error| invalid(error.to_string()))?;
-        if endpoint.uri().host().is_none() {
-            return Err(invalid("it names no host".into()));
-        }
-        let channel = endpoint
-            .connect_timeout(Duration::from_secs(1))
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        Ok(Self::channel(channel))
+        Ok(Self::channel(lazy_channel(address)?))
     }
+}
+
+/// A channel to another pod at `address` (`http://consent:50051`), connected on
+/// first use and reconnected by itself. It fails fast while the pod is away and
+/// notices a dead connection that never closed, so health turns NOT_SERVING and
+/// calls UNAVAILABLE within seconds, and recover when the pod is back.
+pub fn lazy_channel(address: &str) -> Result<Channel, PeerAddressError> {
+    let invalid = |reason: String| PeerAddressError {
+        address: address.to_owned(),
+        reason,
+    };
+    let endpoint =
+        Endpoint::from_shared(address.to_owned()).map_err(|error| invalid(error.to_string()))?;
+    if endpoint.uri().host().is_none() {
+        return Err(invalid("it names no host".into()));
+    }
+    Ok(endpoint
+        .connect_timeout(Duration::from_secs(1))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
 }
 
 impl From<Channel> for Peer {
@@ -95,12 +102,14 @@ impl tower::Service<http::Request<Body>> for Peer {
     }
 }
 
-/// An address in `peers` that cannot be a gRPC endpoint.
+/// An address that cannot be a gRPC endpoint.
 #[derive(Debug, thiserror::Error)]
-#[error("peer address {address:?} is invalid: {reason}")]
+#[error("address {address:?} is invalid: {reason}")]
 pub struct PeerAddressError {
-    address: String,
-    reason: String,
+    /// The address as configured.
+    pub address: String,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
 /// The services this one may call, by name.
