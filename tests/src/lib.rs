@@ -99,14 +99,21 @@ impl TestApp {
     /// port, over this app's database: its public API, its internal
     /// `DataSubjectService`, health and reflection. It stops when dropped.
     pub async fn pod(&self, service: &str) -> Self {
-        let role = Role::named(Some(service)).expect("the service is registered");
-        let mut config = self.config.clone();
         // A pod calls consent through this server's port, which serves or
         // routes consent's API.
+        self.pod_with_consent_at(service, &format!("http://{}", self.address))
+            .await
+    }
+
+    /// [`pod`](Self::pod), calling consent at `consent` (for example an address
+    /// where nothing listens, to see what the service does without consent).
+    pub async fn pod_with_consent_at(&self, service: &str, consent: &str) -> Self {
+        let role = Role::named(Some(service)).expect("the service is registered");
+        let mut config = self.config.clone();
         config
             .peers
             .addresses
-            .insert("consent".into(), format!("http://{}", self.address));
+            .insert("consent".into(), consent.to_owned());
         Self::start(config, role, Clock::system()).await
     }
 

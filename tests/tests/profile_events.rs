@@ -630,3 +630,37 @@ async fn events_are_ingested_through_the_gateway_when_profile_runs_as_its_own_po
     assert_eq!(gateway.feed_to_head(0).await.len(), 1);
     assert_eq!(gateway.traits("cust-pod").await.customer_id, "cust-pod");
 }
+
+/// When consent cannot be reached, ingestion cannot know what is allowed: the
+/// whole batch is UNAVAILABLE (retry it as is) and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_reachable_consent_service_a_batch_is_unavailable_and_stores_nothing() {
+    let app = attune_tests::TestApp::spawn(attune_tests::Backend::Sqlite)
+        .await
+        .unwrap();
+    app.grant("cust-cut-off", &["personalization"]).await;
+    // Port 9 (discard) on loopback: nothing listens there.
+    let pod = app
+        .pod_with_consent_at("profile", "http://127.0.0.1:9")
+        .await;
+    let error = pod
+        .events()
+        .ingest_events(pb::IngestEventsRequest {
+            events: vec![view("cut-off-1", "cust-cut-off", minutes_ago(1), "sku")],
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::Unavailable, "{error:?}");
+    assert!(app.feed_to_head(0).await.is_empty(), "nothing was stored");
+    // The same batch through the server that reaches consent is stored.
+    let stored = app
+        .ingest(vec![view(
+            "cut-off-1",
+            "cust-cut-off",
+            minutes_ago(1),
+            "sku",
+        )])
+        .await;
+    assert_eq!(statuses(&stored.results), vec![S::Accepted]);
+}
