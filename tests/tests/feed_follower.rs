@@ -1,7 +1,7 @@
-//! The kit's feed follower applying consent's real change feed, over gRPC, to a
-//! consumer database of its own (a test table as the effect), on SQLite and
-//! PostgreSQL: exactly once under concurrent writes, across crashes and failed
-//! applies, and one replica at a time.
+//! The kit's feed follower applying consent's real change feed, and profile's
+//! event feed, over gRPC, to a consumer database of its own (a test table as the
+//! effect), on SQLite and PostgreSQL: exactly once under concurrent writes,
+//! across crashes and failed applies, and one replica at a time.
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
@@ -13,12 +13,15 @@ use std::time::{Duration, Instant};
 use attune_kit::config::FeedConfig;
 use attune_kit::consent::ConsentChangeSource;
 use attune_kit::db::{Backend, TestDatabase, fresh_test_database_on};
-use attune_kit::follower::{Apply, ApplyError, CreateFeedCursors, Follower, Progress};
+use attune_kit::follower::{Apply, ApplyError, BatchSource, CreateFeedCursors, Follower, Progress};
+use attune_kit::profile_feed::ProfileFeedSource;
 use attune_kit::sea_orm::sea_query::{Alias, Expr, Query, Table};
 use attune_kit::sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use attune_kit::sea_orm_migration::prelude::*;
+use attune_proto::profile::v1::event_service_client::EventServiceClient;
 use attune_tests::consent_requests::{decision, record};
-use attune_tests::{TestApp, backend_tests, consent_pb as pb};
+use attune_tests::profile_events::view;
+use attune_tests::{TestApp, backend_tests, consent_pb as pb, profile_pb};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
@@ -92,17 +95,30 @@ struct RecordChanges {
     failures: Arc<AtomicU64>,
 }
 
-impl Apply<pb::ConsentChange> for RecordChanges {
-    async fn apply(
-        &self,
-        txn: &DatabaseTransaction,
-        items: &[pb::ConsentChange],
-    ) -> Result<(), ApplyError> {
+/// An item of a feed with its position: a consent change, a profile feed entry.
+trait Positioned {
+    fn at(&self) -> i64;
+}
+
+impl Positioned for pb::ConsentChange {
+    fn at(&self) -> i64 {
+        self.position
+    }
+}
+
+impl Positioned for profile_pb::FeedEntry {
+    fn at(&self) -> i64 {
+        self.sequence
+    }
+}
+
+impl<T: Positioned + Send + Sync + 'static> Apply<T> for RecordChanges {
+    async fn apply(&self, txn: &DatabaseTransaction, items: &[T]) -> Result<(), ApplyError> {
         for change in items {
             let insert = Query::insert()
                 .into_table(AppliedChanges::Table)
                 .columns([AppliedChanges::Position])
-                .values_panic([change.position.into()])
+                .values_panic([change.at().into()])
                 .to_owned();
             txn.execute(&insert).await?;
         }
@@ -150,12 +166,17 @@ impl Consumer {
             .collect()
     }
 
-    /// The cursor stored for the follower.
+    /// The cursor stored for the follower of consent's changes.
     async fn cursor(&self) -> i64 {
+        self.cursor_of(FEED).await
+    }
+
+    /// The cursor stored for the follower called `name`.
+    async fn cursor_of(&self, name: &str) -> i64 {
         let select = Query::select()
             .column(Alias::new("position"))
             .from(Alias::new("feed_cursors"))
-            .and_where(Expr::col(Alias::new("name")).eq(FEED))
+            .and_where(Expr::col(Alias::new("name")).eq(name))
             .to_owned();
         let row = self.db.query_one(&select).await.unwrap().unwrap();
         row.try_get::<i64>("", "position").unwrap()
@@ -164,20 +185,26 @@ impl Consumer {
     /// Starts a follower of the app's change feed as a task; dropping or aborting
     /// the handle is a crash (no lease released).
     fn follow(&self, app: &TestApp, apply: RecordChanges) -> Running {
-        let channel = Endpoint::from_shared(format!("http://{}", app.config.listen))
-            .unwrap()
-            .connect_lazy();
+        self.follow_source(app, FEED, ConsentChangeSource::new(channel_to(app)), apply)
+    }
+
+    /// Starts a follower called `name` of `source` as a task.
+    fn follow_source<S>(
+        &self,
+        app: &TestApp,
+        name: &'static str,
+        source: S,
+        apply: RecordChanges,
+    ) -> Running
+    where
+        S: BatchSource,
+        S::Item: Positioned,
+    {
         let settings = FeedConfig {
             follower_lease: LEASE,
             ..app.config.feeds.clone()
         };
-        let follower = Follower::new(
-            FEED,
-            self.db.clone(),
-            ConsentChangeSource::new(channel),
-            apply,
-            &settings,
-        );
+        let follower = Follower::new(name, self.db.clone(), source, apply, &settings);
         let progress = follower.progress();
         let cancel = CancellationToken::new();
         let task = tokio::spawn(follower.run(cancel.clone()));
@@ -187,6 +214,13 @@ impl Consumer {
             task,
         }
     }
+}
+
+/// A channel to the app's public port.
+fn channel_to(app: &TestApp) -> tonic::transport::Channel {
+    Endpoint::from_shared(format!("http://{}", app.config.listen))
+        .unwrap()
+        .connect_lazy()
 }
 
 struct Running {
@@ -349,5 +383,77 @@ backend_tests! {
         let c = consumer.follow(&app, RecordChanges::default());
         eventually("a new follower takes the released lease", async || c.progress.is_holding()).await;
         assert!(died.elapsed() < takeover + LEASE, "the lease was released on a clean stop");
+    }
+}
+
+/// The follower's name for profile's feed.
+const PROFILE_FEED: &str = "test:profile-events";
+
+/// Ingests `count` views from `writer` in batches of 7 through `channel`, for
+/// customers granted personalization; returns how many were stored (each one
+/// feed entry).
+async fn ingest_views(
+    channel: tonic::transport::Channel,
+    writer: &'static str,
+    count: usize,
+) -> usize {
+    let mut events_api = EventServiceClient::new(channel);
+    let at = chrono::Utc::now() - chrono::TimeDelta::minutes(1);
+    let mut stored = 0;
+    let ids: Vec<usize> = (0..count).collect();
+    for chunk in ids.chunks(7) {
+        let events = chunk
+            .iter()
+            .map(|n| {
+                view(
+                    &format!("{writer}-ev-{n}"),
+                    &format!("{writer}-{}", n % 3),
+                    at,
+                    "sku",
+                )
+            })
+            .collect();
+        let answer = events_api
+            .ingest_events(profile_pb::IngestEventsRequest {
+                events,
+                request_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        stored += usize::try_from(answer.accepted_count).unwrap();
+    }
+    stored
+}
+
+backend_tests! {
+    async fn a_follower_of_profiles_feed_killed_mid_stream_applies_every_event_exactly_once(app) {
+        for writer in ["w1", "w2"] {
+            for n in 0..3 {
+                app.grant(&format!("{writer}-{n}"), &["personalization"]).await;
+            }
+        }
+        let consumer = Consumer::create(&app).await;
+        let source = || ProfileFeedSource::new(channel_to(&app));
+        let first = consumer.follow_source(&app, PROFILE_FEED, source(), RecordChanges::default());
+        let first_writer = tokio::spawn(ingest_views(app.channel.clone(), "w1", 60));
+        eventually("the first follower applied something", async || {
+            first.progress.position() > 0
+        })
+        .await;
+        // Killed while a writer goes on: no lease released, nothing applied
+        // beyond the cursor it committed.
+        drop(first);
+        let second_writer = tokio::spawn(ingest_views(app.channel.clone(), "w2", 60));
+        let second = consumer.follow_source(&app, PROFILE_FEED, source(), RecordChanges::default());
+        let written = first_writer.await.unwrap() + second_writer.await.unwrap();
+        assert_eq!(written, 120);
+        let head = app.feed_to_head(0).await.last().map_or(0, |entry| entry.sequence);
+        eventually("the restarted follower reaches the head", async || {
+            second.progress.position() >= head
+        })
+        .await;
+        assert_eq!(consumer.cursor_of(PROFILE_FEED).await, head);
+        assert_exactly_once(&consumer.applied().await, written);
     }
 }

@@ -39,6 +39,7 @@ pub mod in_process;
 pub mod pagination;
 pub mod peer;
 pub mod privacy;
+pub mod profile_feed;
 pub mod secrets;
 pub mod server;
 pub mod service;
