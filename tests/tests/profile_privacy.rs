@@ -12,7 +12,7 @@ use attune_proto::profile::v1 as pb;
 use attune_proto::profile::v1::event_service_client::EventServiceClient;
 use attune_proto::profile::v1::profile_service_client::ProfileServiceClient;
 use attune_tests::consent_requests::{decision, record, request_id, timestamp};
-use attune_tests::{TestApp, backend_tests, common_pb, consent_pb};
+use attune_tests::{TestApp, backend_tests, common_pb, consent_pb, every_page, privacy_pb};
 use chrono::{Duration, Utc};
 use tonic::Code;
 
@@ -284,5 +284,99 @@ backend_tests! {
             .await
             .unwrap_err();
         assert_eq!(gone.code(), Code::NotFound);
+    }
+
+    async fn profiles_own_data_subject_api_pages_links_and_refuses_bad_input(app) {
+        customer_with_history(&app).await;
+        let pod = app.pod("profile").await;
+        let mut api = pod.internal_data_subject();
+        let linked = api
+            .list_linked_customer_ids(privacy_pb::ListLinkedCustomerIdsRequest {
+                customer_id: CUSTOMER.into(),
+                page_size: 0,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(linked.customer_ids, [VISITOR]);
+        assert!(linked.next_page_token.is_empty());
+
+        // Two records a page, one request id for the whole export.
+        let export_id = request_id();
+        let paged = every_page(async |page_token| {
+            let page = api
+                .export_customer_data(privacy_pb::ExportCustomerDataRequest {
+                    customer_id: CUSTOMER.into(),
+                    request_id: export_id.clone(),
+                    page_token,
+                    page_size: 2,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(page.records.len() <= 2);
+            (page.records, page.next_page_token)
+        })
+        .await;
+        let whole = api
+            .export_customer_data(privacy_pb::ExportCustomerDataRequest {
+                customer_id: CUSTOMER.into(),
+                request_id: export_id.clone(),
+                page_token: String::new(),
+                page_size: 1000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(whole.next_page_token.is_empty());
+        assert_eq!(paged, whole.records, "paging neither skips nor repeats");
+        // A merged id's data is exported with its survivor, not again.
+        let visitor = api
+            .export_customer_data(privacy_pb::ExportCustomerDataRequest {
+                customer_id: VISITOR.into(),
+                request_id: request_id(),
+                page_token: String::new(),
+                page_size: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(visitor.records.is_empty());
+
+        // The same request id for another customer is another request.
+        let reused = api
+            .export_customer_data(privacy_pb::ExportCustomerDataRequest {
+                customer_id: "someone-else".into(),
+                request_id: export_id,
+                page_token: String::new(),
+                page_size: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+        for bad in [
+            privacy_pb::EraseCustomerRequest { customer_id: String::new(), request_id: request_id() },
+            privacy_pb::EraseCustomerRequest { customer_id: "has space".into(), request_id: request_id() },
+            privacy_pb::EraseCustomerRequest { customer_id: CUSTOMER.into(), request_id: String::new() },
+        ] {
+            let error = api.erase_customer(bad).await.unwrap_err();
+            assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+        }
+        let bad_page = api
+            .export_customer_data(privacy_pb::ExportCustomerDataRequest {
+                customer_id: CUSTOMER.into(),
+                request_id: request_id(),
+                page_token: "not-a-token".into(),
+                page_size: 5000,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(bad_page.code(), Code::InvalidArgument, "{bad_page:?}");
+        // The refused erasures erased nothing.
+        assert!(profiles(&app)
+            .get_profile(pb::GetProfileRequest { customer_id: CUSTOMER.into() })
+            .await
+            .is_ok());
     }
 }

@@ -2,15 +2,16 @@
 //! customer's consent records, erase a customer (see `subject_rights` for what
 //! erasure keeps and why).
 
-use attune_kit::error::{Violations, checked};
-use attune_kit::pagination::{decode_cursor, next_page, page_size};
+use attune_kit::error::Violations;
+use attune_kit::pagination::{next_page, page_size};
+use attune_kit::privacy::{ExportRequest, parse_erase};
 use attune_kit::types::time;
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::domain::{CustomerId, RequestId};
+use crate::domain::CustomerId;
 use crate::service::Consent;
 
 /// The name an export or receipt gives this service.
@@ -34,20 +35,12 @@ impl DataSubjectService for ConsentPrivacyApi {
         &self,
         request: Request<pb::ExportCustomerDataRequest>,
     ) -> Result<Response<pb::ExportCustomerDataResponse>, Status> {
-        let pb::ExportCustomerDataRequest {
-            customer_id,
+        let ExportRequest {
+            customer,
             request_id,
-            page_token,
-            page_size: raw_size,
-        } = request.into_inner();
-        let mut v = Violations::default();
-        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
-        let request_id = v.check("request_id", RequestId::parse(&request_id));
-        let limit = v.check_field(page_size("page_size", raw_size, 100, 1000));
-        let after = decode_cursor(&mut v, "page_token", &page_token, |c| c.parse::<i64>().ok());
-        v.finish()?;
-        let (customer, request_id, limit) =
-            (checked(customer), checked(request_id), checked(limit));
+            limit,
+            after,
+        } = ExportRequest::parse(request.into_inner(), |c| c.parse::<i64>().ok())?;
         let records = self
             .consent
             .export(&customer, &request_id, after, limit + 1)
@@ -88,18 +81,8 @@ impl DataSubjectService for ConsentPrivacyApi {
         &self,
         request: Request<pb::EraseCustomerRequest>,
     ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
-        let pb::EraseCustomerRequest {
-            customer_id,
-            request_id,
-        } = request.into_inner();
-        let mut v = Violations::default();
-        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
-        let request_id = v.check("request_id", RequestId::parse(&request_id));
-        v.finish()?;
-        let receipt = self
-            .consent
-            .erase(&checked(customer), &checked(request_id))
-            .await?;
+        let (customer, request_id) = parse_erase(request.into_inner())?;
+        let receipt = self.consent.erase(&customer, &request_id).await?;
         Ok(Response::new(pb::EraseCustomerResponse {
             service: SERVICE.to_owned(),
             erased_record_count: receipt.erased_record_count,

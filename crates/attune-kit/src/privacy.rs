@@ -1,9 +1,14 @@
 //! What every data-holding service needs to answer `attune.privacy.v1`
 //! data-subject requests the same way.
 
+use attune_proto::privacy::v1 as pb;
 use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value};
 use tonic::metadata::MetadataMap;
+
+use crate::error::{ApiError, Violations, checked};
+use crate::pagination::{decode_cursor, page_size};
+use crate::types::{CustomerId, RequestId};
 
 /// The metadata key a caller forwards a browser's `Sec-GPC` header as.
 pub const GPC_METADATA_KEY: &str = "sec-gpc";
@@ -15,6 +20,61 @@ pub fn gpc_signalled(metadata: &MetadataMap) -> bool {
         .get(GPC_METADATA_KEY)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.trim() == "1")
+}
+
+/// A checked `ExportCustomerDataRequest`: whose data, under which request id,
+/// how many records, and after which cursor (`C`, the service's own).
+#[derive(Debug, Clone)]
+pub struct ExportRequest<C> {
+    /// The customer.
+    pub customer: CustomerId,
+    /// The export's request id (one per export, sent with every page).
+    pub request_id: RequestId,
+    /// Most records in this page (100 by default, at most 1000).
+    pub limit: u32,
+    /// Where the page starts; `None` for the first page.
+    pub after: Option<C>,
+}
+
+impl<C> ExportRequest<C> {
+    /// Checks `request`, reading its page token with `cursor`: every problem
+    /// at once, as INVALID_ARGUMENT field violations.
+    pub fn parse(
+        request: pb::ExportCustomerDataRequest,
+        cursor: impl Fn(&str) -> Option<C>,
+    ) -> Result<Self, ApiError> {
+        let pb::ExportCustomerDataRequest {
+            customer_id,
+            request_id,
+            page_token,
+            page_size: raw_size,
+        } = request;
+        let mut v = Violations::default();
+        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
+        let request_id = v.check("request_id", RequestId::parse(&request_id));
+        let limit = v.check_field(page_size("page_size", raw_size, 100, 1000));
+        let after = decode_cursor(&mut v, "page_token", &page_token, cursor);
+        v.finish()?;
+        Ok(Self {
+            customer: checked(customer),
+            request_id: checked(request_id),
+            limit: checked(limit),
+            after,
+        })
+    }
+}
+
+/// Checks an `EraseCustomerRequest`: the customer and the request id.
+pub fn parse_erase(request: pb::EraseCustomerRequest) -> Result<(CustomerId, RequestId), ApiError> {
+    let pb::EraseCustomerRequest {
+        customer_id,
+        request_id,
+    } = request;
+    let mut v = Violations::default();
+    let customer = v.check("customer_id", CustomerId::parse(&customer_id));
+    let request_id = v.check("request_id", RequestId::parse(&request_id));
+    v.finish()?;
+    Ok((checked(customer), checked(request_id)))
 }
 
 /// Turns a JSON object into the `google.protobuf.Struct` an export record

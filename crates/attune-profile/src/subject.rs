@@ -8,7 +8,8 @@ use attune_kit::ApiError;
 use attune_kit::error::{Violations, checked};
 use attune_kit::idempotency::Request as Logged;
 use attune_kit::pagination::{decode_cursor, page_size};
-use attune_kit::types::{CustomerId, RequestId, time};
+use attune_kit::privacy::{ExportRequest, parse_erase};
+use attune_kit::types::{CustomerId, time};
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
 use attune_proto::profile::v1 as profile_pb;
@@ -272,22 +273,12 @@ impl DataSubjectService for ProfilePrivacyApi {
         &self,
         request: Request<pb::ExportCustomerDataRequest>,
     ) -> Result<Response<pb::ExportCustomerDataResponse>, Status> {
-        let pb::ExportCustomerDataRequest {
-            customer_id,
+        let ExportRequest {
+            customer,
             request_id,
-            page_token,
-            page_size: raw_size,
-        } = request.into_inner();
-        let mut v = Violations::default();
-        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
-        let request_id = v.check("request_id", RequestId::parse(&request_id));
-        let limit = v.check_field(page_size("page_size", raw_size, 100, 1000));
-        let offset = decode_cursor(&mut v, "page_token", &page_token, |c| {
-            c.parse::<usize>().ok()
-        });
-        v.finish()?;
-        let (customer, request_id, limit) =
-            (checked(customer), checked(request_id), checked(limit));
+            limit,
+            after: offset,
+        } = ExportRequest::parse(request.into_inner(), |c| c.parse::<usize>().ok())?;
         // One export is one request id, remembered on its first page: the same
         // id for another customer is ALREADY_EXISTS.
         if offset.is_none() {
@@ -330,17 +321,8 @@ impl DataSubjectService for ProfilePrivacyApi {
         &self,
         request: Request<pb::EraseCustomerRequest>,
     ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
-        let pb::EraseCustomerRequest {
-            customer_id,
-            request_id,
-        } = request.into_inner();
-        let mut v = Violations::default();
-        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
-        let request_id = v.check("request_id", RequestId::parse(&request_id));
-        v.finish()?;
-        let erased = self
-            .erase(checked(customer).as_ref(), checked(request_id).as_ref())
-            .await?;
+        let (customer, request_id) = parse_erase(request.into_inner())?;
+        let erased = self.erase(customer.as_ref(), request_id.as_ref()).await?;
         Ok(Response::new(pb::EraseCustomerResponse {
             service: SERVICE.to_owned(),
             erased_record_count: erased.erased_record_count,
