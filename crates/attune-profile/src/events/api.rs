@@ -16,7 +16,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::ingest::{BatchOutcome, ingest};
-use super::list::{EventQuery, list, resolve_customer};
+use super::list::{EventQuery, list};
 use super::stream::{FeedQuery, FeedStream, stream_events};
 use super::traits::load_states;
 use super::{MAX_BATCH, traits::TraitState};
@@ -70,7 +70,7 @@ fn customer_id(v: &mut Violations, raw: &str) -> Option<String> {
 
 /// The resolved customer, or NOT_FOUND.
 async fn known_customer(profile: &Profile, customer_id: &str) -> Result<String, ApiError> {
-    resolve_customer(&profile.db, customer_id)
+    crate::people::resolve_customer_id(&profile.db, customer_id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no profile has this customer id".into()))
 }

@@ -7,7 +7,7 @@ use attune_kit::db::micros;
 use attune_proto::profile::v1 as pb;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Cond, Expr, ExprTrait, Query};
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, StatementBuilder};
+use sea_orm::{ConnectionTrait, FromQueryResult, StatementBuilder};
 
 use crate::feed::{self, EntryType, Row};
 
@@ -21,27 +21,6 @@ pub(crate) struct EventQuery {
     pub page_size: u32,
     /// After this (occur time, sequence), in descending order.
     pub after: Option<(i64, i64)>,
-}
-
-/// The customer a (maybe merged) id stands for now; `None` without a profile.
-pub(crate) async fn resolve_customer(
-    db: &impl ConnectionTrait,
-    customer_id: &str,
-) -> Result<Option<String>, DbErr> {
-    #[derive(FromQueryResult)]
-    struct Found {
-        merged_into: Option<String>,
-    }
-    let query = Query::select()
-        .column(Alias::new("merged_into"))
-        .from(Alias::new("profile_profiles"))
-        .and_where(Expr::col(Alias::new("customer_id")).eq(customer_id))
-        .to_owned();
-    let found =
-        Found::find_by_statement(StatementBuilder::build(&query, &db.get_database_backend()))
-            .one(db)
-            .await?;
-    Ok(found.map(|row| row.merged_into.unwrap_or_else(|| customer_id.to_owned())))
 }
 
 /// One page of the customer's events (the id already resolved) and the cursor

@@ -21,14 +21,14 @@ mod zero_party_store;
 pub use api::ProfileApi;
 
 /// The customer id `customer_id` resolves to: itself, or the profile it was
-/// merged into; `None` when no profile has it (unknown or erased). Events and
-/// the data-subject API address the surviving profile through it.
-#[allow(dead_code, reason = "for event ingestion and the data-subject API")]
+/// merged into (a redirect always names the final survivor, so one read
+/// suffices); `None` when no profile has it (unknown or erased). Events,
+/// segments and the data-subject API address the surviving profile through it.
 pub(crate) async fn resolve_customer_id(
     db: &impl sea_orm::ConnectionTrait,
     customer_id: &str,
 ) -> Result<Option<String>, sea_orm::DbErr> {
-    Ok(profiles::resolve(db, customer_id)
+    Ok(profiles::find(db, customer_id)
         .await?
-        .map(|row| row.customer_id))
+        .map(|row| row.merged_into.unwrap_or(row.customer_id)))
 }

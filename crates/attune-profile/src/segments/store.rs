@@ -441,26 +441,3 @@ pub async fn stale_members(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<
         .map(|row| row.customer_id)
         .collect())
 }
-
-/// A profile's row as segments read it: whether it exists and where it was merged.
-#[derive(Debug, Clone, FromQueryResult)]
-struct ProfileRow {
-    merged_into: Option<String>,
-}
-
-/// The live customer `customer_id` stands for: itself, or the profile it was
-/// merged into; `None` when no profile has the id.
-pub async fn resolve_customer(
-    db: &impl ConnectionTrait,
-    customer_id: &str,
-) -> Result<Option<String>, DbErr> {
-    let query = Query::select()
-        .column(col("merged_into"))
-        .from(col(PROFILES))
-        .and_where(Expr::col(col("customer_id")).eq(customer_id))
-        .to_owned();
-    Ok(select::<ProfileRow>(db, &query)
-        .await?
-        .pop()
-        .map(|row| row.merged_into.unwrap_or_else(|| customer_id.to_owned())))
-}
