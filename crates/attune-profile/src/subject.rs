@@ -45,6 +45,32 @@ impl ProfilePrivacyApi {
     }
 }
 
+/// Where a page of an export starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExportCursor {
+    /// At this offset of the records about the customer.
+    About(usize),
+    /// After this feed sequence among the customer's events.
+    Events(i64),
+}
+
+impl ExportCursor {
+    fn parse(text: &str) -> Option<Self> {
+        match text.split_once(':')? {
+            ("a", offset) => offset.parse().ok().map(Self::About),
+            ("e", sequence) => sequence.parse().ok().map(Self::Events),
+            _ => None,
+        }
+    }
+
+    fn token(self) -> String {
+        attune_kit::pagination::encode_page_token(&match self {
+            Self::About(offset) => format!("a:{offset}"),
+            Self::Events(sequence) => format!("e:{sequence}"),
+        })
+    }
+}
+
 /// What an erasure did, as remembered for its retries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Erased {
@@ -102,16 +128,52 @@ async fn covered_ids(db: &impl ConnectionTrait, customer_id: &str) -> Result<Vec
 }
 
 impl ProfilePrivacyApi {
-    /// Every record of the export, in a stable order: the people records
-    /// (profiles, identities, zero-party data), traits, segment memberships, then
-    /// events by sequence.
-    async fn records(&self, customer_id: &str) -> Result<Vec<pb::DataRecord>, ApiError> {
+    /// One page of the export of `ids`, from `from`: first the few records about
+    /// the customer (profiles, identities, zero-party data, traits, segment
+    /// memberships), built afresh for each page of that part, then the events,
+    /// read page by page from the feed by sequence. Returns the records and
+    /// where the next page starts.
+    async fn page(
+        &self,
+        ids: &[String],
+        from: ExportCursor,
+        limit: usize,
+    ) -> Result<(Vec<pb::DataRecord>, Option<ExportCursor>), ApiError> {
         let db = &self.profile.db;
-        if !matches!(standing(db, customer_id).await?, Standing::Live) {
-            return Ok(Vec::new());
+        let mut records = Vec::new();
+        let mut after_event = match from {
+            ExportCursor::Events(after) => after,
+            ExportCursor::About(offset) => {
+                let about = self.about(ids).await?;
+                let end = offset.saturating_add(limit).min(about.len());
+                records.extend(about[offset.min(end)..end].iter().cloned());
+                if end < about.len() {
+                    return Ok((records, Some(ExportCursor::About(end))));
+                }
+                0
+            }
+        };
+        let room = limit - records.len();
+        let events =
+            crate::events::subject::events_after(db, ids, after_event, room as u64 + 1).await?;
+        let more = events.len() > room;
+        for (sequence, event) in events.into_iter().take(room) {
+            after_event = sequence;
+            let id = event["event_id"].as_str().unwrap_or_default().to_owned();
+            records.push(pb::DataRecord {
+                kind: "event".to_owned(),
+                id,
+                update_time: None,
+                data: Some(attune_kit::privacy::struct_from_json(event)),
+            });
         }
-        let ids = covered_ids(db, customer_id).await?;
-        let people = crate::people::subject::export(db, &ids).await?;
+        Ok((records, more.then_some(ExportCursor::Events(after_event))))
+    }
+
+    /// The records about the customer besides events.
+    async fn about(&self, ids: &[String]) -> Result<Vec<pb::DataRecord>, ApiError> {
+        let db = &self.profile.db;
+        let people = crate::people::subject::export(db, ids).await?;
         let mut records = json_records(
             people,
             &[
@@ -120,12 +182,9 @@ impl ProfilePrivacyApi {
                 ("zero_party_data", "zero_party_data"),
             ],
         );
-        let events = crate::events::subject::export(db, &ids).await?;
-        records.extend(json_records(
-            events,
-            &[("traits", "traits"), ("events", "event")],
-        ));
-        records.extend(crate::segments::subject::export(db, &ids).await?);
+        let traits = crate::events::subject::traits_export(db, ids).await?;
+        records.extend(json_records(traits, &[("traits", "traits")]));
+        records.extend(crate::segments::subject::export(db, ids).await?);
         Ok(records)
     }
 
@@ -247,7 +306,6 @@ fn json_records(mut json: serde_json::Value, sections: &[(&str, &str)]) -> Vec<p
         for element in elements {
             let text = |field: &str| element[field].as_str().unwrap_or_default().to_owned();
             let id = match *kind {
-                "event" => text("event_id"),
                 "identity" => format!(
                     "{}:{}:{}",
                     text("customer_id"),
@@ -278,7 +336,7 @@ impl DataSubjectService for ProfilePrivacyApi {
             request_id,
             limit,
             after: offset,
-        } = ExportRequest::parse(request.into_inner(), |c| c.parse::<usize>().ok())?;
+        } = ExportRequest::parse(request.into_inner(), ExportCursor::parse)?;
         // One export is one request id, remembered on its first page: the same
         // id for another customer is ALREADY_EXISTS.
         if offset.is_none() {
@@ -302,18 +360,25 @@ impl DataSubjectService for ProfilePrivacyApi {
                 .await?;
             txn.commit().await.map_err(ApiError::from)?;
         }
-        let records = self.records(customer.as_ref()).await?;
-        let start = offset.unwrap_or(0).min(records.len());
-        let end = start.saturating_add(limit as usize).min(records.len());
-        let next_page_token = if end < records.len() {
-            attune_kit::pagination::encode_page_token(&end.to_string())
-        } else {
-            String::new()
+        // A merged id's data is exported with its survivor's, not again.
+        let db = &self.profile.db;
+        let (records, next) = match standing(db, customer.as_ref())
+            .await
+            .map_err(ApiError::from)?
+        {
+            Standing::Live => {
+                let ids = covered_ids(db, customer.as_ref())
+                    .await
+                    .map_err(ApiError::from)?;
+                let from = offset.unwrap_or(ExportCursor::About(0));
+                self.page(&ids, from, limit as usize).await?
+            }
+            Standing::MergedInto | Standing::Unknown => (Vec::new(), None),
         };
         Ok(Response::new(pb::ExportCustomerDataResponse {
             service: SERVICE.to_owned(),
-            records: records[start..end].to_vec(),
-            next_page_token,
+            records,
+            next_page_token: next.map(ExportCursor::token).unwrap_or_default(),
         }))
     }
 

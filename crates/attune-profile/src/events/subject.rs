@@ -11,12 +11,15 @@ use serde_json::{Value, json};
 use super::traits::{self, delete_states};
 use crate::feed::{self, EntryType, Row};
 
-/// Every stored event of `customer_ids` (oldest first) and their trait states,
-/// as JSON: `{"events": [...], "traits": {"<id>": {...}}}`.
-pub(crate) async fn export(
+/// Up to `limit` stored events of `customer_ids` after feed sequence `after`,
+/// in sequence order, as `(sequence, JSON)`: an export reads them page by
+/// page, never the whole history at once.
+pub(crate) async fn events_after(
     db: &impl ConnectionTrait,
     customer_ids: &[String],
-) -> Result<Value, DbErr> {
+    after: i64,
+    limit: u64,
+) -> Result<Vec<(i64, Value)>, DbErr> {
     let query = Query::select()
         .columns([
             Alias::new("sequence"),
@@ -27,25 +30,35 @@ pub(crate) async fn export(
         .from(Alias::new(feed::TABLE))
         .and_where(Expr::col(Alias::new("entry_type")).eq(EntryType::Event as i16))
         .and_where(Expr::col(Alias::new("customer_id")).is_in(customer_ids.iter().cloned()))
-        .order_by(Alias::new("occur_time"), sea_orm::Order::Asc)
+        .and_where(Expr::col(Alias::new("sequence")).gt(after))
         .order_by(Alias::new("sequence"), sea_orm::Order::Asc)
+        .limit(limit)
         .to_owned();
     let rows = Row::find_by_statement(StatementBuilder::build(&query, &db.get_database_backend()))
         .all(db)
         .await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
+        let sequence = row.sequence;
         if let Some(pb::feed_entry::Change::Event(event)) = row.into_entry()?.change {
-            events.push(event_json(event));
+            events.push((sequence, event_json(event)));
         }
     }
+    Ok(events)
+}
+
+/// The trait states of `customer_ids` as JSON, by customer id.
+pub(crate) async fn traits_export(
+    db: &impl ConnectionTrait,
+    customer_ids: &[String],
+) -> Result<Value, DbErr> {
     let states = traits::load_states(db, customer_ids).await?;
     let traits: serde_json::Map<String, Value> = states
         .into_iter()
         .map(|(customer, state)| serde_json::to_value(state).map(|state| (customer, state)))
         .collect::<Result<_, _>>()
         .map_err(|error| DbErr::Custom(format!("trait state: {error}")))?;
-    Ok(json!({ "events": events, "traits": traits }))
+    Ok(json!({ "traits": traits }))
 }
 
 /// Deletes every feed row about `customer_ids` (as customer or merge source)
