@@ -110,6 +110,13 @@ impl TestApp {
     pub async fn pod_with_consent_at(&self, service: &str, consent: &str) -> Self {
         let role = Role::named(Some(service)).expect("the service is registered");
         let mut config = self.config.clone();
+        // Every other peer is reached through this server's port too.
+        for peer in attune::SERVICES {
+            config
+                .peers
+                .addresses
+                .insert(peer.name().into(), format!("http://{}", self.address));
+        }
         config
             .peers
             .addresses
@@ -119,8 +126,8 @@ impl TestApp {
 
     /// Every service as its own server (`attune serve --service NAME`) and the
     /// gateway in front of them (`--service gateway`), reaching each over HTTP/2
-    /// at the address from `gateway.backends.NAME`; services call consent at
-    /// `peers.consent`. Returns the gateway (which keeps the other pods running),
+    /// at the address from `gateway.backends.NAME`; services call the pods
+    /// started before them at `peers.NAME`. Returns the gateway (which keeps the other pods running),
     /// then consent.
     pub async fn spawn_split(backend: Backend) -> Option<(Self, Self)> {
         let (mut config, database) = fresh_config(backend).await?;
@@ -142,10 +149,17 @@ impl TestApp {
                 continue;
             }
             let pod = Self::start(config.clone(), Role::Service(*service), Clock::system()).await;
+            let pod_address = format!("http://{}", pod.address);
+            // Services are listed after those they call: the next pods reach
+            // this one as a peer.
+            config
+                .peers
+                .addresses
+                .insert(service.name().into(), pod_address.clone());
             config
                 .gateway
                 .backends
-                .insert(service.name().into(), format!("http://{}", pod.address));
+                .insert(service.name().into(), pod_address);
             pods.push(pod);
         }
         let mut gateway = Self::start(config, Role::Gateway, Clock::system()).await;

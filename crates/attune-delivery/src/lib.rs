@@ -1,0 +1,1 @@
+//! Delivery: encrypted addresses, the delivery network, slots that never overbook, preferences and ranked options.

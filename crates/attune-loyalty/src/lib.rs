@@ -1,0 +1,1 @@
+//! Loyalty: an exact points ledger, earning rules, tiers, expiry, rewards, personalized offers and the next-best message.

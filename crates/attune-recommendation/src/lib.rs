@@ -1,0 +1,1 @@
+//! Recommendation: catalogue mirror, session state, models served from memory, explained and consent-aware answers.
