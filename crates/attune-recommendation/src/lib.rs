@@ -1,1 +1,4 @@
-//! Recommendation: catalogue mirror, session state, models served from memory, explained and consent-aware answers.
+//! Recommendation: catalogue mirror, session state, models served from memory,
+//! explained and consent-aware answers.
+
+pub mod model;
