@@ -1,0 +1,227 @@
+//! THE ranking: the customer's own items (time-decayed frequency, with the
+//! session's recent items on top), what the collaborative neighbours of those
+//! items add, and popularity as the fallback and tie-breaker. The server and
+//! `attune eval` both call it through [`Models::recommend`] and [`Models::score`].
+
+use std::collections::{HashMap, HashSet};
+
+use super::history::Row;
+use super::snapshot::Models;
+use super::time::day_of;
+use super::topk::top_n;
+use super::{Because, ItemIx, Scored, Task, UserIx};
+
+/// One item of the customer's personal vector.
+#[derive(Clone, Copy, Debug)]
+struct Seed {
+    item: ItemIx,
+    /// In `[0, 1]` for trained items (the strongest is 1), plus recent weights.
+    weight: f32,
+    purchases: u32,
+    row: Option<Row>,
+}
+
+/// What a candidate collected from each part of the blend.
+#[derive(Clone, Copy, Debug, Default)]
+struct Candidate {
+    personal: f32,
+    purchases: u32,
+    collaborative: f32,
+    strongest_seed: Option<(f32, ItemIx)>,
+}
+
+/// The customer's personal vector: trained history, normalized, plus `recent`.
+fn seeds(models: &Models, user: Option<UserIx>, recent: &[(ItemIx, f32)]) -> Vec<Seed> {
+    let rows: Vec<Row> = user
+        .map(|u| models.histories.rows(u).collect())
+        .unwrap_or_default();
+    let strongest = rows.iter().map(|r| r.weight).fold(0.0f32, f32::max);
+    let mut seeds: Vec<Seed> = rows
+        .into_iter()
+        .map(|row| Seed {
+            item: row.item,
+            weight: if strongest > 0.0 {
+                row.weight / strongest
+            } else {
+                0.0
+            },
+            purchases: row.purchases,
+            row: Some(row),
+        })
+        .collect();
+    for &(item, weight) in recent {
+        if item >= models.items() || !(weight.is_finite() && weight > 0.0) {
+            continue;
+        }
+        let added = weight * models.config.recent_weight;
+        match seeds.binary_search_by_key(&item, |s| s.item) {
+            Ok(at) => seeds[at].weight += added,
+            Err(at) => seeds.insert(
+                at,
+                Seed {
+                    item,
+                    weight: added,
+                    purchases: 0,
+                    row: None,
+                },
+            ),
+        }
+    }
+    seeds
+}
+
+/// Buy-again's damping of an item bought at a steady cadence but not yet due.
+pub(crate) fn due_factor(models: &Models, row: &Row, now: i64) -> f32 {
+    let floor = models.config.due_floor;
+    if floor >= 1.0 {
+        return 1.0;
+    }
+    match row.interval_days() {
+        Some(interval) => {
+            let elapsed = (day_of(now) - row.last_day).max(0) as f64;
+            ((elapsed / interval) as f32).clamp(floor, 1.0)
+        }
+        None => 1.0,
+    }
+}
+
+/// Every candidate's parts; only `within` when given.
+fn candidates(
+    models: &Models,
+    user: Option<UserIx>,
+    recent: &[(ItemIx, f32)],
+    task: Task,
+    now: i64,
+    within: Option<&HashSet<ItemIx>>,
+) -> (HashMap<ItemIx, Candidate>, HashSet<ItemIx>) {
+    let seeds = seeds(models, user, recent);
+    let bought: HashSet<ItemIx> = match task {
+        Task::NextBasket => HashSet::new(),
+        Task::Discovery => seeds
+            .iter()
+            .filter(|s| s.purchases > 0)
+            .map(|s| s.item)
+            .collect(),
+    };
+    let allowed =
+        |item: ItemIx| within.is_none_or(|w| w.contains(&item)) && !bought.contains(&item);
+    let mut found: HashMap<ItemIx, Candidate> = HashMap::new();
+    for seed in &seeds {
+        if allowed(seed.item) {
+            let due = seed.row.map_or(1.0, |row| due_factor(models, &row, now));
+            let c = found.entry(seed.item).or_default();
+            c.personal = seed.weight * due;
+            c.purchases = seed.purchases;
+        }
+    }
+    let mut strongest: Vec<&Seed> = seeds.iter().filter(|s| s.weight > 0.0).collect();
+    top_n(&mut strongest, models.config.seeds, |s| (s.weight, s.item));
+    for seed in strongest {
+        let (items, similarities) = models.collaborative.of(seed.item);
+        for (&item, &similarity) in items.iter().zip(similarities) {
+            if !allowed(item) {
+                continue;
+            }
+            let contribution = seed.weight * similarity;
+            let c = found.entry(item).or_default();
+            c.collaborative += contribution;
+            if c.strongest_seed.is_none_or(|(best, _)| contribution > best) {
+                c.strongest_seed = Some((contribution, seed.item));
+            }
+        }
+    }
+    (found, bought)
+}
+
+/// Turns a candidate's parts into one score and the reason that weighed most.
+fn finish(models: &Models, found: HashMap<ItemIx, Candidate>) -> Vec<Scored> {
+    let config = &models.config;
+    let top_collaborative = found
+        .values()
+        .map(|c| c.collaborative)
+        .fold(0.0f32, f32::max);
+    found
+        .into_iter()
+        .map(|(item, c)| {
+            let personal = config.personal_weight * c.personal;
+            let collaborative = if top_collaborative > 0.0 {
+                config.collaborative_weight * c.collaborative / top_collaborative
+            } else {
+                0.0
+            };
+            let popular = config.popularity_weight * models.popularity.normalized(item);
+            let because = if personal >= collaborative && personal >= popular && personal > 0.0 {
+                if c.purchases > 0 {
+                    Because::OwnHistory {
+                        purchases: c.purchases,
+                    }
+                } else {
+                    Because::Personal
+                }
+            } else if let (true, Some((_, seed))) = (collaborative >= popular, c.strongest_seed) {
+                Because::SimilarTo(seed)
+            } else {
+                Because::Popular
+            };
+            Scored {
+                item,
+                score: personal + collaborative + popular,
+                because,
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn recommend(
+    models: &Models,
+    user: Option<UserIx>,
+    recent: &[(ItemIx, f32)],
+    task: Task,
+    now: i64,
+    n: usize,
+    exclude: &dyn Fn(ItemIx) -> bool,
+) -> Vec<Scored> {
+    let (found, bought) = candidates(models, user, recent, task, now, None);
+    let mut ranked: Vec<Scored> = finish(models, found)
+        .into_iter()
+        .filter(|s| models.is_active(s.item) && !exclude(s.item))
+        .collect();
+    top_n(&mut ranked, n, |s| (s.score, s.item));
+    if ranked.len() < n {
+        // Too little history: popularity fills the rest, after what is personal.
+        let taken: HashSet<ItemIx> = ranked.iter().map(|s| s.item).collect();
+        let fill = models
+            .popularity
+            .global
+            .iter()
+            .copied()
+            .filter(|item| !taken.contains(item) && !bought.contains(item) && !exclude(*item))
+            .take(n - ranked.len())
+            .map(|item| Scored {
+                item,
+                score: models.config.popularity_weight * models.popularity.normalized(item),
+                because: Because::Popular,
+            })
+            .collect::<Vec<_>>();
+        ranked.extend(fill);
+    }
+    ranked
+}
+
+pub(crate) fn score(
+    models: &Models,
+    user: Option<UserIx>,
+    recent: &[(ItemIx, f32)],
+    now: i64,
+    candidates_in: &[ItemIx],
+) -> Vec<Scored> {
+    let within: HashSet<ItemIx> = candidates_in.iter().copied().collect();
+    let (mut found, _) = candidates(models, user, recent, Task::NextBasket, now, Some(&within));
+    for &item in &within {
+        found.entry(item).or_default();
+    }
+    let mut ranked = finish(models, found);
+    let n = ranked.len();
+    top_n(&mut ranked, n, |s| (s.score, s.item));
+    ranked
+}

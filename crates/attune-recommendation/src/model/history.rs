@@ -1,0 +1,397 @@
+//! Each customer's own items, in flat arrays (one slice per customer): how
+//! often and when they bought each item (buy-again, cadence) and the personal
+//! weight of every item they showed interest in (TIFU-KNN's time-decayed
+//! frequency vector, plus decayed views, cart adds and clicks).
+
+use super::config::ModelConfig;
+use super::time::{MICROS_PER_DAY, day_of, decay};
+use super::{Interaction, ItemIx, Signal, UserIx};
+
+/// Per-customer item rows; row `r` of customer `u` is at `offsets[u] + r`,
+/// sorted by item for binary search.
+#[derive(Debug, Default)]
+pub(crate) struct Histories {
+    offsets: Vec<u32>,
+    items: Vec<ItemIx>,
+    weights: Vec<f32>,
+    purchases: Vec<u16>,
+    first_day: Vec<u16>,
+    last_day: Vec<u16>,
+    /// Day numbers above count from this day.
+    base_day: i64,
+}
+
+/// One of a customer's items, as a ranking reads it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Row {
+    pub item: ItemIx,
+    pub weight: f32,
+    pub purchases: u32,
+    /// Days since the epoch.
+    pub first_day: i64,
+    pub last_day: i64,
+}
+
+impl Row {
+    /// Mean days between purchases, from two purchases on.
+    pub(crate) fn interval_days(&self) -> Option<f64> {
+        (self.purchases >= 2 && self.last_day > self.first_day)
+            .then(|| (self.last_day - self.first_day) as f64 / f64::from(self.purchases - 1))
+    }
+
+    pub(crate) fn last_micros(&self) -> i64 {
+        self.last_day * MICROS_PER_DAY
+    }
+}
+
+impl Histories {
+    pub(crate) fn with_base_day(base_day: i64) -> Self {
+        Histories {
+            offsets: vec![0],
+            base_day,
+            ..Histories::default()
+        }
+    }
+
+    /// Appends the next customer's rows (customers come in index order).
+    pub(crate) fn push_user(&mut self, rows: &[Row]) {
+        for row in rows {
+            self.items.push(row.item);
+            self.weights.push(row.weight);
+            self.purchases
+                .push(u16::try_from(row.purchases).unwrap_or(u16::MAX));
+            self.first_day.push(self.compact_day(row.first_day));
+            self.last_day.push(self.compact_day(row.last_day));
+        }
+        let end = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
+        self.offsets.push(end);
+    }
+
+    fn compact_day(&self, day: i64) -> u16 {
+        u16::try_from((day - self.base_day).clamp(0, i64::from(u16::MAX))).unwrap_or(u16::MAX)
+    }
+
+    pub(crate) fn users(&self) -> u32 {
+        u32::try_from(self.offsets.len().saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+
+    /// The customer's rows, sorted by item; none for an unknown customer.
+    pub(crate) fn rows(&self, user: UserIx) -> impl ExactSizeIterator<Item = Row> + '_ {
+        let range = self.range(user);
+        range.map(move |r| self.row(r))
+    }
+
+    fn range(&self, user: UserIx) -> std::ops::Range<usize> {
+        let u = user as usize;
+        if u + 1 >= self.offsets.len() {
+            return 0..0;
+        }
+        self.offsets[u] as usize..self.offsets[u + 1] as usize
+    }
+
+    fn row(&self, r: usize) -> Row {
+        Row {
+            item: self.items[r],
+            weight: self.weights[r],
+            purchases: u32::from(self.purchases[r]),
+            first_day: self.base_day + i64::from(self.first_day[r]),
+            last_day: self.base_day + i64::from(self.last_day[r]),
+        }
+    }
+
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.offsets.capacity() * 4
+            + self.items.capacity() * 4
+            + self.weights.capacity() * 4
+            + self.purchases.capacity() * 2
+            + self.first_day.capacity() * 2
+            + self.last_day.capacity() * 2
+    }
+
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.offsets.shrink_to_fit();
+        self.items.shrink_to_fit();
+        self.weights.shrink_to_fit();
+        self.purchases.shrink_to_fit();
+        self.first_day.shrink_to_fit();
+        self.last_day.shrink_to_fit();
+    }
+}
+
+/// What one customer's events add up to: their rows, and the groups of items
+/// that co-occurrence counts (the customer's recent items, each basket, each
+/// browsing session).
+#[derive(Debug, Default)]
+pub(crate) struct UserSummary {
+    pub rows: Vec<Row>,
+    /// The customer's most recent items (at most `max_items_per_user`).
+    pub recent_items: Vec<ItemIx>,
+    pub baskets: Vec<Vec<ItemIx>>,
+    pub sessions: Vec<Vec<ItemIx>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum BasketKey {
+    Ordinal(u32),
+    /// A purchase without an order ordinal: its time groups it.
+    At(i64),
+}
+
+fn basket_key(event: &Interaction) -> BasketKey {
+    if event.basket > 0 {
+        BasketKey::Ordinal(event.basket)
+    } else {
+        BasketKey::At(event.time)
+    }
+}
+
+/// Sums up one customer's events (sorted by time).
+pub(crate) fn summarize(events: &[Interaction], config: &ModelConfig, now: i64) -> UserSummary {
+    let baskets = basket_ranks(events);
+    let basket_count = baskets.len();
+    // TIFU-KNN: the k-th most recent basket weighs decay^k; an item's weight is
+    // its share of the decayed baskets it appears in.
+    let basket_weight = |rank: usize| {
+        config
+            .basket_decay
+            .powi(i32::try_from(basket_count - 1 - rank).unwrap_or(i32::MAX))
+    };
+    let decayed_baskets: f32 = (0..basket_count).map(basket_weight).sum();
+
+    let mut by_item: Vec<&Interaction> = events.iter().collect();
+    by_item.sort_by_key(|e| (e.item, e.time));
+    let mut rows = Vec::new();
+    let mut last_seen = Vec::new();
+    let mut basket_items: Vec<Vec<ItemIx>> = vec![Vec::new(); basket_count];
+    for group in by_item.chunk_by(|a, b| a.item == b.item) {
+        let item = group[0].item;
+        let mut purchases = 0u32;
+        let mut returns = 0u32;
+        let mut tifu = 0.0f32;
+        let mut interest = 0.0f32;
+        let mut first = i64::MAX;
+        let mut last = i64::MIN;
+        let mut last_rank = usize::MAX;
+        for event in group {
+            let signals = &config.signals;
+            let interest_weight = match event.signal {
+                Signal::Purchase => {
+                    let rank = rank_of(&baskets, basket_key(event));
+                    if rank != last_rank {
+                        last_rank = rank;
+                        purchases += 1;
+                        tifu += basket_weight(rank);
+                        basket_items[rank].push(item);
+                    }
+                    first = first.min(event.time);
+                    last = last.max(event.time);
+                    0.0
+                }
+                Signal::Return => {
+                    returns += 1;
+                    0.0
+                }
+                Signal::View => signals.view,
+                Signal::CartAdd => signals.cart_add,
+                Signal::CartRemove => signals.cart_remove,
+                Signal::RecommendationClick => signals.recommendation_click,
+            };
+            interest += interest_weight * decay(now - event.time, config.interest_half_life_days);
+        }
+        let kept = purchases.saturating_sub(returns);
+        let purchase_share = if purchases > 0 && decayed_baskets > 0.0 {
+            tifu / decayed_baskets * kept as f32 / purchases as f32
+        } else {
+            0.0
+        };
+        let weight = (config.signals.purchase * purchase_share + interest).max(0.0);
+        if kept == 0 && weight <= 0.0 {
+            continue;
+        }
+        let (first, last) = if kept > 0 {
+            (first, last)
+        } else {
+            let seen = group.last().map_or(now, |e| e.time);
+            (seen, seen)
+        };
+        rows.push(Row {
+            item,
+            weight,
+            purchases: kept,
+            first_day: day_of(first),
+            last_day: day_of(last),
+        });
+        last_seen.push((group.last().map_or(0, |e| e.time), item));
+    }
+
+    last_seen.sort_unstable_by(|a, b| b.cmp(a));
+    let mut recent_items: Vec<ItemIx> = last_seen
+        .iter()
+        .take(config.max_items_per_user)
+        .map(|&(_, item)| item)
+        .collect();
+    recent_items.sort_unstable();
+    for basket in &mut basket_items {
+        basket.truncate(config.max_items_per_user);
+    }
+    UserSummary {
+        rows,
+        recent_items,
+        baskets: basket_items,
+        sessions: view_sessions(events, config),
+    }
+}
+
+/// The customer's baskets, oldest first: (key, rank) sorted by key.
+fn basket_ranks(events: &[Interaction]) -> Vec<(BasketKey, usize)> {
+    let mut firsts: Vec<(BasketKey, i64)> = events
+        .iter()
+        .filter(|e| e.signal == Signal::Purchase)
+        .map(|e| (basket_key(e), e.time))
+        .collect();
+    firsts.sort_unstable();
+    firsts.dedup_by_key(|(key, _)| *key);
+    firsts.sort_unstable_by_key(|&(key, time)| (time, key));
+    let mut ranks: Vec<(BasketKey, usize)> = firsts
+        .into_iter()
+        .enumerate()
+        .map(|(rank, (key, _))| (key, rank))
+        .collect();
+    ranks.sort_unstable();
+    ranks
+}
+
+fn rank_of(ranks: &[(BasketKey, usize)], key: BasketKey) -> usize {
+    let at = ranks.partition_point(|(k, _)| *k < key);
+    ranks[at].1
+}
+
+/// Views split where the customer paused longer than the session gap.
+fn view_sessions(events: &[Interaction], config: &ModelConfig) -> Vec<Vec<ItemIx>> {
+    let gap = i64::from(config.session_gap_minutes) * 60 * 1_000_000;
+    let mut sessions = Vec::new();
+    let mut current: Vec<ItemIx> = Vec::new();
+    let mut last = i64::MIN;
+    for event in events.iter().filter(|e| e.signal == Signal::View) {
+        if !current.is_empty() && event.time.saturating_sub(last) > gap {
+            sessions.push(std::mem::take(&mut current));
+        }
+        current.push(event.item);
+        last = event.time;
+    }
+    sessions.push(current);
+    sessions.retain_mut(|session| {
+        session.sort_unstable();
+        session.dedup();
+        session.truncate(config.max_items_per_user);
+        session.len() > 1
+    });
+    sessions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(day: i64) -> i64 {
+        day * MICROS_PER_DAY
+    }
+
+    fn purchase(item: ItemIx, day: i64, basket: u32) -> Interaction {
+        Interaction {
+            user: 0,
+            item,
+            signal: Signal::Purchase,
+            time: at(day),
+            basket,
+            quantity: 1,
+        }
+    }
+
+    fn event(item: ItemIx, signal: Signal, minute: i64) -> Interaction {
+        Interaction {
+            user: 0,
+            item,
+            signal,
+            time: at(100) + minute * 60 * 1_000_000,
+            basket: 0,
+            quantity: 1,
+        }
+    }
+
+    #[test]
+    fn recent_baskets_weigh_more_and_cadence_is_kept() {
+        let config = ModelConfig {
+            basket_decay: 0.5,
+            ..ModelConfig::default()
+        };
+        // Item 1 in every basket (days 0, 10, 20); item 2 only in the first one.
+        let events = [
+            purchase(1, 0, 1),
+            purchase(2, 0, 1),
+            purchase(1, 10, 2),
+            purchase(1, 20, 3),
+        ];
+        let summary = summarize(&events, &config, at(20));
+        let one = summary
+            .rows
+            .iter()
+            .find(|r| r.item == 1)
+            .expect("item 1 kept");
+        let two = summary
+            .rows
+            .iter()
+            .find(|r| r.item == 2)
+            .expect("item 2 kept");
+        assert_eq!(one.purchases, 3);
+        assert_eq!(one.interval_days(), Some(10.0));
+        assert_eq!(two.interval_days(), None);
+        // Decayed baskets: 0.25 + 0.5 + 1 = 1.75; item 2 only in the 0.25 one.
+        assert!((one.weight - 5.0).abs() < 1e-5);
+        assert!((two.weight - 5.0 * 0.25 / 1.75).abs() < 1e-5);
+        assert_eq!(summary.baskets, vec![vec![1, 2], vec![1], vec![1]]);
+    }
+
+    #[test]
+    fn a_return_cancels_its_purchase() {
+        let mut returned = purchase(3, 1, 0);
+        returned.signal = Signal::Return;
+        let events = [purchase(3, 0, 0), returned];
+        let summary = summarize(&events, &ModelConfig::default(), at(1));
+        assert!(summary.rows.is_empty());
+    }
+
+    #[test]
+    fn views_make_interest_and_sessions_split_at_pauses() {
+        let events = [
+            event(1, Signal::View, 0),
+            event(2, Signal::View, 5),
+            event(3, Signal::View, 100),
+            event(4, Signal::View, 101),
+            event(4, Signal::CartRemove, 102),
+        ];
+        let summary = summarize(&events, &ModelConfig::default(), at(100));
+        assert_eq!(summary.sessions, vec![vec![1, 2], vec![3, 4]]);
+        // Item 4: viewed (1.0) then taken out of the cart (-1.5): no interest left.
+        let items: Vec<ItemIx> = summary.rows.iter().map(|r| r.item).collect();
+        assert_eq!(items, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn histories_answer_per_customer() {
+        let mut histories = Histories::with_base_day(10);
+        let row = Row {
+            item: 7,
+            weight: 1.0,
+            purchases: 2,
+            first_day: 10,
+            last_day: 14,
+        };
+        histories.push_user(&[]);
+        histories.push_user(&[row]);
+        assert_eq!(histories.users(), 2);
+        assert_eq!(histories.rows(0).len(), 0);
+        assert_eq!(histories.rows(1).collect::<Vec<_>>(), vec![row]);
+        assert_eq!(histories.rows(5).len(), 0);
+    }
+}
