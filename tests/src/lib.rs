@@ -56,6 +56,7 @@ pub mod consent_requests;
 pub mod data_subject;
 pub mod profile_events;
 pub mod profile_people;
+pub mod recommendation;
 
 /// A running Attune server.
 pub struct TestApp {

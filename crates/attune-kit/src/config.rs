@@ -170,6 +170,8 @@ pub struct Config {
     pub peers: PeersConfig,
     /// The profile service.
     pub profile: ProfileConfig,
+    /// The recommendation service.
+    pub recommendation: RecommendationConfig,
 }
 
 /// Where a server listens unless told otherwise.
@@ -188,6 +190,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             peers: PeersConfig::default(),
             profile: ProfileConfig::default(),
+            recommendation: RecommendationConfig::default(),
         }
     }
 }
@@ -226,6 +229,9 @@ pub struct ConfigArgs {
 
     #[command(flatten)]
     pub profile: ProfileArgs,
+
+    #[command(flatten)]
+    pub recommendation: RecommendationArgs,
 
     #[command(flatten)]
     pub secrets: SecretsArgs,
@@ -323,6 +329,21 @@ settings! {
         #[serde(with = "humantime_serde")]
         catalogue_refresh: Duration = Duration::from_secs(30),
             flag "profile-catalogue-refresh", value "DURATION";
+    }
+}
+
+settings! {
+    /// The recommendation service (see `attune.recommendation.v1`).
+    pub struct RecommendationConfig / RecommendationArgs in "recommendation" {
+        /// How often the models are retrained from the stored interactions
+        /// (`TrainModel` trains at once, too).
+        #[serde(with = "humantime_serde")]
+        train_interval: Duration = Duration::from_secs(60 * 60),
+            flag "recommendation-train-interval", value "DURATION";
+        /// How many customers' session state (recent views, cart, searches) is
+        /// kept in memory; the others are read from the database when needed.
+        session_cache_customers: u64 = 100_000,
+            flag "recommendation-session-cache-customers", value "N";
     }
 }
 
@@ -552,7 +573,7 @@ impl Config {
     }
 
     fn validated(self) -> Result<Self, ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 14] = [
+        let checks: [(bool, &'static str, &'static str); 16] = [
             (
                 self.database.url.trim().is_empty(),
                 "database.url",
@@ -607,6 +628,16 @@ impl Config {
                 self.profile.catalogue_refresh.is_zero(),
                 "profile.catalogue_refresh",
                 "must be longer than 0s",
+            ),
+            (
+                self.recommendation.train_interval.is_zero(),
+                "recommendation.train_interval",
+                "must be longer than 0s",
+            ),
+            (
+                self.recommendation.session_cache_customers == 0,
+                "recommendation.session_cache_customers",
+                "must be at least 1",
             ),
             (
                 self.feeds.heartbeat_interval.is_zero(),

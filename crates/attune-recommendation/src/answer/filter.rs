@@ -1,0 +1,190 @@
+//! Business rules: which catalogue items may appear in an answer (filters and
+//! exclusions), how rules move their scores (boost / bury), and how many of one
+//! category or brand an answer holds (diversity).
+
+use std::collections::{HashMap, HashSet};
+
+use attune_kit::types::Money;
+use attune_proto::recommendation::v1 as pb;
+
+use crate::catalogue;
+
+/// A boost or bury rule, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreRule {
+    pub brand: Option<String>,
+    pub category: Option<String>,
+    pub attribute: Option<(String, String)>,
+    pub factor: f64,
+}
+
+impl ScoreRule {
+    fn matches(&self, item: &pb::CatalogItem) -> bool {
+        self.brand.as_ref().is_none_or(|brand| item.brand == *brand)
+            && self
+                .category
+                .as_ref()
+                .is_none_or(|category| catalogue::in_category(item, category))
+            && self
+                .attribute
+                .as_ref()
+                .is_none_or(|(key, value)| item.attributes.get(key) == Some(value))
+    }
+}
+
+/// The request's filters, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub in_stock_only: bool,
+    pub categories: Vec<String>,
+    pub exclude_categories: Vec<String>,
+    pub brands: Vec<String>,
+    pub min_price: Option<Money>,
+    pub max_price: Option<Money>,
+    pub exclude_purchased: bool,
+    /// Micros; `None` means all time.
+    pub purchased_lookback: Option<i64>,
+    pub repurchasable: Vec<String>,
+    pub exclude_in_cart: bool,
+    pub max_per_category: usize,
+    pub max_per_brand: usize,
+    pub exclude_items: HashSet<String>,
+    pub attributes: Vec<(String, String)>,
+    pub rules: Vec<ScoreRule>,
+}
+
+/// What the answer must leave out besides the filter's own rules: the
+/// customer's purchases and cart (when asked to and allowed to know them), the
+/// items on screen.
+#[derive(Debug, Default)]
+pub struct Known {
+    /// Items bought, with the last purchase time (micros).
+    pub bought: HashMap<String, i64>,
+    /// Items in the cart (the request's and, personalized, the session's).
+    pub cart: HashSet<String>,
+    /// Items never to return (the item asked about, the cart of a complements
+    /// request).
+    pub never: HashSet<String>,
+}
+
+impl Filter {
+    /// Whether `item` passes every rule, at `now` (micros).
+    pub fn admits(&self, item: &pb::CatalogItem, known: &Known, now: i64) -> bool {
+        if !catalogue::is_active(item) {
+            return false;
+        }
+        if self.in_stock_only && !catalogue::is_in_stock(item) {
+            return false;
+        }
+        if known.never.contains(&item.item_id) || self.exclude_items.contains(&item.item_id) {
+            return false;
+        }
+        if !self.categories.is_empty()
+            && !self
+                .categories
+                .iter()
+                .any(|c| catalogue::in_category(item, c))
+        {
+            return false;
+        }
+        if self
+            .exclude_categories
+            .iter()
+            .any(|c| catalogue::in_category(item, c))
+        {
+            return false;
+        }
+        if !self.brands.is_empty() && !self.brands.contains(&item.brand) {
+            return false;
+        }
+        if !self.price_fits(item) {
+            return false;
+        }
+        if !self
+            .attributes
+            .iter()
+            .all(|(key, value)| item.attributes.get(key) == Some(value))
+        {
+            return false;
+        }
+        if self.exclude_in_cart && known.cart.contains(&item.item_id) {
+            return false;
+        }
+        if self.exclude_purchased
+            && let Some(&last) = known.bought.get(&item.item_id)
+        {
+            let within = self
+                .purchased_lookback
+                .is_none_or(|lookback| now.saturating_sub(last) <= lookback);
+            let repurchasable = self
+                .repurchasable
+                .iter()
+                .any(|c| catalogue::in_category(item, c));
+            if within && !repurchasable {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn price_fits(&self, item: &pb::CatalogItem) -> bool {
+        if self.min_price.is_none() && self.max_price.is_none() {
+            return true;
+        }
+        let Some(price) = item
+            .price
+            .as_ref()
+            .and_then(|p| Money::parse(p.amount_minor, &p.currency_code).ok())
+        else {
+            return false;
+        };
+        let fits = |bound: &Option<Money>, ok: fn(i64, i64) -> bool| {
+            bound.is_none_or(|bound| {
+                bound.currency() == price.currency()
+                    && ok(price.amount_minor(), bound.amount_minor())
+            })
+        };
+        fits(&self.min_price, |p, b| p >= b) && fits(&self.max_price, |p, b| p <= b)
+    }
+
+    /// The product of the factors of every rule `item` matches (`extra` are a
+    /// variant's rules, applied after the request's).
+    pub fn factor(&self, item: &pb::CatalogItem, extra: &[ScoreRule]) -> f64 {
+        self.rules
+            .iter()
+            .chain(extra)
+            .filter(|rule| rule.matches(item))
+            .map(|rule| rule.factor)
+            .product()
+    }
+}
+
+/// Counts per leaf category and brand, for the diversity caps.
+#[derive(Debug, Default)]
+pub struct Diversity {
+    categories: HashMap<String, usize>,
+    brands: HashMap<String, usize>,
+}
+
+impl Diversity {
+    /// Takes `item` if the caps leave room for it.
+    pub fn admit(&mut self, filter: &Filter, item: &pb::CatalogItem) -> bool {
+        let category = catalogue::leaf_category(item).unwrap_or_default();
+        if filter.max_per_category > 0
+            && self.categories.get(category).copied().unwrap_or(0) >= filter.max_per_category
+        {
+            return false;
+        }
+        if filter.max_per_brand > 0
+            && !item.brand.is_empty()
+            && self.brands.get(&item.brand).copied().unwrap_or(0) >= filter.max_per_brand
+        {
+            return false;
+        }
+        *self.categories.entry(category.to_owned()).or_default() += 1;
+        if !item.brand.is_empty() {
+            *self.brands.entry(item.brand.clone()).or_default() += 1;
+        }
+        true
+    }
+}

@@ -1,0 +1,40 @@
+//! `Recommendation`, what every part of the service shares: the database, the
+//! clock, the consent checker, the catalogue and the models served from memory,
+//! session state, experiments, the trainer.
+
+use std::sync::Arc;
+
+use attune_kit::clock::Clock;
+use attune_kit::consent::ConsentChecker;
+use attune_kit::secrets::PseudonymKey;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
+
+use crate::catalogue::CatalogueCell;
+use crate::experiments::Experiments;
+use crate::model::ModelConfig;
+use crate::served::Served;
+use crate::sessions::Sessions;
+use crate::store::WRITE_LOCK;
+use crate::training::Trainer;
+
+/// The service's state; cheap to clone (everything shared is behind an `Arc`).
+#[derive(Clone)]
+pub struct Recommendation {
+    pub db: DatabaseConnection,
+    pub clock: Clock,
+    pub consent: ConsentChecker,
+    pub key: Arc<PseudonymKey>,
+    pub catalogue: Arc<CatalogueCell>,
+    pub served: Arc<Served>,
+    pub sessions: Arc<Sessions>,
+    pub experiments: Arc<Experiments>,
+    pub trainer: Arc<Trainer>,
+    pub model_config: ModelConfig,
+}
+
+impl Recommendation {
+    /// Begins a write: the service's one write path (write lock 3).
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, DbErr> {
+        attune_kit::db::begin_write(&self.db, WRITE_LOCK).await
+    }
+}
