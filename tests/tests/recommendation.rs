@@ -230,6 +230,19 @@ backend_tests! {
             ..Default::default()
         };
         assert_eq!(ids(&recommend(&app, with_filter(home(""), filter)).await.items), ["s4", "s1", "s2", "s3"]);
+        // A category page shows its category; a product page never its product.
+        let mut category_page = home("");
+        category_page.placement = pb::Placement::CategoryPage.into();
+        category_page.context = Some(pb::RecommendationContext { category_id: "trail".into(), ..Default::default() });
+        let answer = recommend(&app, category_page).await;
+        assert_eq!(ids(&answer.items), ["s3", "s4"]);
+        assert_eq!(kind(&answer.items[0]), pb::ReasonKind::PopularInCategory);
+        assert_eq!(answer.items[0].reason.as_ref().unwrap().ref_category_id, "trail");
+        let mut product_page = home("p1");
+        product_page.placement = pb::Placement::ProductPage.into();
+        product_page.context = Some(pb::RecommendationContext { current_item_ids: vec!["s1".into()], ..Default::default() });
+        let answer = recommend(&app, product_page).await;
+        assert!(!answer.items.is_empty() && !ids(&answer.items).contains(&"s1"), "{answer:?}");
     }
 
     async fn buy_again_ranks_repeat_purchases_with_their_cadence(app, clock) {

@@ -1,14 +1,20 @@
 //! Session state in memory over its table: a bounded cache of customers'
 //! sessions (a miss reads the table once), replaced whole when the follower
-//! folds an event in, so the next answer reflects the last event.
+//! folds an event in, so the next answer reflects the last event. Entries
+//! expire after a minute, so a replica whose follower is not the one holding
+//! the feed's lease still sees other replicas' sessions that soon.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use moka::sync::Cache;
 use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::domain::Session;
 use crate::store;
+
+/// How long a session stays in memory without being replaced.
+const TIME_TO_LIVE: Duration = Duration::from_secs(60);
 
 /// The sessions held in memory.
 pub struct Sessions {
@@ -19,7 +25,10 @@ impl Sessions {
     /// A cache of at most `capacity` customers.
     pub fn new(capacity: u64) -> Self {
         Self {
-            cache: Cache::new(capacity),
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(TIME_TO_LIVE)
+                .build(),
         }
     }
 

@@ -344,6 +344,22 @@ fn every_service_as_its_own_process(database_url: &str) {
         .spawn()
         .unwrap();
     let profile_address = serving_address(&mut profile);
+    // Recommendation calls consent and follows profile's feed.
+    let mut recommendation = attune()
+        .args([
+            "serve",
+            "--service",
+            "recommendation",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--database-url", database_url])
+        .env("ATTUNE_PEERS__CONSENT", format!("http://{consent_address}"))
+        .env("ATTUNE_PEERS__PROFILE", format!("http://{profile_address}"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let recommendation_address = serving_address(&mut recommendation);
     let mut gateway = attune()
         .args(["serve", "--service", "gateway", "--listen", "127.0.0.1:0"])
         .env(
@@ -353,6 +369,10 @@ fn every_service_as_its_own_process(database_url: &str) {
         .env(
             "ATTUNE_GATEWAY__BACKENDS__PROFILE",
             format!("http://{profile_address}"),
+        )
+        .env(
+            "ATTUNE_GATEWAY__BACKENDS__RECOMMENDATION",
+            format!("http://{recommendation_address}"),
         )
         .stderr(Stdio::piped())
         .spawn()
@@ -416,7 +436,11 @@ fn every_service_as_its_own_process(database_url: &str) {
         let services: Vec<_> = receipts.iter().map(|r| r.service.as_str()).collect();
         assert_eq!(
             services,
-            ["attune.consent.v1", "attune.profile.v1"],
+            [
+                "attune.consent.v1",
+                "attune.profile.v1",
+                "attune.recommendation.v1"
+            ],
             "one receipt per data-holding service"
         );
         assert!(
@@ -434,11 +458,12 @@ fn every_service_as_its_own_process(database_url: &str) {
             .unwrap()
             .into_inner();
         assert!(erased.complete, "{erased:?}");
-        assert_eq!(erased.receipts.len(), 2);
+        assert_eq!(erased.receipts.len(), 3);
         assert!(erased.receipts[0].record_count > 0, "{erased:?}");
     });
 
     terminate(&mut gateway);
+    terminate(&mut recommendation);
     terminate(&mut profile);
     terminate(&mut consent);
 }

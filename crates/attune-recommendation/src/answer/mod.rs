@@ -132,6 +132,10 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
         add(scope.ix(id), CART_WEIGHT);
     }
     match ask {
+        // A product page never recommends the product on it.
+        Ask::Placement(Placement::ProductPage) => {
+            known.never.extend(context.current.iter().cloned());
+        }
         Ask::Placement(_) => {}
         Ask::Similar(item) => {
             origins.context.insert(item.clone());
@@ -447,7 +451,14 @@ fn catalogue_candidates(
 }
 
 /// Answers a recommendation request.
-pub async fn recommend(app: &Recommendation, request: Request) -> Result<Answer, ApiError> {
+pub async fn recommend(app: &Recommendation, mut request: Request) -> Result<Answer, ApiError> {
+    // A category page shows its category only (unless the filter names others).
+    if let (Ask::Placement(Placement::CategoryPage), Some(category)) =
+        (&request.ask, &request.context.category)
+        && request.filter.categories.is_empty()
+    {
+        request.filter.categories.push(category.clone());
+    }
     let scope = Scope {
         snapshot: app.served.load(),
         catalogue: app.catalogue.load(),
