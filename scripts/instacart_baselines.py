@@ -58,11 +58,13 @@ def convert(frame):
     ).sort_values(["user", "timestamp", "basket", "item"])
 
 
-def split(frame):
-    """(training lines, {user: held-out item set}) from each user's last basket."""
-    last = frame.groupby("user")["timestamp"].transform("max")
-    held = frame[frame["timestamp"] == last]
-    train = frame[frame["timestamp"] < last]
+def split(frame, held_out=1):
+    """(training lines, {user: held-out item set}): each user's last `held_out`
+    baskets are left out of training, and the first of them is the target
+    (1: the test; 2: the basket before it, for tuning)."""
+    rank = frame.groupby("user")["timestamp"].rank(method="dense", ascending=False)
+    held = frame[rank == held_out]
+    train = frame[rank > held_out]
     test = {u: set(g["item"]) for u, g in held.groupby("user") if u in set(train["user"])}
     return train, test
 
@@ -163,6 +165,7 @@ def ease(train, lam):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True, help="where to write the converted CSV")
+    parser.add_argument("--held-out", type=int, default=1, help="1: test split, 2: tuning split")
     parser.add_argument("--ease-lambda", type=float, default=500.0, help="0 skips EASE (minutes of CPU)")
     args = parser.parse_args()
 
@@ -175,7 +178,7 @@ def main():
         f"{lines['item'].nunique()} items, {lines['basket'].nunique()} baskets (from {path})"
     )
 
-    train, test = split(lines)
+    train, test = split(lines, args.held_out)
     bought = {u: set(g["item"]) for u, g in train.groupby("user")}
     n_items = lines["item"].nunique()
     started = time.time()
