@@ -98,14 +98,14 @@ fn ranker(name: &str, knobs: &ModelConfig) -> Ranker {
         "item-knn" => Ranker::Recommend(only(
             0.0,
             1.0,
-            Some(Collaborative::ItemKnn { shrink: 10.0 }),
+            Some(Collaborative::ItemKnn { shrink: 20.0 }),
         )),
         "rp3beta" => Ranker::Recommend(only(
             0.0,
             1.0,
             Some(Collaborative::Rp3Beta {
-                alpha: 1.0,
-                beta: 0.5,
+                alpha: 0.5,
+                beta: 0.2,
             }),
         )),
         _ => Ranker::Recommend(knobs.clone()),
