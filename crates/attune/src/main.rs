@@ -2,7 +2,10 @@
 //! on one port with an embedded SQLite file; `attune serve --service NAME` runs one
 //! service, or the gateway alone (one pod each);
 //! `attune migrate` brings the schema up to date and exits; `attune audit verify`
-//! checks the privacy audit log's hash chain.
+//! checks the privacy audit log's hash chain; `attune eval` measures the
+//! recommendation models offline on order data.
+
+mod eval;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -49,6 +52,9 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Evaluate the recommendation models offline on order data (a CSV of order
+    /// lines): NDCG, precision, recall, hit rate and coverage per model.
+    Eval(eval::EvalArgs),
     /// Inspect the privacy audit log.
     Audit {
         #[command(subcommand)]
@@ -121,6 +127,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => audit_verify(&config).await,
+        Command::Eval(args) => {
+            // Training is CPU-bound and synchronous: keep it off the runtime's workers.
+            tokio::task::spawn_blocking(move || {
+                let mut out = std::io::stdout().lock();
+                eval::run(&args, &mut out)?;
+                out.flush()?;
+                Ok(ExitCode::SUCCESS)
+            })
+            .await?
+        }
     }
 }
 

@@ -127,10 +127,13 @@ fn a_due_floor_damps_what_is_not_yet_due() {
     };
     let config = ModelConfig {
         due_floor: 0.1,
+        basket_decay: 1.0,
         ..ModelConfig::default()
     };
     let models = Models::train(&data, &config).expect("valid data trains");
-    // Day 10 + 3: item 0 (every 10 days) is 30% due; item 1 is due.
+    // Without basket decay item 0 weighs 4/6, item 1 2/6. Asked 7 days before NOW,
+    // item 0 (every 10 days, last 3 days before) scores 0.3 * 4/6, item 1 (every
+    // 30 days, last 23 days before) 23/30 * 2/6.
     let again = models.buy_again(0, NOW - 7 * DAY, 2, &none);
     assert_eq!(again[0].item, 1);
     assert_eq!(again[1].item, 0);
