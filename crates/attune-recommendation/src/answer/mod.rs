@@ -111,6 +111,10 @@ struct Seeds {
     origins: Origins,
     known: Known,
     favourite_categories: HashSet<String>,
+    /// Category and brand affinities from the session's items, for the
+    /// content fallback of a customer the models do not know yet.
+    categories: Vec<(crate::model::CategoryIx, f32)>,
+    brands: Vec<(crate::model::BrandIx, f32)>,
 }
 
 fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Seeds {
@@ -207,13 +211,50 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
     }
     let mut recent: Vec<(ItemIx, f32)> = recent.into_iter().collect();
     recent.sort_by_key(|(ix, _)| *ix);
+    let (categories, brands) = affinities(scope, decision);
     Seeds {
         recent,
         user,
         origins,
         known,
         favourite_categories,
+        categories,
+        brands,
     }
+}
+
+/// The customer's category and brand affinities from the session's items
+/// (each item's path and brand, weighted as the session weighs the item).
+fn affinities(
+    scope: &Scope,
+    decision: &Decision,
+) -> (
+    Vec<(crate::model::CategoryIx, f32)>,
+    Vec<(crate::model::BrandIx, f32)>,
+) {
+    let (Some(personal), Some(snapshot)) = (&decision.personal, &scope.snapshot) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut categories: HashMap<u32, f32> = HashMap::new();
+    let mut brands: HashMap<u32, f32> = HashMap::new();
+    for (id, weight) in personal.session.recent_items() {
+        let Some(item) = scope.catalogue.get(&id) else {
+            continue;
+        };
+        for category in &item.category_path {
+            if let Some(&ix) = snapshot.indexes.category_ix.get(&category.category_id) {
+                *categories.entry(ix).or_default() += weight;
+            }
+        }
+        if let Some(&ix) = snapshot.indexes.brand_ix.get(&item.brand) {
+            *brands.entry(ix).or_default() += weight;
+        }
+    }
+    let mut categories: Vec<_> = categories.into_iter().collect();
+    let mut brands: Vec<_> = brands.into_iter().collect();
+    categories.sort_by_key(|(ix, _)| *ix);
+    brands.sort_by_key(|(ix, _)| *ix);
+    (categories, brands)
 }
 
 /// Normalizes scores to 0..1 by the list's best.
@@ -345,6 +386,14 @@ fn model_candidates(
             }
         }
     };
+    // A customer the models do not know yet: what matches the categories and
+    // brands of their session, before what is popular.
+    if list.len() < pool && seeds.user.is_none() && !seeds.categories.is_empty() {
+        extend_unique(
+            &mut list,
+            models.content(&seeds.categories, &seeds.brands, pool, exclude),
+        );
+    }
     if list.len() < pool {
         let category = request
             .context
