@@ -223,15 +223,12 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
     }
 }
 
+/// Weights per category or brand index.
+type Affinities = Vec<(u32, f32)>;
+
 /// The customer's category and brand affinities from the session's items
 /// (each item's path and brand, weighted as the session weighs the item).
-fn affinities(
-    scope: &Scope,
-    decision: &Decision,
-) -> (
-    Vec<(crate::model::CategoryIx, f32)>,
-    Vec<(crate::model::BrandIx, f32)>,
-) {
+fn affinities(scope: &Scope, decision: &Decision) -> (Affinities, Affinities) {
     let (Some(personal), Some(snapshot)) = (&decision.personal, &scope.snapshot) else {
         return (Vec::new(), Vec::new());
     };
