@@ -170,6 +170,8 @@ pub struct Config {
     pub peers: PeersConfig,
     /// The profile service.
     pub profile: ProfileConfig,
+    /// The loyalty service.
+    pub loyalty: LoyaltyConfig,
 }
 
 /// Where a server listens unless told otherwise.
@@ -188,6 +190,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             peers: PeersConfig::default(),
             profile: ProfileConfig::default(),
+            loyalty: LoyaltyConfig::default(),
         }
     }
 }
@@ -226,6 +229,9 @@ pub struct ConfigArgs {
 
     #[command(flatten)]
     pub profile: ProfileArgs,
+
+    #[command(flatten)]
+    pub loyalty: LoyaltyArgs,
 
     #[command(flatten)]
     pub secrets: SecretsArgs,
@@ -323,6 +329,38 @@ settings! {
         #[serde(with = "humantime_serde")]
         catalogue_refresh: Duration = Duration::from_secs(30),
             flag "profile-catalogue-refresh", value "DURATION";
+    }
+}
+
+settings! {
+    /// The loyalty service (see `attune.loyalty.v1`).
+    pub struct LoyaltyConfig / LoyaltyArgs in "loyalty" {
+        /// How long available points live before they expire, oldest first.
+        #[serde(with = "humantime_serde")]
+        points_lifetime: Duration = Duration::from_secs(365 * 24 * 3600),
+            flag "loyalty-points-lifetime", value "DURATION";
+        /// How often pending points are released, due points expired and tiers
+        /// reviewed (RunScheduledWork does it at once).
+        #[serde(with = "humantime_serde")]
+        maintenance_interval: Duration = Duration::from_secs(60),
+            flag "loyalty-maintenance-interval", value "DURATION";
+        /// At most this many personalized offers per customer per 7 days.
+        offers_per_week: u32 = 3,
+            flag "loyalty-offers-per-week", value "N";
+        /// At most this many messages per customer and channel per 7 days.
+        messages_per_week: u32 = 2,
+            flag "loyalty-messages-per-week", value "N";
+        /// A message is not sent again to a customer within this time.
+        #[serde(with = "humantime_serde")]
+        repeat_after: Duration = Duration::from_secs(30 * 24 * 3600),
+            flag "loyalty-repeat-after", value "DURATION";
+        /// Quiet hours start at this local hour (0 to 23) of the customer's time
+        /// zone, and last until `quiet_hours_end`.
+        quiet_hours_start: u32 = 21,
+            flag "loyalty-quiet-hours-start", value "HOUR";
+        /// Quiet hours end at this local hour (0 to 23).
+        quiet_hours_end: u32 = 8,
+            flag "loyalty-quiet-hours-end", value "HOUR";
     }
 }
 
@@ -552,7 +590,7 @@ impl Config {
     }
 
     fn validated(self) -> Result<Self, ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 14] = [
+        let checks: [(bool, &'static str, &'static str); 17] = [
             (
                 self.database.url.trim().is_empty(),
                 "database.url",
@@ -607,6 +645,21 @@ impl Config {
                 self.profile.catalogue_refresh.is_zero(),
                 "profile.catalogue_refresh",
                 "must be longer than 0s",
+            ),
+            (
+                self.loyalty.points_lifetime.is_zero(),
+                "loyalty.points_lifetime",
+                "must be longer than 0s",
+            ),
+            (
+                self.loyalty.maintenance_interval.is_zero(),
+                "loyalty.maintenance_interval",
+                "must be longer than 0s",
+            ),
+            (
+                self.loyalty.quiet_hours_start > 23 || self.loyalty.quiet_hours_end > 23,
+                "loyalty.quiet_hours_start",
+                "quiet hours are hours of the day, 0 to 23",
             ),
             (
                 self.feeds.heartbeat_interval.is_zero(),
