@@ -184,3 +184,22 @@ impl TestApp {
         }
     }
 }
+
+/// A percent-off reward costing `points_cost`, with `stock` units.
+pub fn reward(reward_id: &str, points_cost: i64, stock: Option<i64>) -> pb::Reward {
+    pb::Reward {
+        reward_id: reward_id.into(),
+        display_name: format!("A {reward_id}"),
+        description: String::new(),
+        kind: pb::RewardKind::PercentOff.into(),
+        amount_off: None,
+        discount_basis_points: 1000,
+        free_item_id: String::new(),
+        points_cost,
+        stock,
+        active: true,
+        start_time: None,
+        end_time: None,
+        voucher_validity: Some(days(30)),
+    }
+}
