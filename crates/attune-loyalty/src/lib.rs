@@ -15,6 +15,8 @@ mod convert;
 pub mod domain;
 mod earn;
 mod ledger;
+#[cfg(test)]
+mod ledger_model;
 mod points;
 mod rewards;
 mod rules;
