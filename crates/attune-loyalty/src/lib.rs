@@ -17,11 +17,14 @@ mod earn;
 mod ledger;
 #[cfg(test)]
 mod ledger_model;
+mod offers;
+mod offers_api;
 mod points;
 mod rewards;
 mod rules;
 pub mod store;
 mod subject;
+mod zone;
 
 use std::time::Duration;
 
@@ -32,6 +35,7 @@ use attune_kit::profile_feed::ProfileFeedSource;
 use attune_kit::server::GrpcServer;
 use attune_kit::service::{MountError, ServiceContext};
 use attune_proto::loyalty::v1::loyalty_service_server::LoyaltyServiceServer;
+use attune_proto::loyalty::v1::offer_service_server::OfferServiceServer;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectServiceServer;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
@@ -45,7 +49,10 @@ pub use store::migration::Migrator;
 pub struct LoyaltyService;
 
 /// The public gRPC services of `attune.loyalty.v1`.
-const API_SERVICES: &[&str] = &["attune.loyalty.v1.LoyaltyService"];
+const API_SERVICES: &[&str] = &[
+    "attune.loyalty.v1.LoyaltyService",
+    "attune.loyalty.v1.OfferService",
+];
 
 #[tonic::async_trait]
 impl attune_kit::Service for LoyaltyService {
@@ -124,6 +131,10 @@ impl attune_kit::Service for LoyaltyService {
         let limits = &config.limits;
         server.add_service(attune_kit::with_limits!(
             LoyaltyServiceServer::new(api::LoyaltyApi::new(loyalty.clone())),
+            limits
+        ));
+        server.add_service(attune_kit::with_limits!(
+            OfferServiceServer::new(offers_api::OfferApi::new(loyalty.clone())),
             limits
         ));
         server.add_service(attune_kit::with_limits!(
