@@ -185,4 +185,94 @@ backend_tests! {
                 .refused("unknown voucher", Code::NotFound, |_| {}),
             |r| { let mut c = client.clone(); async move { c.cancel_redemption(r).await } }).await;
     }
+
+    async fn every_offer_rpc_refuses_bad_input_and_writes_nothing(app) {
+        let db = &app.config.database;
+        let client = app.offers();
+        let rule = || pb::PutOfferRuleRequest {
+            rule: Some(pb::OfferRule {
+                rule_id: "win_back".into(),
+                kind: pb::OfferKind::WinBack.into(),
+                active: true,
+                title: "We miss you".into(),
+                discount_basis_points: 1000,
+                validity: Some(days(7)),
+                channel: pb::MessageChannel::Email.into(),
+                campaign_id: "spring".into(),
+                campaign_budget: 0,
+                inactive_days: 30,
+                cart_idle_hours: 0,
+                recent_days: 0,
+                due_within: None,
+                store_id: String::new(),
+                min_orders: 0,
+            }),
+            request_id: "rule-1".into(),
+        };
+        assert_each_rejected(db, rule,
+            Cases::<pb::PutOfferRuleRequest>::new()
+                .invalid("no rule", "rule", |r| r.rule = None)
+                .invalid("bad id", "rule.rule_id", |r| r.rule.as_mut().unwrap().rule_id = "W".into())
+                .invalid("no kind", "rule.kind", |r| r.rule.as_mut().unwrap().kind = 0)
+                .invalid("no title", "rule.title", |r| r.rule.as_mut().unwrap().title.clear())
+                .invalid("no discount", "rule.discount_basis_points", |r| r.rule.as_mut().unwrap().discount_basis_points = 0)
+                .invalid("no validity", "rule.validity", |r| r.rule.as_mut().unwrap().validity = None)
+                .invalid("no channel", "rule.channel", |r| r.rule.as_mut().unwrap().channel = 0)
+                .invalid("no campaign", "rule.campaign_id", |r| r.rule.as_mut().unwrap().campaign_id.clear())
+                .invalid("negative budget", "rule.campaign_budget", |r| r.rule.as_mut().unwrap().campaign_budget = -1)
+                .invalid("no inactivity", "rule.inactive_days", |r| r.rule.as_mut().unwrap().inactive_days = 0)
+                .invalid("empty request id", "request_id", |r| r.request_id.clear()),
+            |r| { let mut c = client.clone(); async move { c.put_offer_rule(r).await } }).await;
+
+        assert_each_rejected(db, || pb::GenerateOffersRequest { customer_id: "cust-1".into(), request_id: "gen-1".into() },
+            Cases::<pb::GenerateOffersRequest>::new()
+                .invalid("empty customer", "customer_id", |r| r.customer_id.clear())
+                .invalid("empty request id", "request_id", |r| r.request_id.clear()),
+            |r| { let mut c = client.clone(); async move { c.generate_offers(r).await } }).await;
+
+        assert_each_rejected(db, || pb::ListOffersRequest { customer_id: "cust-1".into(), page_size: 0, page_token: String::new() },
+            Cases::<pb::ListOffersRequest>::new()
+                .invalid("empty customer", "customer_id", |r| r.customer_id.clear())
+                .invalid("huge page size", "page_size", |r| r.page_size = 501)
+                .invalid("foreign token", "page_token", |r| r.page_token = "nope".into()),
+            |r| { let mut c = client.clone(); async move { c.list_offers(r).await } }).await;
+
+        assert_each_rejected(db, || pb::UpdateOfferStateRequest { customer_id: "cust-1".into(), offer_id: "o-1".into(), state: pb::OfferState::Seen.into(), request_id: "u-1".into() },
+            Cases::<pb::UpdateOfferStateRequest>::new()
+                .invalid("empty customer", "customer_id", |r| r.customer_id.clear())
+                .invalid("empty offer", "offer_id", |r| r.offer_id.clear())
+                .invalid("expired is not a move", "state", |r| r.state = pb::OfferState::Expired.into())
+                .invalid("empty request id", "request_id", |r| r.request_id.clear())
+                .refused("unknown offer", Code::NotFound, |_| {}),
+            |r| { let mut c = client.clone(); async move { c.update_offer_state(r).await } }).await;
+
+        assert_each_rejected(db, || pb::GetNextBestMessageRequest { customer_id: "cust-1".into(), channel: pb::MessageChannel::Sms.into() },
+            Cases::<pb::GetNextBestMessageRequest>::new()
+                .invalid("empty customer", "customer_id", |r| r.customer_id.clear())
+                .invalid("in-app is no message channel", "channel", |r| r.channel = pb::MessageChannel::InApp.into())
+                .invalid("no channel", "channel", |r| r.channel = 0),
+            |r| { let mut c = client.clone(); async move { c.get_next_best_message(r).await } }).await;
+
+        assert_each_rejected(db, || pb::ListDueMessagesRequest { channel: pb::MessageChannel::Push.into(), page_size: 0, page_token: String::new() },
+            Cases::<pb::ListDueMessagesRequest>::new()
+                .invalid("no channel", "channel", |r| r.channel = 0)
+                .invalid("huge page size", "page_size", |r| r.page_size = 1001)
+                .invalid("foreign token", "page_token", |r| r.page_token = "!".into()),
+            |r| { let mut c = client.clone(); async move { c.list_due_messages(r).await } }).await;
+
+        let sent = || pb::ReportSentMessagesRequest {
+            channel: pb::MessageChannel::Email.into(),
+            messages: vec![pb::SentMessage { customer_id: "cust-1".into(), offer_id: "o-1".into(), send_time: Some(attune_tests::consent_requests::timestamp(chrono::Utc::now())) }],
+            request_id: "sent-1".into(),
+        };
+        assert_each_rejected(db, sent,
+            Cases::<pb::ReportSentMessagesRequest>::new()
+                .invalid("no channel", "channel", |r| r.channel = 0)
+                .invalid("no messages", "messages", |r| r.messages.clear())
+                .invalid("empty customer", "messages[0].customer_id", |r| r.messages[0].customer_id.clear())
+                .invalid("no time", "messages[0].send_time", |r| r.messages[0].send_time = None)
+                .invalid("future", "messages[0].send_time", |r| r.messages[0].send_time = Some(attune_tests::consent_requests::timestamp(chrono::Utc::now() + chrono::TimeDelta::hours(1))))
+                .invalid("empty request id", "request_id", |r| r.request_id.clear()),
+            |r| { let mut c = client.clone(); async move { c.report_sent_messages(r).await } }).await;
+    }
 }
