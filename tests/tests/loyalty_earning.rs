@@ -4,6 +4,8 @@
 //! across follower restarts and rewinds, zero-party bonuses once per field, and
 //! Simulate.
 
+#![allow(clippy::unwrap_used)] // panics fail tests
+
 use attune_kit::sea_orm::{ConnectionTrait, Statement};
 use attune_tests::backend_tests;
 use attune_tests::consent_requests::request_id;

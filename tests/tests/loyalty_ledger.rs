@@ -2,6 +2,8 @@
 //! entry per idempotency key, bulk corrections with a result each, the
 //! statement, and the invariant (available = sum of the ledger >= 0) after each.
 
+#![allow(clippy::unwrap_used)] // panics fail tests
+
 use std::sync::Arc;
 
 use attune_tests::backend_tests;

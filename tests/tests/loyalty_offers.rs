@@ -3,6 +3,8 @@
 //! cap, campaign budgets, a source that is not there (recommendation is not
 //! served here), quiet hours, frequency caps and no repeats.
 
+#![allow(clippy::unwrap_used)] // panics fail tests
+
 use attune_tests::backend_tests;
 use attune_tests::consent_requests::{request_id, timestamp};
 use attune_tests::loyalty::{days, loyalty_pb as pb};

@@ -1,6 +1,8 @@
 //! Tiers, expiry, rewards and the data-subject API of loyalty, over real gRPC
 //! with an injected clock.
 
+#![allow(clippy::unwrap_used)] // panics fail tests
+
 use attune_tests::backend_tests;
 use attune_tests::consent_requests::request_id;
 use attune_tests::loyalty::{loyalty_pb as pb, reward};
@@ -127,7 +129,7 @@ backend_tests! {
         assert_eq!(sold_out.code(), Code::ResourceExhausted, "{sold_out:?}");
         assert_eq!(app.assert_ledger_consistent("cust-q").await.available_points, 100, "nothing was spent");
         let vouchers = app.loyalty().list_vouchers(pb::ListVouchersRequest { customer_id: "cust-r".into(), page_size: 0, page_token: String::new() }).await.expect("listed").into_inner();
-        assert_eq!(vouchers.vouchers, [voucher.clone()]);
+        assert_eq!(vouchers.vouchers, std::slice::from_ref(&voucher));
         let other = app
             .loyalty()
             .cancel_redemption(pb::CancelRedemptionRequest { customer_id: "cust-q".into(), voucher_code: voucher.voucher_code.clone(), request_id: request_id() })

@@ -187,14 +187,14 @@ fn parse_reward(v: &mut Violations, reward: Option<pb::Reward>) -> Option<Reward
         }
         pb::RewardKind::AmountOff => v
             .check_field(Money::from_proto_required("reward.amount_off", amount_off))
-            .and_then(|m| {
+            .map(|m| {
                 if m.amount_minor() <= 0 {
                     v.add("reward.amount_off", "must be positive");
                 }
-                Some(Gives::AmountOff {
+                Gives::AmountOff {
                     amount_minor: m.amount_minor(),
                     currency: m.currency().to_string(),
-                })
+                }
             }),
         pb::RewardKind::PercentOff => {
             if !(1..=10_000).contains(&discount_basis_points) {
@@ -223,10 +223,10 @@ fn parse_reward(v: &mut Violations, reward: Option<pb::Reward>) -> Option<Reward
     }
     let start = v.check("reward.start_time", time::from_proto_optional(start_time));
     let end = v.check("reward.end_time", time::from_proto_optional(end_time));
-    if let (Some(Some(s)), Some(Some(e))) = (start, end) {
-        if e <= s {
-            v.add("reward.end_time", "must be after start_time");
-        }
+    if let (Some(Some(s)), Some(Some(e))) = (start, end)
+        && e <= s
+    {
+        v.add("reward.end_time", "must be after start_time");
     }
     let validity = convert::duration(
         v,

@@ -313,10 +313,10 @@ impl Loyalty {
         let personalization = self.checker.is_granted(customer, "personalization").await;
         let mut marketing = std::collections::BTreeMap::new();
         for rule in &rules {
-            if let Some(purpose) = rule.channel.purpose() {
-                if !marketing.contains_key(purpose) {
-                    marketing.insert(purpose, self.checker.is_granted(customer, purpose).await);
-                }
+            if let Some(purpose) = rule.channel.purpose()
+                && !marketing.contains_key(purpose)
+            {
+                marketing.insert(purpose, self.checker.is_granted(customer, purpose).await);
             }
         }
         let facts = if personalization {
@@ -340,11 +340,11 @@ impl Loyalty {
                     done.skipped.push(skip(Skip::NoConsent, "personalization is not granted"));
                     continue;
                 };
-                if let Some(purpose) = rule.channel.purpose() {
-                    if marketing.get(purpose) != Some(&true) {
-                        done.skipped.push(skip(Skip::NoConsent, &format!("{purpose} is not granted")));
-                        continue;
-                    }
+                if let Some(purpose) = rule.channel.purpose()
+                    && marketing.get(purpose) != Some(&true)
+                {
+                    done.skipped.push(skip(Skip::NoConsent, &format!("{purpose} is not granted")));
+                    continue;
                 }
                 let live = number(
                     txn,

@@ -244,15 +244,14 @@ impl Loyalty {
         request_id: &str,
     ) -> Result<EarnRule, ApiError> {
         self.idempotent("put_earn_rule", request_id, &rule, async |txn| {
-            if let (true, rules::Earning::Purchase(p)) = (rule.active, &rule.earning) {
-                if let Some((other, _)) = rules::purchase_rule(txn, &p.currency).await? {
-                    if other.rule_id != rule.rule_id {
-                        return Err(ApiError::FailedPrecondition(format!(
-                            "rule {} already earns on {} purchases",
-                            other.rule_id, p.currency
-                        )));
-                    }
-                }
+            if let (true, rules::Earning::Purchase(p)) = (rule.active, &rule.earning)
+                && let Some((other, _)) = rules::purchase_rule(txn, &p.currency).await?
+                && other.rule_id != rule.rule_id
+            {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "rule {} already earns on {} purchases",
+                    other.rule_id, p.currency
+                )));
             }
             Ok(rules::put_earn_rule(txn, rule.clone(), self.clock.now()).await?)
         })
