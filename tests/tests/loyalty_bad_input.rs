@@ -68,6 +68,7 @@ backend_tests! {
                 .invalid("empty customer", "customer_id", |r| r.customer_id.clear())
                 .invalid("zero points", "points", |r| r.points = 0)
                 .invalid("too many points", "points", |r| r.points = 2_000_000_000)
+                .invalid("the most negative number", "points", |r| r.points = i64::MIN)
                 .invalid("no reason", "reason_code", |r| r.reason_code = 0)
                 .invalid("unknown reason", "reason_code", |r| r.reason_code = 99)
                 .invalid("long description", "description", |r| r.description = "d".repeat(201))

@@ -46,7 +46,7 @@ fn adjustment(
         request_id,
     } = req;
     let customer = convert::customer(v, &format!("{prefix}customer_id"), &customer_id);
-    if points == 0 || points.abs() > MAX_POINTS {
+    if points == 0 || !(-MAX_POINTS..=MAX_POINTS).contains(&points) {
         v.add(
             format!("{prefix}points"),
             "must be non-zero and at most 1000000000 either way",

@@ -147,7 +147,11 @@ impl EarnFromFeed {
                 Line {
                     item_id: item.item_id.clone(),
                     quantity,
-                    amount_minor: item.unit_price.as_ref().map_or(0, |p| p.amount_minor) * quantity,
+                    amount_minor: item
+                        .unit_price
+                        .as_ref()
+                        .map_or(0, |p| p.amount_minor)
+                        .saturating_mul(quantity),
                     category_path: item.category_path.clone(),
                 }
             })

@@ -297,14 +297,20 @@ impl Loyalty {
             now - purchase.cap_period,
         )
         .await?;
-        let total: i64 = lines.iter().map(|l| l.amount_minor).sum();
+        let total: i64 = lines
+            .iter()
+            .fold(0i64, |sum, l| sum.saturating_add(l.amount_minor));
         let earned = purchase_points(&purchase, lines, total, now, tier, period);
         let available = ledger::view(&self.db, customer, now)
             .await?
             .map_or(0, |a| a.available);
-        let unlocked =
-            crate::rewards::affordable_between(&self.db, available, available + earned.points, now)
-                .await?;
+        let unlocked = crate::rewards::affordable_between(
+            &self.db,
+            available,
+            available.saturating_add(earned.points),
+            now,
+        )
+        .await?;
         Ok(Simulated {
             points: earned.points,
             rule_id: rule.rule_id,

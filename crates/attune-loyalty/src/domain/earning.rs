@@ -80,7 +80,9 @@ pub fn purchase_points(
     tier_bp: i64,
     earned_in_period: i64,
 ) -> Earned {
-    let line_sum: i64 = lines.iter().map(|line| line.amount_minor.max(0)).sum();
+    let line_sum: i64 = lines.iter().fold(0i64, |sum, line| {
+        sum.saturating_add(line.amount_minor.max(0))
+    });
     let paid = total_paid_minor.clamp(0, line_sum);
     let promotion = highest(
         rule.promotions
@@ -114,7 +116,7 @@ pub fn purchase_points(
             i64::try_from(value).unwrap_or(i64::MAX)
         })
         .collect();
-    let uncapped: i64 = points.iter().sum();
+    let uncapped: i64 = points.iter().fold(0i64, |sum, p| sum.saturating_add(*p));
     let mut cap = uncapped;
     if rule.max_points_per_order > 0 {
         cap = cap.min(rule.max_points_per_order);
@@ -139,7 +141,9 @@ pub fn purchase_points(
         })
         .collect();
     Earned {
-        points: lines.iter().map(|l| l.points).sum(),
+        points: lines
+            .iter()
+            .fold(0i64, |sum, l| sum.saturating_add(l.points)),
         lines,
     }
 }
