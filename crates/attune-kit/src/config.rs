@@ -172,6 +172,8 @@ pub struct Config {
     pub profile: ProfileConfig,
     /// The recommendation service.
     pub recommendation: RecommendationConfig,
+    /// The loyalty service.
+    pub loyalty: LoyaltyConfig,
 }
 
 /// Where a server listens unless told otherwise.
@@ -191,6 +193,7 @@ impl Default for Config {
             peers: PeersConfig::default(),
             profile: ProfileConfig::default(),
             recommendation: RecommendationConfig::default(),
+            loyalty: LoyaltyConfig::default(),
         }
     }
 }
@@ -232,6 +235,9 @@ pub struct ConfigArgs {
 
     #[command(flatten)]
     pub recommendation: RecommendationArgs,
+
+    #[command(flatten)]
+    pub loyalty: LoyaltyArgs,
 
     #[command(flatten)]
     pub secrets: SecretsArgs,
@@ -344,6 +350,38 @@ settings! {
         /// kept in memory; the others are read from the database when needed.
         session_cache_customers: u64 = 100_000,
             flag "recommendation-session-cache-customers", value "N";
+    }
+}
+
+settings! {
+    /// The loyalty service (see `attune.loyalty.v1`).
+    pub struct LoyaltyConfig / LoyaltyArgs in "loyalty" {
+        /// How long available points live before they expire, oldest first.
+        #[serde(with = "humantime_serde")]
+        points_lifetime: Duration = Duration::from_secs(365 * 24 * 3600),
+            flag "loyalty-points-lifetime", value "DURATION";
+        /// How often pending points are released, due points expired and tiers
+        /// reviewed (RunScheduledWork does it at once).
+        #[serde(with = "humantime_serde")]
+        maintenance_interval: Duration = Duration::from_secs(60),
+            flag "loyalty-maintenance-interval", value "DURATION";
+        /// At most this many personalized offers per customer per 7 days.
+        offers_per_week: u32 = 3,
+            flag "loyalty-offers-per-week", value "N";
+        /// At most this many messages per customer and channel per 7 days.
+        messages_per_week: u32 = 2,
+            flag "loyalty-messages-per-week", value "N";
+        /// A message is not sent again to a customer within this time.
+        #[serde(with = "humantime_serde")]
+        repeat_after: Duration = Duration::from_secs(30 * 24 * 3600),
+            flag "loyalty-repeat-after", value "DURATION";
+        /// Quiet hours start at this local hour (0 to 23) of the customer's time
+        /// zone, and last until `quiet_hours_end`.
+        quiet_hours_start: u32 = 21,
+            flag "loyalty-quiet-hours-start", value "HOUR";
+        /// Quiet hours end at this local hour (0 to 23).
+        quiet_hours_end: u32 = 8,
+            flag "loyalty-quiet-hours-end", value "HOUR";
     }
 }
 
@@ -573,7 +611,7 @@ impl Config {
     }
 
     fn validated(self) -> Result<Self, ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 16] = [
+        let checks: [(bool, &'static str, &'static str); 19] = [
             (
                 self.database.url.trim().is_empty(),
                 "database.url",
@@ -638,6 +676,21 @@ impl Config {
                 self.recommendation.session_cache_customers == 0,
                 "recommendation.session_cache_customers",
                 "must be at least 1",
+            ),
+            (
+                self.loyalty.points_lifetime.is_zero(),
+                "loyalty.points_lifetime",
+                "must be longer than 0s",
+            ),
+            (
+                self.loyalty.maintenance_interval.is_zero(),
+                "loyalty.maintenance_interval",
+                "must be longer than 0s",
+            ),
+            (
+                self.loyalty.quiet_hours_start > 23 || self.loyalty.quiet_hours_end > 23,
+                "loyalty.quiet_hours_start",
+                "quiet hours are hours of the day, 0 to 23",
             ),
             (
                 self.feeds.heartbeat_interval.is_zero(),

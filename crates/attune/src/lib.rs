@@ -37,6 +37,7 @@ pub const SERVICES: &[&dyn Service] = &[
     &attune_consent::ConsentService,
     &attune_profile::ProfileService,
     &attune_recommendation::RecommendationService,
+    &attune_loyalty::LoyaltyService,
 ];
 
 /// The name `--service` gives the gateway.

@@ -320,60 +320,35 @@ fn terminate(child: &mut Child) {
 }
 
 /// Every service and the gateway as processes of the real binary, as pods run
-/// them: consent and profile each on its own port over `database_url` (profile
-/// calling consent at `peers.consent`), the gateway in front of them from
-/// `gateway.backends.*`. Consent's API and the data-subject requests work
-/// through the gateway's port only.
+/// them: each service on its own port over `database_url`, calling the services
+/// registered before it at `peers.<name>`, and the gateway in front of them from
+/// `gateway.backends.*`. Consent's API and the data-subject requests work through
+/// the gateway's port only.
 fn every_service_as_its_own_process(database_url: &str) {
     use attune_proto::consent::v1 as consent_pb;
     use attune_proto::gateway::v1 as gateway_pb;
 
-    let mut consent = attune()
-        .args(["serve", "--service", "consent", "--listen", "127.0.0.1:0"])
-        .args(["--database-url", database_url])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let consent_address = serving_address(&mut consent);
-    // Profile calls consent (its checker, its catalogue) at `peers.consent`.
-    let mut profile = attune()
-        .args(["serve", "--service", "profile", "--listen", "127.0.0.1:0"])
-        .args(["--database-url", database_url])
-        .env("ATTUNE_PEERS__CONSENT", format!("http://{consent_address}"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let profile_address = serving_address(&mut profile);
-    // Recommendation calls consent and follows profile's feed.
-    let mut recommendation = attune()
-        .args([
-            "serve",
-            "--service",
-            "recommendation",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--database-url", database_url])
-        .env("ATTUNE_PEERS__CONSENT", format!("http://{consent_address}"))
-        .env("ATTUNE_PEERS__PROFILE", format!("http://{profile_address}"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let recommendation_address = serving_address(&mut recommendation);
+    let mut pods: Vec<Child> = Vec::new();
+    let mut peers: Vec<(String, String)> = Vec::new();
+    for service in attune::SERVICES {
+        let name = service.name();
+        let mut pod = attune()
+            .args(["serve", "--service", name, "--listen", "127.0.0.1:0"])
+            .args(["--database-url", database_url])
+            .envs(peers.iter().map(|(variable, address)| (variable, address)))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let address = format!("http://{}", serving_address(&mut pod));
+        pods.push(pod);
+        peers.push((format!("ATTUNE_PEERS__{}", name.to_uppercase()), address));
+    }
+    let backends = peers
+        .iter()
+        .map(|(variable, address)| (variable.replace("PEERS", "GATEWAY__BACKENDS"), address));
     let mut gateway = attune()
         .args(["serve", "--service", "gateway", "--listen", "127.0.0.1:0"])
-        .env(
-            "ATTUNE_GATEWAY__BACKENDS__CONSENT",
-            format!("http://{consent_address}"),
-        )
-        .env(
-            "ATTUNE_GATEWAY__BACKENDS__PROFILE",
-            format!("http://{profile_address}"),
-        )
-        .env(
-            "ATTUNE_GATEWAY__BACKENDS__RECOMMENDATION",
-            format!("http://{recommendation_address}"),
-        )
+        .envs(backends)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -436,11 +411,13 @@ fn every_service_as_its_own_process(database_url: &str) {
         let services: Vec<_> = receipts.iter().map(|r| r.service.as_str()).collect();
         assert_eq!(
             services,
-            [
-                "attune.consent.v1",
-                "attune.profile.v1",
-                "attune.recommendation.v1"
-            ],
+            attune::SERVICES
+                .iter()
+                .filter(|service| service.holds_personal_data())
+                .map(|service| service.api_package())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>(),
             "one receipt per data-holding service"
         );
         assert!(
@@ -458,14 +435,18 @@ fn every_service_as_its_own_process(database_url: &str) {
             .unwrap()
             .into_inner();
         assert!(erased.complete, "{erased:?}");
-        assert_eq!(erased.receipts.len(), 3);
+        let holders = attune::SERVICES
+            .iter()
+            .filter(|service| service.holds_personal_data())
+            .count();
+        assert_eq!(erased.receipts.len(), holders);
         assert!(erased.receipts[0].record_count > 0, "{erased:?}");
     });
 
     terminate(&mut gateway);
-    terminate(&mut recommendation);
-    terminate(&mut profile);
-    terminate(&mut consent);
+    for pod in pods.iter_mut().rev() {
+        terminate(pod);
+    }
 }
 
 #[test]

@@ -1,0 +1,336 @@
+//! `attune.privacy.v1.DataSubjectService` for loyalty's data. Export: the
+//! account, vouchers, offers and messages, then the ledger page by page.
+//! Erasure pseudonymises the ledger and the vouchers (amounts stay for the
+//! retailer's accounts; the customer id becomes its keyed pseudonym and the
+//! entries' keys, descriptions and order ids are cleared, so nothing links them
+//! back to the person) and deletes the account, orders, offers and messages.
+
+use attune_kit::ApiError;
+use attune_kit::error::{Violations, checked};
+use attune_kit::idempotency::Request as Logged;
+use attune_kit::pagination::{decode_cursor, encode_page_token, page_size};
+use attune_kit::privacy::{ExportRequest, parse_erase, struct_from_json};
+use attune_kit::types::{CustomerId, time};
+use attune_proto::privacy::v1 as pb;
+use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseTransaction, FromQueryResult};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tonic::{Request, Response, Status};
+
+use crate::app::Loyalty;
+use crate::ledger::{self, ENTRY_COLUMNS, EntryRow};
+use crate::store::{REQUESTS, all, exec};
+
+const SERVICE: &str = "attune.loyalty.v1";
+
+const RETAINED: &str = "ledger entries and reward vouchers with their amounts and times, under \
+     a keyed pseudonym (HMAC-SHA-256) of the customer id instead of the id, for the retailer's \
+     accounts of points issued and spent; they cannot be turned back into the id";
+
+/// Loyalty's data-subject requests.
+#[derive(Debug, Clone)]
+pub struct LoyaltyPrivacyApi {
+    loyalty: Loyalty,
+}
+
+impl LoyaltyPrivacyApi {
+    pub fn new(loyalty: Loyalty) -> Self {
+        Self { loyalty }
+    }
+}
+
+/// Where an export page starts.
+#[derive(Debug, Clone, Copy)]
+enum Cursor {
+    About(usize),
+    Entries(i64),
+}
+
+impl Cursor {
+    fn parse(text: &str) -> Option<Self> {
+        match text.split_once(':')? {
+            ("a", n) => n.parse().ok().map(Self::About),
+            ("e", n) => n.parse().ok().map(Self::Entries),
+            _ => None,
+        }
+    }
+
+    fn token(self) -> String {
+        encode_page_token(&match self {
+            Self::About(n) => format!("a:{n}"),
+            Self::Entries(n) => format!("e:{n}"),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Erased {
+    erased_record_count: i64,
+    erase_time: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct Subject<'a> {
+    customer_id: &'a str,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Stored {
+    id: String,
+    body: String,
+}
+
+fn record(kind: &str, id: String, data: serde_json::Value) -> pb::DataRecord {
+    pb::DataRecord {
+        kind: kind.to_owned(),
+        id,
+        update_time: None,
+        data: Some(struct_from_json(data)),
+    }
+}
+
+impl LoyaltyPrivacyApi {
+    /// The records about the customer other than the ledger.
+    async fn about(&self, customer: &str) -> Result<Vec<pb::DataRecord>, ApiError> {
+        let db = &self.loyalty.db;
+        let now = self.loyalty.clock.now();
+        let mut records = Vec::new();
+        if let Some(account) = ledger::view(db, customer, now).await? {
+            records.push(record(
+                "account",
+                customer.to_owned(),
+                serde_json::to_value(account).map_err(ApiError::internal)?,
+            ));
+        }
+        for voucher in self.loyalty.vouchers(customer, None, 10_000).await? {
+            let id = voucher.code.clone();
+            records.push(record(
+                "voucher",
+                id,
+                serde_json::to_value(voucher).map_err(ApiError::internal)?,
+            ));
+        }
+        let offers: Vec<Stored> = all(
+            db,
+            "SELECT offer_id AS id, body FROM loyalty_offers WHERE customer_id = ? ORDER BY issue_time",
+            vec![customer.into()],
+        )
+        .await?;
+        for offer in offers {
+            let body: serde_json::Value =
+                serde_json::from_str(&offer.body).map_err(ApiError::internal)?;
+            records.push(record("offer", offer.id, body));
+        }
+        #[derive(Debug, FromQueryResult)]
+        struct Sent {
+            channel: String,
+            offer_id: String,
+            send_time: i64,
+        }
+        let sent: Vec<Sent> = all(
+            db,
+            "SELECT channel, offer_id, send_time FROM loyalty_messages WHERE customer_id = ? ORDER BY send_time",
+            vec![customer.into()],
+        )
+        .await?;
+        for message in sent {
+            let at = crate::rules::time(message.send_time)?;
+            records.push(record(
+                "message",
+                format!("{}:{}", message.channel, message.offer_id),
+                json!({ "channel": message.channel, "offer_id": message.offer_id, "send_time": at }),
+            ));
+        }
+        Ok(records)
+    }
+
+    async fn page(
+        &self,
+        customer: &str,
+        from: Cursor,
+        limit: usize,
+    ) -> Result<(Vec<pb::DataRecord>, Option<Cursor>), ApiError> {
+        let mut records = Vec::new();
+        let after = match from {
+            Cursor::Entries(after) => after,
+            Cursor::About(offset) => {
+                let about = self.about(customer).await?;
+                let end = offset.saturating_add(limit).min(about.len());
+                records.extend(about[offset.min(end)..end].iter().cloned());
+                if end < about.len() {
+                    return Ok((records, Some(Cursor::About(end))));
+                }
+                0
+            }
+        };
+        let room = limit - records.len();
+        let rows: Vec<EntryRow> = all(
+            &self.loyalty.db,
+            &format!(
+                "SELECT {ENTRY_COLUMNS} FROM loyalty_entries WHERE customer_id = ? AND entry_id > ? \
+                 ORDER BY entry_id LIMIT ?"
+            ),
+            vec![customer.into(), after.into(), i64::try_from(room + 1).unwrap_or(i64::MAX).into()],
+        )
+        .await?;
+        let more = rows.len() > room;
+        let mut last = after;
+        for row in rows.into_iter().take(room) {
+            let entry = row.into_entry()?;
+            last = entry.entry_id;
+            records.push(record(
+                "ledger_entry",
+                entry.entry_id.to_string(),
+                serde_json::to_value(entry).map_err(ApiError::internal)?,
+            ));
+        }
+        Ok((records, more.then_some(Cursor::Entries(last))))
+    }
+}
+
+async fn erase_in(
+    loyalty: &Loyalty,
+    txn: &DatabaseTransaction,
+    customer: &str,
+    now: DateTime<Utc>,
+) -> Result<Erased, ApiError> {
+    let pseudonym = loyalty.key.subject(customer);
+    // Erased lots stop taking part in scheduled work: there is no account left
+    // for them to move.
+    let entries = exec(
+        txn,
+        "UPDATE loyalty_entries SET customer_id = ?, idempotency_key = 'erased/' || CAST(entry_id AS TEXT), \
+         description = '', order_id = '', remaining = 0, pending_remaining = 0 WHERE customer_id = ?",
+        vec![pseudonym.clone().into(), customer.into()],
+    )
+    .await?
+    .rows_affected();
+    let vouchers = exec(
+        txn,
+        "UPDATE loyalty_vouchers SET customer_id = ? WHERE customer_id = ?",
+        vec![pseudonym.into(), customer.into()],
+    )
+    .await?
+    .rows_affected();
+    let mut deleted = 0;
+    for table in [
+        "loyalty_accounts",
+        "loyalty_orders",
+        "loyalty_offers",
+        "loyalty_messages",
+    ] {
+        deleted += exec(
+            txn,
+            &format!("DELETE FROM {table} WHERE customer_id = ?"),
+            vec![customer.into()],
+        )
+        .await?
+        .rows_affected();
+    }
+    let count = entries + vouchers + deleted;
+    Ok(Erased {
+        erased_record_count: i64::try_from(count).unwrap_or(i64::MAX),
+        erase_time: now,
+    })
+}
+
+#[tonic::async_trait]
+impl DataSubjectService for LoyaltyPrivacyApi {
+    async fn export_customer_data(
+        &self,
+        request: Request<pb::ExportCustomerDataRequest>,
+    ) -> Result<Response<pb::ExportCustomerDataResponse>, Status> {
+        let ExportRequest {
+            customer,
+            request_id,
+            limit,
+            after,
+        } = ExportRequest::parse(request.into_inner(), Cursor::parse)?;
+        if after.is_none() {
+            let loyalty = &self.loyalty;
+            let txn = loyalty.begin_write().await?;
+            let fingerprint = loyalty.key.fingerprint(&Subject {
+                customer_id: customer.as_ref(),
+            });
+            REQUESTS
+                .idempotent(
+                    &txn,
+                    Logged {
+                        operation: "ExportCustomerData",
+                        request_id: request_id.as_ref(),
+                        fingerprint: &fingerprint,
+                    },
+                    loyalty.clock.now(),
+                    async |_| Ok::<(), ApiError>(()),
+                )
+                .await?;
+            txn.commit().await.map_err(ApiError::from)?;
+        }
+        let from = after.unwrap_or(Cursor::About(0));
+        let (records, next) = self.page(customer.as_ref(), from, limit as usize).await?;
+        Ok(Response::new(pb::ExportCustomerDataResponse {
+            service: SERVICE.to_owned(),
+            records,
+            next_page_token: next.map(Cursor::token).unwrap_or_default(),
+        }))
+    }
+
+    async fn erase_customer(
+        &self,
+        request: Request<pb::EraseCustomerRequest>,
+    ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
+        let (customer, request_id) = parse_erase(request.into_inner())?;
+        let loyalty = &self.loyalty;
+        let now = loyalty.clock.now();
+        let txn = loyalty.begin_write().await?;
+        let fingerprint = loyalty.key.fingerprint(&Subject {
+            customer_id: customer.as_ref(),
+        });
+        let erased = REQUESTS
+            .idempotent(
+                &txn,
+                Logged {
+                    operation: "EraseCustomer",
+                    request_id: request_id.as_ref(),
+                    fingerprint: &fingerprint,
+                },
+                now,
+                async |txn| erase_in(loyalty, txn, customer.as_ref(), now).await,
+            )
+            .await?
+            .into_inner();
+        txn.commit().await.map_err(ApiError::from)?;
+        Ok(Response::new(pb::EraseCustomerResponse {
+            service: SERVICE.to_owned(),
+            erased_record_count: erased.erased_record_count,
+            retained: vec![RETAINED.to_owned()],
+            erase_time: Some(time::to_proto(erased.erase_time)),
+        }))
+    }
+
+    async fn list_linked_customer_ids(
+        &self,
+        request: Request<pb::ListLinkedCustomerIdsRequest>,
+    ) -> Result<Response<pb::ListLinkedCustomerIdsResponse>, Status> {
+        let pb::ListLinkedCustomerIdsRequest {
+            customer_id,
+            page_size: raw_size,
+            page_token,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
+        let limit = v.check_field(page_size("page_size", raw_size, 1000, 1000));
+        let _ = decode_cursor(&mut v, "page_token", &page_token, |c| {
+            c.parse::<usize>().ok()
+        });
+        v.finish()?;
+        let (_customer, _limit) = (checked(customer), checked(limit));
+        // Loyalty links no customer ids: merges are profile's.
+        Ok(Response::new(pb::ListLinkedCustomerIdsResponse {
+            customer_ids: Vec::new(),
+            next_page_token: String::new(),
+        }))
+    }
+}

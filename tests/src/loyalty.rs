@@ -1,0 +1,205 @@
+//! Loyalty for end-to-end tests: typed clients, rules, grants, and the ledger
+//! invariant every loyalty test checks.
+
+use std::time::Duration;
+
+use attune_proto::loyalty::v1 as pb;
+use attune_proto::loyalty::v1::loyalty_service_client::LoyaltyServiceClient;
+use attune_proto::loyalty::v1::offer_service_client::OfferServiceClient;
+use tonic::transport::Channel;
+
+use crate::TestApp;
+use crate::consent_requests::request_id;
+
+pub use attune_proto::loyalty::v1 as loyalty_pb;
+
+/// `days` as a protobuf duration.
+pub fn days(days: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: days * 86_400,
+        nanos: 0,
+    }
+}
+
+/// A purchase rule in EUR: `points_per_unit` points per euro, points pending for
+/// `return_window_days` (0: available at once).
+pub fn eur_rule(rule_id: &str, points_per_unit: i64, return_window_days: i64) -> pb::EarnRule {
+    pb::EarnRule {
+        rule_id: rule_id.into(),
+        version: 0,
+        active: true,
+        earning: Some(pb::earn_rule::Earning::Purchase(pb::PurchaseEarning {
+            currency_code: "EUR".into(),
+            points_per_unit,
+            category_multipliers: vec![],
+            promotions: vec![],
+            max_points_per_order: 0,
+            max_points_per_period: 0,
+            cap_period: None,
+            return_window: (return_window_days > 0).then(|| days(return_window_days)),
+        })),
+        create_time: None,
+    }
+}
+
+impl TestApp {
+    /// The loyalty API through the public port.
+    pub fn loyalty(&self) -> LoyaltyServiceClient<Channel> {
+        LoyaltyServiceClient::new(self.channel.clone())
+    }
+
+    /// Loyalty's offers and messages through the public port.
+    pub fn offers(&self) -> OfferServiceClient<Channel> {
+        OfferServiceClient::new(self.channel.clone())
+    }
+
+    /// Stores `rule`, which must be accepted.
+    pub async fn put_earn_rule(&self, rule: pb::EarnRule) -> pb::EarnRule {
+        self.loyalty()
+            .put_earn_rule(pb::PutEarnRuleRequest {
+                rule: Some(rule),
+                request_id: request_id(),
+            })
+            .await
+            .expect("the rule is stored")
+            .into_inner()
+            .rule
+            .expect("the rule is answered")
+    }
+
+    /// Grants `points` to `customer` (opening the account), which must succeed.
+    pub async fn grant_points(&self, customer: &str, points: i64) -> pb::AdjustPointsResponse {
+        self.loyalty()
+            .adjust_points(pb::AdjustPointsRequest {
+                customer_id: customer.into(),
+                points,
+                reason_code: pb::ReasonCode::Promotion.into(),
+                description: "welcome".into(),
+                request_id: request_id(),
+            })
+            .await
+            .expect("the grant is booked")
+            .into_inner()
+    }
+
+    /// `customer`'s account, which must exist.
+    pub async fn loyalty_account(&self, customer: &str) -> pb::Account {
+        self.loyalty()
+            .get_account(pb::GetAccountRequest {
+                customer_id: customer.into(),
+            })
+            .await
+            .expect("the account exists")
+            .into_inner()
+            .account
+            .expect("an account is answered")
+    }
+
+    /// Every entry of `customer`'s statement, newest first.
+    pub async fn statement(&self, customer: &str) -> Vec<pb::LedgerEntry> {
+        crate::every_page(async |page_token| {
+            let page = self
+                .loyalty()
+                .list_statement(pb::ListStatementRequest {
+                    customer_id: customer.into(),
+                    page_size: 500,
+                    page_token,
+                })
+                .await
+                .expect("the statement is readable")
+                .into_inner();
+            (page.entries, page.next_page_token)
+        })
+        .await
+    }
+
+    /// Asserts the ledger invariant for `customer`: available, pending and debt
+    /// each equal the sum of their column of the ledger, none is negative, and
+    /// debt is only owed while nothing is available. Returns the account.
+    pub async fn assert_ledger_consistent(&self, customer: &str) -> pb::Account {
+        let account = self.loyalty_account(customer).await;
+        let entries = self.statement(customer).await;
+        let sum = |f: fn(&pb::LedgerEntry) -> i64| entries.iter().map(f).sum::<i64>();
+        assert_eq!(
+            account.available_points,
+            sum(|e| e.points),
+            "available = sum of the ledger"
+        );
+        assert_eq!(
+            account.pending_points,
+            sum(|e| e.pending_points),
+            "pending = sum of the ledger"
+        );
+        assert_eq!(
+            account.debt_points,
+            sum(|e| e.debt_points),
+            "debt = sum of the ledger"
+        );
+        assert!(account.available_points >= 0, "{account:?}");
+        assert!(account.pending_points >= 0, "{account:?}");
+        assert!(account.debt_points >= 0, "{account:?}");
+        assert!(
+            account.debt_points == 0 || account.available_points == 0,
+            "{account:?}"
+        );
+        let upcoming: i64 = account.upcoming_expiries.iter().map(|e| e.points).sum();
+        assert_eq!(
+            upcoming, account.available_points,
+            "every available point has an expiry"
+        );
+        account
+    }
+
+    /// Waits until `customer`'s account satisfies `done` (the follower of
+    /// profile's feed runs in the background), for at most ten seconds.
+    pub async fn wait_for_account(
+        &self,
+        customer: &str,
+        done: impl Fn(&pb::Account) -> bool,
+    ) -> pb::Account {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = self
+                .loyalty()
+                .get_account(pb::GetAccountRequest {
+                    customer_id: customer.into(),
+                })
+                .await;
+            if let Ok(answer) = answer {
+                let account = answer.into_inner().account.expect("an account is answered");
+                if done(&account) {
+                    return account;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the account never got there: {account:?}"
+                );
+            } else {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the account never opened: {answer:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A percent-off reward costing `points_cost`, with `stock` units.
+pub fn reward(reward_id: &str, points_cost: i64, stock: Option<i64>) -> pb::Reward {
+    pb::Reward {
+        reward_id: reward_id.into(),
+        display_name: format!("A {reward_id}"),
+        description: String::new(),
+        kind: pb::RewardKind::PercentOff.into(),
+        amount_off: None,
+        discount_basis_points: 1000,
+        free_item_id: String::new(),
+        points_cost,
+        stock,
+        active: true,
+        start_time: None,
+        end_time: None,
+        voucher_validity: Some(days(30)),
+    }
+}
