@@ -77,23 +77,31 @@ async fn export_then_erase_through(gateway: &TestApp, customer: &str) {
     let services: Vec<_> = receipts.iter().map(|(service, _)| *service).collect();
     assert_eq!(
         services,
-        ["attune.consent.v1", "attune.profile.v1"],
+        [
+            "attune.consent.v1",
+            "attune.delivery.v1",
+            "attune.profile.v1"
+        ],
         "one receipt per service, in service order"
     );
     let (_, receipt) = receipts[0];
     assert_eq!(receipt.status, gateway_pb::ReceiptStatus::Succeeded as i32);
     assert_eq!(receipt.record_count, 2);
     assert_eq!(receipts[1].1.record_count, 0);
+    assert_eq!(receipts[2].1.record_count, 0);
 
     let id = request_id();
     let erased = gateway.erase_customer(customer, &id).await;
     assert!(erased.complete, "{erased:?}");
     assert!(erased.erase_time.is_some());
     assert_eq!(erased.customer_ids, [customer]);
-    let [receipt, profile_receipt] = <[_; 2]>::try_from(erased.receipts.clone()).unwrap();
+    let [receipt, delivery_receipt, profile_receipt] =
+        <[_; 3]>::try_from(erased.receipts.clone()).unwrap();
     assert_eq!(receipt.service, "attune.consent.v1");
     assert_eq!(profile_receipt.service, "attune.profile.v1");
     assert_eq!(profile_receipt.record_count, 0, "profile held nothing");
+    assert_eq!(delivery_receipt.service, "attune.delivery.v1");
+    assert_eq!(delivery_receipt.record_count, 0, "delivery held nothing");
     assert_eq!(receipt.status, gateway_pb::ReceiptStatus::Succeeded as i32);
     // Consent counts its ledger records and the rows derived from them.
     assert!(receipt.record_count >= 2, "{receipt:?}");
@@ -306,7 +314,8 @@ async fn consent_and_gateway_as_two_servers(backend: Backend) {
     let erased = gateway.erase_customer("split-2", &request_id()).await;
     assert!(!erased.complete, "{erased:?}");
     assert!(erased.erase_time.is_none());
-    let [receipt, profile_receipt] = <[_; 2]>::try_from(erased.receipts).unwrap();
+    let [receipt, _delivery_receipt, profile_receipt] =
+        <[_; 3]>::try_from(erased.receipts).unwrap();
     assert_eq!(receipt.service, "attune.consent.v1");
     assert_eq!(receipt.status, gateway_pb::ReceiptStatus::Failed as i32);
     assert_eq!(receipt.error_code, Code::Unavailable as i32);

@@ -170,6 +170,8 @@ pub struct Config {
     pub peers: PeersConfig,
     /// The profile service.
     pub profile: ProfileConfig,
+    /// The delivery service.
+    pub delivery: DeliveryConfig,
 }
 
 /// Where a server listens unless told otherwise.
@@ -188,6 +190,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             peers: PeersConfig::default(),
             profile: ProfileConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -226,6 +229,9 @@ pub struct ConfigArgs {
 
     #[command(flatten)]
     pub profile: ProfileArgs,
+
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
 
     #[command(flatten)]
     pub secrets: SecretsArgs,
@@ -323,6 +329,30 @@ settings! {
         #[serde(with = "humantime_serde")]
         catalogue_refresh: Duration = Duration::from_secs(30),
             flag "profile-catalogue-refresh", value "DURATION";
+    }
+}
+
+settings! {
+    /// The delivery service (see `attune.delivery.v1`).
+    pub struct DeliveryConfig / DeliveryArgs in "delivery" {
+        /// File holding the master key (64 hex digits) that wraps each customer's
+        /// address key, e.g. a mounted Kubernetes Secret. Unset: a key derived from
+        /// the pseudonymisation key (development default; start-up warns).
+        master_key_file: Option<PathBuf> = None,
+            flag "delivery-master-key-file", value "FILE";
+        /// How long a ranking waits for loyalty's tier benefits before it ignores them.
+        #[serde(with = "humantime_serde")]
+        loyalty_timeout: Duration = Duration::from_millis(150),
+            flag "delivery-loyalty-timeout", value "DURATION";
+        /// Age at which a past order counts half as much as today's in learned
+        /// preferences.
+        #[serde(with = "humantime_serde")]
+        learned_half_life: Duration = Duration::from_secs(90 * 24 * 3600),
+            flag "delivery-learned-half-life", value "DURATION";
+        /// How long a quoted delivery price holds for a reservation.
+        #[serde(with = "humantime_serde")]
+        quote_validity: Duration = Duration::from_secs(30 * 60),
+            flag "delivery-quote-validity", value "DURATION";
     }
 }
 
@@ -552,7 +582,7 @@ impl Config {
     }
 
     fn validated(self) -> Result<Self, ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 14] = [
+        let checks: [(bool, &'static str, &'static str); 15] = [
             (
                 self.database.url.trim().is_empty(),
                 "database.url",
@@ -607,6 +637,13 @@ impl Config {
                 self.profile.catalogue_refresh.is_zero(),
                 "profile.catalogue_refresh",
                 "must be longer than 0s",
+            ),
+            (
+                self.delivery.loyalty_timeout.is_zero()
+                    || self.delivery.learned_half_life.is_zero()
+                    || self.delivery.quote_validity.is_zero(),
+                "delivery",
+                "loyalty_timeout, learned_half_life and quote_validity must be longer than 0s",
             ),
             (
                 self.feeds.heartbeat_interval.is_zero(),

@@ -36,6 +36,7 @@ pub use audit::{verify_audit_log, write_audit_report};
 pub const SERVICES: &[&dyn Service] = &[
     &attune_consent::ConsentService,
     &attune_profile::ProfileService,
+    &attune_delivery::DeliveryService,
 ];
 
 /// The name `--service` gives the gateway.
