@@ -344,6 +344,16 @@ fn every_service_as_its_own_process(database_url: &str) {
         .spawn()
         .unwrap();
     let profile_address = serving_address(&mut profile);
+    // Delivery calls consent and follows profile's feed; loyalty is absent.
+    let mut delivery = attune()
+        .args(["serve", "--service", "delivery", "--listen", "127.0.0.1:0"])
+        .args(["--database-url", database_url])
+        .env("ATTUNE_PEERS__CONSENT", format!("http://{consent_address}"))
+        .env("ATTUNE_PEERS__PROFILE", format!("http://{profile_address}"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let delivery_address = serving_address(&mut delivery);
     let mut gateway = attune()
         .args(["serve", "--service", "gateway", "--listen", "127.0.0.1:0"])
         .env(
@@ -353,6 +363,10 @@ fn every_service_as_its_own_process(database_url: &str) {
         .env(
             "ATTUNE_GATEWAY__BACKENDS__PROFILE",
             format!("http://{profile_address}"),
+        )
+        .env(
+            "ATTUNE_GATEWAY__BACKENDS__DELIVERY",
+            format!("http://{delivery_address}"),
         )
         .stderr(Stdio::piped())
         .spawn()
@@ -416,7 +430,7 @@ fn every_service_as_its_own_process(database_url: &str) {
         let services: Vec<_> = receipts.iter().map(|r| r.service.as_str()).collect();
         assert_eq!(
             services,
-            ["attune.consent.v1", "attune.profile.v1"],
+            ["attune.consent.v1", "attune.delivery.v1", "attune.profile.v1"],
             "one receipt per data-holding service"
         );
         assert!(
@@ -434,11 +448,12 @@ fn every_service_as_its_own_process(database_url: &str) {
             .unwrap()
             .into_inner();
         assert!(erased.complete, "{erased:?}");
-        assert_eq!(erased.receipts.len(), 2);
+        assert_eq!(erased.receipts.len(), 3);
         assert!(erased.receipts[0].record_count > 0, "{erased:?}");
     });
 
     terminate(&mut gateway);
+    terminate(&mut delivery);
     terminate(&mut profile);
     terminate(&mut consent);
 }
