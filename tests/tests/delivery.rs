@@ -2,6 +2,8 @@
 //! expiring holds, distances, prices, payment rules, ranking, quotes, and
 //! encrypted addresses that erasure makes unreadable.
 
+#![allow(clippy::unwrap_used)] // panics fail tests
+
 use attune_kit::sea_orm::{ConnectionTrait, Statement};
 use attune_proto::common::v1::{DeliveryMethod as M, NonPersonalizedReason, PaymentMethod as P};
 use attune_proto::delivery::v1 as pb;

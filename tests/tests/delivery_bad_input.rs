@@ -2,6 +2,8 @@
 //! and changes nothing (`attune_tests::bad_input` compares every table's row
 //! count).
 
+#![allow(clippy::unwrap_used)] // panics fail tests
+
 use attune_proto::common::v1::{DeliveryMethod as M, PaymentMethod as P};
 use attune_proto::delivery::v1 as pb;
 use attune_tests::bad_input::{Cases, assert_each_rejected};

@@ -22,6 +22,11 @@ use crate::{addresses, preferences, reservations};
 
 const SERVICE: &str = "attune.delivery.v1";
 
+/// What erasure keeps, and why.
+const RETAINED: &str = "the request log of the customer's retried writes (operation, request id, \
+     a keyed HMAC-SHA-256 fingerprint of the content, and the ids of what the write created), \
+     so that a retry is not applied twice; it holds no address, preference or choice";
+
 /// Delivery's data-subject requests.
 #[derive(Debug, Clone)]
 pub struct DeliveryPrivacyApi {
@@ -201,7 +206,7 @@ impl DataSubjectService for DeliveryPrivacyApi {
         Ok(Response::new(pb::EraseCustomerResponse {
             service: SERVICE.to_owned(),
             erased_record_count: erased.erased_record_count,
-            retained: Vec::new(),
+            retained: vec![RETAINED.to_owned()],
             erase_time: Some(time::to_proto(erased.erase_time)),
         }))
     }
