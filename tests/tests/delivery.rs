@@ -55,14 +55,25 @@ backend_tests! {
             let client = app.delivery();
             tasks.push(tokio::spawn(async move {
                 let mut client = client;
-                client
-                    .reserve_slot(pb::ReserveSlotRequest {
-                        customer_id: format!("c-{i}"),
-                        slot_id: "s-10".into(),
-                        request_id: format!("r-{i}"),
-                        ..Default::default()
-                    })
-                    .await
+                // A burst may exhaust the connection pool: UNAVAILABLE means retry,
+                // and the same request id makes the retry safe.
+                for _ in 0..100 {
+                    let answer = client
+                        .reserve_slot(pb::ReserveSlotRequest {
+                            customer_id: format!("c-{i}"),
+                            slot_id: "s-10".into(),
+                            request_id: format!("r-{i}"),
+                            ..Default::default()
+                        })
+                        .await;
+                    match answer {
+                        Err(status) if status.code() == Code::Unavailable => {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        answer => return answer,
+                    }
+                }
+                panic!("reservation {i} stayed unavailable");
             }));
         }
         let mut succeeded = 0;
@@ -447,5 +458,84 @@ backend_tests! {
             .unwrap()
             .into_inner();
         assert!(listed.addresses.is_empty());
+    }
+
+    async fn rates_serve_their_postal_prefixes_and_radius(app) {
+        let mut berlin = rate("berlin", M::HomeSameDay, 999);
+        berlin.min_lead_days = 0;
+        berlin.max_lead_days = 0;
+        berlin.service_area = Some(pb::ServiceArea {
+            country_code: "DE".into(),
+            postal_code_prefixes: vec!["10".into(), "12".into()],
+            center: Some(geo(52.520008, 13.404954)),
+            radius_meters: 30_000,
+        });
+        app.upsert_rates(vec![berlin, rate("std", M::HomeStandard, 499)]).await;
+        app.upsert_slots(vec![slot("sd", M::HomeSameDay, Utc::now() + Duration::hours(6), 5)]).await;
+        let postal = |code: &str| pb::Location {
+            value: Some(pb::location::Value::PostalLocation(pb::PostalLocation {
+                country_code: "DE".into(),
+                postal_code: code.into(),
+            })),
+        };
+        let in_berlin = app.delivery_options("", postal("10117"), cart(2000, 1)).await;
+        assert_eq!(methods(&in_berlin), [M::HomeSameDay, M::HomeStandard]);
+        let in_munich = app.delivery_options("", postal("80331"), cart(2000, 1)).await;
+        assert_eq!(methods(&in_munich), [M::HomeStandard]);
+        // Potsdam (about 27 km from the centre) by position, Hamburg not.
+        let potsdam = app.delivery_options("", at(52.3906, 13.0645), cart(2000, 1)).await;
+        assert_eq!(methods(&potsdam)[0], M::HomeSameDay);
+        let hamburg = app.delivery_options("", at(53.550341, 10.000654), cart(2000, 1)).await;
+        assert_eq!(methods(&hamburg), [M::HomeStandard]);
+        // Another country is served by neither.
+        let mut vienna = at(48.2082, 16.3738);
+        if let Some(pb::location::Value::GeoLocation(geo)) = vienna.value.as_mut() {
+            geo.country_code = "AT".into();
+        }
+        assert!(app.delivery_options("", vienna, cart(2000, 1)).await.delivery_options.is_empty());
+    }
+
+    async fn recent_orders_weigh_more_than_old_ones(app) {
+        let customer = "c-recency";
+        app.grant(customer, &["personalization"]).await;
+        let now = Utc::now();
+        let mut events = Vec::new();
+        // Three standard deliveries 300 days ago, one next-day delivery last week:
+        // with a 90-day half-life the recent one outweighs the three (1 vs 0.30).
+        for (i, (method, days)) in [(M::HomeStandard, 300), (M::HomeStandard, 301), (M::HomeStandard, 302), (M::HomeNextDay, 7)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut event = purchase(
+                &format!("r-{i}"),
+                customer,
+                now - Duration::days(days),
+                vec![item("sku", 1, Some(eur(1000)), &[], "")],
+                eur(1000),
+            );
+            event.delivery_method = method.into();
+            events.push(event);
+        }
+        assert_eq!(app.ingest(events).await.accepted_count, 4);
+        for _ in 0..100 {
+            let learned = app
+                .delivery()
+                .get_delivery_preferences(pb::GetDeliveryPreferencesRequest { customer_id: customer.into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .learned_preferences
+                .unwrap();
+            if learned.order_count == 4 {
+                let top = &learned.delivery_methods[0];
+                assert_eq!(top.delivery_method, M::HomeNextDay as i32, "{learned:?}");
+                assert_eq!(top.order_count, 1);
+                assert!(top.weight > 0.7 && top.weight < 0.8, "{learned:?}");
+                assert_eq!(learned.delivery_methods[1].order_count, 3);
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the orders were never learned");
     }
 }

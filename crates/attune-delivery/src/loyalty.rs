@@ -86,3 +86,44 @@ pub async fn tier_benefits(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_shipping_without_methods_covers_every_method() {
+        let every = TierBenefits {
+            status: pb::TierBenefitsStatus::Applied,
+            free_shipping: Some(Vec::new()),
+        };
+        assert!(DeliveryMethod::ALL.iter().all(|m| every.ships_free(*m)));
+        let standard_only = TierBenefits {
+            status: pb::TierBenefitsStatus::Applied,
+            free_shipping: Some(vec![DeliveryMethod::HomeStandard]),
+        };
+        assert!(standard_only.ships_free(DeliveryMethod::HomeStandard));
+        assert!(!standard_only.ships_free(DeliveryMethod::HomeSameDay));
+        let none = TierBenefits::ignored(pb::TierBenefitsStatus::NoAccount);
+        assert!(!none.ships_free(DeliveryMethod::HomeStandard));
+    }
+
+    #[tokio::test]
+    async fn without_loyalty_or_a_customer_the_benefits_are_ignored_and_say_why() {
+        let budget = Duration::from_millis(50);
+        assert_eq!(
+            tier_benefits(None, "", budget).await.status,
+            pb::TierBenefitsStatus::NoCustomer
+        );
+        assert_eq!(
+            tier_benefits(None, "c-1", budget).await.status,
+            pb::TierBenefitsStatus::Unavailable
+        );
+        // A loyalty address where nothing listens: UNAVAILABLE, within the budget.
+        let peer = Peer::remote("http://127.0.0.1:9").expect("a well-formed address");
+        let started = std::time::Instant::now();
+        let answer = tier_benefits(Some(&peer), "c-1", budget).await;
+        assert_eq!(answer.status, pb::TierBenefitsStatus::Unavailable);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
