@@ -624,11 +624,9 @@ async fn candidate(
     } else {
         (price, None)
     };
-    let distance_meters = if method.is_pickup() && query_has_point(nearby) {
-        distance
-    } else {
-        0
-    };
+    // Pickup options exist only with a nearby point, hence with a position;
+    // home options keep 0.
+    let distance_meters = distance;
     Ok(Some(Candidate {
         method,
         price: final_price.amount_minor(),
@@ -653,16 +651,12 @@ async fn candidate(
     }))
 }
 
-fn query_has_point(nearby: &[(pb::PickupPoint, i32)]) -> bool {
-    !nearby.is_empty()
-}
-
 fn rank(candidates: &mut [Candidate]) {
     use pb::OptionReasonKind as Kind;
     let fastest = candidates.iter().map(|c| c.earliest).min();
     let cheapest = candidates.iter().map(|c| c.price).min();
     for c in candidates.iter_mut() {
-        if candidates_len_gt_one(fastest, c.earliest) {
+        if fastest == Some(c.earliest) {
             c.reasons
                 .push((Kind::Fastest, "The fastest option".to_owned()));
         }
@@ -682,10 +676,6 @@ fn rank(candidates: &mut [Candidate]) {
             .then_with(|| a.price.cmp(&b.price))
             .then_with(|| i32::from(a.method).cmp(&i32::from(b.method)))
     });
-}
-
-fn candidates_len_gt_one(fastest: Option<DateTime<Utc>>, earliest: DateTime<Utc>) -> bool {
-    fastest == Some(earliest)
 }
 
 async fn payment_options(
