@@ -54,6 +54,7 @@ pub mod bad_input;
 pub mod consent;
 pub mod consent_requests;
 pub mod data_subject;
+pub mod delivery;
 pub mod loyalty;
 pub mod profile_events;
 pub mod profile_people;

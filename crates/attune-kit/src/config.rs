@@ -174,6 +174,8 @@ pub struct Config {
     pub recommendation: RecommendationConfig,
     /// The loyalty service.
     pub loyalty: LoyaltyConfig,
+    /// The delivery service.
+    pub delivery: DeliveryConfig,
 }
 
 /// Where a server listens unless told otherwise.
@@ -194,6 +196,7 @@ impl Default for Config {
             profile: ProfileConfig::default(),
             recommendation: RecommendationConfig::default(),
             loyalty: LoyaltyConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -238,6 +241,9 @@ pub struct ConfigArgs {
 
     #[command(flatten)]
     pub loyalty: LoyaltyArgs,
+
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
 
     #[command(flatten)]
     pub secrets: SecretsArgs,
@@ -382,6 +388,30 @@ settings! {
         /// Quiet hours end at this local hour (0 to 23).
         quiet_hours_end: u32 = 8,
             flag "loyalty-quiet-hours-end", value "HOUR";
+    }
+}
+
+settings! {
+    /// The delivery service (see `attune.delivery.v1`).
+    pub struct DeliveryConfig / DeliveryArgs in "delivery" {
+        /// File holding the master key (64 hex digits) that wraps each customer's
+        /// address key, e.g. a mounted Kubernetes Secret. Unset: a key derived from
+        /// the pseudonymisation key (development default; start-up warns).
+        master_key_file: Option<PathBuf> = None,
+            flag "delivery-master-key-file", value "FILE";
+        /// How long a ranking waits for loyalty's tier benefits before it ignores them.
+        #[serde(with = "humantime_serde")]
+        loyalty_timeout: Duration = Duration::from_millis(150),
+            flag "delivery-loyalty-timeout", value "DURATION";
+        /// Age at which a past order counts half as much as today's in learned
+        /// preferences.
+        #[serde(with = "humantime_serde")]
+        learned_half_life: Duration = Duration::from_secs(90 * 24 * 3600),
+            flag "delivery-learned-half-life", value "DURATION";
+        /// How long a quoted delivery price holds for a reservation.
+        #[serde(with = "humantime_serde")]
+        quote_validity: Duration = Duration::from_secs(30 * 60),
+            flag "delivery-quote-validity", value "DURATION";
     }
 }
 
@@ -611,7 +641,7 @@ impl Config {
     }
 
     fn validated(self) -> Result<Self, ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 19] = [
+        let checks: [(bool, &'static str, &'static str); 20] = [
             (
                 self.database.url.trim().is_empty(),
                 "database.url",
@@ -691,6 +721,13 @@ impl Config {
                 self.loyalty.quiet_hours_start > 23 || self.loyalty.quiet_hours_end > 23,
                 "loyalty.quiet_hours_start",
                 "quiet hours are hours of the day, 0 to 23",
+            ),
+            (
+                self.delivery.loyalty_timeout.is_zero()
+                    || self.delivery.learned_half_life.is_zero()
+                    || self.delivery.quote_validity.is_zero(),
+                "delivery",
+                "loyalty_timeout, learned_half_life and quote_validity must be longer than 0s",
             ),
             (
                 self.feeds.heartbeat_interval.is_zero(),

@@ -38,6 +38,7 @@ pub const SERVICES: &[&dyn Service] = &[
     &attune_profile::ProfileService,
     &attune_recommendation::RecommendationService,
     &attune_loyalty::LoyaltyService,
+    &attune_delivery::DeliveryService,
 ];
 
 /// The name `--service` gives the gateway.
