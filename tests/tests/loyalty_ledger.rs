@@ -187,7 +187,14 @@ async fn redeem_retrying(
             Err(status)
                 if matches!(
                     status.code(),
-                    Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+                    // Transport trouble under a thousand concurrent streams (a pool
+                    // timeout, a GOAWAY the client sees as RESOURCE_EXHAUSTED): the
+                    // same request id makes the retry safe.
+                    Code::Unavailable
+                        | Code::Unknown
+                        | Code::Cancelled
+                        | Code::DeadlineExceeded
+                        | Code::ResourceExhausted
                 ) =>
             {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
