@@ -30,6 +30,8 @@ pub struct EvalArgs {
     /// the epoch or RFC 3339) or sequence (order number), optional basket.
     #[arg(long)]
     input: PathBuf,
+    /// Next basket (every held-out item counts), discovery (only items never
+    /// bought before count, and none may be recommended), or both.
     #[arg(long, value_enum, default_value_t = TaskArg::Both)]
     task: TaskArg,
     /// Models to evaluate, comma-separated (default: all). `blend` is what the server serves.
