@@ -49,7 +49,7 @@ fn eval_scores_the_held_out_baskets_as_worked_out_by_hand() {
     );
     assert!(popular.ends_with("| 3 |"), "{popular}");
     // Every model runs on both tasks; own-most-frequent cannot discover.
-    for model in ["popularity", "tifu", "item-knn", "rp3beta", "blend"] {
+    for model in ["popularity", "tifu", "item-knn", "rp3beta", "ease", "blend"] {
         row(&stdout, "next basket", model);
         row(&stdout, "discovery", model);
     }
