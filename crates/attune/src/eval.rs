@@ -30,6 +30,8 @@ pub struct EvalArgs {
     /// the epoch or RFC 3339) or sequence (order number), optional basket.
     #[arg(long)]
     input: PathBuf,
+    /// Next basket (every held-out item counts), discovery (only items never
+    /// bought before count, and none may be recommended), or both.
     #[arg(long, value_enum, default_value_t = TaskArg::Both)]
     task: TaskArg,
     /// Models to evaluate, comma-separated (default: all). `blend` is what the server serves.
@@ -62,12 +64,13 @@ enum SplitArg {
 }
 
 /// Every model `attune eval` knows, in table order.
-const MODELS: [&str; 6] = [
+const MODELS: [&str; 7] = [
     "own-most-frequent",
     "popularity",
     "tifu",
     "item-knn",
     "rp3beta",
+    "ease",
     "blend",
 ];
 
@@ -87,6 +90,8 @@ fn ranker(name: &str, knobs: &ModelConfig) -> Ranker {
         personal_weight: personal,
         collaborative_weight: collaborative,
         popularity_weight: 0.0,
+        discovery_collaborative_weight: collaborative,
+        discovery_popularity_weight: 0.0,
         collaborative: model.unwrap_or(knobs.collaborative),
         ..knobs.clone()
     };
@@ -108,9 +113,24 @@ fn ranker(name: &str, knobs: &ModelConfig) -> Ranker {
                 beta: 0.2,
             }),
         )),
+        "ease" => Ranker::Recommend(only(
+            0.0,
+            1.0,
+            Some(match knobs.collaborative {
+                ease @ Collaborative::Ease { .. } => ease,
+                _ => EASE,
+            }),
+        )),
         _ => Ranker::Recommend(knobs.clone()),
     }
 }
+
+/// EASE's knobs when the blend runs another collaborative model.
+const EASE: Collaborative = Collaborative::Ease {
+    lambda: 300.0,
+    head: 4000,
+    tail_weight: 0.0,
+};
 
 /// Applies `--set knob=value` overrides to the default configuration.
 fn configure(knobs: &[String]) -> anyhow::Result<ModelConfig> {
@@ -134,6 +154,8 @@ fn configure(knobs: &[String]) -> anyhow::Result<ModelConfig> {
             "personal_weight" => config.personal_weight = number()?,
             "collaborative_weight" => config.collaborative_weight = number()?,
             "popularity_weight" => config.popularity_weight = number()?,
+            "discovery_collaborative_weight" => config.discovery_collaborative_weight = number()?,
+            "discovery_popularity_weight" => config.discovery_popularity_weight = number()?,
             "popularity_half_life_days" => config.popularity_half_life_days = number()?,
             "due_floor" => config.due_floor = number()?,
             "neighbours" => config.neighbours = count()?,
@@ -147,6 +169,19 @@ fn configure(knobs: &[String]) -> anyhow::Result<ModelConfig> {
                 config.collaborative = Collaborative::Rp3Beta {
                     alpha: alpha.parse().context("rp3beta alpha")?,
                     beta: beta.parse().context("rp3beta beta")?,
+                };
+            }
+            "ease" => {
+                let mut parts = value.split(':');
+                let mut next = |what: &str| {
+                    parts
+                        .next()
+                        .with_context(|| format!("--set ease=LAMBDA:HEAD:TAIL_WEIGHT: no {what}"))
+                };
+                config.collaborative = Collaborative::Ease {
+                    lambda: next("lambda")?.parse().context("ease lambda")?,
+                    head: next("head")?.parse().context("ease head")?,
+                    tail_weight: next("tail weight")?.parse().context("ease tail weight")?,
                 };
             }
             _ => bail!("--set {name}: unknown knob"),

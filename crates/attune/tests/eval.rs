@@ -49,7 +49,7 @@ fn eval_scores_the_held_out_baskets_as_worked_out_by_hand() {
     );
     assert!(popular.ends_with("| 3 |"), "{popular}");
     // Every model runs on both tasks; own-most-frequent cannot discover.
-    for model in ["popularity", "tifu", "item-knn", "rp3beta", "blend"] {
+    for model in ["popularity", "tifu", "item-knn", "rp3beta", "ease", "blend"] {
         row(&stdout, "next basket", model);
         row(&stdout, "discovery", model);
     }
@@ -87,4 +87,21 @@ fn eval_refuses_bad_input_and_says_why() {
     let unknown = eval(&["--set", "colour=blue"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown knob"));
+}
+
+#[test]
+fn the_tuning_split_predicts_the_order_before_the_last() {
+    // Only a has three orders: trained on {1, 2}, asked for {1, 3}; own most
+    // frequent [1, 2] hits at rank 1: NDCG 1 / (1 + 1/log2 3).
+    let output = eval(&["--split", "tuning", "--task", "next-basket"]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("second-to-last basket held out"),
+        "{stdout}"
+    );
+    assert_eq!(
+        row(&stdout, "next basket", "own-most-frequent"),
+        "| next basket | own-most-frequent | 0.6131 | 0.1000 | 0.5000 | 1.0000 | 0.4000 | 1 |"
+    );
 }

@@ -134,8 +134,15 @@ fn candidates(
 }
 
 /// Turns a candidate's parts into one score and the reason that weighed most.
-fn finish(models: &Models, found: HashMap<ItemIx, Candidate>) -> Vec<Scored> {
+fn finish(models: &Models, task: Task, found: HashMap<ItemIx, Candidate>) -> Vec<Scored> {
     let config = &models.config;
+    let (collaborative_weight, popularity_weight) = match task {
+        Task::NextBasket => (config.collaborative_weight, config.popularity_weight),
+        Task::Discovery => (
+            config.discovery_collaborative_weight,
+            config.discovery_popularity_weight,
+        ),
+    };
     let top_collaborative = found
         .values()
         .map(|c| c.collaborative)
@@ -145,11 +152,11 @@ fn finish(models: &Models, found: HashMap<ItemIx, Candidate>) -> Vec<Scored> {
         .map(|(item, c)| {
             let personal = config.personal_weight * c.personal;
             let collaborative = if top_collaborative > 0.0 {
-                config.collaborative_weight * c.collaborative / top_collaborative
+                collaborative_weight * c.collaborative / top_collaborative
             } else {
                 0.0
             };
-            let popular = config.popularity_weight * models.popularity.normalized(item);
+            let popular = popularity_weight * models.popularity.normalized(item);
             let because = if personal >= collaborative && personal >= popular && personal > 0.0 {
                 if c.purchases > 0 {
                     Because::OwnHistory {
@@ -182,7 +189,7 @@ pub(crate) fn recommend(
     exclude: &dyn Fn(ItemIx) -> bool,
 ) -> Vec<Scored> {
     let (found, bought) = candidates(models, user, recent, task, now, None);
-    let mut ranked: Vec<Scored> = finish(models, found)
+    let mut ranked: Vec<Scored> = finish(models, task, found)
         .into_iter()
         .filter(|s| models.is_active(s.item) && !exclude(s.item))
         .collect();
@@ -220,7 +227,7 @@ pub(crate) fn score(
     for &item in &within {
         found.entry(item).or_default();
     }
-    let mut ranked = finish(models, found);
+    let mut ranked = finish(models, Task::NextBasket, found);
     let n = ranked.len();
     top_n(&mut ranked, n, |s| (s.score, s.item));
     ranked

@@ -35,12 +35,17 @@ impl Groups {
         self.offsets.push(self.items.len());
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.offsets.len() - 1
     }
 
-    fn group(&self, g: usize) -> &[ItemIx] {
+    pub(crate) fn group(&self, g: usize) -> &[ItemIx] {
         &self.items[self.offsets[g]..self.offsets[g + 1]]
+    }
+
+    /// Every group's items, one after the other.
+    pub(crate) fn all_items(&self) -> &[ItemIx] {
+        &self.items
     }
 }
 
@@ -73,6 +78,33 @@ impl Neighbours {
         (&self.items[range.clone()], &self.scores[range])
     }
 
+    /// Flattens one list per item (best first already).
+    pub(crate) fn from_lists(lists: impl IntoIterator<Item = NeighbourList>) -> Neighbours {
+        let mut offsets = vec![0u32];
+        let mut items = Vec::new();
+        let mut scores = Vec::new();
+        for list in lists {
+            for (j, s) in list {
+                items.push(j);
+                scores.push(s);
+            }
+            offsets.push(u32::try_from(items.len()).unwrap_or(u32::MAX));
+        }
+        items.shrink_to_fit();
+        scores.shrink_to_fit();
+        Neighbours {
+            offsets,
+            items,
+            scores,
+        }
+    }
+
+    /// Item `item`'s list, owned.
+    pub(crate) fn list(&self, item: ItemIx) -> NeighbourList {
+        let (items, scores) = self.of(item);
+        items.iter().copied().zip(scores.iter().copied()).collect()
+    }
+
     pub(crate) fn memory_bytes(&self) -> usize {
         self.offsets.capacity() * 4 + self.items.capacity() * 4 + self.scores.capacity() * 4
     }
@@ -91,7 +123,7 @@ impl Neighbours {
 }
 
 /// One item's neighbours and similarities, best first.
-type NeighbourList = Vec<(ItemIx, f32)>;
+pub(crate) type NeighbourList = Vec<(ItemIx, f32)>;
 
 /// Items handed to one worker at a time: small enough to balance skewed items
 /// over the threads, large enough to keep the hand-out cheap.

@@ -16,13 +16,14 @@ mod blend;
 mod config;
 mod content;
 mod cooccurrence;
+mod ease;
 mod history;
 mod popularity;
 mod snapshot;
 mod time;
 mod topk;
 
-pub use config::{Collaborative, ModelConfig, SignalWeights};
+pub use config::{Collaborative, MAX_EASE_HEAD, ModelConfig, SignalWeights};
 pub use snapshot::Models;
 
 /// Dense item index, assigned by the caller (serving or eval).

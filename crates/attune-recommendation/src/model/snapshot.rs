@@ -7,6 +7,7 @@ use super::blend;
 use super::config::{Collaborative, ModelConfig};
 use super::content::Content;
 use super::cooccurrence::{Groups, Neighbours, Normalization, neighbours};
+use super::ease::ease;
 use super::history::{Histories, summarize};
 use super::popularity::Popularity;
 use super::time::{MICROS_PER_DAY, day_of};
@@ -91,10 +92,7 @@ impl Models {
         drop(order);
         histories.shrink_to_fit();
 
-        let collaborative = match config.collaborative {
-            Collaborative::ItemKnn { shrink } => Normalization::Cosine { shrink },
-            Collaborative::Rp3Beta { alpha, beta } => Normalization::Rp3Beta { alpha, beta },
-        };
+        let collaborative = collaborative(&customers, n_items, config, threads)?;
         let popularity = Popularity::train(&data.items, &data.interactions, config, data.now);
         let content = Content::train(&data.items, &popularity, data.now);
         Ok(Models {
@@ -102,13 +100,7 @@ impl Models {
             config: config.clone(),
             now: data.now,
             active: data.items.iter().map(|facts| facts.active).collect(),
-            collaborative: neighbours(
-                &customers,
-                n_items,
-                collaborative,
-                config.neighbours,
-                threads,
-            ),
+            collaborative,
             bought_together: neighbours(
                 &baskets,
                 n_items,
@@ -363,6 +355,57 @@ fn version(data: &TrainingData, sorted: &[Interaction], config: &ModelConfig) ->
         .unwrap_or_else(|| data.now.to_string());
     format!("tifu-{}-{at}-{hash:016x}", config.collaborative.name())
 }
+
+/// The collaborative model's neighbour lists from the customers' item sets.
+fn collaborative(
+    customers: &Groups,
+    n_items: usize,
+    config: &ModelConfig,
+    threads: usize,
+) -> Result<Neighbours, TrainingError> {
+    let k = config.neighbours;
+    Ok(match config.collaborative {
+        Collaborative::ItemKnn { shrink } => neighbours(
+            customers,
+            n_items,
+            Normalization::Cosine { shrink },
+            k,
+            threads,
+        ),
+        Collaborative::Rp3Beta { alpha, beta } => neighbours(
+            customers,
+            n_items,
+            Normalization::Rp3Beta { alpha, beta },
+            k,
+            threads,
+        ),
+        Collaborative::Ease {
+            lambda,
+            head,
+            tail_weight,
+        } => {
+            let (mut lists, in_head) =
+                ease(customers, n_items, f64::from(lambda), head, k, threads)
+                    .map_err(TrainingError)?;
+            let tail = neighbours(customers, n_items, EASE_TAIL, k, threads);
+            for (item, list) in lists.iter_mut().enumerate() {
+                if !in_head[item] {
+                    let item = ItemIx::try_from(item).expect("item indexes fit u32");
+                    *list = tail
+                        .list(item)
+                        .into_iter()
+                        .map(|(j, s)| (j, s * tail_weight))
+                        .filter(|&(_, s)| s > 0.0)
+                        .collect();
+                }
+            }
+            Neighbours::from_lists(lists)
+        }
+    })
+}
+
+/// Item-KNN for the items outside EASE's head.
+const EASE_TAIL: Normalization = Normalization::Cosine { shrink: 20.0 };
 
 #[cfg(test)]
 mod tests;

@@ -299,7 +299,7 @@ fn a_snapshot_names_itself_and_knows_its_size() {
     assert!(
         models
             .version()
-            .starts_with("tifu-item-knn-2024-10-04T00:00:00Z-")
+            .starts_with("tifu-ease-2024-10-04T00:00:00Z-")
     );
     assert_eq!(models.users(), 7);
     assert_eq!(models.items(), 6);
