@@ -111,6 +111,12 @@ impl TestApp {
     /// [`pod`](Self::pod), calling consent at `consent` (for example an address
     /// where nothing listens, to see what the service does without consent).
     pub async fn pod_with_consent_at(&self, service: &str, consent: &str) -> Self {
+        self.pod_with_peer_at(service, "consent", consent).await
+    }
+
+    /// [`pod`](Self::pod), calling its peer `peer` at `address` (for example
+    /// an address where nothing listens, to see how the service degrades).
+    pub async fn pod_with_peer_at(&self, service: &str, peer: &str, address: &str) -> Self {
         let role = Role::named(Some(service)).expect("the service is registered");
         let mut config = self.config.clone();
         // Every other peer is reached through this server's port too.
@@ -123,7 +129,7 @@ impl TestApp {
         config
             .peers
             .addresses
-            .insert("consent".into(), consent.to_owned());
+            .insert(peer.into(), address.to_owned());
         Self::start(config, role, Clock::system()).await
     }
 

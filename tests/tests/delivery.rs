@@ -352,8 +352,8 @@ backend_tests! {
         assert_eq!(personalization.non_personalized_reason, NonPersonalizedReason::NoConsent as i32);
         // The default: fastest first (next day), then cheapest.
         assert_eq!(methods(&options)[0], M::HomeNextDay);
-        // Loyalty is not served here: tier benefits are ignored, and said so.
-        assert_eq!(options.tier_benefits_status, pb::TierBenefitsStatus::Unavailable as i32);
+        // No loyalty account: no tier benefits, and said so.
+        assert_eq!(options.tier_benefits_status, pb::TierBenefitsStatus::NoAccount as i32);
     }
 
     async fn a_quote_holds_its_price_until_the_slot_is_reserved(app) {

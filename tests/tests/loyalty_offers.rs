@@ -1,7 +1,6 @@
 //! Personalized offers and the next-best message over real gRPC, on hand-built
 //! customers with an injected clock: each rule's condition, consent, the weekly
-//! cap, campaign budgets, a source that is not there (recommendation is not
-//! served here), quiet hours, frequency caps and no repeats.
+//! cap, campaign budgets, quiet hours, frequency caps and no repeats.
 
 #![allow(clippy::unwrap_used)] // panics fail tests
 
@@ -120,7 +119,7 @@ backend_tests! {
         let first = generate(&app, "cust-1").await;
         assert_eq!(issued_rules(&first), ["a_win_back", "b_cart", "c_thanks"], "{first:?}");
         assert_eq!(skipped(&first, "d_store"), Some(pb::SkipReason::CustomerCap));
-        assert_eq!(skipped(&first, "e_refill"), Some(pb::SkipReason::SourceUnavailable), "no buy-again answers: skipped, not faked");
+        assert_eq!(skipped(&first, "e_refill"), Some(pb::SkipReason::NotEligible), "tea was bought once: no cadence, nothing due");
         assert_eq!(skipped(&first, "f_mail"), Some(pb::SkipReason::NoConsent), "e-mail needs marketing_email");
         let cart_offer = &first.issued[1];
         assert_eq!(cart_offer.item_ids, ["cup"]);
