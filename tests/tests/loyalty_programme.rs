@@ -85,7 +85,9 @@ backend_tests! {
         assert_eq!(account.tier_id, "gold", "gold until the period ends");
         // At the period's end: the 150 points of the second purchase (at 1.5x) make silver.
         clock.advance(TimeDelta::days(2));
-        assert!(run_scheduled(&app).await.reviewed_accounts >= 1);
+        // The background maintenance may review the account first; either way
+        // the review has happened once this call returns.
+        run_scheduled(&app).await;
         let account = app.loyalty_account("cust-t").await;
         assert_eq!(account.tier_id, "silver", "{account:?}");
         assert_eq!(account.qualifying_value, 150);
