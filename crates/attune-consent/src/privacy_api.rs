@@ -2,16 +2,14 @@
 //! customer's consent records, erase a customer (see `subject_rights` for what
 //! erasure keeps and why).
 
-use attune_kit::error::Violations;
-use attune_kit::pagination::{next_page, page_size};
-use attune_kit::privacy::{ExportRequest, parse_erase};
+use attune_kit::pagination::next_page;
+use attune_kit::privacy::{ExportRequest, no_linked_ids, parse_erase};
 use attune_kit::types::time;
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::domain::CustomerId;
 use crate::service::Consent;
 
 /// The name an export or receipt gives this service.
@@ -59,22 +57,8 @@ impl DataSubjectService for ConsentPrivacyApi {
         &self,
         request: Request<pb::ListLinkedCustomerIdsRequest>,
     ) -> Result<Response<pb::ListLinkedCustomerIdsResponse>, Status> {
-        let pb::ListLinkedCustomerIdsRequest {
-            customer_id,
-            page_size: raw_size,
-            page_token,
-        } = request.into_inner();
-        let mut v = Violations::default();
-        v.check("customer_id", CustomerId::parse(&customer_id));
-        v.check_field(page_size("page_size", raw_size, 1000, 1000));
-        if !page_token.is_empty() {
-            v.check::<(), &str>(
-                "page_token",
-                Err("must be a token from an earlier response"),
-            );
-        }
-        v.finish()?;
-        Ok(Response::new(pb::ListLinkedCustomerIdsResponse::default()))
+        // Links no ids: merges move this service's data to the survivor.
+        Ok(Response::new(no_linked_ids(request.into_inner())?))
     }
 
     async fn erase_customer(

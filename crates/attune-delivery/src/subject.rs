@@ -5,10 +5,9 @@
 //! can no longer be read.
 
 use attune_kit::ApiError;
-use attune_kit::error::{Violations, checked};
-use attune_kit::pagination::{decode_cursor, encode_page_token, page_size};
-use attune_kit::privacy::{ExportRequest, parse_erase, struct_from_json};
-use attune_kit::types::{CustomerId, time};
+use attune_kit::pagination::encode_page_token;
+use attune_kit::privacy::{ExportRequest, no_linked_ids, parse_erase, struct_from_json};
+use attune_kit::types::time;
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
 use chrono::{DateTime, Utc};
@@ -215,23 +214,7 @@ impl DataSubjectService for DeliveryPrivacyApi {
         &self,
         request: Request<pb::ListLinkedCustomerIdsRequest>,
     ) -> Result<Response<pb::ListLinkedCustomerIdsResponse>, Status> {
-        let pb::ListLinkedCustomerIdsRequest {
-            customer_id,
-            page_size: raw_size,
-            page_token,
-        } = request.into_inner();
-        let mut v = Violations::default();
-        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
-        v.check_field(page_size("page_size", raw_size, 1000, 1000));
-        decode_cursor(&mut v, "page_token", &page_token, |c| {
-            c.parse::<usize>().ok()
-        });
-        v.finish()?;
-        let _ = checked(customer);
-        // Delivery links no ids: merges move choices to the survivor.
-        Ok(Response::new(pb::ListLinkedCustomerIdsResponse {
-            customer_ids: Vec::new(),
-            next_page_token: String::new(),
-        }))
+        // Links no ids: merges move this service's data to the survivor.
+        Ok(Response::new(no_linked_ids(request.into_inner())?))
     }
 }

@@ -7,7 +7,7 @@ use prost_types::{ListValue, Struct, Value};
 use tonic::metadata::MetadataMap;
 
 use crate::error::{ApiError, Violations, checked};
-use crate::pagination::{decode_cursor, page_size};
+use crate::pagination::{decode_cursor, encode_page_token, page_size};
 use crate::types::{CustomerId, RequestId};
 
 /// The metadata key a caller forwards a browser's `Sec-GPC` header as.
@@ -75,6 +75,73 @@ pub fn parse_erase(request: pb::EraseCustomerRequest) -> Result<(CustomerId, Req
     let request_id = v.check("request_id", RequestId::parse(&request_id));
     v.finish()?;
     Ok((checked(customer), checked(request_id)))
+}
+
+/// A checked `ListLinkedCustomerIdsRequest`: whose linked ids, how many, and
+/// from which offset (the page token is an offset into the service's list).
+#[derive(Debug, Clone)]
+pub struct LinkedIdsRequest {
+    /// The customer whose linked ids are listed.
+    pub customer: CustomerId,
+    /// Most ids in this page (1000 by default and at most).
+    pub limit: usize,
+    /// How many ids earlier pages returned.
+    pub offset: usize,
+}
+
+impl LinkedIdsRequest {
+    /// Checks `request`: every problem at once, as INVALID_ARGUMENT field violations.
+    pub fn parse(request: pb::ListLinkedCustomerIdsRequest) -> Result<Self, ApiError> {
+        let pb::ListLinkedCustomerIdsRequest {
+            customer_id,
+            page_size: raw_size,
+            page_token,
+        } = request;
+        let mut v = Violations::default();
+        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
+        let limit = v.check_field(page_size("page_size", raw_size, 1000, 1000));
+        let offset = decode_cursor(&mut v, "page_token", &page_token, |c| {
+            c.parse::<usize>().ok()
+        });
+        v.finish()?;
+        Ok(Self {
+            customer: checked(customer),
+            limit: checked(limit) as usize,
+            offset: offset.unwrap_or(0),
+        })
+    }
+
+    /// This request's page of `linked` (the service's whole list, in a stable
+    /// order), with the token of the next page when more remain.
+    pub fn page(&self, linked: &[String]) -> pb::ListLinkedCustomerIdsResponse {
+        let start = self.offset.min(linked.len());
+        let end = start.saturating_add(self.limit).min(linked.len());
+        let next_page_token = if end < linked.len() {
+            encode_page_token(&end.to_string())
+        } else {
+            String::new()
+        };
+        pb::ListLinkedCustomerIdsResponse {
+            customer_ids: linked[start..end].to_vec(),
+            next_page_token,
+        }
+    }
+}
+
+/// The `ListLinkedCustomerIds` answer of a service that links no ids (its
+/// data follows merges to the survivor): none, once the request is valid. It
+/// never issues a page token, so any token is INVALID_ARGUMENT.
+pub fn no_linked_ids(
+    request: pb::ListLinkedCustomerIdsRequest,
+) -> Result<pb::ListLinkedCustomerIdsResponse, ApiError> {
+    let mut v = Violations::default();
+    v.check("customer_id", CustomerId::parse(&request.customer_id));
+    v.check_field(page_size("page_size", request.page_size, 1000, 1000));
+    if !request.page_token.is_empty() {
+        v.add("page_token", "must be a token from an earlier response");
+    }
+    v.finish()?;
+    Ok(pb::ListLinkedCustomerIdsResponse::default())
 }
 
 /// Turns a JSON object into the `google.protobuf.Struct` an export record

@@ -5,11 +5,9 @@
 //! and list the merged ids, so the gateway covers them at every service.
 
 use attune_kit::ApiError;
-use attune_kit::error::{Violations, checked};
 use attune_kit::idempotency::Request as Logged;
-use attune_kit::pagination::{decode_cursor, page_size};
-use attune_kit::privacy::{ExportRequest, parse_erase};
-use attune_kit::types::{CustomerId, time};
+use attune_kit::privacy::{ExportRequest, LinkedIdsRequest, parse_erase};
+use attune_kit::types::time;
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
 use attune_proto::profile::v1 as profile_pb;
@@ -400,19 +398,8 @@ impl DataSubjectService for ProfilePrivacyApi {
         &self,
         request: Request<pb::ListLinkedCustomerIdsRequest>,
     ) -> Result<Response<pb::ListLinkedCustomerIdsResponse>, Status> {
-        let pb::ListLinkedCustomerIdsRequest {
-            customer_id,
-            page_size: raw_size,
-            page_token,
-        } = request.into_inner();
-        let mut v = Violations::default();
-        let customer = v.check("customer_id", CustomerId::parse(&customer_id));
-        let limit = v.check_field(page_size("page_size", raw_size, 1000, 1000));
-        let offset = decode_cursor(&mut v, "page_token", &page_token, |c| {
-            c.parse::<usize>().ok()
-        });
-        v.finish()?;
-        let (customer, limit) = (checked(customer), checked(limit));
+        let request = LinkedIdsRequest::parse(request.into_inner())?;
+        let customer = &request.customer;
         let db = &self.profile.db;
         let linked = match standing(db, customer.as_ref())
             .await
@@ -423,16 +410,6 @@ impl DataSubjectService for ProfilePrivacyApi {
                 .map_err(ApiError::from)?,
             Standing::MergedInto | Standing::Unknown => Vec::new(),
         };
-        let start = offset.unwrap_or(0).min(linked.len());
-        let end = start.saturating_add(limit as usize).min(linked.len());
-        let next_page_token = if end < linked.len() {
-            attune_kit::pagination::encode_page_token(&end.to_string())
-        } else {
-            String::new()
-        };
-        Ok(Response::new(pb::ListLinkedCustomerIdsResponse {
-            customer_ids: linked[start..end].to_vec(),
-            next_page_token,
-        }))
+        Ok(Response::new(request.page(&linked)))
     }
 }
