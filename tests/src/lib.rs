@@ -27,6 +27,7 @@ use attune_kit::clock::Clock;
 use attune_kit::config::Config;
 use attune_kit::db::{TestDatabase, fresh_test_database_on};
 use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
+use attune_proto::gateway::v1::data_access_service_client::DataAccessServiceClient;
 use attune_proto::gateway::v1::data_subject_request_service_client::DataSubjectRequestServiceClient;
 use attune_proto::privacy::v1::data_subject_service_client::DataSubjectServiceClient;
 use attune_proto::profile::v1::event_service_client::EventServiceClient;
@@ -275,6 +276,11 @@ impl TestApp {
         DataSubjectRequestServiceClient::new(self.channel.clone())
     }
 
+    /// The gateway's data-access log: who read a customer's data.
+    pub fn data_access(&self) -> DataAccessServiceClient<Channel> {
+        DataAccessServiceClient::new(self.channel.clone())
+    }
+
     /// A service's own, internal data-subject API: served by a [`pod`](Self::pod),
     /// never by the public port.
     pub fn internal_data_subject(&self) -> DataSubjectServiceClient<Channel> {
@@ -423,6 +429,18 @@ macro_rules! backend_tests {
         }
         $crate::backend_tests! { $($rest)* }
     };
+}
+
+/// Polls `probe` until it holds, for up to 10 seconds: for effects a server
+/// applies in the background (a follower, a sweep, a batched writer).
+pub async fn eventually(what: &str, mut probe: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if probe().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen within 10 seconds");
 }
 
 /// Marks a PostgreSQL-only test as ignored unless this crate was built with

@@ -21,7 +21,7 @@ use attune_kit::sea_orm_migration::prelude::*;
 use attune_proto::profile::v1::event_service_client::EventServiceClient;
 use attune_tests::consent_requests::{decision, record};
 use attune_tests::profile_events::view;
-use attune_tests::{TestApp, backend_tests, consent_pb as pb, profile_pb};
+use attune_tests::{TestApp, backend_tests, consent_pb as pb, eventually, profile_pb};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
@@ -254,15 +254,6 @@ async fn write(app: &TestApp, prefix: &str, count: usize) -> usize {
             .unwrap();
     }
     count
-}
-
-/// Waits until `done` holds, for at most 10 s.
-async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Every position applied once, and as many as were written.

@@ -65,10 +65,20 @@ async fn grant_two(app: &TestApp, customer: &str) {
 /// checking consent's receipts and that the erasure took effect.
 async fn export_then_erase_through(gateway: &TestApp, customer: &str) {
     let messages = gateway.export_customer(customer, &request_id()).await;
-    let records: Vec<_> = messages.iter().flat_map(|m| m.records.clone()).collect();
-    // Only consent holds something: profile knows no such customer.
-    assert_eq!(records.len(), 2, "{messages:?}");
-    assert!(records.iter().all(|r| r.kind == "consent_decision"));
+    let records = |service: &str| -> Vec<_> {
+        messages
+            .iter()
+            .filter(|m| m.service == service)
+            .flat_map(|m| m.records.clone())
+            .collect()
+    };
+    // Consent holds the grants, and the gateway's access log this export (a
+    // read of the customer's data); profile knows no such customer.
+    let (decisions, accesses) = (records(CONSENT_PACKAGE), records(ACCESS_LOG));
+    assert_eq!(decisions.len(), 2, "{messages:?}");
+    assert!(decisions.iter().all(|r| r.kind == "consent_decision"));
+    assert_eq!(accesses.len(), 1, "{messages:?}");
+    assert_eq!(accesses[0].kind, "data_access");
     assert!(messages.iter().all(|m| m.customer_id == customer));
     let receipts: Vec<_> = messages
         .iter()
@@ -80,11 +90,14 @@ async fn export_then_erase_through(gateway: &TestApp, customer: &str) {
         data_holding_services(),
         "one receipt per data-holding service, in service order"
     );
-    let (_, receipt) = receipts[0];
-    assert_eq!(receipt.status, gateway_pb::ReceiptStatus::Succeeded as i32);
-    assert_eq!(receipt.record_count, 2);
-    for (service, receipt) in &receipts[1..] {
-        assert_eq!(receipt.record_count, 0, "{service} holds nothing");
+    for (service, receipt) in &receipts {
+        assert_eq!(receipt.status, gateway_pb::ReceiptStatus::Succeeded as i32);
+        let expected = match *service {
+            CONSENT_PACKAGE => 2,
+            ACCESS_LOG => 1,
+            _ => 0,
+        };
+        assert_eq!(receipt.record_count, expected, "{service}");
     }
 
     let id = request_id();
@@ -93,9 +106,10 @@ async fn export_then_erase_through(gateway: &TestApp, customer: &str) {
     assert!(erased.erase_time.is_some());
     assert_eq!(erased.customer_ids, [customer]);
     let receipt = erased.receipts[0].clone();
-    assert_eq!(receipt.service, "attune.consent.v1");
+    assert_eq!(receipt.service, CONSENT_PACKAGE);
     for other in &erased.receipts[1..] {
-        assert_eq!(other.record_count, 0, "{} held nothing", other.service);
+        let expected = if other.service == ACCESS_LOG { 1 } else { 0 };
+        assert_eq!(other.record_count, expected, "{}", other.service);
     }
     assert_eq!(receipt.status, gateway_pb::ReceiptStatus::Succeeded as i32);
     // Consent counts its ledger records and the rows derived from them.
@@ -107,8 +121,16 @@ async fn export_then_erase_through(gateway: &TestApp, customer: &str) {
         "a retry returns the original receipts"
     );
     assert!(!gateway.check_consent(customer, &["analytics"]).await[0].granted);
+    // Nothing is left but the record of this very export.
     let after = gateway.export_customer(customer, &request_id()).await;
-    assert!(after.iter().all(|m| m.records.is_empty()), "{after:?}");
+    assert!(
+        after
+            .iter()
+            .all(|m| m.records.is_empty() || m.service == ACCESS_LOG),
+        "{after:?}"
+    );
+    let accesses: usize = after.iter().map(|m| m.records.len()).sum();
+    assert_eq!(accesses, 1, "{after:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,14 +372,13 @@ async fn consent_and_gateway_run_as_two_servers_on_postgres() {
     consent_and_gateway_as_two_servers(Backend::Postgres).await;
 }
 
-/// The API packages of every service that holds personal data, in the order the
-/// gateway lists their receipts.
+/// Consent's receipts name it so.
+const CONSENT_PACKAGE: &str = "attune.consent.v1";
+
+/// The gateway's data-access log, as its receipts name it.
+const ACCESS_LOG: &str = attune_gateway::ACCESS_LOG_PACKAGE;
+
+/// The names on every receipt, in the order the gateway lists them.
 fn data_holding_services() -> Vec<&'static str> {
-    let mut services: Vec<_> = attune::SERVICES
-        .iter()
-        .filter(|service| service.holds_personal_data())
-        .map(|service| service.api_package())
-        .collect();
-    services.sort_unstable();
-    services
+    attune::data_subject_receipts()
 }

@@ -9,8 +9,6 @@
 
 #![allow(clippy::unwrap_used)] // panics fail tests
 
-use std::time::Duration;
-
 use attune_kit::sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use attune_kit::sea_orm::{ConnectionTrait, DatabaseConnection};
 use attune_proto::common::v1 as common;
@@ -20,7 +18,7 @@ use attune_tests::bad_input::{Cases, assert_each_rejected};
 use attune_tests::consent_requests::{decision, record, request_id};
 use attune_tests::profile_events::{cart, eur, item, purchase, view};
 use attune_tests::profile_people::{create_anonymous, create_known, merge, set_zero_party};
-use attune_tests::{TestApp, backend_tests, consent_pb, every_page, violated_fields};
+use attune_tests::{TestApp, backend_tests, consent_pb, eventually, every_page, violated_fields};
 use pb::segment_condition::Condition as C;
 use prost_types::FieldMask;
 use tonic::Code;
@@ -232,17 +230,6 @@ async fn membership_entries(db: &DatabaseConnection) -> Vec<(String, String, boo
             }
         })
         .collect()
-}
-
-/// Polls `probe` until it holds, for up to 10 seconds.
-async fn eventually(what: &str, mut probe: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
-        if probe().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what} did not happen within 10 seconds");
 }
 
 fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {

@@ -73,6 +73,16 @@ impl Backend {
         }
     }
 
+    /// Data of the gateway's own under `package` (its data-access log), served
+    /// by `server` in this process: a backend of data-subject requests only,
+    /// with no public services of its own.
+    pub(crate) fn own(package: &'static str, server: &LocalServer) -> Self {
+        Self {
+            in_process: true,
+            ..Self::new(package, &[], true, server.service())
+        }
+    }
+
     /// `service` running in another process at `address` (`http://consent:50051`).
     /// Connects lazily and reconnects by itself: a backend that is down makes its
     /// calls UNAVAILABLE and its health NOT_SERVING, never the gateway fail.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use attune_kit::error::Violations;
 use attune_kit::server::HttpService;
 use attune_kit::telemetry::TraceContextInterceptor;
-use attune_kit::types::{CustomerId, RequestId};
+use attune_kit::types::{CustomerId, DataCategory, RequestId};
 use attune_proto::gateway::v1 as pb;
 use attune_proto::gateway::v1::data_subject_request_service_server::DataSubjectRequestService;
 use attune_proto::privacy::v1 as privacy;
@@ -21,6 +21,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
+use crate::access_log::{Access, AccessLog, Caller};
 use crate::backend::Backend;
 
 /// Records asked of a backend per export page: the most one gateway message holds.
@@ -31,6 +32,8 @@ const EXPORT_PAGE_SIZE: i32 = 1000;
 pub struct DataSubjectRequests {
     /// Data-holding backends, ordered by package (the order receipts are given in).
     backends: Arc<[Backend]>,
+    /// Where an export, itself a read of the customer's data, is recorded.
+    access_log: Option<AccessLog>,
 }
 
 impl DataSubjectRequests {
@@ -44,7 +47,14 @@ impl DataSubjectRequests {
         holding.sort_by_key(Backend::package);
         Self {
             backends: holding.into(),
+            access_log: None,
         }
+    }
+
+    /// Records each export in `access_log`, under every id it covers.
+    pub fn recording_exports(mut self, access_log: AccessLog) -> Self {
+        self.access_log = Some(access_log);
+        self
     }
 }
 
@@ -63,6 +73,28 @@ fn outgoing<T>(message: T, caller: &MetadataMap) -> Request<T> {
             .insert("grpc-timeout", timeout.clone());
     }
     request
+}
+
+/// The RPC an export is recorded under.
+const EXPORT_RPC: &str = "attune.gateway.v1.DataSubjectRequestService/ExportCustomer";
+
+/// An export reads everything held about each of `ids`: recorded as such,
+/// before any service is asked, so the log's own part of the export holds it.
+async fn record_export(access_log: &AccessLog, ids: &[Subject]) {
+    for subject in ids {
+        let Ok(customer) = CustomerId::parse(&subject.customer_id) else {
+            continue;
+        };
+        access_log
+            .record(Access {
+                customer,
+                caller: Caller::development(),
+                rpc: EXPORT_RPC.to_owned(),
+                purpose_codes: vec!["data_subject_request".to_owned()],
+                data_categories: DataCategory::ALL.to_vec(),
+            })
+            .await;
+    }
 }
 
 /// Checks both ids of a request; INVALID_ARGUMENT naming each bad one.
@@ -358,6 +390,7 @@ impl DataSubjectRequestService for DataSubjectRequests {
         let (caller, _, request) = request.into_parts();
         validate(&request.customer_id, &request.request_id)?;
         let backends = Arc::clone(&self.backends);
+        let access_log = self.access_log.clone();
         let (sender, receiver) = mpsc::channel(2);
         // The export runs in the call's span, so each backend call's trace context
         // names the gateway as its parent.
@@ -370,6 +403,9 @@ impl DataSubjectRequestService for DataSubjectRequests {
                     &caller,
                 )
                 .await;
+                if let Some(access_log) = access_log {
+                    record_export(&access_log, &subjects.ids).await;
+                }
                 for backend in backends.iter() {
                     if !export_from(backend, &subjects.ids, &caller, &sender).await {
                         return;

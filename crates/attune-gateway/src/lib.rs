@@ -11,27 +11,37 @@
 //! - serves `attune.gateway.v1.DataSubjectRequestService`, whose export and
 //!   erasure fan out to every backend holding personal data, one receipt per
 //!   service. Each backend's `attune.privacy.v1.DataSubjectService` stays
-//!   internal: the public port does not route `attune.privacy.v1`.
+//!   internal: the public port does not route `attune.privacy.v1`;
+//! - keeps the data-access log ([`AccessLog`], `attune.gateway.v1.DataAccessService`),
+//!   the only data the gateway owns; it takes part in data-subject requests as
+//!   `attune.gateway.v1`.
 //!
 //! Anything else is UNIMPLEMENTED, as from any gRPC server.
 
+mod access_log;
 mod backend;
 mod data_subject;
 mod health;
 mod router;
 
 use attune_kit::config::Limits;
-use attune_kit::server::{GrpcServer, HttpService};
+use attune_kit::server::{GrpcServer, HttpService, ServerError};
 use attune_proto::gateway::v1::data_subject_request_service_server::DataSubjectRequestServiceServer;
 use tonic_health::ServingStatus;
 
+pub use access_log::{Access, AccessLog, Caller, Migrator, PACKAGE as ACCESS_LOG_PACKAGE};
 pub use backend::{Backend, BackendAddressError};
 pub use data_subject::DataSubjectRequests;
 pub use router::Router;
 
 /// Mounts the gateway on `server`, the public port, in front of `backends`
-/// (whose API packages must differ).
-pub async fn mount(server: &mut GrpcServer, backends: Vec<Backend>, limits: &Limits) {
+/// (whose API packages must differ), keeping its data-access log in `access_log`.
+pub async fn mount(
+    server: &mut GrpcServer,
+    backends: Vec<Backend>,
+    access_log: &AccessLog,
+    limits: &Limits,
+) -> Result<(), ServerError> {
     let reporter = server.health_reporter();
     for backend in &backends {
         for &service in backend.services() {
@@ -46,9 +56,16 @@ pub async fn mount(server: &mut GrpcServer, backends: Vec<Backend>, limits: &Lim
         }
         server.list_routed(backend.services().iter().copied());
     }
+    // The log's own data is covered like a backend's, but it routes nothing.
+    let mut holding = backends.clone();
+    holding.push(access_log.backend(limits).await?);
     server.add_service(attune_kit::with_limits!(
-        DataSubjectRequestServiceServer::new(DataSubjectRequests::new(&backends)),
+        DataSubjectRequestServiceServer::new(
+            DataSubjectRequests::new(&holding).recording_exports(access_log.clone())
+        ),
         limits
     ));
+    access_log.mount_api(server, limits);
     server.route_elsewhere(HttpService::new(Router::new(backends)));
+    Ok(())
 }

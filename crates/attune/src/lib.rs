@@ -69,6 +69,11 @@ impl Role {
         }
     }
 
+    /// Whether this role serves the public port (and keeps the gateway's data).
+    pub fn runs_gateway(self) -> bool {
+        matches!(self, Self::All | Self::Gateway)
+    }
+
     /// The services whose schema and backend this role runs.
     pub fn services(self) -> Vec<&'static dyn Service> {
         match self {
@@ -88,19 +93,36 @@ pub fn role_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// Connects to the configured database and brings each of `services`' schemas up
-/// to date.
-pub async fn migrate(
-    config: &Config,
-    services: &[&'static dyn Service],
-) -> anyhow::Result<DatabaseConnection> {
+/// The names on a data-subject request's receipts, in the order the gateway
+/// lists them: every service holding personal data, and the gateway's own
+/// data-access log.
+pub fn data_subject_receipts() -> Vec<&'static str> {
+    let mut names: Vec<_> = SERVICES
+        .iter()
+        .filter(|service| service.holds_personal_data())
+        .map(|service| service.api_package())
+        .chain([attune_gateway::ACCESS_LOG_PACKAGE])
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+/// Connects to the configured database and brings the schemas of what `role`
+/// runs up to date: each of its services', and the gateway's (its data-access
+/// log) when it runs the gateway.
+pub async fn migrate(config: &Config, role: Role) -> anyhow::Result<DatabaseConnection> {
     // The error names the database (without its password) and the cause.
     let db = db::connect(&config.database).await?;
-    for service in services {
+    for service in role.services() {
         service
             .migrate(&db)
             .await
             .with_context(|| format!("cannot migrate the {} schema", service.name()))?;
+    }
+    if role.runs_gateway() {
+        db::migrate::<attune_gateway::Migrator>(&db)
+            .await
+            .context("cannot migrate the gateway schema")?;
     }
     Ok(db)
 }
@@ -128,7 +150,7 @@ pub async fn serve_with_clock(
     let address = listener.local_addr()?;
     match role {
         Role::Service(service) => {
-            let db = migrate(&config, &[service]).await?;
+            let db = migrate(&config, role).await?;
             let peers = Peers::remote(&config.peers.addresses)?;
             let mut server = GrpcServer::new(config.limits.clone());
             mount(service, &mut server, &db, &config, &clock, &peers).await?;
@@ -137,11 +159,14 @@ pub async fn serve_with_clock(
             close(db).await?;
         }
         Role::Gateway => {
+            // Every backend address first: a misconfigured gateway creates nothing.
             let backends = remote_backends(&config)?;
+            let db = migrate(&config, role).await?;
             let mut server = GrpcServer::new(config.limits.clone());
-            attune_gateway::mount(&mut server, backends, &config.limits).await;
+            mount_gateway(&mut server, backends, &db, &config, &clock).await?;
             tracing::info!(%address, service = GATEWAY, "attune is serving");
             server.serve(listener, shutdown).await?;
+            close(db).await?;
         }
         Role::All => serve_all(config, listener, shutdown, clock).await?,
     }
@@ -157,7 +182,7 @@ async fn serve_all(
     clock: Clock,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
-    let db = migrate(&config, SERVICES).await?;
+    let db = migrate(&config, Role::All).await?;
     let mut locals = Vec::with_capacity(SERVICES.len());
     let mut backends = Vec::with_capacity(SERVICES.len());
     // Each service calls those listed before it in SERVICES directly.
@@ -171,7 +196,7 @@ async fn serve_all(
         locals.push(local);
     }
     let mut gateway = GrpcServer::new(config.limits.clone());
-    attune_gateway::mount(&mut gateway, backends, &config.limits).await;
+    mount_gateway(&mut gateway, backends, &db, &config, &clock).await?;
     tracing::info!(
         %address,
         services = ?role_names(),
@@ -219,6 +244,26 @@ async fn mount(
     // Each backend watches its database: while it is unreachable, calls fail
     // UNAVAILABLE at once and health (mirrored by the gateway) says NOT_SERVING.
     server.watch_database(db.clone(), (&config.database).into());
+    Ok(())
+}
+
+/// The gateway on `server` in front of `backends`, its data-access log in `db`.
+async fn mount_gateway(
+    server: &mut GrpcServer,
+    backends: Vec<Backend>,
+    db: &DatabaseConnection,
+    config: &Config,
+    clock: &Clock,
+) -> anyhow::Result<()> {
+    let access_log =
+        attune_gateway::AccessLog::open(db.clone(), clock.clone(), &config.secrets, server)
+            .await
+            .context("cannot open the gateway's data-access log")?;
+    attune_gateway::mount(server, backends, &access_log, &config.limits)
+        .await
+        .context("cannot start the gateway")?;
+    // The gateway does not watch its database as the backends do: routing needs
+    // none, so an outage of it costs only the access log's writes (retried).
     Ok(())
 }
 

@@ -113,13 +113,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Migrate { service, config } => {
             let config = Config::load(&config)?;
             let _telemetry = attune_kit::telemetry::init(&config.telemetry)?;
-            let services = Role::named(service.as_deref())?.services();
-            if services.is_empty() {
-                // The gateway stores nothing: no database to open, let alone create.
-                tracing::info!("nothing to migrate");
-                return Ok(ExitCode::SUCCESS);
-            }
-            let db = attune::migrate(&config, &services).await?;
+            let db = attune::migrate(&config, Role::named(service.as_deref())?).await?;
             db.close().await.context("cannot close the database")?;
             tracing::info!("migrations applied");
             Ok(ExitCode::SUCCESS)

@@ -348,6 +348,7 @@ fn every_service_as_its_own_process(database_url: &str) {
         .map(|(variable, address)| (variable.replace("PEERS", "GATEWAY__BACKENDS"), address));
     let mut gateway = attune()
         .args(["serve", "--service", "gateway", "--listen", "127.0.0.1:0"])
+        .args(["--database-url", database_url])
         .envs(backends)
         .stderr(Stdio::piped())
         .spawn()
@@ -401,23 +402,22 @@ fn every_service_as_its_own_process(database_url: &str) {
             .await
             .unwrap()
             .into_inner();
-        let mut records = 0;
+        let (mut records, mut accesses) = (0, 0);
         let mut receipts = Vec::new();
         while let Some(message) = export.message().await.unwrap() {
-            records += message.records.len();
+            if message.service == attune_gateway::ACCESS_LOG_PACKAGE {
+                accesses += message.records.len();
+            } else {
+                records += message.records.len();
+            }
             receipts.extend(message.receipt);
         }
         assert_eq!(records, 1, "the export holds the one decision");
+        assert_eq!(accesses, 1, "and the gateway's record of the export itself");
         let services: Vec<_> = receipts.iter().map(|r| r.service.as_str()).collect();
         assert_eq!(
             services,
-            attune::SERVICES
-                .iter()
-                .filter(|service| service.holds_personal_data())
-                .map(|service| service.api_package())
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>(),
+            attune::data_subject_receipts(),
             "one receipt per data-holding service"
         );
         assert!(
@@ -435,11 +435,7 @@ fn every_service_as_its_own_process(database_url: &str) {
             .unwrap()
             .into_inner();
         assert!(erased.complete, "{erased:?}");
-        let holders = attune::SERVICES
-            .iter()
-            .filter(|service| service.holds_personal_data())
-            .count();
-        assert_eq!(erased.receipts.len(), holders);
+        assert_eq!(erased.receipts.len(), attune::data_subject_receipts().len());
         assert!(erased.receipts[0].record_count > 0, "{erased:?}");
     });
 
