@@ -29,7 +29,10 @@ use attune_kit::server::{GrpcServer, HttpService, ServerError};
 use attune_proto::gateway::v1::data_subject_request_service_server::DataSubjectRequestServiceServer;
 use tonic_health::ServingStatus;
 
-pub use access_log::{Access, AccessLog, Caller, Migrator, PACKAGE as ACCESS_LOG_PACKAGE};
+pub use access_log::{
+    Access, AccessLog, Caller, Migrator, NOT_RECORDED, PACKAGE as ACCESS_LOG_PACKAGE, READS, Read,
+    read_of,
+};
 pub use backend::{Backend, BackendAddressError};
 pub use data_subject::DataSubjectRequests;
 pub use router::Router;

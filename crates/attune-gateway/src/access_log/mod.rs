@@ -11,6 +11,7 @@
 
 mod api;
 mod migration;
+mod reads;
 mod store;
 mod subject;
 mod writer;
@@ -29,6 +30,7 @@ use tokio::sync::mpsc;
 use crate::backend::Backend;
 
 pub use migration::Migrator;
+pub use reads::{NOT_RECORDED, READS, Read, read_of};
 
 /// The package the log's receipts in data-subject requests are named by.
 pub const PACKAGE: &str = "attune.gateway.v1";
