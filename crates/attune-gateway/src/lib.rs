@@ -18,6 +18,7 @@
 mod backend;
 mod data_subject;
 mod health;
+pub mod policy;
 mod router;
 
 use attune_kit::config::Limits;
@@ -27,6 +28,7 @@ use tonic_health::ServingStatus;
 
 pub use backend::{Backend, BackendAddressError};
 pub use data_subject::DataSubjectRequests;
+pub use policy::{Policy, PolicyError, PolicySettings, Principal};
 pub use router::Router;
 
 /// Mounts the gateway on `server`, the public port, in front of `backends`

@@ -137,9 +137,13 @@ pub async fn serve_with_clock(
             close(db).await?;
         }
         Role::Gateway => {
+            // Refuses a non-loopback address without authentication configured.
+            let policy = attune_gateway::PolicySettings::load(&config, address, clock)?;
             let backends = remote_backends(&config)?;
+            let policy = policy.in_front_of(&backends);
             let mut server = GrpcServer::new(config.limits.clone());
             attune_gateway::mount(&mut server, backends, &config.limits).await;
+            policy.protect(&mut server);
             tracing::info!(%address, service = GATEWAY, "attune is serving");
             server.serve(listener, shutdown).await?;
         }
@@ -157,6 +161,9 @@ async fn serve_all(
     clock: Clock,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
+    // Checked before anything starts: the public port's policy, which refuses a
+    // non-loopback address without authentication configured.
+    let policy = attune_gateway::PolicySettings::load(&config, address, clock.clone())?;
     let db = migrate(&config, SERVICES).await?;
     let mut locals = Vec::with_capacity(SERVICES.len());
     let mut backends = Vec::with_capacity(SERVICES.len());
@@ -170,8 +177,10 @@ async fn serve_all(
         backends.push(Backend::in_process(*service, &local));
         locals.push(local);
     }
+    let policy = policy.in_front_of(&backends);
     let mut gateway = GrpcServer::new(config.limits.clone());
     attune_gateway::mount(&mut gateway, backends, &config.limits).await;
+    policy.protect(&mut gateway);
     tracing::info!(
         %address,
         services = ?role_names(),
