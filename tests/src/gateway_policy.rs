@@ -66,6 +66,8 @@ pub fn secure(config: &mut Config) {
     jwt.hs256_secret_file = Some(fixture("hs256-secret.txt"));
     jwt.rs256_public_key_file = Some(fixture("rs256-public.pem"));
     jwt.es256_public_key_file = Some(fixture("es256-public.pem"));
+    // `rotated-rsa-1` (the other RSA key) and `es-1` (the ES256 key), by kid.
+    jwt.jwks_file = Some(fixture("jwks.json"));
     let key = |secret: &str, scopes: &[&str]| ApiKeyConfig {
         sha256: hex::encode(Sha256::digest(secret.as_bytes())),
         scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
@@ -178,6 +180,22 @@ pub fn tampered(token: &str, claims: &Value) -> String {
         parts.next().expect("a signature"),
     );
     format!("{header}.{}.{signature}", engine.encode(claims.to_string()))
+}
+
+/// `claims` signed with the key in `key_file` (`rs256-private.pem`,
+/// `other-rs256-private.pem` or `es256-private.pem`) and naming `kid`.
+pub fn signed_with_kid(key_file: &str, kid: &str, claims: &Value) -> String {
+    let (algorithm, key) = if key_file.starts_with("es256") {
+        (
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(&read_fixture(key_file)).expect("a P-256 key"),
+        )
+    } else {
+        (Algorithm::RS256, rsa_key(key_file))
+    };
+    let mut header = Header::new(algorithm);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &key).expect("test claims sign")
 }
 
 fn rsa_key(name: &str) -> EncodingKey {

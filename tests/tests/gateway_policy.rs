@@ -9,8 +9,8 @@ use attune_gateway::policy::request_naming;
 use attune_gateway::policy::table::{Access, RULES};
 use attune_tests::gateway_policy::{
     CHECKOUT_KEY, Credential, OPS_KEY, call_raw, customer_claims, customer_token, es256, hs256,
-    hs256_with_rs256_public_key, now, rs256, rs256_unknown_key, secured_app, streaming, tampered,
-    unsigned, with_credential,
+    hs256_with_rs256_public_key, now, rs256, rs256_unknown_key, secured_app, signed_with_kid,
+    streaming, tampered, unsigned, with_credential,
 };
 use attune_tests::profile_people::{create_anonymous, create_known, merge};
 use attune_tests::{Backend, TestApp, consent_pb, profile_pb};
@@ -218,6 +218,14 @@ async fn tokens_and_keys_that_prove_nothing_are_unauthenticated_alike() {
             hs256_with_rs256_public_key(&valid),
         ),
         ("not a token", "not.a.token".to_owned()),
+        (
+            "a JWKS kid, signed by another key",
+            signed_with_kid("rs256-private.pem", "rotated-rsa-1", &valid),
+        ),
+        (
+            "an unknown kid",
+            signed_with_kid("other-rs256-private.pem", "rotated-rsa-9", &valid),
+        ),
     ];
     let mut messages = Vec::new();
     for (what, token) in refused {
@@ -248,6 +256,14 @@ async fn tokens_and_keys_that_prove_nothing_are_unauthenticated_alike() {
         ("RS256", rs256(&valid)),
         ("ES256", es256(&valid)),
         ("HS256", hs256(&valid)),
+        (
+            "JWKS RS256 by kid",
+            signed_with_kid("other-rs256-private.pem", "rotated-rsa-1", &valid),
+        ),
+        (
+            "JWKS ES256 by kid",
+            signed_with_kid("es256-private.pem", "es-1", &valid),
+        ),
         // Within the leeway.
         ("just expired", rs256(&with(json!({"exp": now() - 5})))),
     ] {

@@ -8,12 +8,14 @@
 //! against the gateway's clock with a small leeway; issuer and audience always.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use attune_kit::clock::Clock;
 use attune_kit::config::JwtConfig;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use moka::sync::Cache;
 use serde::Deserialize;
 
 use super::principal::{Principal, Scopes};
@@ -48,8 +50,24 @@ struct VerifyingKey {
     key: DecodingKey,
 }
 
+/// Tokens whose signature and claims were verified, kept so that a client
+/// sending the same token with every call costs one signature check: each
+/// hit still checks expiry against the clock.
+const VERIFIED_TOKENS: u64 = 10_000;
+/// How long a verified token is kept (it is checked again after).
+const VERIFIED_FOR: Duration = Duration::from_secs(300);
+
+/// A token whose signature, issuer and audience were verified.
+#[derive(Debug)]
+struct Verified {
+    principal: Principal,
+    exp: i64,
+    nbf: Option<i64>,
+}
+
 /// Verifies bearer tokens.
 pub(crate) struct TokenVerifier {
+    verified: Cache<String, Arc<Verified>>,
     keys: Vec<VerifyingKey>,
     issuer: String,
     audience: String,
@@ -162,6 +180,10 @@ impl TokenVerifier {
                 })
         };
         Ok(Some(Self {
+            verified: Cache::builder()
+                .max_capacity(VERIFIED_TOKENS)
+                .time_to_live(VERIFIED_FOR)
+                .build(),
             keys,
             issuer: required(&config.issuer, "security.jwt.issuer")?,
             audience: required(&config.audience, "security.jwt.audience")?,
@@ -172,6 +194,22 @@ impl TokenVerifier {
 
     /// The principal `token` proves, or why it proves nothing.
     pub(crate) fn verify(&self, token: &str) -> Result<Principal, Refusal> {
+        let verified = match self.verified.get(token) {
+            Some(verified) => verified,
+            None => {
+                let verified = Arc::new(self.verify_signature(token)?);
+                self.verified
+                    .insert(token.to_owned(), Arc::clone(&verified));
+                verified
+            }
+        };
+        self.check_times(&verified)?;
+        Ok(verified.principal.clone())
+    }
+
+    /// The signature by the one key of the header's algorithm (and `kid`),
+    /// then the claims.
+    fn verify_signature(&self, token: &str) -> Result<Verified, Refusal> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::Malformed)?;
         let candidates = self.keys.iter().filter(|key| {
             key.algorithm == header.alg
@@ -186,7 +224,7 @@ impl TokenVerifier {
         let mut refusal = Refusal::NoKeyForAlgorithm;
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation(key.algorithm)) {
-                Ok(data) => return self.principal(data.claims),
+                Ok(data) => return principal(data.claims),
                 Err(error) => {
                     refusal = match error.kind() {
                         jsonwebtoken::errors::ErrorKind::InvalidSignature => Refusal::Signature,
@@ -196,6 +234,22 @@ impl TokenVerifier {
             }
         }
         Err(refusal)
+    }
+
+    /// Expiry and not-before against the clock, within the leeway.
+    fn check_times(&self, verified: &Verified) -> Result<(), Refusal> {
+        let now = self.clock.now().timestamp();
+        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        if verified.exp.saturating_add(leeway) < now {
+            return Err(Refusal::Expired);
+        }
+        if verified
+            .nbf
+            .is_some_and(|nbf| nbf.saturating_sub(leeway) > now)
+        {
+            return Err(Refusal::NotYetValid);
+        }
+        Ok(())
     }
 
     /// Signature, issuer and audience by `jsonwebtoken`; times by our clock.
@@ -208,49 +262,42 @@ impl TokenVerifier {
         validation.validate_nbf = false;
         validation
     }
+}
 
-    fn principal(&self, claims: Claims) -> Result<Principal, Refusal> {
-        let now = self.clock.now().timestamp();
-        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
-        if claims.exp.saturating_add(leeway) < now {
-            return Err(Refusal::Expired);
-        }
-        if claims
-            .nbf
-            .is_some_and(|nbf| nbf.saturating_sub(leeway) > now)
-        {
-            return Err(Refusal::NotYetValid);
-        }
-        let Claims {
-            sub,
-            scope,
-            scp,
-            store_id,
-            attune_principal,
-            exp: _,
-            nbf: _,
-        } = claims;
-        if sub.is_empty() || attune_kit::types::CustomerId::parse(&sub).is_err() {
-            return Err(Refusal::Claims);
-        }
-        let scopes: Scopes = scope
-            .iter()
-            .flat_map(|scope| scope.split_whitespace().map(str::to_owned))
-            .chain(scp.into_iter().flatten())
-            .collect();
-        match (store_id, attune_principal.as_deref()) {
-            (Some(store_id), None | Some("staff")) if !store_id.is_empty() => {
-                Ok(Principal::Staff {
-                    subject: sub,
-                    store_id,
-                    scopes,
-                })
-            }
-            (None, Some("service")) => Ok(Principal::Service { name: sub, scopes }),
-            (None, None | Some("customer")) => Ok(Principal::Customer { id: sub, scopes }),
-            _ => Err(Refusal::Claims),
-        }
+/// Who the verified `claims` name.
+fn principal(claims: Claims) -> Result<Verified, Refusal> {
+    let Claims {
+        sub,
+        exp,
+        nbf,
+        scope,
+        scp,
+        store_id,
+        attune_principal,
+    } = claims;
+    if attune_kit::types::CustomerId::parse(&sub).is_err() {
+        return Err(Refusal::Claims);
     }
+    let scopes: Scopes = scope
+        .iter()
+        .flat_map(|scope| scope.split_whitespace().map(str::to_owned))
+        .chain(scp.into_iter().flatten())
+        .collect();
+    let principal = match (store_id, attune_principal.as_deref()) {
+        (Some(store_id), None | Some("staff")) if !store_id.is_empty() => Principal::Staff {
+            subject: sub,
+            store_id,
+            scopes,
+        },
+        (None, Some("service")) => Principal::Service { name: sub, scopes },
+        (None, None | Some("customer")) => Principal::Customer { id: sub, scopes },
+        _ => return Err(Refusal::Claims),
+    };
+    Ok(Verified {
+        principal,
+        exp,
+        nbf,
+    })
 }
 
 fn read(path: &Path, setting: &'static str) -> Result<Vec<u8>, KeyError> {

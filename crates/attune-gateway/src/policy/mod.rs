@@ -284,9 +284,7 @@ async fn admit(
             principal
         }
     };
-    let gpc = attune_kit::privacy::gpc_signalled(&tonic::metadata::MetadataMap::from_headers(
-        request.headers().clone(),
-    ));
+    let gpc = attune_kit::privacy::gpc_signalled_in_headers(request.headers());
     if let Some(rule) = rule {
         let names_customers = !rule.ids.is_empty() || !rule.not_for_customers.is_empty();
         let per_customer =
