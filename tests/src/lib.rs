@@ -56,6 +56,7 @@ pub mod consent;
 pub mod consent_requests;
 pub mod data_subject;
 pub mod delivery;
+pub mod gateway_policy;
 pub mod loyalty;
 pub mod profile_events;
 pub mod profile_people;
@@ -90,6 +91,19 @@ impl TestApp {
     /// stands still until the test moves it.
     pub async fn spawn_with_clock(backend: Backend, clock: &ManualClock) -> Option<Self> {
         Self::spawn_on(backend, clock.clock()).await
+    }
+
+    /// [`spawn`](Self::spawn) with `configure` applied to the configuration
+    /// first (the gateway's security, limits).
+    pub async fn spawn_configured(
+        backend: Backend,
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<Self> {
+        let (mut config, database) = fresh_config(backend).await?;
+        configure(&mut config);
+        let mut app = Self::start(config, Role::All, Clock::system()).await;
+        app._database = Some(database);
+        Some(app)
     }
 
     async fn spawn_on(backend: Backend, clock: Clock) -> Option<Self> {

@@ -8,7 +8,8 @@
 use attune_proto::gateway::v1 as pb;
 use attune_tests::bad_input::{Cases, assert_each_rejected};
 use attune_tests::consent_requests::{decision, record, request_id};
-use attune_tests::{TestApp, backend_tests, consent_pb, eventually, every_page};
+use attune_tests::gateway_policy::{Credential, customer_token, secured_app, with_credential};
+use attune_tests::{Backend, TestApp, backend_tests, consent_pb, eventually, every_page};
 use tonic::Code;
 
 const ACCESS_LOG: &str = attune_gateway::ACCESS_LOG_PACKAGE;
@@ -46,7 +47,36 @@ async fn grant(app: &TestApp, customer: &str) {
     .await;
 }
 
+/// Asks consent for `customer`'s state through the gateway.
+async fn consent_state(app: &TestApp, customer: &str, credential: &Credential) {
+    app.consent()
+        .get_consent_state(with_credential(
+            consent_pb::GetConsentStateRequest {
+                customer_id: customer.into(),
+                ..Default::default()
+            },
+            credential,
+        ))
+        .await
+        .unwrap();
+}
+
 backend_tests! {
+    async fn a_routed_read_is_recorded_and_a_write_is_not(app) {
+        grant(&app, "log-5").await;
+        consent_state(&app, "log-5", &Credential::None).await;
+        wait_for_accesses(&app, "log-5", 1).await;
+        let listed = accesses(&app, "log-5", 0).await;
+        assert_eq!(listed[0].rpc, "attune.consent.v1.ConsentService/GetConsentState");
+        assert_eq!(listed[0].purpose_codes, ["consent_management"]);
+        assert_eq!(listed[0].caller_kind(), pb::CallerKind::Development);
+        // Neither the grant (a write) nor listing the log adds an entry: the
+        // next read is the second.
+        accesses(&app, "log-5", 0).await;
+        consent_state(&app, "log-5", &Credential::None).await;
+        wait_for_accesses(&app, "log-5", 2).await;
+    }
+
     async fn each_export_is_recorded_and_listed_newest_first_in_pages(app) {
         grant(&app, "log-1").await;
         assert!(accesses(&app, "log-1", 0).await.is_empty());
@@ -135,4 +165,67 @@ backend_tests! {
             .unwrap_err();
         assert_eq!(error.code(), Code::InvalidArgument);
     }
+}
+
+/// With authentication configured, the entry names the kind of caller, never
+/// the customer's token: here the customer reading its own consent state.
+async fn a_customers_own_read_names_the_customer_as_caller(backend: Backend) {
+    let Some(app) = secured_app(backend, |_| {}).await else {
+        return;
+    };
+    let me = Credential::Bearer(customer_token("log-6"));
+    consent_state(&app, "log-6", &me).await;
+    let list = |page_token: String| {
+        let mut client = app.data_access();
+        let me = me.clone();
+        async move {
+            client
+                .list_data_access(with_credential(
+                    pb::ListDataAccessRequest {
+                        customer_id: "log-6".into(),
+                        page_size: 0,
+                        page_token,
+                    },
+                    &me,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .accesses
+        }
+    };
+    eventually("the read is stored", async || {
+        list(String::new()).await.len() == 1
+    })
+    .await;
+    let entry = &list(String::new()).await[0];
+    assert_eq!(entry.caller_kind(), pb::CallerKind::Customer);
+    assert_eq!(entry.caller_name, "customer");
+    // Another customer may not read it.
+    let error = app
+        .data_access()
+        .list_data_access(with_credential(
+            pb::ListDataAccessRequest {
+                customer_id: "log-6".into(),
+                ..Default::default()
+            },
+            &Credential::Bearer(customer_token("log-7")),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::PermissionDenied);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customers_own_read_names_the_customer_as_caller_on_sqlite() {
+    a_customers_own_read_names_the_customer_as_caller(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(attune_test_postgres),
+    ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
+)]
+async fn a_customers_own_read_names_the_customer_as_caller_on_postgres() {
+    a_customers_own_read_names_the_customer_as_caller(Backend::Postgres).await;
 }

@@ -23,6 +23,7 @@ use tracing::Instrument as _;
 
 use crate::access_log::{Access, AccessLog, Caller};
 use crate::backend::Backend;
+use crate::policy::Principal;
 
 /// Records asked of a backend per export page: the most one gateway message holds.
 const EXPORT_PAGE_SIZE: i32 = 1000;
@@ -80,7 +81,7 @@ const EXPORT_RPC: &str = "attune.gateway.v1.DataSubjectRequestService/ExportCust
 
 /// An export reads everything held about each of `ids`: recorded as such,
 /// before any service is asked, so the log's own part of the export holds it.
-async fn record_export(access_log: &AccessLog, ids: &[Subject]) {
+async fn record_export(access_log: &AccessLog, caller: Caller, ids: &[Subject]) {
     for subject in ids {
         let Ok(customer) = CustomerId::parse(&subject.customer_id) else {
             continue;
@@ -88,7 +89,7 @@ async fn record_export(access_log: &AccessLog, ids: &[Subject]) {
         access_log
             .record(Access {
                 customer,
-                caller: Caller::development(),
+                caller: caller.clone(),
                 rpc: EXPORT_RPC.to_owned(),
                 purpose_codes: vec!["data_subject_request".to_owned()],
                 data_categories: DataCategory::ALL.to_vec(),
@@ -387,7 +388,11 @@ impl DataSubjectRequestService for DataSubjectRequests {
         &self,
         request: Request<pb::ExportCustomerRequest>,
     ) -> Result<Response<Self::ExportCustomerStream>, Status> {
-        let (caller, _, request) = request.into_parts();
+        let (caller, extensions, request) = request.into_parts();
+        // Who asked, for the access log (the policy put it there).
+        let principal = extensions
+            .get::<Principal>()
+            .map_or_else(Caller::development, Principal::as_caller);
         validate(&request.customer_id, &request.request_id)?;
         let backends = Arc::clone(&self.backends);
         let access_log = self.access_log.clone();
@@ -404,7 +409,7 @@ impl DataSubjectRequestService for DataSubjectRequests {
                 )
                 .await;
                 if let Some(access_log) = access_log {
-                    record_export(&access_log, &subjects.ids).await;
+                    record_export(&access_log, principal, &subjects.ids).await;
                 }
                 for backend in backends.iter() {
                     if !export_from(backend, &subjects.ids, &caller, &sender).await {

@@ -22,6 +22,7 @@ mod access_log;
 mod backend;
 mod data_subject;
 mod health;
+pub mod policy;
 mod router;
 
 use attune_kit::config::Limits;
@@ -30,11 +31,12 @@ use attune_proto::gateway::v1::data_subject_request_service_server::DataSubjectR
 use tonic_health::ServingStatus;
 
 pub use access_log::{
-    Access, AccessLog, Caller, Migrator, NOT_RECORDED, PACKAGE as ACCESS_LOG_PACKAGE, READS, Read,
-    read_of,
+    Access, AccessLog, AccessLogWriter, Caller, Migrator, NOT_RECORDED,
+    PACKAGE as ACCESS_LOG_PACKAGE, READS, Read, read_of,
 };
 pub use backend::{Backend, BackendAddressError};
 pub use data_subject::DataSubjectRequests;
+pub use policy::{Policy, PolicyError, PolicySettings, Principal};
 pub use router::Router;
 
 /// Mounts the gateway on `server`, the public port, in front of `backends`

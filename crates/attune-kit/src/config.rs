@@ -176,6 +176,8 @@ pub struct Config {
     pub loyalty: LoyaltyConfig,
     /// The delivery service.
     pub delivery: DeliveryConfig,
+    /// Who may call the public port, and how much (see `attune_gateway::policy`).
+    pub security: SecurityConfig,
 }
 
 /// Where a server listens unless told otherwise.
@@ -197,6 +199,7 @@ impl Default for Config {
             recommendation: RecommendationConfig::default(),
             loyalty: LoyaltyConfig::default(),
             delivery: DeliveryConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -247,6 +250,20 @@ pub struct ConfigArgs {
 
     #[command(flatten)]
     pub secrets: SecretsArgs,
+
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// The flags of [`SecurityConfig`], nested as its sections are (API keys are a
+/// map and have none).
+#[derive(clap::Args, Debug, Default, Clone, Serialize)]
+pub struct SecurityArgs {
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+
+    #[command(flatten)]
+    pub protection: ProtectionArgs,
 }
 
 settings! {
@@ -495,6 +512,74 @@ pub struct PeersConfig {
     /// (`ATTUNE_PEERS__CONSENT`).
     #[serde(flatten)]
     pub addresses: std::collections::BTreeMap<String, String>,
+}
+
+/// Who may call the public port and how much. With neither a JWT key nor an API
+/// key configured, the gateway runs in development mode: every call is allowed,
+/// and it refuses to listen anywhere but on a loopback address.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SecurityConfig {
+    /// Bearer tokens (JWT) of customers, staff devices and services.
+    pub jwt: JwtConfig,
+    /// Service-to-service callers by name (`[security.api_keys.checkout]`), each
+    /// with the SHA-256 of its key and its scopes. A map has no flag.
+    pub api_keys: std::collections::BTreeMap<String, ApiKeyConfig>,
+    /// Rate limits and load shedding on the public port.
+    pub protection: ProtectionConfig,
+}
+
+/// One service caller's API key, as stored: never the key itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ApiKeyConfig {
+    /// SHA-256 of the key, 64 hex digits (`printf %s "$KEY" | sha256sum`).
+    pub sha256: String,
+    /// The scopes the key grants, e.g. `["events.write", "consent.read"]`.
+    pub scopes: Vec<String>,
+}
+
+settings! {
+    /// How bearer tokens are verified. Each configured key verifies exactly one
+    /// algorithm; a token's header never chooses the kind of key.
+    pub struct JwtConfig / JwtArgs in "security.jwt" {
+        /// The `iss` every token must carry (required once a key is configured).
+        issuer: Option<String> = None, flag "jwt-issuer", value "ISSUER";
+        /// The `aud` every token must include (required once a key is configured).
+        audience: Option<String> = None, flag "jwt-audience", value "AUDIENCE";
+        /// Clock skew tolerated on `exp` and `nbf`.
+        #[serde(with = "humantime_serde")]
+        leeway: Duration = Duration::from_secs(30), flag "jwt-leeway", value "DURATION";
+        /// File holding the HS256 shared secret (at least 32 bytes), e.g. a
+        /// mounted Kubernetes Secret.
+        hs256_secret_file: Option<PathBuf> = None, flag "jwt-hs256-secret-file", value "FILE";
+        /// PEM file of the RSA public key verifying RS256 tokens.
+        rs256_public_key_file: Option<PathBuf> = None,
+            flag "jwt-rs256-public-key-file", value "FILE";
+        /// PEM file of the P-256 public key verifying ES256 tokens.
+        es256_public_key_file: Option<PathBuf> = None,
+            flag "jwt-es256-public-key-file", value "FILE";
+        /// JWKS file (`{"keys": [...]}`) of RS256 and ES256 public keys, chosen by
+        /// the token's `kid`.
+        jwks_file: Option<PathBuf> = None, flag "jwt-jwks-file", value "FILE";
+    }
+}
+
+settings! {
+    /// Protection of the public port against overload and abuse.
+    pub struct ProtectionConfig / ProtectionArgs in "security.protection" {
+        /// Calls per second one authenticated caller (token subject or API key) may make.
+        caller_rate: u32 = 1000, flag "caller-rate", value "N";
+        /// Calls one caller may make at once above its rate (the bucket's size).
+        caller_burst: u32 = 2000, flag "caller-burst", value "N";
+        /// Calls per second about one customer, whoever makes them.
+        customer_rate: u32 = 50, flag "customer-rate", value "N";
+        /// Calls about one customer at once above their rate.
+        customer_burst: u32 = 100, flag "customer-burst", value "N";
+        /// Calls in progress on the public port at once; beyond it calls are shed
+        /// at once (RESOURCE_EXHAUSTED) rather than queued.
+        max_concurrent_calls: u32 = 2048, flag "max-concurrent-calls", value "N";
+    }
 }
 
 /// Appends `[default: …] [env: ATTUNE_…]` to the help of every setting's flag

@@ -22,6 +22,15 @@ pub fn gpc_signalled(metadata: &MetadataMap) -> bool {
         .is_some_and(|value| value.trim() == "1")
 }
 
+/// [`gpc_signalled`] on a request's HTTP headers, for a tower layer that sees
+/// the call before tonic does (the gateway's policy).
+pub fn gpc_signalled_in_headers(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(GPC_METADATA_KEY)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim() == "1")
+}
+
 /// A checked `ExportCustomerDataRequest`: whose data, under which request id,
 /// how many records, and after which cursor (`C`, the service's own).
 #[derive(Debug, Clone)]
@@ -191,6 +200,12 @@ mod tests {
         assert!(!with("0"));
         assert!(!with("yes"));
         assert!(!gpc_signalled(&MetadataMap::new()));
+        for (value, signalled) in [("1", true), (" 1 ", true), ("0", false), ("yes", false)] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(GPC_METADATA_KEY, value.parse().unwrap());
+            assert_eq!(gpc_signalled_in_headers(&headers), signalled, "{value:?}");
+        }
+        assert!(!gpc_signalled_in_headers(&http::HeaderMap::new()));
     }
 
     #[test]

@@ -115,8 +115,12 @@ pub struct GrpcServer {
     background: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
     routed_names: Vec<&'static str>,
     fallback: Option<HttpService>,
+    front: Option<Front>,
     database: Availability,
 }
+
+/// What a server puts in front of every call it answers (see [`GrpcServer::front_every_call`]).
+type Front = Box<dyn FnOnce(HttpService) -> HttpService + Send>;
 
 impl std::fmt::Debug for GrpcServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,6 +150,7 @@ impl GrpcServer {
             background: Mutex::new(Vec::new()),
             routed_names: Vec::new(),
             fallback: None,
+            front: None,
             database: Availability::default(),
         }
     }
@@ -264,6 +269,17 @@ impl GrpcServer {
         self
     }
 
+    /// Puts `front` in front of every call this server answers (its mounted
+    /// services, health, reflection and the fallback alike): the gateway's policy
+    /// on the public port, which must see each call before any service does.
+    pub fn front_every_call(
+        &mut self,
+        front: impl FnOnce(HttpService) -> HttpService + Send + 'static,
+    ) -> &mut Self {
+        self.front = Some(Box::new(front));
+        self
+    }
+
     /// Serves until `shutdown` resolves: then every health status goes NOT_SERVING first, the listener stops accepting, in-flight calls drain for at most `limits.shutdown_grace`, background tasks are cancelled and joined.
     pub async fn serve(
         self,
@@ -300,6 +316,7 @@ impl GrpcServer {
             background_cancel,
             background,
             fallback,
+            front,
             database: _,
         } = self;
         let listed: Vec<&'static str> =
@@ -320,9 +337,13 @@ impl GrpcServer {
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
-        let dispatch = Dispatch {
+        let dispatch = HttpService::new(Dispatch {
             mounted: mounted.into(),
             fallback,
+        });
+        let dispatch = match front {
+            Some(front) => front(dispatch),
+            None => dispatch,
         };
         let mut statuses = vec![""];
         statuses.extend(listed);
@@ -348,7 +369,7 @@ pub type HttpService =
 /// A server with its routes, health and reflection assembled, before it serves.
 struct Assembled {
     limits: Limits,
-    dispatch: Dispatch,
+    dispatch: HttpService,
     statuses: Vec<&'static str>,
     health: HealthReporter,
     draining: CancellationToken,

@@ -159,11 +159,14 @@ pub async fn serve_with_clock(
             close(db).await?;
         }
         Role::Gateway => {
-            // Every backend address first: a misconfigured gateway creates nothing.
+            // Every setting checked before anything is created: the policy
+            // (which refuses a non-loopback address without authentication
+            // configured) and every backend address.
+            let policy = attune_gateway::PolicySettings::load(&config, address, clock.clone())?;
             let backends = remote_backends(&config)?;
             let db = migrate(&config, role).await?;
             let mut server = GrpcServer::new(config.limits.clone());
-            mount_gateway(&mut server, backends, &db, &config, &clock).await?;
+            mount_gateway(&mut server, backends, policy, &db, &config, &clock).await?;
             tracing::info!(%address, service = GATEWAY, "attune is serving");
             server.serve(listener, shutdown).await?;
             close(db).await?;
@@ -182,6 +185,9 @@ async fn serve_all(
     clock: Clock,
 ) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
+    // Checked before anything starts: the public port's policy, which refuses a
+    // non-loopback address without authentication configured.
+    let policy = attune_gateway::PolicySettings::load(&config, address, clock.clone())?;
     let db = migrate(&config, Role::All).await?;
     let mut locals = Vec::with_capacity(SERVICES.len());
     let mut backends = Vec::with_capacity(SERVICES.len());
@@ -196,7 +202,7 @@ async fn serve_all(
         locals.push(local);
     }
     let mut gateway = GrpcServer::new(config.limits.clone());
-    mount_gateway(&mut gateway, backends, &db, &config, &clock).await?;
+    mount_gateway(&mut gateway, backends, policy, &db, &config, &clock).await?;
     tracing::info!(
         %address,
         services = ?role_names(),
@@ -247,21 +253,26 @@ async fn mount(
     Ok(())
 }
 
-/// The gateway on `server` in front of `backends`, its data-access log in `db`.
+/// The gateway on `server` in front of `backends`, behind `policy`, its
+/// data-access log in `db`.
 async fn mount_gateway(
     server: &mut GrpcServer,
     backends: Vec<Backend>,
+    policy: attune_gateway::PolicySettings,
     db: &DatabaseConnection,
     config: &Config,
     clock: &Clock,
 ) -> anyhow::Result<()> {
-    let access_log =
-        attune_gateway::AccessLog::open(db.clone(), clock.clone(), &config.secrets, server)
+    let (access_log, writer) =
+        attune_gateway::AccessLog::open(db.clone(), clock.clone(), &config.secrets)
             .await
             .context("cannot open the gateway's data-access log")?;
+    writer.start_on(server);
+    let policy = policy.in_front_of(&backends, access_log.clone());
     attune_gateway::mount(server, backends, &access_log, &config.limits)
         .await
         .context("cannot start the gateway")?;
+    policy.protect(server);
     // The gateway does not watch its database as the backends do: routing needs
     // none, so an outage of it costs only the access log's writes (retried).
     Ok(())

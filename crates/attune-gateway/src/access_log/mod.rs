@@ -76,6 +76,24 @@ pub struct Access {
     pub data_categories: Vec<DataCategory>,
 }
 
+/// The log's writer, not started yet.
+#[derive(Debug)]
+pub struct AccessLogWriter {
+    db: DatabaseConnection,
+    jobs: mpsc::Receiver<writer::Job>,
+}
+
+impl AccessLogWriter {
+    /// Runs the writer as a background task of `server` (the public port), which
+    /// writes every pending entry before it stops.
+    pub fn start_on(self, server: &GrpcServer) {
+        let Self { db, jobs } = self;
+        server.spawn_background("access-log-writer", move |cancel| {
+            writer::run(db, jobs, cancel)
+        });
+    }
+}
+
 /// The gateway's data-access log.
 #[derive(Clone, Debug)]
 pub struct AccessLog {
@@ -86,27 +104,29 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// The log over `db` (migrated with [`Migrator`]), with its writer running
-    /// as a background task of `server` (the public port), which writes every
-    /// pending entry before it stops.
+    /// The log over `db` (migrated with [`Migrator`]), and its writer, which
+    /// must be started on the public port's server
+    /// ([`AccessLogWriter::start_on`]) before calls are recorded.
     pub async fn open(
         db: DatabaseConnection,
         clock: Clock,
         secrets: &SecretsConfig,
-        server: &GrpcServer,
-    ) -> Result<Self, SecretsError> {
+    ) -> Result<(Self, AccessLogWriter), SecretsError> {
         let (key, _) = store::SECRETS.pseudonym_key(&db, secrets).await?;
-        let (pending, entries) = mpsc::channel(PENDING_ENTRIES);
-        let writer_db = db.clone();
-        server.spawn_background("access-log-writer", move |cancel| {
-            writer::run(writer_db, entries, cancel)
-        });
-        Ok(Self {
-            db,
-            clock,
-            key,
-            pending,
-        })
+        let (pending, jobs) = mpsc::channel(PENDING_ENTRIES);
+        let writer = AccessLogWriter {
+            db: db.clone(),
+            jobs,
+        };
+        Ok((
+            Self {
+                db,
+                clock,
+                key,
+                pending,
+            },
+            writer,
+        ))
     }
 
     /// Records `access`, stamped now. Waits only while the writer is

@@ -1,0 +1,414 @@
+//! The gateway's policy on the public port, over real gRPC with every service
+//! running: the authorization matrix generated from the policy table, tokens
+//! that prove nothing, scopes, unknown methods, API keys, merged anonymous ids,
+//! and development mode's refusal to bind a non-loopback address.
+
+#![allow(clippy::unwrap_used)] // a panic is how a test fails
+
+use attune_gateway::policy::request_naming;
+use attune_gateway::policy::table::{Access, RULES};
+use attune_tests::gateway_policy::{
+    CHECKOUT_KEY, Credential, OPS_KEY, call_raw, customer_claims, customer_token, es256, hs256,
+    hs256_with_rs256_public_key, now, rs256, rs256_unknown_key, secured_app, signed_with_kid,
+    streaming, tampered, unsigned, with_credential,
+};
+use attune_tests::profile_people::{create_anonymous, create_known, merge};
+use attune_tests::{Backend, TestApp, consent_pb, profile_pb};
+use serde_json::json;
+use tonic::{Code, Status};
+
+/// Runs `$name(app)` against a secured monolith on SQLite, and on PostgreSQL
+/// when it is configured.
+macro_rules! secured_tests {
+    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
+        mod $name {
+            use super::*;
+
+            async fn run($app: TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(secured_app(Backend::Sqlite, |_| {}).await.unwrap()).await;
+            }
+
+            attune_tests::postgres_test! {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    run(secured_app(Backend::Postgres, |_| {}).await.unwrap()).await;
+                }
+            }
+        }
+    )*};
+}
+
+fn bearer(token: String) -> Credential {
+    Credential::Bearer(token)
+}
+
+async fn check_consent(
+    app: &TestApp,
+    customer: &str,
+    credential: &Credential,
+) -> Result<(), Status> {
+    app.consent()
+        .check_consent(with_credential(
+            consent_pb::CheckConsentRequest {
+                customer_id: customer.into(),
+                purpose_codes: vec!["personalization".into()],
+            },
+            credential,
+        ))
+        .await
+        .map(drop)
+}
+
+fn assert_code(result: Result<(), Status>, code: Code, what: &str) {
+    match result {
+        Ok(()) => panic!("{what}: succeeded, expected {code:?}"),
+        Err(status) => assert_eq!(status.code(), code, "{what}: {status:?}"),
+    }
+}
+
+/// Passed the policy: whatever the service then answered, it was not the
+/// policy refusing.
+fn assert_passes_policy(result: Result<(), Status>, what: &str) {
+    if let Err(status) = result {
+        assert!(
+            !matches!(
+                status.code(),
+                Code::PermissionDenied | Code::Unauthenticated | Code::ResourceExhausted
+            ),
+            "{what}: {status:?}"
+        );
+    }
+}
+
+secured_tests! {
+    async fn authorization_matrix_lets_each_customer_reach_only_its_own_data(app) {
+        let customers = ["matrix-alice", "matrix-bob"];
+        let mut checked = 0;
+        for rule in RULES {
+            let Some(own) = request_naming(rule.method, "x") else { continue };
+            drop(own);
+            for (index, customer) in customers.iter().enumerate() {
+                let other = customers[1 - index];
+                let token = bearer(customer_token(customer));
+                let own = request_naming(rule.method, customer).unwrap();
+                let others = request_naming(rule.method, other).unwrap();
+                // The other customer's id first: an own-data call may erase.
+                let what = format!("{} by {customer} about {other}", rule.method);
+                assert_code(
+                    call_raw(&app, rule.method, others, &token).await,
+                    Code::PermissionDenied,
+                    &what,
+                );
+                let what = format!("{} by {customer} about itself", rule.method);
+                let result = call_raw(&app, rule.method, own, &token).await;
+                match rule.access {
+                    Access::Customer { .. } if streaming(rule.method).0 => {
+                        // Customers send events in IngestEvents, not a stream.
+                        assert_code(result, Code::PermissionDenied, &what);
+                    }
+                    Access::Customer { visitors, .. } => {
+                        assert_passes_policy(result, &what);
+                        if !visitors {
+                            assert_code(
+                                call_raw(&app, rule.method, Vec::new(), &token).await,
+                                Code::PermissionDenied,
+                                &format!("{} by {customer} naming no one", rule.method),
+                            );
+                        }
+                    }
+                    Access::Operator { .. } => {
+                        assert_code(result, Code::PermissionDenied, &what);
+                    }
+                    Access::Open | Access::Catalogue { .. } => unreachable!("no ids"),
+                }
+            }
+            checked += 1;
+        }
+        assert!(checked > 50, "every method naming customers is covered: {checked}");
+    }
+
+    async fn a_customer_reaches_the_anonymous_ids_merged_into_it(app) {
+        let ops = Credential::ApiKey(OPS_KEY);
+        let mut profiles = app.profiles();
+        profiles
+            .create_profile(with_credential(create_known("merge-alice", vec![]), &ops))
+            .await
+            .unwrap();
+        let visitor = profiles
+            .create_profile(with_credential(create_anonymous("", vec![]), &ops))
+            .await
+            .unwrap()
+            .into_inner()
+            .profile
+            .unwrap()
+            .customer_id;
+        let alice = bearer(customer_token("merge-alice"));
+        let get = |customer: &str| profile_pb::GetProfileRequest {
+            customer_id: customer.into(),
+        };
+        // Not yet merged: the visitor's profile is someone else's.
+        assert_code(
+            profiles.get_profile(with_credential(get(&visitor), &alice)).await.map(drop),
+            Code::PermissionDenied,
+            "before the merge",
+        );
+        profiles
+            .merge_profiles(with_credential(merge(&visitor, "merge-alice"), &ops))
+            .await
+            .unwrap();
+        assert_passes_policy(
+            profiles.get_profile(with_credential(get(&visitor), &alice)).await.map(drop),
+            "alice reads the visitor merged into her",
+        );
+        assert_code(
+            profiles
+                .get_profile(with_credential(get(&visitor), &bearer(customer_token("merge-bob"))))
+                .await
+                .map(drop),
+            Code::PermissionDenied,
+            "bob reads the visitor merged into alice",
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_keys_that_prove_nothing_are_unauthenticated_alike() {
+    let app = secured_app(Backend::Sqlite, |_| {}).await.unwrap();
+    let customer = "auth-alice";
+    let valid = customer_claims(customer, &["consent.read"]);
+    let with = |change: serde_json::Value| {
+        let mut claims = valid.clone();
+        for (key, value) in change.as_object().unwrap() {
+            claims[key] = value.clone();
+        }
+        claims
+    };
+    // Beyond the 30 s leeway either way.
+    let refused = [
+        ("expired", rs256(&with(json!({"exp": now() - 120})))),
+        ("not yet valid", rs256(&with(json!({"nbf": now() + 120})))),
+        (
+            "wrong audience",
+            rs256(&with(json!({"aud": "another-api"}))),
+        ),
+        (
+            "wrong issuer",
+            rs256(&with(json!({"iss": "https://evil.test"}))),
+        ),
+        (
+            "no expiry",
+            rs256(
+                &json!({"sub": customer, "iss": valid["iss"], "aud": valid["aud"], "scope": "consent.read"}),
+            ),
+        ),
+        ("alg none", unsigned(&valid)),
+        ("signed by an unknown key", rs256_unknown_key(&valid)),
+        (
+            "tampered",
+            tampered(
+                &rs256(&customer_claims("auth-mallory", &["consent.read"])),
+                &valid,
+            ),
+        ),
+        (
+            "HS256 with the RS256 public key",
+            hs256_with_rs256_public_key(&valid),
+        ),
+        ("not a token", "not.a.token".to_owned()),
+        (
+            "a JWKS kid, signed by another key",
+            signed_with_kid("rs256-private.pem", "rotated-rsa-1", &valid),
+        ),
+        (
+            "an unknown kid",
+            signed_with_kid("other-rs256-private.pem", "rotated-rsa-9", &valid),
+        ),
+    ];
+    let mut messages = Vec::new();
+    for (what, token) in refused {
+        let status = check_consent(&app, customer, &bearer(token))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+        messages.push(status.message().to_owned());
+    }
+    for (what, credential) in [
+        ("no credentials", Credential::None),
+        (
+            "a wrong API key",
+            Credential::ApiKey("test-only-not-a-configured-key"),
+        ),
+    ] {
+        let status = check_consent(&app, customer, &credential)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+        messages.push(status.message().to_owned());
+    }
+    messages.dedup();
+    assert_eq!(messages.len(), 1, "one generic message: {messages:?}");
+
+    // Each configured key, and each API key, proves its caller.
+    for (what, token) in [
+        ("RS256", rs256(&valid)),
+        ("ES256", es256(&valid)),
+        ("HS256", hs256(&valid)),
+        (
+            "JWKS RS256 by kid",
+            signed_with_kid("other-rs256-private.pem", "rotated-rsa-1", &valid),
+        ),
+        (
+            "JWKS ES256 by kid",
+            signed_with_kid("es256-private.pem", "es-1", &valid),
+        ),
+        // Within the leeway.
+        ("just expired", rs256(&with(json!({"exp": now() - 5})))),
+    ] {
+        check_consent(&app, customer, &bearer(token))
+            .await
+            .unwrap_or_else(|status| panic!("{what}: {status:?}"));
+    }
+    check_consent(&app, customer, &Credential::ApiKey(OPS_KEY))
+        .await
+        .unwrap();
+    check_consent(&app, customer, &Credential::ApiKey(CHECKOUT_KEY))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_decide_and_a_method_without_a_rule_is_refused() {
+    let app = secured_app(Backend::Sqlite, |_| {}).await.unwrap();
+    let reader = bearer(rs256(&customer_claims("scope-alice", &["consent.read"])));
+    check_consent(&app, "scope-alice", &reader).await.unwrap();
+    assert_code(
+        app.consent()
+            .record_consent(with_credential(
+                attune_tests::consent_requests::record("scope-alice", vec![]),
+                &reader,
+            ))
+            .await
+            .map(drop),
+        Code::PermissionDenied,
+        "RecordConsent without consent.write",
+    );
+    // `admin` in a customer's token opens no operator method.
+    let customer_admin = bearer(rs256(&customer_claims("scope-alice", &["admin"])));
+    assert_code(
+        call_raw(
+            &app,
+            "attune.consent.v1.ConsentService/VerifyAuditLog",
+            Vec::new(),
+            &customer_admin,
+        )
+        .await,
+        Code::PermissionDenied,
+        "an operator method for a customer",
+    );
+    // A service key holds only its scopes; the operator's holds all.
+    let checkout = Credential::ApiKey(CHECKOUT_KEY);
+    let ops = Credential::ApiKey(OPS_KEY);
+    assert_code(
+        call_raw(
+            &app,
+            "attune.consent.v1.ConsentService/VerifyAuditLog",
+            Vec::new(),
+            &checkout,
+        )
+        .await,
+        Code::PermissionDenied,
+        "VerifyAuditLog by checkout",
+    );
+    call_raw(
+        &app,
+        "attune.consent.v1.ConsentService/VerifyAuditLog",
+        Vec::new(),
+        &ops,
+    )
+    .await
+    .unwrap();
+    // A staff device at the till looks a customer up, and nothing more.
+    let staff = bearer(rs256(&json!({
+        "sub": "till-7", "iss": attune_tests::gateway_policy::ISSUER,
+        "aud": attune_tests::gateway_policy::AUDIENCE, "exp": now() + 600,
+        "store_id": "store-12", "scope": "store.clienteling",
+    })));
+    assert_passes_policy(
+        call_raw(
+            &app,
+            "attune.profile.v1.ProfileService/LookupProfile",
+            Vec::new(),
+            &staff,
+        )
+        .await,
+        "LookupProfile at the till",
+    );
+    assert_code(
+        check_consent(&app, "scope-alice", &staff).await,
+        Code::PermissionDenied,
+        "CheckConsent at the till",
+    );
+    // Methods no rule names: refused before anything else, even to an operator.
+    for path in [
+        "attune.consent.v1.ConsentService/NoSuchMethod",
+        "attune.nosuch.v1.NoService/Call",
+        "attune.privacy.v1.DataSubjectService/EraseCustomer",
+    ] {
+        assert_code(
+            call_raw_unchecked(&app, path, &ops).await,
+            Code::PermissionDenied,
+            path,
+        );
+    }
+}
+
+/// A call to `path` (which the contracts may not have) with an empty request.
+async fn call_raw_unchecked(
+    app: &TestApp,
+    path: &str,
+    credential: &Credential,
+) -> Result<(), Status> {
+    let mut grpc = tonic::client::Grpc::new(app.channel.clone());
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        with_credential(Vec::new(), credential),
+        format!("/{path}").parse().unwrap(),
+        attune_tests::gateway_policy::RawCodec,
+    )
+    .await
+    .map(drop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_authentication_only_loopback_is_served() {
+    attune_kit::telemetry::init_for_tests();
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let error = attune::serve(
+        attune_kit::config::Config::default(),
+        attune::Role::All,
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("without authentication"),
+        "{error:#}"
+    );
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let error = attune::serve(
+        attune_kit::config::Config::default(),
+        attune::Role::Gateway,
+        listener,
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("without authentication"),
+        "{error:#}"
+    );
+}
