@@ -10,7 +10,8 @@
 //!    message ([`first_message`], [`wire`]): a customer principal may name only
 //!    itself and the anonymous ids merged into it ([`linked`]); each customer's
 //!    own rate limit;
-//! 5. `sec-gpc: 1` records the customer's opt-out of sale and sharing ([`gpc`]);
+//! 5. `sec-gpc: 1` records the customer's opt-out of sale and sharing ([`gpc`])
+//!    once the service has accepted the request (not on INVALID_ARGUMENT);
 //! 6. a place among the calls in progress (shed beyond it), a default deadline
 //!    when the caller sent none, and the call goes on with its original bytes,
 //!    the principal in its extensions and the credentials removed.
@@ -247,19 +248,40 @@ impl tower::Service<http::Request<Body>> for PolicyService {
                 Ok(permit) => permit,
                 Err(status) => return Ok(status.into_http()),
             };
-            match admit(&state, request).await {
-                Ok(request) => tower::ServiceExt::oneshot(inner, request).await,
-                Err(status) => Ok(status.into_http()),
+            let (request, signalled) = match admit(&state, request).await {
+                Ok(admitted) => admitted,
+                Err(status) => return Ok(status.into_http()),
+            };
+            let response = tower::ServiceExt::oneshot(inner, request).await?;
+            // A request the service refused as bad input changes nothing, the
+            // privacy signal it carried included.
+            if !signalled.is_empty() && !refused_as_bad_input(&response) {
+                for customer in &signalled {
+                    state.gpc.record(customer).await;
+                }
             }
+            Ok(response)
         })
     }
 }
 
-/// Everything the policy checks; the request as it is to be forwarded.
+/// Whether the answer is INVALID_ARGUMENT (a refusal comes as a trailers-only
+/// answer: its status is in the headers).
+fn refused_as_bad_input(response: &http::Response<Body>) -> bool {
+    response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|status| status.as_bytes() == b"3")
+}
+
+/// Everything the policy checks: the request as it is to be forwarded, and
+/// the customers whose Global Privacy Control signal it carries (recorded
+/// once the service accepted the request).
 async fn admit(
     state: &State,
     mut request: http::Request<Body>,
-) -> Result<http::Request<Body>, Status> {
+) -> Result<(http::Request<Body>, Vec<String>), Status> {
+    let mut signalled = Vec::new();
     let rule = state.table.get(request.uri().path());
     if matches!(
         rule,
@@ -268,7 +290,7 @@ async fn admit(
             ..
         })
     ) {
-        return Ok(request);
+        return Ok((request, signalled));
     }
     let principal = match &state.authenticator {
         None => Principal::Development,
@@ -295,14 +317,10 @@ async fn admit(
             request = http::Request::from_parts(parts, body);
             let ids = authorize_customers(state, &principal, rule, &message).await?;
             if gpc {
-                match &principal {
-                    Principal::Customer { id, .. } => state.gpc.record(id).await,
-                    _ => {
-                        for id in &ids {
-                            state.gpc.record(id).await;
-                        }
-                    }
-                }
+                signalled = match &principal {
+                    Principal::Customer { id, .. } => vec![id.clone()],
+                    _ => ids.clone(),
+                };
             }
             if per_customer {
                 check_customer_rates(state, &principal, &ids)?;
@@ -315,7 +333,7 @@ async fn admit(
                 }
             }
         } else if gpc && let Principal::Customer { id, .. } = &principal {
-            state.gpc.record(id).await;
+            signalled.push(id.clone());
         }
     }
     let headers = request.headers_mut();
@@ -325,7 +343,7 @@ async fn admit(
         headers.insert("grpc-timeout", state.default_timeout.clone());
     }
     request.extensions_mut().insert(principal);
-    Ok(request)
+    Ok((request, signalled))
 }
 
 /// The principal holds one of the rule's scopes; operator methods are never a
