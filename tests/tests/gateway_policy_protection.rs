@@ -108,6 +108,18 @@ secured_tests! {
                 &Credential::ApiKey(OPS_KEY),
             ))
             .await;
+        // A request the service refuses as bad input records nothing.
+        let refused = loyalty_pb::loyalty_service_client::LoyaltyServiceClient::new(app.channel.clone())
+            .redeem_points(signalled(
+                loyalty_pb::RedeemPointsRequest {
+                    customer_id: "gpc-carol".into(),
+                    ..Default::default()
+                },
+                &Credential::ApiKey(OPS_KEY),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
         let history = |customer: &'static str| {
             let app = &app;
             async move {
@@ -129,6 +141,7 @@ secured_tests! {
         };
         assert_eq!(history(customer).await.len(), 1, "one withdrawal for alice");
         assert_eq!(history("gpc-bob").await.len(), 1, "one withdrawal for bob");
+        assert!(history("gpc-carol").await.is_empty(), "nothing for a bad request");
         let status = app
             .consent()
             .check_consent(with_credential(

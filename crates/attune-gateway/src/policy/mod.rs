@@ -11,8 +11,7 @@
 //!    itself and the anonymous ids merged into it ([`linked`]); each customer's
 //!    own rate limit;
 //! 5. `sec-gpc: 1` records the customer's opt-out of sale and sharing ([`gpc`])
-//!    unless the service refuses the request as invalid (bad input changes
-//!    nothing);
+//!    once the service has accepted the request (not on INVALID_ARGUMENT);
 //! 6. a place among the calls in progress (shed beyond it), a default deadline
 //!    when the caller sent none, and the call goes on with its original bytes,
 //!    the principal in its extensions and the credentials removed.
@@ -254,16 +253,16 @@ impl tower::Service<http::Request<Body>> for PolicyService {
                 Ok(permit) => permit,
                 Err(status) => return Ok(status.into_http()),
             };
-            let (request, gpc_for) = match admit(&state, request).await {
+            let (request, signalled) = match admit(&state, request).await {
                 Ok(admitted) => admitted,
                 Err(status) => return Ok(status.into_http()),
             };
             let response = tower::ServiceExt::oneshot(inner, request).await?;
-            // A call its service refused as invalid changes nothing, the privacy
-            // signal included; any other answer still carries the person's choice.
-            if !gpc_for.is_empty() && !refused_as_invalid(&response) {
-                for id in &gpc_for {
-                    state.gpc.record(id).await;
+            // A request the service refused as bad input changes nothing, the
+            // privacy signal it carried included.
+            if !signalled.is_empty() && !refused_as_bad_input(&response) {
+                for customer in &signalled {
+                    state.gpc.record(customer).await;
                 }
             }
             Ok(response)
@@ -271,22 +270,23 @@ impl tower::Service<http::Request<Body>> for PolicyService {
     }
 }
 
-/// Whether `response` is INVALID_ARGUMENT without a body (trailers-only): how a
-/// service answers a request it refused before doing anything.
-fn refused_as_invalid(response: &http::Response<Body>) -> bool {
-    const INVALID_ARGUMENT: &str = "3";
+/// Whether the answer is INVALID_ARGUMENT (a refusal comes as a trailers-only
+/// answer: its status is in the headers).
+fn refused_as_bad_input(response: &http::Response<Body>) -> bool {
     response
         .headers()
         .get("grpc-status")
-        .is_some_and(|status| status == INVALID_ARGUMENT)
+        .is_some_and(|status| status.as_bytes() == b"3")
 }
 
-/// Everything the policy checks: the request as it is to be forwarded, and the
-/// customers whose Global Privacy Control signal it carries.
+/// Everything the policy checks: the request as it is to be forwarded, and
+/// the customers whose Global Privacy Control signal it carries (recorded
+/// once the service accepted the request).
 async fn admit(
     state: &State,
     mut request: http::Request<Body>,
 ) -> Result<(http::Request<Body>, Vec<String>), Status> {
+    let mut signalled = Vec::new();
     let rule = state.table.get(request.uri().path());
     if matches!(
         rule,
@@ -295,7 +295,7 @@ async fn admit(
             ..
         })
     ) {
-        return Ok((request, Vec::new()));
+        return Ok((request, signalled));
     }
     let principal = match &state.authenticator {
         None => Principal::Development,
@@ -312,7 +312,6 @@ async fn admit(
         }
     };
     let gpc = attune_kit::privacy::gpc_signalled_in_headers(request.headers());
-    let mut gpc_for = Vec::new();
     if let Some(rule) = rule {
         let names_customers = !rule.ids.is_empty() || !rule.not_for_customers.is_empty();
         let per_customer =
@@ -324,7 +323,7 @@ async fn admit(
             request = http::Request::from_parts(parts, body);
             let ids = authorize_customers(state, &principal, rule, &message).await?;
             if gpc {
-                gpc_for = match &principal {
+                signalled = match &principal {
                     Principal::Customer { id, .. } => vec![id.clone()],
                     _ => ids.clone(),
                 };
@@ -343,7 +342,7 @@ async fn admit(
                 }
             }
         } else if gpc && let Principal::Customer { id, .. } = &principal {
-            gpc_for = vec![id.clone()];
+            signalled.push(id.clone());
         }
     }
     let headers = request.headers_mut();
@@ -353,7 +352,7 @@ async fn admit(
         headers.insert("grpc-timeout", state.default_timeout.clone());
     }
     request.extensions_mut().insert(principal);
-    Ok((request, gpc_for))
+    Ok((request, signalled))
 }
 
 /// The principal holds one of the rule's scopes; operator methods are never a
