@@ -307,9 +307,36 @@ async fn check_capacity(url: &str, run: u64, capacity: i64, expected: u64) {
         total += n as u64;
     }
     assert_eq!(total, expected, "the rows are the successes");
+    // Each slot's counter equals the reservations holding a unit of it.
+    let counters = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            format!(
+                "SELECT s.slot_id, CAST(s.reserved AS BIGINT) AS reserved, \
+                 (SELECT COUNT(*) FROM delivery_reservations r WHERE r.slot_id = s.slot_id \
+                  AND r.state IN ('held', 'confirmed')) AS holding \
+                 FROM delivery_slots s WHERE s.slot_id LIKE 'bench-r-{run}-%'"
+            ),
+        ))
+        .await
+        .unwrap();
+    for row in &counters {
+        let reserved: i64 = row.try_get("", "reserved").unwrap();
+        let holding: i64 = row.try_get("", "holding").unwrap();
+        assert_eq!(
+            reserved, holding,
+            "a slot's counter disagrees with its rows"
+        );
+        assert!(
+            reserved <= capacity,
+            "a slot's counter is above its capacity"
+        );
+    }
     println!(
-        "capacity invariant: {} slots, none above {capacity}, {total} rows = successes",
-        rows.len()
+        "capacity invariant: {} slots, none above {capacity}, {total} rows = successes, \
+         {} counters = their rows",
+        rows.len(),
+        counters.len()
     );
 }
 

@@ -459,6 +459,81 @@ backend_tests! {
         .await;
     }
 
+    async fn checkout_rpcs_reject_each_bad_field(app) {
+        seed(&app).await;
+        app.grant("c-1", &["personalization"]).await;
+        let client = app.delivery();
+        let db = &app.config.database;
+        let valid_list = || pb::ListAvailableSlotsRequest {
+            method: M::HomeScheduled.into(),
+            ..Default::default()
+        };
+        let cases = Cases::new()
+            .invalid("no method", "method", |r: &mut pb::ListAvailableSlotsRequest| r.method = 0)
+            .invalid("unknown method", "method", |r| r.method = 99)
+            .invalid("standard has no slots", "method", |r| r.method = M::HomeStandard.into())
+            .invalid("pickup without its point", "pickup_point_id", |r| r.method = M::PickupPoint.into())
+            .invalid("home with a point", "pickup_point_id", |r| r.pickup_point_id = "locker-1".into())
+            .invalid("end before start", "end_time", |r| {
+                r.start_time = Some(attune_kit::types::time::to_proto(Utc::now()));
+                r.end_time = Some(attune_kit::types::time::to_proto(Utc::now() - Duration::hours(1)));
+            })
+            .invalid("range too long", "end_time", |r| {
+                r.start_time = Some(attune_kit::types::time::to_proto(Utc::now()));
+                r.end_time = Some(attune_kit::types::time::to_proto(Utc::now() + Duration::days(90)));
+            })
+            .invalid("bad timestamp", "start_time", |r| {
+                r.start_time = Some(prost_types::Timestamp { seconds: i64::MAX, nanos: 0 })
+            })
+            .invalid("negative page size", "page_size", |r| r.page_size = -1)
+            .invalid("page too large", "page_size", |r| r.page_size = 501)
+            .invalid("foreign page token", "page_token", |r| r.page_token = "garbage!".into());
+        assert_each_rejected(db, valid_list, cases, |r| {
+            let mut c = client.clone();
+            async move { c.list_available_slots(r).await }
+        })
+        .await;
+
+        let valid_choice = || pb::RecordOrderChoiceRequest {
+            customer_id: "c-1".into(),
+            order_id: "o-1".into(),
+            delivery_method: M::HomeScheduled.into(),
+            payment_method: P::Card.into(),
+            slot_id: "s-1".into(),
+            request_id: "choice-1".into(),
+            ..Default::default()
+        };
+        let cases = Cases::new()
+            .invalid("empty customer", "customer_id", |r: &mut pb::RecordOrderChoiceRequest| r.customer_id.clear())
+            .invalid("empty order", "order_id", |r| r.order_id.clear())
+            .invalid("order with a control character", "order_id", |r| r.order_id = "o\n1".into())
+            .invalid("unknown method", "delivery_method", |r| r.delivery_method = 99)
+            .invalid("unknown payment", "payment_method", |r| r.payment_method = 99)
+            .invalid("nothing chosen", "delivery_method", |r| {
+                r.delivery_method = 0;
+                r.payment_method = 0;
+                r.slot_id.clear();
+            })
+            .invalid("slot without method", "slot_id", |r| r.delivery_method = 0)
+            .invalid("home method with a point", "pickup_point_id", |r| r.pickup_point_id = "locker-1".into())
+            .invalid("future order", "order_time", |r| {
+                r.order_time = Some(attune_kit::types::time::to_proto(Utc::now() + Duration::days(1)))
+            })
+            .invalid("empty request id", "request_id", |r| r.request_id.clear())
+            .refused("unknown slot", Code::NotFound, |r| r.slot_id = "s-none".into())
+            .refused("unknown pickup point", Code::NotFound, |r| {
+                r.delivery_method = M::PickupPoint.into();
+                r.slot_id.clear();
+                r.pickup_point_id = "locker-none".into();
+            })
+            .refused("slot of another method", Code::FailedPrecondition, |r| r.delivery_method = M::HomeSameDay.into());
+        assert_each_rejected(db, valid_choice, cases, |r| {
+            let mut c = client.clone();
+            async move { c.record_order_choice(r).await }
+        })
+        .await;
+    }
+
     async fn lowering_capacity_below_what_is_reserved_is_refused(app) {
         let start = Utc::now() + Duration::days(1);
         app.upsert_slots(vec![slot("s-1", M::HomeScheduled, start, 3)]).await;

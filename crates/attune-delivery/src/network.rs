@@ -1,15 +1,12 @@
 //! The retailer's delivery network (admin API): pickup points and stores,
 //! shipping rates, slots and payment method rules. A record is stored with its
 //! searchable columns plain and the whole validated wire message in `body`; an
-//! upsert replaces a record whole.
-
-use std::sync::Arc;
+//! upsert replaces a record whole. Slots live in `slots`.
 
 use attune_kit::ApiError;
-use attune_kit::db::micros::to_micros;
 use attune_kit::error::{Violations, checked};
 use attune_kit::pagination::{decode_cursor, next_page, page_size};
-use attune_kit::types::{DeliveryMethod, time};
+
 use attune_proto::delivery::v1 as pb;
 use chrono::{DateTime, NaiveDate, Utc};
 use prost::Message;
@@ -18,21 +15,11 @@ use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 use serde::{Deserialize, Serialize};
 
 use crate::app::Delivery;
-use crate::geo::{Point, PointIndex};
 use crate::store::{self, Write};
 use crate::validate;
 
 /// Most records in one upsert.
 const MAX_BATCH: usize = 500;
-
-/// The active pickup points by position, with the network version it reflects.
-#[derive(Debug, Default)]
-pub struct PickupIndex {
-    /// The version of `delivery_network_versions` it was built at.
-    pub version: i64,
-    /// The points.
-    pub points: PointIndex<pb::PickupPoint>,
-}
 
 /// What an upsert did, as remembered for its retries.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -44,17 +31,21 @@ pub struct Upserted {
 }
 
 #[derive(Serialize)]
-struct Batch {
-    bodies: Vec<Vec<u8>>,
+pub(crate) struct Batch {
+    pub(crate) bodies: Vec<Vec<u8>>,
 }
 
-fn batch_size(v: &mut Violations, field: &str, len: usize) {
+pub(crate) fn batch_size(v: &mut Violations, field: &str, len: usize) {
     if len == 0 || len > MAX_BATCH {
         v.add(field, format!("must have 1 to {MAX_BATCH} entries"));
     }
 }
 
-fn no_duplicates<'a>(v: &mut Violations, field: &str, ids: impl Iterator<Item = &'a str>) {
+pub(crate) fn no_duplicates<'a>(
+    v: &mut Violations,
+    field: &str,
+    ids: impl Iterator<Item = &'a str>,
+) {
     let mut seen = std::collections::HashSet::new();
     for (i, id) in ids.enumerate() {
         if !id.is_empty() && !seen.insert(id) {
@@ -68,7 +59,7 @@ struct IdRow {
     id: String,
 }
 
-async fn existing_ids(
+pub(crate) async fn existing_ids(
     db: &impl ConnectionTrait,
     table: &str,
     id_column: &str,
@@ -198,16 +189,17 @@ pub async fn upsert_pickup_points(
                     ]);
                 }
                 insert.run(txn).await?;
-                bump_version(txn, "pickup_points").await?;
+                crate::snapshot::bump_version(txn).await?;
                 Ok(count(pickup_points.len(), existing.len()))
             },
         )
         .await?
         .into_inner();
+    delivery.network.refresh(&delivery.db).await?;
     Ok(upserted)
 }
 
-fn count(total: usize, existing: usize) -> Upserted {
+pub(crate) fn count(total: usize, existing: usize) -> Upserted {
     Upserted {
         created: (total - existing) as i32,
         updated: existing as i32,
@@ -215,81 +207,8 @@ fn count(total: usize, existing: usize) -> Upserted {
 }
 
 #[derive(FromQueryResult)]
-struct VersionRow {
-    version: i64,
-}
-
-async fn bump_version(db: &impl ConnectionTrait, name: &str) -> Result<(), DbErr> {
-    let next = network_version(db, name).await? + 1;
-    Query::insert()
-        .into_table("delivery_network_versions")
-        .columns(["name", "version"])
-        .values_panic([name.into(), next.into()])
-        .on_conflict(
-            OnConflict::column("name")
-                .update_column("version")
-                .to_owned(),
-        )
-        .to_owned()
-        .run(db)
-        .await?;
-    Ok(())
-}
-
-async fn network_version(db: &impl ConnectionTrait, name: &str) -> Result<i64, DbErr> {
-    let query = Query::select()
-        .column("version")
-        .from("delivery_network_versions")
-        .and_where(Expr::col("name").eq(name))
-        .to_owned();
-    Ok(store::one::<VersionRow>(db, &query)
-        .await?
-        .map_or(0, |row| row.version))
-}
-
-#[derive(FromQueryResult)]
-struct BodyRow {
-    body: Vec<u8>,
-}
-
-/// The pickup index as of the network's current version: one small read, and a
-/// rebuild (then shared by every request) only when an upsert moved it, in this
-/// process or another.
-pub async fn pickup_index(delivery: &Delivery) -> Result<Arc<PickupIndex>, ApiError> {
-    let version = network_version(&delivery.db, "pickup_points").await?;
-    {
-        let current = delivery
-            .pickup_index
-            .read()
-            .expect("the index lock is never poisoned: nothing panics holding it");
-        if current.version == version {
-            return Ok(Arc::clone(&current));
-        }
-    }
-    let query = Query::select()
-        .column("body")
-        .from("delivery_pickup_points")
-        .and_where(Expr::col("active").eq(true))
-        .to_owned();
-    let mut points = Vec::new();
-    for row in store::all::<BodyRow>(&delivery.db, &query).await? {
-        let point = pb::PickupPoint::decode(row.body.as_slice()).map_err(ApiError::internal)?;
-        let at = point
-            .location
-            .as_ref()
-            .and_then(|p| Point::parse(p.latitude_microdegrees, p.longitude_microdegrees).ok())
-            .ok_or_else(|| ApiError::internal("a stored pickup point has no valid location"))?;
-        points.push((at, point));
-    }
-    let index = Arc::new(PickupIndex {
-        version,
-        points: PointIndex::build(points),
-    });
-    *delivery
-        .pickup_index
-        .write()
-        .expect("the index lock is never poisoned: nothing panics holding it") = Arc::clone(&index);
-    Ok(index)
+pub(crate) struct BodyRow {
+    pub(crate) body: Vec<u8>,
 }
 
 /// One stored pickup point, active or not.
@@ -495,7 +414,7 @@ pub async fn upsert_rates(
     let command = Batch {
         bodies: rates.iter().map(Message::encode_to_vec).collect(),
     };
-    Ok(delivery
+    let upserted = delivery
         .idempotent(
             "UpsertShippingRates",
             checked(request_id).as_ref(),
@@ -526,294 +445,14 @@ pub async fn upsert_rates(
                     ]);
                 }
                 insert.run(txn).await?;
+                crate::snapshot::bump_version(txn).await?;
                 Ok(count(rates.len(), existing.len()))
             },
         )
         .await?
-        .into_inner())
-}
-
-/// The active rates of a country.
-pub async fn rates_of(
-    db: &impl ConnectionTrait,
-    country_code: &str,
-) -> Result<Vec<pb::ShippingRate>, ApiError> {
-    let query = Query::select()
-        .column("body")
-        .from("delivery_rates")
-        .and_where(Expr::col("country_code").eq(country_code))
-        .and_where(Expr::col("active").eq(true))
-        .order_by("rate_id", Order::Asc)
-        .to_owned();
-    store::all::<BodyRow>(db, &query)
-        .await?
-        .into_iter()
-        .map(|row| pb::ShippingRate::decode(row.body.as_slice()).map_err(ApiError::internal))
-        .collect()
-}
-
-// ---------------------------------------------------------------- slots
-
-fn parse_slot(v: &mut Violations, f: &str, slot: &pb::DeliverySlot) {
-    let pb::DeliverySlot {
-        slot_id,
-        method,
-        pickup_point_id,
-        start_time,
-        end_time,
-        cutoff_time,
-        capacity,
-        reserved_count: _,
-        available_count: _,
-        surcharge,
-        active: _,
-        utc_offset_minutes,
-    } = slot;
-    validate::record_id(v, &format!("{f}.slot_id"), slot_id);
-    match validate::delivery_method(v, &format!("{f}.method"), *method) {
-        Some(DeliveryMethod::HomeStandard) => {
-            v.add(format!("{f}.method"), "HOME_STANDARD has no slots");
-        }
-        Some(m) if m.is_pickup() => {
-            validate::record_id(v, &format!("{f}.pickup_point_id"), pickup_point_id);
-        }
-        Some(_) if !pickup_point_id.is_empty() => {
-            v.add(
-                format!("{f}.pickup_point_id"),
-                "must be empty for home methods",
-            );
-        }
-        _ => {}
-    }
-    let start = v.check(
-        format!("{f}.start_time"),
-        time::from_proto_required(*start_time),
-    );
-    let end = v.check(
-        format!("{f}.end_time"),
-        time::from_proto_required(*end_time),
-    );
-    if let (Some(start), Some(end)) = (start, end)
-        && (end <= start || end - start > chrono::Duration::hours(24))
-    {
-        v.add(
-            format!("{f}.end_time"),
-            "must be after start_time, at most 24 hours later",
-        );
-    }
-    if let Some(cutoff) = v.check(
-        format!("{f}.cutoff_time"),
-        time::from_proto_optional(*cutoff_time),
-    ) && let (Some(cutoff), Some(start)) = (cutoff, start)
-        && cutoff > start
-    {
-        v.add(format!("{f}.cutoff_time"), "must not be after start_time");
-    }
-    if !(0..=100_000).contains(capacity) {
-        v.add(format!("{f}.capacity"), "must be 0 to 100000");
-    }
-    validate::optional_price(v, &format!("{f}.surcharge"), surcharge.as_ref());
-    validate::utc_offset(v, &format!("{f}.utc_offset_minutes"), *utc_offset_minutes);
-}
-
-/// UpsertSlots.
-pub async fn upsert_slots(
-    delivery: &Delivery,
-    request: pb::UpsertSlotsRequest,
-) -> Result<Upserted, ApiError> {
-    let pb::UpsertSlotsRequest { slots, request_id } = request;
-    let mut v = Violations::default();
-    batch_size(&mut v, "slots", slots.len());
-    for (i, slot) in slots.iter().enumerate() {
-        parse_slot(&mut v, &format!("slots[{i}]"), slot);
-    }
-    no_duplicates(&mut v, "slots", slots.iter().map(|s| s.slot_id.as_str()));
-    let request_id = validate::request_id(&mut v, &request_id);
-    v.finish()?;
-    let slots: Vec<pb::DeliverySlot> = slots
-        .into_iter()
-        .map(|mut slot| {
-            slot.reserved_count = 0;
-            slot.available_count = 0;
-            if slot.cutoff_time.is_none() {
-                slot.cutoff_time = slot.start_time;
-            }
-            slot
-        })
-        .collect();
-    let command = Batch {
-        bodies: slots.iter().map(Message::encode_to_vec).collect(),
-    };
-    let now = delivery.clock.now();
-    Ok(delivery
-        .idempotent(
-            "UpsertSlots",
-            checked(request_id).as_ref(),
-            &command,
-            async |txn| {
-                let ids = slots.iter().map(|s| s.slot_id.clone()).collect();
-                let existing = existing_ids(txn, "delivery_slots", "slot_id", ids).await?;
-                for slot in &slots {
-                    if slot.pickup_point_id.is_empty() {
-                        continue;
-                    }
-                    if pickup_point(txn, &slot.pickup_point_id).await?.is_none() {
-                        return Err(ApiError::NotFound(format!(
-                            "pickup point {} not found",
-                            slot.pickup_point_id
-                        )));
-                    }
-                }
-                for slot in slots.iter().filter(|s| existing.contains(&s.slot_id)) {
-                    let reserved = live_count(txn, &slot.slot_id, now).await?;
-                    if i64::from(slot.capacity) < reserved {
-                        return Err(ApiError::FailedPrecondition(format!(
-                            "slot {} has {reserved} units reserved, more than the new capacity",
-                            slot.slot_id
-                        )));
-                    }
-                }
-                let mut insert = Query::insert()
-                    .into_table("delivery_slots")
-                    .columns([
-                        "slot_id",
-                        "method",
-                        "pickup_point_id",
-                        "start_time",
-                        "cutoff_time",
-                        "capacity",
-                        "active",
-                        "body",
-                    ])
-                    .on_conflict(
-                        OnConflict::column("slot_id")
-                            .update_columns([
-                                "method",
-                                "pickup_point_id",
-                                "start_time",
-                                "cutoff_time",
-                                "capacity",
-                                "active",
-                                "body",
-                            ])
-                            .to_owned(),
-                    )
-                    .to_owned();
-                for slot in &slots {
-                    let method = DeliveryMethod::from_proto(slot.method)
-                        .map_err(|e| ApiError::invalid("slots.method", e))?;
-                    let micros = |t: Option<prost_types::Timestamp>| -> Result<i64, ApiError> {
-                        Ok(to_micros(
-                            time::from_proto_required(t).map_err(ApiError::internal)?,
-                        ))
-                    };
-                    insert.values_panic([
-                        slot.slot_id.clone().into(),
-                        method.as_str().into(),
-                        slot.pickup_point_id.clone().into(),
-                        micros(slot.start_time)?.into(),
-                        micros(slot.cutoff_time)?.into(),
-                        slot.capacity.into(),
-                        slot.active.into(),
-                        slot.encode_to_vec().into(),
-                    ]);
-                }
-                insert.run(txn).await?;
-                Ok(count(slots.len(), existing.len()))
-            },
-        )
-        .await?
-        .into_inner())
-}
-
-#[derive(FromQueryResult)]
-struct CountRow {
-    n: i64,
-}
-
-/// Units of a slot held (unexpired) or confirmed at `now`.
-pub async fn live_count(
-    db: &impl ConnectionTrait,
-    slot_id: &str,
-    now: DateTime<Utc>,
-) -> Result<i64, DbErr> {
-    let query = Query::select()
-        .expr_as(Expr::col("reservation_id").count(), "n")
-        .from("delivery_reservations")
-        .and_where(Expr::col("slot_id").eq(slot_id))
-        .cond_where(
-            sea_orm::sea_query::Cond::any()
-                .add(Expr::col("state").eq("confirmed"))
-                .add(
-                    Expr::col("state")
-                        .eq("held")
-                        .and(Expr::col("expire_time").gt(to_micros(now))),
-                ),
-        )
-        .to_owned();
-    Ok(store::one::<CountRow>(db, &query).await?.map_or(0, |r| r.n))
-}
-
-/// A stored slot with its availability at `now`.
-pub async fn slot(
-    db: &impl ConnectionTrait,
-    slot_id: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<pb::DeliverySlot>, ApiError> {
-    let query = Query::select()
-        .column("body")
-        .from("delivery_slots")
-        .and_where(Expr::col("slot_id").eq(slot_id))
-        .to_owned();
-    let Some(row) = store::one::<BodyRow>(db, &query).await? else {
-        return Ok(None);
-    };
-    let mut slot = pb::DeliverySlot::decode(row.body.as_slice()).map_err(ApiError::internal)?;
-    with_availability(db, &mut slot, now).await?;
-    Ok(Some(slot))
-}
-
-async fn with_availability(
-    db: &impl ConnectionTrait,
-    slot: &mut pb::DeliverySlot,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let reserved = live_count(db, &slot.slot_id, now).await?;
-    slot.reserved_count = reserved as i32;
-    slot.available_count = Ord::max(i64::from(slot.capacity) - reserved, 0) as i32;
-    Ok(())
-}
-
-/// The first active slot of `method` (at `pickup_point_id` when given) that can
-/// still be reserved at `now`, looking at most 200 slots ahead.
-pub async fn next_free_slot(
-    db: &impl ConnectionTrait,
-    method: DeliveryMethod,
-    pickup_point_id: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<Option<pb::DeliverySlot>, ApiError> {
-    let mut query = Query::select()
-        .column("body")
-        .from("delivery_slots")
-        .and_where(Expr::col("method").eq(method.as_str()))
-        .and_where(Expr::col("active").eq(true))
-        .and_where(Expr::col("cutoff_time").gt(to_micros(now)))
-        .and_where(Expr::col("capacity").gt(0))
-        .order_by("start_time", Order::Asc)
-        .order_by("slot_id", Order::Asc)
-        .limit(200)
-        .to_owned();
-    if let Some(point) = pickup_point_id {
-        query.and_where(Expr::col("pickup_point_id").eq(point));
-    }
-    for row in store::all::<BodyRow>(db, &query).await? {
-        let mut slot = pb::DeliverySlot::decode(row.body.as_slice()).map_err(ApiError::internal)?;
-        with_availability(db, &mut slot, now).await?;
-        if slot.available_count > 0 {
-            return Ok(Some(slot));
-        }
-    }
-    Ok(None)
+        .into_inner();
+    delivery.network.refresh(&delivery.db).await?;
+    Ok(upserted)
 }
 
 // ---------------------------------------------------------------- payment rules
@@ -873,7 +512,7 @@ pub async fn upsert_payment_rules(
     let command = Batch {
         bodies: rules.iter().map(Message::encode_to_vec).collect(),
     };
-    Ok(delivery
+    let upserted = delivery
         .idempotent(
             "UpsertPaymentMethodRules",
             checked(request_id).as_ref(),
@@ -899,24 +538,12 @@ pub async fn upsert_payment_rules(
                     insert.values_panic([name.clone().into(), rule.encode_to_vec().into()]);
                 }
                 insert.run(txn).await?;
+                crate::snapshot::bump_version(txn).await?;
                 Ok(count(rules.len(), existing.len()))
             },
         )
         .await?
-        .into_inner())
-}
-
-/// Every payment method rule.
-pub async fn payment_rules(
-    db: &impl ConnectionTrait,
-) -> Result<Vec<pb::PaymentMethodRule>, ApiError> {
-    let query = Query::select()
-        .column("body")
-        .from("delivery_payment_rules")
-        .to_owned();
-    store::all::<BodyRow>(db, &query)
-        .await?
-        .into_iter()
-        .map(|row| pb::PaymentMethodRule::decode(row.body.as_slice()).map_err(ApiError::internal))
-        .collect()
+        .into_inner();
+    delivery.network.refresh(&delivery.db).await?;
+    Ok(upserted)
 }

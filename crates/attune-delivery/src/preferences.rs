@@ -342,7 +342,7 @@ pub async fn learned(
     }
     let when = |micros: i64| from_micros(micros).ok().map(time::to_proto);
     let mut windows: HashMap<(i32, i32, i32), i32> = HashMap::new();
-    for window in crate::reservations::confirmed_windows(db, customer_id, now).await? {
+    for window in crate::reservations::chosen_windows(db, customer_id).await? {
         *windows.entry(window).or_default() += 1;
     }
     let mut windows: Vec<((i32, i32, i32), i32)> = windows.into_iter().collect();
