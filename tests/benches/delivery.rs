@@ -91,6 +91,7 @@ async fn seed_network(client: &mut DeliveryServiceClient<Channel>, points: u64) 
         if batch.len() == 500 {
             client
                 .upsert_pickup_points(pb::UpsertPickupPointsRequest {
+                    update_mask: None,
                     pickup_points: std::mem::take(&mut batch),
                     request_id: format!("bench-points-{i}"),
                 })
@@ -101,6 +102,7 @@ async fn seed_network(client: &mut DeliveryServiceClient<Channel>, points: u64) 
     if !batch.is_empty() {
         client
             .upsert_pickup_points(pb::UpsertPickupPointsRequest {
+                update_mask: None,
                 pickup_points: batch,
                 request_id: "bench-points-last".into(),
             })
@@ -109,6 +111,7 @@ async fn seed_network(client: &mut DeliveryServiceClient<Channel>, points: u64) 
     }
     client
         .upsert_shipping_rates(pb::UpsertShippingRatesRequest {
+            update_mask: None,
             rates: vec![
                 rate("bench-std", M::HomeStandard, 499),
                 rate("bench-nd", M::HomeNextDay, 899),
@@ -124,6 +127,7 @@ async fn seed_network(client: &mut DeliveryServiceClient<Channel>, points: u64) 
     let start = Utc::now() + chrono::Duration::days(1);
     client
         .upsert_slots(pb::UpsertSlotsRequest {
+            update_mask: None,
             slots: (0..24)
                 .map(|h| {
                     slot(
@@ -215,6 +219,7 @@ async fn reservations(
     let run = Utc::now().timestamp_micros();
     client
         .upsert_slots(pb::UpsertSlotsRequest {
+            update_mask: None,
             slots: (0..slots)
                 .map(|i| {
                     slot(

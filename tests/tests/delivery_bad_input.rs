@@ -234,6 +234,7 @@ backend_tests! {
         .await;
 
         let valid_prefs = || pb::UpdateDeliveryPreferencesRequest {
+            update_mask: None,
             customer_id: "c-1".into(),
             preferences: Some(pb::DeliveryPreferences {
                 preferred_delivery_methods: vec![M::PickupPoint.into()],
@@ -246,6 +247,10 @@ backend_tests! {
         };
         let cases = Cases::new()
             .invalid("empty customer", "customer_id", |r: &mut pb::UpdateDeliveryPreferencesRequest| r.customer_id.clear())
+            .invalid("mask naming the id", "update_mask.paths[0]", |r| {
+                r.update_mask = Some(prost_types::FieldMask { paths: vec!["update_time".into()] })
+            })
+            .invalid("empty mask", "update_mask.paths", |r| r.update_mask = Some(prost_types::FieldMask::default()))
             .invalid("no preferences", "preferences", |r| r.preferences = None)
             .invalid("unknown method", "preferences.preferred_delivery_methods[0]", |r| {
                 r.preferences.as_mut().unwrap().preferred_delivery_methods = vec![99]
@@ -320,11 +325,16 @@ backend_tests! {
         let db = &app.config.database;
 
         let valid_points = || pb::UpsertPickupPointsRequest {
+            update_mask: None,
             pickup_points: vec![pickup("p-1", pb::PickupPointKind::Store, 52.5, 13.4)],
             request_id: "points-1".into(),
         };
         let cases = Cases::new()
             .invalid("no points", "pickup_points", |r: &mut pb::UpsertPickupPointsRequest| r.pickup_points.clear())
+            .invalid("mask naming the id", "update_mask.paths[0]", |r| {
+                r.update_mask = Some(prost_types::FieldMask { paths: vec!["pickup_point_id".into()] })
+            })
+            .invalid("empty mask", "update_mask.paths", |r| r.update_mask = Some(prost_types::FieldMask::default()))
             .invalid("empty id", "pickup_points[0].pickup_point_id", |r| r.pickup_points[0].pickup_point_id.clear())
             .invalid("no kind", "pickup_points[0].kind", |r| r.pickup_points[0].kind = 0)
             .invalid("no name", "pickup_points[0].display_name", |r| r.pickup_points[0].display_name.clear())
@@ -378,11 +388,16 @@ backend_tests! {
         .await;
 
         let valid_rates = || pb::UpsertShippingRatesRequest {
+            update_mask: None,
             rates: vec![rate("r-1", M::HomeStandard, 499)],
             request_id: "rates-1".into(),
         };
         let cases = Cases::new()
             .invalid("no rates", "rates", |r: &mut pb::UpsertShippingRatesRequest| r.rates.clear())
+            .invalid("mask naming the id", "update_mask.paths[0]", |r| {
+                r.update_mask = Some(prost_types::FieldMask { paths: vec!["rate_id".into()] })
+            })
+            .invalid("empty mask", "update_mask.paths", |r| r.update_mask = Some(prost_types::FieldMask::default()))
             .invalid("unknown method", "rates[0].method", |r| r.rates[0].method = 42)
             .invalid("no area", "rates[0].service_area", |r| r.rates[0].service_area = None)
             .invalid("radius without centre", "rates[0].service_area.center", |r| {
@@ -410,11 +425,16 @@ backend_tests! {
 
         let start = Utc::now() + Duration::days(1);
         let valid_slots = move || pb::UpsertSlotsRequest {
+            update_mask: None,
             slots: vec![slot("s-1", M::HomeScheduled, start, 5)],
             request_id: "slots-1".into(),
         };
         let cases = Cases::new()
             .invalid("no slots", "slots", |r: &mut pb::UpsertSlotsRequest| r.slots.clear())
+            .invalid("mask naming the id", "update_mask.paths[0]", |r| {
+                r.update_mask = Some(prost_types::FieldMask { paths: vec!["slot_id".into()] })
+            })
+            .invalid("empty mask", "update_mask.paths", |r| r.update_mask = Some(prost_types::FieldMask::default()))
             .invalid("standard has no slots", "slots[0].method", |r| r.slots[0].method = M::HomeStandard.into())
             .invalid("pickup without point", "slots[0].pickup_point_id", |r| r.slots[0].method = M::StorePickup.into())
             .invalid("no start", "slots[0].start_time", |r| r.slots[0].start_time = None)
@@ -433,6 +453,7 @@ backend_tests! {
         .await;
 
         let valid_rules = || pb::UpsertPaymentMethodRulesRequest {
+            update_mask: None,
             rules: vec![pb::PaymentMethodRule {
                 method: P::BuyNowPayLater.into(),
                 active: true,
@@ -444,6 +465,10 @@ backend_tests! {
         };
         let cases = Cases::new()
             .invalid("no rules", "rules", |r: &mut pb::UpsertPaymentMethodRulesRequest| r.rules.clear())
+            .invalid("mask naming the id", "update_mask.paths[0]", |r| {
+                r.update_mask = Some(prost_types::FieldMask { paths: vec!["method".into()] })
+            })
+            .invalid("empty mask", "update_mask.paths", |r| r.update_mask = Some(prost_types::FieldMask::default()))
             .invalid("no method", "rules[0].method", |r| r.rules[0].method = 0)
             .invalid("max below min", "rules[0].max_basket_value", |r| r.rules[0].max_basket_value = Some(eur(10)))
             .invalid("bad delivery method", "rules[0].delivery_methods[0]", |r| r.rules[0].delivery_methods = vec![0])
@@ -542,6 +567,7 @@ backend_tests! {
         let error = app
             .delivery()
             .upsert_slots(pb::UpsertSlotsRequest {
+                update_mask: None,
                 slots: vec![slot("s-1", M::HomeScheduled, start, 1)],
                 request_id: "shrink".into(),
             })

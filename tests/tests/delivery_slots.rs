@@ -170,6 +170,7 @@ backend_tests! {
         let lower = app
             .delivery()
             .upsert_slots(pb::UpsertSlotsRequest {
+                update_mask: None,
                 slots: vec![slot("s-3", M::HomeScheduled, start, 2)],
                 request_id: "lower-2".into(),
             })
@@ -344,5 +345,133 @@ backend_tests! {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         assert!(found, "the replica never served the new pickup point");
+    }
+
+    async fn partial_updates_change_only_the_named_fields(app) {
+        let start = Utc::now() + Duration::days(1);
+        app.upsert_rates(vec![rate("std", M::HomeStandard, 499)]).await;
+        app.upsert_slots(vec![slot("s-1", M::HomeScheduled, start, 5)]).await;
+        let mask = |paths: &[&str]| Some(prost_types::FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() });
+        // A slot's capacity alone: the window and the rest are kept.
+        app.delivery()
+            .upsert_slots(pb::UpsertSlotsRequest {
+                slots: vec![pb::DeliverySlot { slot_id: "s-1".into(), capacity: 8, ..Default::default() }],
+                request_id: "capacity-8".into(),
+                update_mask: mask(&["capacity"]),
+            })
+            .await
+            .unwrap();
+        let listed = list(&app, M::HomeScheduled, "", Utc::now(), 0).await;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].capacity, 8);
+        assert_eq!(listed[0].start_time, Some(time::to_proto(start)));
+        // Clearing a required field through the mask is refused, and changes nothing.
+        let cleared = app
+            .delivery()
+            .upsert_slots(pb::UpsertSlotsRequest {
+                slots: vec![pb::DeliverySlot { slot_id: "s-1".into(), ..Default::default() }],
+                request_id: "clear-end".into(),
+                update_mask: mask(&["end_time"]),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(cleared.code(), Code::InvalidArgument);
+        assert_eq!(attune_tests::violated_fields(&cleared), ["slots[0].end_time"]);
+        let unknown = app
+            .delivery()
+            .upsert_slots(pb::UpsertSlotsRequest {
+                slots: vec![pb::DeliverySlot { slot_id: "s-1".into(), ..Default::default() }],
+                request_id: "bad-path".into(),
+                update_mask: mask(&["reserved_count"]),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(attune_tests::violated_fields(&unknown), ["update_mask.paths[0]"]);
+        assert_eq!(list(&app, M::HomeScheduled, "", Utc::now(), 0).await[0].capacity, 8);
+        // Deactivated through the mask: no longer listed.
+        app.delivery()
+            .upsert_slots(pb::UpsertSlotsRequest {
+                slots: vec![pb::DeliverySlot { slot_id: "s-1".into(), active: false, ..Default::default() }],
+                request_id: "off".into(),
+                update_mask: mask(&["active"]),
+            })
+            .await
+            .unwrap();
+        assert!(list(&app, M::HomeScheduled, "", Utc::now(), 0).await.is_empty());
+        // A rate's price alone: its service area is kept, so it still serves.
+        app.delivery()
+            .upsert_shipping_rates(pb::UpsertShippingRatesRequest {
+                rates: vec![pb::ShippingRate {
+                    rate_id: "std".into(),
+                    price: Some(attune_tests::profile_events::eur(599)),
+                    ..Default::default()
+                }],
+                request_id: "price-599".into(),
+                update_mask: mask(&["price"]),
+            })
+            .await
+            .unwrap();
+        let options = app.delivery_options("", at(52.5, 13.4), cart(2000, 1)).await;
+        assert_eq!(options.delivery_options[0].price.as_ref().unwrap().amount_minor, 599);
+        // A pickup point's name alone.
+        app.upsert_pickup_points(vec![pickup("locker-1", pb::PickupPointKind::Locker, 52.5, 13.4)]).await;
+        app.delivery()
+            .upsert_pickup_points(pb::UpsertPickupPointsRequest {
+                pickup_points: vec![pb::PickupPoint {
+                    pickup_point_id: "locker-1".into(),
+                    display_name: "Locker at the station".into(),
+                    ..Default::default()
+                }],
+                request_id: "rename".into(),
+                update_mask: mask(&["display_name"]),
+            })
+            .await
+            .unwrap();
+        let points = app
+            .delivery()
+            .list_pickup_points(pb::ListPickupPointsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .pickup_points;
+        assert_eq!(points[0].display_name, "Locker at the station");
+        assert!(points[0].location.is_some() && points[0].active);
+        // Preferences: one field changes, the others stay.
+        let customer = "c-prefs";
+        let update = |preferences: pb::DeliveryPreferences, paths: Option<prost_types::FieldMask>, id: &str| {
+            pb::UpdateDeliveryPreferencesRequest {
+                customer_id: customer.into(),
+                preferences: Some(preferences),
+                request_id: id.into(),
+                update_mask: paths,
+            }
+        };
+        app.delivery()
+            .update_delivery_preferences(update(
+                pb::DeliveryPreferences {
+                    preferred_delivery_methods: vec![M::PickupPoint.into()],
+                    delivery_instructions: "Leave it with the neighbour".into(),
+                    ..Default::default()
+                },
+                None,
+                "prefs-whole",
+            ))
+            .await
+            .unwrap();
+        let changed = app
+            .delivery()
+            .update_delivery_preferences(update(
+                pb::DeliveryPreferences { contactless_delivery: true, ..Default::default() },
+                mask(&["contactless_delivery"]),
+                "prefs-contactless",
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .preferences
+            .unwrap();
+        assert!(changed.contactless_delivery);
+        assert_eq!(changed.preferred_delivery_methods, vec![M::PickupPoint as i32]);
+        assert_eq!(changed.delivery_instructions, "Leave it with the neighbour");
     }
 }

@@ -14,6 +14,7 @@ pub mod choices;
 pub mod crypto;
 pub mod geo;
 pub mod loyalty;
+mod mask;
 pub mod network;
 pub mod options;
 pub mod preferences;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::Delivery;
 use crate::store::{self, Write};
-use crate::validate;
+use crate::{mask, validate};
 
 /// Most records in one upsert.
 const MAX_BATCH: usize = 500;
@@ -33,6 +33,8 @@ pub struct Upserted {
 #[derive(Serialize)]
 pub(crate) struct Batch {
     pub(crate) bodies: Vec<Vec<u8>>,
+    /// The update mask's paths; empty replaces whole.
+    pub(crate) mask: Vec<&'static str>,
 }
 
 pub(crate) fn batch_size(v: &mut Violations, field: &str, len: usize) {
@@ -75,6 +77,58 @@ pub(crate) async fn existing_ids(
         .into_iter()
         .map(|row| row.id)
         .collect())
+}
+
+#[derive(FromQueryResult)]
+struct StoredRow {
+    id: String,
+    body: Vec<u8>,
+}
+
+/// The records an upsert writes: those sent; or, under an update mask, each
+/// stored one merged with the named fields of its sent record (one not stored
+/// yet taken as sent), every result checked whole again with `check`, so a
+/// partial update cannot leave a record invalid.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn to_write<T: Message + Default + Clone>(
+    txn: &impl ConnectionTrait,
+    table: &str,
+    id_column: &str,
+    field: &str,
+    sent: &[T],
+    id_of: impl Fn(&T) -> String,
+    mask: Option<&[&'static str]>,
+    merge: fn(&T, &T, &[&str]) -> T,
+    check: impl Fn(&mut Violations, &str, &T),
+) -> Result<Vec<T>, ApiError> {
+    let Some(paths) = mask else {
+        return Ok(sent.to_vec());
+    };
+    let query = Query::select()
+        .expr_as(Expr::col(id_column.to_owned()), "id")
+        .column("body")
+        .from(table.to_owned())
+        .and_where(Expr::col(id_column.to_owned()).is_in(sent.iter().map(&id_of)))
+        .to_owned();
+    let mut stored = std::collections::HashMap::new();
+    for row in store::all::<StoredRow>(txn, &query).await? {
+        stored.insert(
+            row.id,
+            T::decode(row.body.as_slice()).map_err(ApiError::internal)?,
+        );
+    }
+    let mut v = Violations::default();
+    let mut records = Vec::with_capacity(sent.len());
+    for (i, record) in sent.iter().enumerate() {
+        let merged = match stored.get(&id_of(record)) {
+            Some(old) => merge(old, record, paths),
+            None => record.clone(),
+        };
+        check(&mut v, &format!("{field}[{i}]"), &merged);
+        records.push(merged);
+    }
+    v.finish()?;
+    Ok(records)
 }
 
 // ---------------------------------------------------------------- pickup points
@@ -142,23 +196,36 @@ pub async fn upsert_pickup_points(
     request: pb::UpsertPickupPointsRequest,
 ) -> Result<Upserted, ApiError> {
     let pb::UpsertPickupPointsRequest {
-        pickup_points,
+        pickup_points: sent,
         request_id,
+        update_mask,
     } = request;
     let mut v = Violations::default();
-    batch_size(&mut v, "pickup_points", pickup_points.len());
-    for (i, point) in pickup_points.iter().enumerate() {
-        parse_pickup_point(&mut v, &format!("pickup_points[{i}]"), point);
+    batch_size(&mut v, "pickup_points", sent.len());
+    let mask = mask::parse(&mut v, update_mask.as_ref(), mask::PICKUP_POINT_FIELDS);
+    for (i, point) in sent.iter().enumerate() {
+        let f = format!("pickup_points[{i}]");
+        match mask {
+            None => parse_pickup_point(&mut v, &f, point),
+            Some(_) => {
+                validate::record_id(
+                    &mut v,
+                    &format!("{f}.pickup_point_id"),
+                    &point.pickup_point_id,
+                );
+            }
+        }
     }
     no_duplicates(
         &mut v,
         "pickup_points",
-        pickup_points.iter().map(|p| p.pickup_point_id.as_str()),
+        sent.iter().map(|p| p.pickup_point_id.as_str()),
     );
     let request_id = validate::request_id(&mut v, &request_id);
     v.finish()?;
     let command = Batch {
-        bodies: pickup_points.iter().map(Message::encode_to_vec).collect(),
+        bodies: sent.iter().map(Message::encode_to_vec).collect(),
+        mask: mask.clone().unwrap_or_default(),
     };
     let upserted = delivery
         .idempotent(
@@ -166,6 +233,18 @@ pub async fn upsert_pickup_points(
             checked(request_id).as_ref(),
             &command,
             async |txn| {
+                let pickup_points = to_write(
+                    txn,
+                    "delivery_pickup_points",
+                    "pickup_point_id",
+                    "pickup_points",
+                    &sent,
+                    |p| p.pickup_point_id.clone(),
+                    mask.as_deref(),
+                    mask::merge_pickup_point,
+                    parse_pickup_point,
+                )
+                .await?;
                 let ids = pickup_points
                     .iter()
                     .map(|p| p.pickup_point_id.clone())
@@ -402,17 +481,29 @@ pub async fn upsert_rates(
     delivery: &Delivery,
     request: pb::UpsertShippingRatesRequest,
 ) -> Result<Upserted, ApiError> {
-    let pb::UpsertShippingRatesRequest { rates, request_id } = request;
+    let pb::UpsertShippingRatesRequest {
+        rates: sent,
+        request_id,
+        update_mask,
+    } = request;
     let mut v = Violations::default();
-    batch_size(&mut v, "rates", rates.len());
-    for (i, rate) in rates.iter().enumerate() {
-        parse_rate(&mut v, &format!("rates[{i}]"), rate);
+    batch_size(&mut v, "rates", sent.len());
+    let mask = mask::parse(&mut v, update_mask.as_ref(), mask::RATE_FIELDS);
+    for (i, rate) in sent.iter().enumerate() {
+        let f = format!("rates[{i}]");
+        match mask {
+            None => parse_rate(&mut v, &f, rate),
+            Some(_) => {
+                validate::record_id(&mut v, &format!("{f}.rate_id"), &rate.rate_id);
+            }
+        }
     }
-    no_duplicates(&mut v, "rates", rates.iter().map(|r| r.rate_id.as_str()));
+    no_duplicates(&mut v, "rates", sent.iter().map(|r| r.rate_id.as_str()));
     let request_id = validate::request_id(&mut v, &request_id);
     v.finish()?;
     let command = Batch {
-        bodies: rates.iter().map(Message::encode_to_vec).collect(),
+        bodies: sent.iter().map(Message::encode_to_vec).collect(),
+        mask: mask.clone().unwrap_or_default(),
     };
     let upserted = delivery
         .idempotent(
@@ -420,6 +511,18 @@ pub async fn upsert_rates(
             checked(request_id).as_ref(),
             &command,
             async |txn| {
+                let rates = to_write(
+                    txn,
+                    "delivery_rates",
+                    "rate_id",
+                    "rates",
+                    &sent,
+                    |r| r.rate_id.clone(),
+                    mask.as_deref(),
+                    mask::merge_rate,
+                    parse_rate,
+                )
+                .await?;
                 let ids = rates.iter().map(|r| r.rate_id.clone()).collect();
                 let existing = existing_ids(txn, "delivery_rates", "rate_id", ids).await?;
                 let mut insert = Query::insert()
@@ -492,25 +595,44 @@ fn parse_payment_rule(v: &mut Violations, f: &str, rule: &pb::PaymentMethodRule)
     validate::delivery_methods(v, &format!("{f}.delivery_methods"), delivery_methods, 6);
 }
 
+/// A payment rule's stored key: its method's name.
+fn payment_rule_key(rule: &pb::PaymentMethodRule) -> String {
+    attune_kit::types::PaymentMethod::from_proto(rule.method)
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default()
+}
+
 /// UpsertPaymentMethodRules.
 pub async fn upsert_payment_rules(
     delivery: &Delivery,
     request: pb::UpsertPaymentMethodRulesRequest,
 ) -> Result<Upserted, ApiError> {
-    let pb::UpsertPaymentMethodRulesRequest { rules, request_id } = request;
+    let pb::UpsertPaymentMethodRulesRequest {
+        rules: sent,
+        request_id,
+        update_mask,
+    } = request;
     let mut v = Violations::default();
-    if rules.is_empty() || rules.len() > 20 {
+    if sent.is_empty() || sent.len() > 20 {
         v.add("rules", "must have 1 to 20 entries");
     }
-    for (i, rule) in rules.iter().enumerate() {
-        parse_payment_rule(&mut v, &format!("rules[{i}]"), rule);
+    let mask = mask::parse(&mut v, update_mask.as_ref(), mask::PAYMENT_RULE_FIELDS);
+    for (i, rule) in sent.iter().enumerate() {
+        let f = format!("rules[{i}]");
+        match mask {
+            None => parse_payment_rule(&mut v, &f, rule),
+            Some(_) => {
+                validate::payment_method(&mut v, &format!("{f}.method"), rule.method);
+            }
+        }
     }
-    let keys: Vec<String> = rules.iter().map(|r| r.method.to_string()).collect();
+    let keys: Vec<String> = sent.iter().map(|r| r.method.to_string()).collect();
     no_duplicates(&mut v, "rules", keys.iter().map(String::as_str));
     let request_id = validate::request_id(&mut v, &request_id);
     v.finish()?;
     let command = Batch {
-        bodies: rules.iter().map(Message::encode_to_vec).collect(),
+        bodies: sent.iter().map(Message::encode_to_vec).collect(),
+        mask: mask.clone().unwrap_or_default(),
     };
     let upserted = delivery
         .idempotent(
@@ -518,6 +640,18 @@ pub async fn upsert_payment_rules(
             checked(request_id).as_ref(),
             &command,
             async |txn| {
+                let rules = to_write(
+                    txn,
+                    "delivery_payment_rules",
+                    "method",
+                    "rules",
+                    &sent,
+                    payment_rule_key,
+                    mask.as_deref(),
+                    mask::merge_payment_rule,
+                    parse_payment_rule,
+                )
+                .await?;
                 let names: Vec<String> = rules
                     .iter()
                     .filter_map(|r| attune_kit::types::PaymentMethod::from_proto(r.method).ok())

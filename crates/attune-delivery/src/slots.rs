@@ -30,8 +30,9 @@ use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Order, Query, SimpleExpr};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 
 use crate::app::Delivery;
+use crate::mask;
 use crate::network::{
-    Batch, Upserted, batch_size, count, existing_ids, no_duplicates, pickup_point,
+    Batch, Upserted, batch_size, count, existing_ids, no_duplicates, pickup_point, to_write,
 };
 use crate::store::{self, Write};
 use crate::validate;
@@ -104,18 +105,29 @@ pub async fn upsert_slots(
     delivery: &Delivery,
     request: pb::UpsertSlotsRequest,
 ) -> Result<Upserted, ApiError> {
-    let pb::UpsertSlotsRequest { slots, request_id } = request;
+    let pb::UpsertSlotsRequest {
+        slots: sent,
+        request_id,
+        update_mask,
+    } = request;
     let mut v = Violations::default();
-    batch_size(&mut v, "slots", slots.len());
-    for (i, slot) in slots.iter().enumerate() {
-        parse_slot(&mut v, &format!("slots[{i}]"), slot);
+    batch_size(&mut v, "slots", sent.len());
+    let mask = mask::parse(&mut v, update_mask.as_ref(), mask::SLOT_FIELDS);
+    for (i, slot) in sent.iter().enumerate() {
+        let f = format!("slots[{i}]");
+        match mask {
+            None => parse_slot(&mut v, &f, slot),
+            Some(_) => {
+                validate::record_id(&mut v, &format!("{f}.slot_id"), &slot.slot_id);
+            }
+        }
     }
-    no_duplicates(&mut v, "slots", slots.iter().map(|s| s.slot_id.as_str()));
+    no_duplicates(&mut v, "slots", sent.iter().map(|s| s.slot_id.as_str()));
     let request_id = validate::request_id(&mut v, &request_id);
     v.finish()?;
-    let slots: Vec<pb::DeliverySlot> = slots.into_iter().map(normalized).collect();
     let command = Batch {
-        bodies: slots.iter().map(Message::encode_to_vec).collect(),
+        bodies: sent.iter().map(Message::encode_to_vec).collect(),
+        mask: mask.clone().unwrap_or_default(),
     };
     let now = delivery.clock.now();
     Ok(delivery
@@ -123,7 +135,24 @@ pub async fn upsert_slots(
             "UpsertSlots",
             checked(request_id).as_ref(),
             &command,
-            async |txn| write_slots(txn, &slots, now).await,
+            async |txn| {
+                let slots: Vec<pb::DeliverySlot> = to_write(
+                    txn,
+                    "delivery_slots",
+                    "slot_id",
+                    "slots",
+                    &sent,
+                    |s| s.slot_id.clone(),
+                    mask.as_deref(),
+                    mask::merge_slot,
+                    parse_slot,
+                )
+                .await?
+                .into_iter()
+                .map(normalized)
+                .collect();
+                write_slots(txn, &slots, now).await
+            },
         )
         .await?
         .into_inner())
