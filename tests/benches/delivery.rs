@@ -91,6 +91,7 @@ async fn seed_network(client: &mut DeliveryServiceClient<Channel>, points: u64) 
         if batch.len() == 500 {
             client
                 .upsert_pickup_points(pb::UpsertPickupPointsRequest {
+                    update_mask: None,
                     pickup_points: std::mem::take(&mut batch),
                     request_id: format!("bench-points-{i}"),
                 })
@@ -101,6 +102,7 @@ async fn seed_network(client: &mut DeliveryServiceClient<Channel>, points: u64) 
     if !batch.is_empty() {
         client
             .upsert_pickup_points(pb::UpsertPickupPointsRequest {
+                update_mask: None,
                 pickup_points: batch,
                 request_id: "bench-points-last".into(),
             })
@@ -109,6 +111,7 @@ async fn seed_network(client: &mut DeliveryServiceClient<Channel>, points: u64) 
     }
     client
         .upsert_shipping_rates(pb::UpsertShippingRatesRequest {
+            update_mask: None,
             rates: vec![
                 rate("bench-std", M::HomeStandard, 499),
                 rate("bench-nd", M::HomeNextDay, 899),
@@ -124,6 +127,7 @@ async fn seed_network(client: &mut DeliveryServiceClient<Channel>, points: u64) 
     let start = Utc::now() + chrono::Duration::days(1);
     client
         .upsert_slots(pb::UpsertSlotsRequest {
+            update_mask: None,
             slots: (0..24)
                 .map(|h| {
                     slot(
@@ -215,6 +219,7 @@ async fn reservations(
     let run = Utc::now().timestamp_micros();
     client
         .upsert_slots(pb::UpsertSlotsRequest {
+            update_mask: None,
             slots: (0..slots)
                 .map(|i| {
                     slot(
@@ -307,9 +312,36 @@ async fn check_capacity(url: &str, run: u64, capacity: i64, expected: u64) {
         total += n as u64;
     }
     assert_eq!(total, expected, "the rows are the successes");
+    // Each slot's counter equals the reservations holding a unit of it.
+    let counters = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            format!(
+                "SELECT s.slot_id, CAST(s.reserved AS BIGINT) AS reserved, \
+                 (SELECT COUNT(*) FROM delivery_reservations r WHERE r.slot_id = s.slot_id \
+                  AND r.state IN ('held', 'confirmed')) AS holding \
+                 FROM delivery_slots s WHERE s.slot_id LIKE 'bench-r-{run}-%'"
+            ),
+        ))
+        .await
+        .unwrap();
+    for row in &counters {
+        let reserved: i64 = row.try_get("", "reserved").unwrap();
+        let holding: i64 = row.try_get("", "holding").unwrap();
+        assert_eq!(
+            reserved, holding,
+            "a slot's counter disagrees with its rows"
+        );
+        assert!(
+            reserved <= capacity,
+            "a slot's counter is above its capacity"
+        );
+    }
     println!(
-        "capacity invariant: {} slots, none above {capacity}, {total} rows = successes",
-        rows.len()
+        "capacity invariant: {} slots, none above {capacity}, {total} rows = successes, \
+         {} counters = their rows",
+        rows.len(),
+        counters.len()
     );
 }
 

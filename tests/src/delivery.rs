@@ -100,6 +100,7 @@ impl TestApp {
     pub async fn upsert_pickup_points(&self, points: Vec<pb::PickupPoint>) {
         self.delivery()
             .upsert_pickup_points(pb::UpsertPickupPointsRequest {
+                update_mask: None,
                 pickup_points: points,
                 request_id: uuid::Uuid::new_v4().to_string(),
             })
@@ -111,6 +112,7 @@ impl TestApp {
     pub async fn upsert_rates(&self, rates: Vec<pb::ShippingRate>) {
         self.delivery()
             .upsert_shipping_rates(pb::UpsertShippingRatesRequest {
+                update_mask: None,
                 rates,
                 request_id: uuid::Uuid::new_v4().to_string(),
             })
@@ -122,6 +124,7 @@ impl TestApp {
     pub async fn upsert_slots(&self, slots: Vec<pb::DeliverySlot>) {
         self.delivery()
             .upsert_slots(pb::UpsertSlotsRequest {
+                update_mask: None,
                 slots,
                 request_id: uuid::Uuid::new_v4().to_string(),
             })

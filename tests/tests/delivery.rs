@@ -240,6 +240,7 @@ backend_tests! {
         app.upsert_rates(vec![rate("std", M::HomeStandard, 499)]).await;
         app.delivery()
             .upsert_payment_method_rules(pb::UpsertPaymentMethodRulesRequest {
+                update_mask: None,
                 rules: vec![
                     pb::PaymentMethodRule {
                         method: P::BuyNowPayLater.into(),
@@ -329,6 +330,7 @@ backend_tests! {
         // Explicit beats learned.
         app.delivery()
             .update_delivery_preferences(pb::UpdateDeliveryPreferencesRequest {
+                update_mask: None,
                 customer_id: customer.into(),
                 preferences: Some(pb::DeliveryPreferences {
                     preferred_delivery_methods: vec![M::PickupPoint.into()],

@@ -234,6 +234,7 @@ backend_tests! {
         .await;
 
         let valid_prefs = || pb::UpdateDeliveryPreferencesRequest {
+            update_mask: None,
             customer_id: "c-1".into(),
             preferences: Some(pb::DeliveryPreferences {
                 preferred_delivery_methods: vec![M::PickupPoint.into()],
@@ -246,6 +247,10 @@ backend_tests! {
         };
         let cases = Cases::new()
             .invalid("empty customer", "customer_id", |r: &mut pb::UpdateDeliveryPreferencesRequest| r.customer_id.clear())
+            .invalid("mask naming the id", "update_mask.paths[0]", |r| {
+                r.update_mask = Some(prost_types::FieldMask { paths: vec!["update_time".into()] })
+            })
+            .invalid("empty mask", "update_mask.paths", |r| r.update_mask = Some(prost_types::FieldMask::default()))
             .invalid("no preferences", "preferences", |r| r.preferences = None)
             .invalid("unknown method", "preferences.preferred_delivery_methods[0]", |r| {
                 r.preferences.as_mut().unwrap().preferred_delivery_methods = vec![99]
@@ -320,11 +325,16 @@ backend_tests! {
         let db = &app.config.database;
 
         let valid_points = || pb::UpsertPickupPointsRequest {
+            update_mask: None,
             pickup_points: vec![pickup("p-1", pb::PickupPointKind::Store, 52.5, 13.4)],
             request_id: "points-1".into(),
         };
         let cases = Cases::new()
             .invalid("no points", "pickup_points", |r: &mut pb::UpsertPickupPointsRequest| r.pickup_points.clear())
+            .invalid("mask naming the id", "update_mask.paths[0]", |r| {
+                r.update_mask = Some(prost_types::FieldMask { paths: vec!["pickup_point_id".into()] })
+            })
+            .invalid("empty mask", "update_mask.paths", |r| r.update_mask = Some(prost_types::FieldMask::default()))
             .invalid("empty id", "pickup_points[0].pickup_point_id", |r| r.pickup_points[0].pickup_point_id.clear())
             .invalid("no kind", "pickup_points[0].kind", |r| r.pickup_points[0].kind = 0)
             .invalid("no name", "pickup_points[0].display_name", |r| r.pickup_points[0].display_name.clear())
@@ -378,11 +388,16 @@ backend_tests! {
         .await;
 
         let valid_rates = || pb::UpsertShippingRatesRequest {
+            update_mask: None,
             rates: vec![rate("r-1", M::HomeStandard, 499)],
             request_id: "rates-1".into(),
         };
         let cases = Cases::new()
             .invalid("no rates", "rates", |r: &mut pb::UpsertShippingRatesRequest| r.rates.clear())
+            .invalid("mask naming the id", "update_mask.paths[0]", |r| {
+                r.update_mask = Some(prost_types::FieldMask { paths: vec!["rate_id".into()] })
+            })
+            .invalid("empty mask", "update_mask.paths", |r| r.update_mask = Some(prost_types::FieldMask::default()))
             .invalid("unknown method", "rates[0].method", |r| r.rates[0].method = 42)
             .invalid("no area", "rates[0].service_area", |r| r.rates[0].service_area = None)
             .invalid("radius without centre", "rates[0].service_area.center", |r| {
@@ -410,11 +425,16 @@ backend_tests! {
 
         let start = Utc::now() + Duration::days(1);
         let valid_slots = move || pb::UpsertSlotsRequest {
+            update_mask: None,
             slots: vec![slot("s-1", M::HomeScheduled, start, 5)],
             request_id: "slots-1".into(),
         };
         let cases = Cases::new()
             .invalid("no slots", "slots", |r: &mut pb::UpsertSlotsRequest| r.slots.clear())
+            .invalid("mask naming the id", "update_mask.paths[0]", |r| {
+                r.update_mask = Some(prost_types::FieldMask { paths: vec!["slot_id".into()] })
+            })
+            .invalid("empty mask", "update_mask.paths", |r| r.update_mask = Some(prost_types::FieldMask::default()))
             .invalid("standard has no slots", "slots[0].method", |r| r.slots[0].method = M::HomeStandard.into())
             .invalid("pickup without point", "slots[0].pickup_point_id", |r| r.slots[0].method = M::StorePickup.into())
             .invalid("no start", "slots[0].start_time", |r| r.slots[0].start_time = None)
@@ -433,6 +453,7 @@ backend_tests! {
         .await;
 
         let valid_rules = || pb::UpsertPaymentMethodRulesRequest {
+            update_mask: None,
             rules: vec![pb::PaymentMethodRule {
                 method: P::BuyNowPayLater.into(),
                 active: true,
@@ -444,6 +465,10 @@ backend_tests! {
         };
         let cases = Cases::new()
             .invalid("no rules", "rules", |r: &mut pb::UpsertPaymentMethodRulesRequest| r.rules.clear())
+            .invalid("mask naming the id", "update_mask.paths[0]", |r| {
+                r.update_mask = Some(prost_types::FieldMask { paths: vec!["method".into()] })
+            })
+            .invalid("empty mask", "update_mask.paths", |r| r.update_mask = Some(prost_types::FieldMask::default()))
             .invalid("no method", "rules[0].method", |r| r.rules[0].method = 0)
             .invalid("max below min", "rules[0].max_basket_value", |r| r.rules[0].max_basket_value = Some(eur(10)))
             .invalid("bad delivery method", "rules[0].delivery_methods[0]", |r| r.rules[0].delivery_methods = vec![0])
@@ -459,6 +484,81 @@ backend_tests! {
         .await;
     }
 
+    async fn checkout_rpcs_reject_each_bad_field(app) {
+        seed(&app).await;
+        app.grant("c-1", &["personalization"]).await;
+        let client = app.delivery();
+        let db = &app.config.database;
+        let valid_list = || pb::ListAvailableSlotsRequest {
+            method: M::HomeScheduled.into(),
+            ..Default::default()
+        };
+        let cases = Cases::new()
+            .invalid("no method", "method", |r: &mut pb::ListAvailableSlotsRequest| r.method = 0)
+            .invalid("unknown method", "method", |r| r.method = 99)
+            .invalid("standard has no slots", "method", |r| r.method = M::HomeStandard.into())
+            .invalid("pickup without its point", "pickup_point_id", |r| r.method = M::PickupPoint.into())
+            .invalid("home with a point", "pickup_point_id", |r| r.pickup_point_id = "locker-1".into())
+            .invalid("end before start", "end_time", |r| {
+                r.start_time = Some(attune_kit::types::time::to_proto(Utc::now()));
+                r.end_time = Some(attune_kit::types::time::to_proto(Utc::now() - Duration::hours(1)));
+            })
+            .invalid("range too long", "end_time", |r| {
+                r.start_time = Some(attune_kit::types::time::to_proto(Utc::now()));
+                r.end_time = Some(attune_kit::types::time::to_proto(Utc::now() + Duration::days(90)));
+            })
+            .invalid("bad timestamp", "start_time", |r| {
+                r.start_time = Some(prost_types::Timestamp { seconds: i64::MAX, nanos: 0 })
+            })
+            .invalid("negative page size", "page_size", |r| r.page_size = -1)
+            .invalid("page too large", "page_size", |r| r.page_size = 501)
+            .invalid("foreign page token", "page_token", |r| r.page_token = "garbage!".into());
+        assert_each_rejected(db, valid_list, cases, |r| {
+            let mut c = client.clone();
+            async move { c.list_available_slots(r).await }
+        })
+        .await;
+
+        let valid_choice = || pb::RecordOrderChoiceRequest {
+            customer_id: "c-1".into(),
+            order_id: "o-1".into(),
+            delivery_method: M::HomeScheduled.into(),
+            payment_method: P::Card.into(),
+            slot_id: "s-1".into(),
+            request_id: "choice-1".into(),
+            ..Default::default()
+        };
+        let cases = Cases::new()
+            .invalid("empty customer", "customer_id", |r: &mut pb::RecordOrderChoiceRequest| r.customer_id.clear())
+            .invalid("empty order", "order_id", |r| r.order_id.clear())
+            .invalid("order with a control character", "order_id", |r| r.order_id = "o\n1".into())
+            .invalid("unknown method", "delivery_method", |r| r.delivery_method = 99)
+            .invalid("unknown payment", "payment_method", |r| r.payment_method = 99)
+            .invalid("nothing chosen", "delivery_method", |r| {
+                r.delivery_method = 0;
+                r.payment_method = 0;
+                r.slot_id.clear();
+            })
+            .invalid("slot without method", "slot_id", |r| r.delivery_method = 0)
+            .invalid("home method with a point", "pickup_point_id", |r| r.pickup_point_id = "locker-1".into())
+            .invalid("future order", "order_time", |r| {
+                r.order_time = Some(attune_kit::types::time::to_proto(Utc::now() + Duration::days(1)))
+            })
+            .invalid("empty request id", "request_id", |r| r.request_id.clear())
+            .refused("unknown slot", Code::NotFound, |r| r.slot_id = "s-none".into())
+            .refused("unknown pickup point", Code::NotFound, |r| {
+                r.delivery_method = M::PickupPoint.into();
+                r.slot_id.clear();
+                r.pickup_point_id = "locker-none".into();
+            })
+            .refused("slot of another method", Code::FailedPrecondition, |r| r.delivery_method = M::HomeSameDay.into());
+        assert_each_rejected(db, valid_choice, cases, |r| {
+            let mut c = client.clone();
+            async move { c.record_order_choice(r).await }
+        })
+        .await;
+    }
+
     async fn lowering_capacity_below_what_is_reserved_is_refused(app) {
         let start = Utc::now() + Duration::days(1);
         app.upsert_slots(vec![slot("s-1", M::HomeScheduled, start, 3)]).await;
@@ -467,6 +567,7 @@ backend_tests! {
         let error = app
             .delivery()
             .upsert_slots(pb::UpsertSlotsRequest {
+                update_mask: None,
                 slots: vec![slot("s-1", M::HomeScheduled, start, 1)],
                 request_id: "shrink".into(),
             })

@@ -185,6 +185,26 @@ backend_tests! {
                 .invalid("empty request id", "request_id", |r| r.request_id.clear())
                 .refused("unknown voucher", Code::NotFound, |_| {}),
             |r| { let mut c = client.clone(); async move { c.cancel_redemption(r).await } }).await;
+
+        assert_each_rejected(db, || pb::UseVoucherRequest { customer_id: "cust-1".into(), voucher_code: "ABC".into(), order_id: "o-1".into(), request_id: "use-1".into() },
+            Cases::<pb::UseVoucherRequest>::new()
+                .invalid("empty customer", "customer_id", |r| r.customer_id.clear())
+                .invalid("empty code", "voucher_code", |r| r.voucher_code.clear())
+                .invalid("long code", "voucher_code", |r| r.voucher_code = "C".repeat(33))
+                .invalid("empty order", "order_id", |r| r.order_id.clear())
+                .invalid("long order", "order_id", |r| r.order_id = "o".repeat(129))
+                .invalid("empty request id", "request_id", |r| r.request_id.clear())
+                .refused("unknown voucher", Code::NotFound, |_| {}),
+            |r| { let mut c = client.clone(); async move { c.use_voucher(r).await } }).await;
+
+        assert_each_rejected(db, || pb::ReleaseVoucherRequest { customer_id: "cust-1".into(), voucher_code: "ABC".into(), order_id: "o-1".into(), request_id: "release-1".into() },
+            Cases::<pb::ReleaseVoucherRequest>::new()
+                .invalid("empty customer", "customer_id", |r| r.customer_id.clear())
+                .invalid("empty code", "voucher_code", |r| r.voucher_code.clear())
+                .invalid("empty order", "order_id", |r| r.order_id.clear())
+                .invalid("empty request id", "request_id", |r| r.request_id.clear())
+                .refused("unknown voucher", Code::NotFound, |_| {}),
+            |r| { let mut c = client.clone(); async move { c.release_voucher(r).await } }).await;
     }
 
     async fn every_offer_rpc_refuses_bad_input_and_writes_nothing(app) {

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use crate::app::Delivery;
 use crate::network::Upserted;
-use crate::{addresses, network, options, preferences, reservations};
+use crate::{addresses, choices, network, options, preferences, reservations, slots};
 
 /// The public delivery API.
 #[derive(Debug, Clone)]
@@ -104,7 +104,7 @@ impl DeliveryService for DeliveryApi {
         request: Request<pb::UpsertSlotsRequest>,
     ) -> Answer<pb::UpsertSlotsResponse> {
         let (created_count, updated_count) =
-            counts(network::upsert_slots(&self.delivery, request.into_inner()).await?);
+            counts(slots::upsert_slots(&self.delivery, request.into_inner()).await?);
         ok(pb::UpsertSlotsResponse {
             created_count,
             updated_count,
@@ -179,5 +179,19 @@ impl DeliveryService for DeliveryApi {
         request: Request<pb::GetDeliveryOptionsRequest>,
     ) -> Answer<pb::GetDeliveryOptionsResponse> {
         ok(options::options(&self.delivery, request.into_inner()).await?)
+    }
+
+    async fn list_available_slots(
+        &self,
+        request: Request<pb::ListAvailableSlotsRequest>,
+    ) -> Answer<pb::ListAvailableSlotsResponse> {
+        ok(slots::list_available(&self.delivery, request.into_inner()).await?)
+    }
+
+    async fn record_order_choice(
+        &self,
+        request: Request<pb::RecordOrderChoiceRequest>,
+    ) -> Answer<pb::RecordOrderChoiceResponse> {
+        ok(choices::record(&self.delivery, request.into_inner()).await?)
     }
 }

@@ -1,6 +1,6 @@
 //! What every part of the delivery service works with.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use attune_kit::ApiError;
 use attune_kit::clock::Clock;
@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::crypto::MasterKey;
-use crate::network::PickupIndex;
+use crate::snapshot::NetworkCache;
 use crate::store::{REQUESTS, WRITE_LOCK};
 
 /// The purpose learned preferences need.
@@ -35,8 +35,9 @@ pub struct Delivery {
     pub key: Arc<PseudonymKey>,
     /// Wraps every customer's data key.
     pub master_key: Arc<MasterKey>,
-    /// The pickup points by position, rebuilt when the network version moves.
-    pub pickup_index: Arc<RwLock<Arc<PickupIndex>>>,
+    /// The delivery network in memory (pickup points by position, rates,
+    /// payment rules), rebuilt when the network's version moves.
+    pub network: Arc<NetworkCache>,
     /// The service's settings.
     pub settings: DeliveryConfig,
 }
@@ -61,8 +62,43 @@ impl Delivery {
         T: Serialize + DeserializeOwned,
         C: Serialize,
     {
-        let now = self.clock.now();
         let txn = self.begin_write().await?;
+        self.once(txn, operation, request_id, command, work).await
+    }
+
+    /// [`idempotent`](Self::idempotent) without delivery's write lock, for the
+    /// reservation writes: each of their check-then-change steps is one guarded
+    /// statement on a slot's counter or a reservation's state, so reservations
+    /// of different slots commit in parallel on PostgreSQL (see
+    /// `reservations`). The claim on the request id still serializes retries.
+    pub async fn idempotent_guarded<T, C>(
+        &self,
+        operation: &str,
+        request_id: &str,
+        command: &C,
+        work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, ApiError>,
+    ) -> Result<Outcome<T>, ApiError>
+    where
+        T: Serialize + DeserializeOwned,
+        C: Serialize,
+    {
+        let txn = attune_kit::db::begin_guarded_write(&self.db).await?;
+        self.once(txn, operation, request_id, command, work).await
+    }
+
+    async fn once<T, C>(
+        &self,
+        txn: DatabaseTransaction,
+        operation: &str,
+        request_id: &str,
+        command: &C,
+        work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, ApiError>,
+    ) -> Result<Outcome<T>, ApiError>
+    where
+        T: Serialize + DeserializeOwned,
+        C: Serialize,
+    {
+        let now = self.clock.now();
         let fingerprint = self.key.fingerprint(command);
         let outcome = REQUESTS
             .idempotent(

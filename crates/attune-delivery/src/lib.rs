@@ -10,19 +10,23 @@
 pub mod addresses;
 mod api;
 pub mod app;
+pub mod choices;
 pub mod crypto;
 pub mod geo;
 pub mod loyalty;
+mod mask;
 pub mod network;
 pub mod options;
 pub mod preferences;
 pub mod quote;
 pub mod reservations;
+pub mod slots;
+pub mod snapshot;
 pub mod store;
 mod subject;
 mod validate;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use attune_kit::consent::ConsentChecker;
 use attune_kit::db::DbError;
@@ -57,6 +61,9 @@ pub enum StartError {
     /// The master key is unusable.
     #[error(transparent)]
     MasterKey(#[from] crypto::CryptoError),
+    /// The delivery network cannot be read.
+    #[error("the delivery network cannot be read: {0:?}")]
+    Network(attune_kit::ApiError),
 }
 
 #[tonic::async_trait]
@@ -138,6 +145,16 @@ async fn open(server: &mut GrpcServer, context: ServiceContext) -> Result<Delive
         &config.feeds,
     );
     server.spawn_background("delivery-learner", |cancel| learner.run(cancel));
+    let network = Arc::new(snapshot::NetworkCache::default());
+    network.refresh(&db).await.map_err(StartError::Network)?;
+    let (cache, reader, every) = (
+        Arc::clone(&network),
+        db.clone(),
+        config.delivery.network_refresh,
+    );
+    server.spawn_background("delivery-network-refresh", move |cancel| {
+        cache.follow(reader, every, cancel)
+    });
     Ok(Delivery {
         db,
         clock,
@@ -145,10 +162,7 @@ async fn open(server: &mut GrpcServer, context: ServiceContext) -> Result<Delive
         loyalty,
         key: Arc::new(key),
         master_key: Arc::new(master_key),
-        pickup_index: Arc::new(RwLock::new(Arc::new(network::PickupIndex {
-            version: -1,
-            points: geo::PointIndex::default(),
-        }))),
+        network,
         settings: config.delivery,
     })
 }

@@ -1,15 +1,12 @@
 //! The retailer's delivery network (admin API): pickup points and stores,
 //! shipping rates, slots and payment method rules. A record is stored with its
 //! searchable columns plain and the whole validated wire message in `body`; an
-//! upsert replaces a record whole.
-
-use std::sync::Arc;
+//! upsert replaces a record whole. Slots live in `slots`.
 
 use attune_kit::ApiError;
-use attune_kit::db::micros::to_micros;
 use attune_kit::error::{Violations, checked};
 use attune_kit::pagination::{decode_cursor, next_page, page_size};
-use attune_kit::types::{DeliveryMethod, time};
+
 use attune_proto::delivery::v1 as pb;
 use chrono::{DateTime, NaiveDate, Utc};
 use prost::Message;
@@ -18,21 +15,11 @@ use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 use serde::{Deserialize, Serialize};
 
 use crate::app::Delivery;
-use crate::geo::{Point, PointIndex};
 use crate::store::{self, Write};
-use crate::validate;
+use crate::{mask, validate};
 
 /// Most records in one upsert.
 const MAX_BATCH: usize = 500;
-
-/// The active pickup points by position, with the network version it reflects.
-#[derive(Debug, Default)]
-pub struct PickupIndex {
-    /// The version of `delivery_network_versions` it was built at.
-    pub version: i64,
-    /// The points.
-    pub points: PointIndex<pb::PickupPoint>,
-}
 
 /// What an upsert did, as remembered for its retries.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -44,17 +31,23 @@ pub struct Upserted {
 }
 
 #[derive(Serialize)]
-struct Batch {
-    bodies: Vec<Vec<u8>>,
+pub(crate) struct Batch {
+    pub(crate) bodies: Vec<Vec<u8>>,
+    /// The update mask's paths; empty replaces whole.
+    pub(crate) mask: Vec<&'static str>,
 }
 
-fn batch_size(v: &mut Violations, field: &str, len: usize) {
+pub(crate) fn batch_size(v: &mut Violations, field: &str, len: usize) {
     if len == 0 || len > MAX_BATCH {
         v.add(field, format!("must have 1 to {MAX_BATCH} entries"));
     }
 }
 
-fn no_duplicates<'a>(v: &mut Violations, field: &str, ids: impl Iterator<Item = &'a str>) {
+pub(crate) fn no_duplicates<'a>(
+    v: &mut Violations,
+    field: &str,
+    ids: impl Iterator<Item = &'a str>,
+) {
     let mut seen = std::collections::HashSet::new();
     for (i, id) in ids.enumerate() {
         if !id.is_empty() && !seen.insert(id) {
@@ -68,7 +61,7 @@ struct IdRow {
     id: String,
 }
 
-async fn existing_ids(
+pub(crate) async fn existing_ids(
     db: &impl ConnectionTrait,
     table: &str,
     id_column: &str,
@@ -84,6 +77,58 @@ async fn existing_ids(
         .into_iter()
         .map(|row| row.id)
         .collect())
+}
+
+#[derive(FromQueryResult)]
+struct StoredRow {
+    id: String,
+    body: Vec<u8>,
+}
+
+/// The records an upsert writes: those sent; or, under an update mask, each
+/// stored one merged with the named fields of its sent record (one not stored
+/// yet taken as sent), every result checked whole again with `check`, so a
+/// partial update cannot leave a record invalid.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn to_write<T: Message + Default + Clone>(
+    txn: &impl ConnectionTrait,
+    table: &str,
+    id_column: &str,
+    field: &str,
+    sent: &[T],
+    id_of: impl Fn(&T) -> String,
+    mask: Option<&[&'static str]>,
+    merge: fn(&T, &T, &[&str]) -> T,
+    check: impl Fn(&mut Violations, &str, &T),
+) -> Result<Vec<T>, ApiError> {
+    let Some(paths) = mask else {
+        return Ok(sent.to_vec());
+    };
+    let query = Query::select()
+        .expr_as(Expr::col(id_column.to_owned()), "id")
+        .column("body")
+        .from(table.to_owned())
+        .and_where(Expr::col(id_column.to_owned()).is_in(sent.iter().map(&id_of)))
+        .to_owned();
+    let mut stored = std::collections::HashMap::new();
+    for row in store::all::<StoredRow>(txn, &query).await? {
+        stored.insert(
+            row.id,
+            T::decode(row.body.as_slice()).map_err(ApiError::internal)?,
+        );
+    }
+    let mut v = Violations::default();
+    let mut records = Vec::with_capacity(sent.len());
+    for (i, record) in sent.iter().enumerate() {
+        let merged = match stored.get(&id_of(record)) {
+            Some(old) => merge(old, record, paths),
+            None => record.clone(),
+        };
+        check(&mut v, &format!("{field}[{i}]"), &merged);
+        records.push(merged);
+    }
+    v.finish()?;
+    Ok(records)
 }
 
 // ---------------------------------------------------------------- pickup points
@@ -151,23 +196,36 @@ pub async fn upsert_pickup_points(
     request: pb::UpsertPickupPointsRequest,
 ) -> Result<Upserted, ApiError> {
     let pb::UpsertPickupPointsRequest {
-        pickup_points,
+        pickup_points: sent,
         request_id,
+        update_mask,
     } = request;
     let mut v = Violations::default();
-    batch_size(&mut v, "pickup_points", pickup_points.len());
-    for (i, point) in pickup_points.iter().enumerate() {
-        parse_pickup_point(&mut v, &format!("pickup_points[{i}]"), point);
+    batch_size(&mut v, "pickup_points", sent.len());
+    let mask = mask::parse(&mut v, update_mask.as_ref(), mask::PICKUP_POINT_FIELDS);
+    for (i, point) in sent.iter().enumerate() {
+        let f = format!("pickup_points[{i}]");
+        match mask {
+            None => parse_pickup_point(&mut v, &f, point),
+            Some(_) => {
+                validate::record_id(
+                    &mut v,
+                    &format!("{f}.pickup_point_id"),
+                    &point.pickup_point_id,
+                );
+            }
+        }
     }
     no_duplicates(
         &mut v,
         "pickup_points",
-        pickup_points.iter().map(|p| p.pickup_point_id.as_str()),
+        sent.iter().map(|p| p.pickup_point_id.as_str()),
     );
     let request_id = validate::request_id(&mut v, &request_id);
     v.finish()?;
     let command = Batch {
-        bodies: pickup_points.iter().map(Message::encode_to_vec).collect(),
+        bodies: sent.iter().map(Message::encode_to_vec).collect(),
+        mask: mask.clone().unwrap_or_default(),
     };
     let upserted = delivery
         .idempotent(
@@ -175,6 +233,18 @@ pub async fn upsert_pickup_points(
             checked(request_id).as_ref(),
             &command,
             async |txn| {
+                let pickup_points = to_write(
+                    txn,
+                    "delivery_pickup_points",
+                    "pickup_point_id",
+                    "pickup_points",
+                    &sent,
+                    |p| p.pickup_point_id.clone(),
+                    mask.as_deref(),
+                    mask::merge_pickup_point,
+                    parse_pickup_point,
+                )
+                .await?;
                 let ids = pickup_points
                     .iter()
                     .map(|p| p.pickup_point_id.clone())
@@ -198,16 +268,17 @@ pub async fn upsert_pickup_points(
                     ]);
                 }
                 insert.run(txn).await?;
-                bump_version(txn, "pickup_points").await?;
+                crate::snapshot::bump_version(txn).await?;
                 Ok(count(pickup_points.len(), existing.len()))
             },
         )
         .await?
         .into_inner();
+    delivery.network.refresh(&delivery.db).await?;
     Ok(upserted)
 }
 
-fn count(total: usize, existing: usize) -> Upserted {
+pub(crate) fn count(total: usize, existing: usize) -> Upserted {
     Upserted {
         created: (total - existing) as i32,
         updated: existing as i32,
@@ -215,81 +286,8 @@ fn count(total: usize, existing: usize) -> Upserted {
 }
 
 #[derive(FromQueryResult)]
-struct VersionRow {
-    version: i64,
-}
-
-async fn bump_version(db: &impl ConnectionTrait, name: &str) -> Result<(), DbErr> {
-    let next = network_version(db, name).await? + 1;
-    Query::insert()
-        .into_table("delivery_network_versions")
-        .columns(["name", "version"])
-        .values_panic([name.into(), next.into()])
-        .on_conflict(
-            OnConflict::column("name")
-                .update_column("version")
-                .to_owned(),
-        )
-        .to_owned()
-        .run(db)
-        .await?;
-    Ok(())
-}
-
-async fn network_version(db: &impl ConnectionTrait, name: &str) -> Result<i64, DbErr> {
-    let query = Query::select()
-        .column("version")
-        .from("delivery_network_versions")
-        .and_where(Expr::col("name").eq(name))
-        .to_owned();
-    Ok(store::one::<VersionRow>(db, &query)
-        .await?
-        .map_or(0, |row| row.version))
-}
-
-#[derive(FromQueryResult)]
-struct BodyRow {
-    body: Vec<u8>,
-}
-
-/// The pickup index as of the network's current version: one small read, and a
-/// rebuild (then shared by every request) only when an upsert moved it, in this
-/// process or another.
-pub async fn pickup_index(delivery: &Delivery) -> Result<Arc<PickupIndex>, ApiError> {
-    let version = network_version(&delivery.db, "pickup_points").await?;
-    {
-        let current = delivery
-            .pickup_index
-            .read()
-            .expect("the index lock is never poisoned: nothing panics holding it");
-        if current.version == version {
-            return Ok(Arc::clone(&current));
-        }
-    }
-    let query = Query::select()
-        .column("body")
-        .from("delivery_pickup_points")
-        .and_where(Expr::col("active").eq(true))
-        .to_owned();
-    let mut points = Vec::new();
-    for row in store::all::<BodyRow>(&delivery.db, &query).await? {
-        let point = pb::PickupPoint::decode(row.body.as_slice()).map_err(ApiError::internal)?;
-        let at = point
-            .location
-            .as_ref()
-            .and_then(|p| Point::parse(p.latitude_microdegrees, p.longitude_microdegrees).ok())
-            .ok_or_else(|| ApiError::internal("a stored pickup point has no valid location"))?;
-        points.push((at, point));
-    }
-    let index = Arc::new(PickupIndex {
-        version,
-        points: PointIndex::build(points),
-    });
-    *delivery
-        .pickup_index
-        .write()
-        .expect("the index lock is never poisoned: nothing panics holding it") = Arc::clone(&index);
-    Ok(index)
+pub(crate) struct BodyRow {
+    pub(crate) body: Vec<u8>,
 }
 
 /// One stored pickup point, active or not.
@@ -483,24 +481,48 @@ pub async fn upsert_rates(
     delivery: &Delivery,
     request: pb::UpsertShippingRatesRequest,
 ) -> Result<Upserted, ApiError> {
-    let pb::UpsertShippingRatesRequest { rates, request_id } = request;
+    let pb::UpsertShippingRatesRequest {
+        rates: sent,
+        request_id,
+        update_mask,
+    } = request;
     let mut v = Violations::default();
-    batch_size(&mut v, "rates", rates.len());
-    for (i, rate) in rates.iter().enumerate() {
-        parse_rate(&mut v, &format!("rates[{i}]"), rate);
+    batch_size(&mut v, "rates", sent.len());
+    let mask = mask::parse(&mut v, update_mask.as_ref(), mask::RATE_FIELDS);
+    for (i, rate) in sent.iter().enumerate() {
+        let f = format!("rates[{i}]");
+        match mask {
+            None => parse_rate(&mut v, &f, rate),
+            Some(_) => {
+                validate::record_id(&mut v, &format!("{f}.rate_id"), &rate.rate_id);
+            }
+        }
     }
-    no_duplicates(&mut v, "rates", rates.iter().map(|r| r.rate_id.as_str()));
+    no_duplicates(&mut v, "rates", sent.iter().map(|r| r.rate_id.as_str()));
     let request_id = validate::request_id(&mut v, &request_id);
     v.finish()?;
     let command = Batch {
-        bodies: rates.iter().map(Message::encode_to_vec).collect(),
+        bodies: sent.iter().map(Message::encode_to_vec).collect(),
+        mask: mask.clone().unwrap_or_default(),
     };
-    Ok(delivery
+    let upserted = delivery
         .idempotent(
             "UpsertShippingRates",
             checked(request_id).as_ref(),
             &command,
             async |txn| {
+                let rates = to_write(
+                    txn,
+                    "delivery_rates",
+                    "rate_id",
+                    "rates",
+                    &sent,
+                    |r| r.rate_id.clone(),
+                    mask.as_deref(),
+                    mask::merge_rate,
+                    parse_rate,
+                )
+                .await?;
                 let ids = rates.iter().map(|r| r.rate_id.clone()).collect();
                 let existing = existing_ids(txn, "delivery_rates", "rate_id", ids).await?;
                 let mut insert = Query::insert()
@@ -526,294 +548,14 @@ pub async fn upsert_rates(
                     ]);
                 }
                 insert.run(txn).await?;
+                crate::snapshot::bump_version(txn).await?;
                 Ok(count(rates.len(), existing.len()))
             },
         )
         .await?
-        .into_inner())
-}
-
-/// The active rates of a country.
-pub async fn rates_of(
-    db: &impl ConnectionTrait,
-    country_code: &str,
-) -> Result<Vec<pb::ShippingRate>, ApiError> {
-    let query = Query::select()
-        .column("body")
-        .from("delivery_rates")
-        .and_where(Expr::col("country_code").eq(country_code))
-        .and_where(Expr::col("active").eq(true))
-        .order_by("rate_id", Order::Asc)
-        .to_owned();
-    store::all::<BodyRow>(db, &query)
-        .await?
-        .into_iter()
-        .map(|row| pb::ShippingRate::decode(row.body.as_slice()).map_err(ApiError::internal))
-        .collect()
-}
-
-// ---------------------------------------------------------------- slots
-
-fn parse_slot(v: &mut Violations, f: &str, slot: &pb::DeliverySlot) {
-    let pb::DeliverySlot {
-        slot_id,
-        method,
-        pickup_point_id,
-        start_time,
-        end_time,
-        cutoff_time,
-        capacity,
-        reserved_count: _,
-        available_count: _,
-        surcharge,
-        active: _,
-        utc_offset_minutes,
-    } = slot;
-    validate::record_id(v, &format!("{f}.slot_id"), slot_id);
-    match validate::delivery_method(v, &format!("{f}.method"), *method) {
-        Some(DeliveryMethod::HomeStandard) => {
-            v.add(format!("{f}.method"), "HOME_STANDARD has no slots");
-        }
-        Some(m) if m.is_pickup() => {
-            validate::record_id(v, &format!("{f}.pickup_point_id"), pickup_point_id);
-        }
-        Some(_) if !pickup_point_id.is_empty() => {
-            v.add(
-                format!("{f}.pickup_point_id"),
-                "must be empty for home methods",
-            );
-        }
-        _ => {}
-    }
-    let start = v.check(
-        format!("{f}.start_time"),
-        time::from_proto_required(*start_time),
-    );
-    let end = v.check(
-        format!("{f}.end_time"),
-        time::from_proto_required(*end_time),
-    );
-    if let (Some(start), Some(end)) = (start, end)
-        && (end <= start || end - start > chrono::Duration::hours(24))
-    {
-        v.add(
-            format!("{f}.end_time"),
-            "must be after start_time, at most 24 hours later",
-        );
-    }
-    if let Some(cutoff) = v.check(
-        format!("{f}.cutoff_time"),
-        time::from_proto_optional(*cutoff_time),
-    ) && let (Some(cutoff), Some(start)) = (cutoff, start)
-        && cutoff > start
-    {
-        v.add(format!("{f}.cutoff_time"), "must not be after start_time");
-    }
-    if !(0..=100_000).contains(capacity) {
-        v.add(format!("{f}.capacity"), "must be 0 to 100000");
-    }
-    validate::optional_price(v, &format!("{f}.surcharge"), surcharge.as_ref());
-    validate::utc_offset(v, &format!("{f}.utc_offset_minutes"), *utc_offset_minutes);
-}
-
-/// UpsertSlots.
-pub async fn upsert_slots(
-    delivery: &Delivery,
-    request: pb::UpsertSlotsRequest,
-) -> Result<Upserted, ApiError> {
-    let pb::UpsertSlotsRequest { slots, request_id } = request;
-    let mut v = Violations::default();
-    batch_size(&mut v, "slots", slots.len());
-    for (i, slot) in slots.iter().enumerate() {
-        parse_slot(&mut v, &format!("slots[{i}]"), slot);
-    }
-    no_duplicates(&mut v, "slots", slots.iter().map(|s| s.slot_id.as_str()));
-    let request_id = validate::request_id(&mut v, &request_id);
-    v.finish()?;
-    let slots: Vec<pb::DeliverySlot> = slots
-        .into_iter()
-        .map(|mut slot| {
-            slot.reserved_count = 0;
-            slot.available_count = 0;
-            if slot.cutoff_time.is_none() {
-                slot.cutoff_time = slot.start_time;
-            }
-            slot
-        })
-        .collect();
-    let command = Batch {
-        bodies: slots.iter().map(Message::encode_to_vec).collect(),
-    };
-    let now = delivery.clock.now();
-    Ok(delivery
-        .idempotent(
-            "UpsertSlots",
-            checked(request_id).as_ref(),
-            &command,
-            async |txn| {
-                let ids = slots.iter().map(|s| s.slot_id.clone()).collect();
-                let existing = existing_ids(txn, "delivery_slots", "slot_id", ids).await?;
-                for slot in &slots {
-                    if slot.pickup_point_id.is_empty() {
-                        continue;
-                    }
-                    if pickup_point(txn, &slot.pickup_point_id).await?.is_none() {
-                        return Err(ApiError::NotFound(format!(
-                            "pickup point {} not found",
-                            slot.pickup_point_id
-                        )));
-                    }
-                }
-                for slot in slots.iter().filter(|s| existing.contains(&s.slot_id)) {
-                    let reserved = live_count(txn, &slot.slot_id, now).await?;
-                    if i64::from(slot.capacity) < reserved {
-                        return Err(ApiError::FailedPrecondition(format!(
-                            "slot {} has {reserved} units reserved, more than the new capacity",
-                            slot.slot_id
-                        )));
-                    }
-                }
-                let mut insert = Query::insert()
-                    .into_table("delivery_slots")
-                    .columns([
-                        "slot_id",
-                        "method",
-                        "pickup_point_id",
-                        "start_time",
-                        "cutoff_time",
-                        "capacity",
-                        "active",
-                        "body",
-                    ])
-                    .on_conflict(
-                        OnConflict::column("slot_id")
-                            .update_columns([
-                                "method",
-                                "pickup_point_id",
-                                "start_time",
-                                "cutoff_time",
-                                "capacity",
-                                "active",
-                                "body",
-                            ])
-                            .to_owned(),
-                    )
-                    .to_owned();
-                for slot in &slots {
-                    let method = DeliveryMethod::from_proto(slot.method)
-                        .map_err(|e| ApiError::invalid("slots.method", e))?;
-                    let micros = |t: Option<prost_types::Timestamp>| -> Result<i64, ApiError> {
-                        Ok(to_micros(
-                            time::from_proto_required(t).map_err(ApiError::internal)?,
-                        ))
-                    };
-                    insert.values_panic([
-                        slot.slot_id.clone().into(),
-                        method.as_str().into(),
-                        slot.pickup_point_id.clone().into(),
-                        micros(slot.start_time)?.into(),
-                        micros(slot.cutoff_time)?.into(),
-                        slot.capacity.into(),
-                        slot.active.into(),
-                        slot.encode_to_vec().into(),
-                    ]);
-                }
-                insert.run(txn).await?;
-                Ok(count(slots.len(), existing.len()))
-            },
-        )
-        .await?
-        .into_inner())
-}
-
-#[derive(FromQueryResult)]
-struct CountRow {
-    n: i64,
-}
-
-/// Units of a slot held (unexpired) or confirmed at `now`.
-pub async fn live_count(
-    db: &impl ConnectionTrait,
-    slot_id: &str,
-    now: DateTime<Utc>,
-) -> Result<i64, DbErr> {
-    let query = Query::select()
-        .expr_as(Expr::col("reservation_id").count(), "n")
-        .from("delivery_reservations")
-        .and_where(Expr::col("slot_id").eq(slot_id))
-        .cond_where(
-            sea_orm::sea_query::Cond::any()
-                .add(Expr::col("state").eq("confirmed"))
-                .add(
-                    Expr::col("state")
-                        .eq("held")
-                        .and(Expr::col("expire_time").gt(to_micros(now))),
-                ),
-        )
-        .to_owned();
-    Ok(store::one::<CountRow>(db, &query).await?.map_or(0, |r| r.n))
-}
-
-/// A stored slot with its availability at `now`.
-pub async fn slot(
-    db: &impl ConnectionTrait,
-    slot_id: &str,
-    now: DateTime<Utc>,
-) -> Result<Option<pb::DeliverySlot>, ApiError> {
-    let query = Query::select()
-        .column("body")
-        .from("delivery_slots")
-        .and_where(Expr::col("slot_id").eq(slot_id))
-        .to_owned();
-    let Some(row) = store::one::<BodyRow>(db, &query).await? else {
-        return Ok(None);
-    };
-    let mut slot = pb::DeliverySlot::decode(row.body.as_slice()).map_err(ApiError::internal)?;
-    with_availability(db, &mut slot, now).await?;
-    Ok(Some(slot))
-}
-
-async fn with_availability(
-    db: &impl ConnectionTrait,
-    slot: &mut pb::DeliverySlot,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    let reserved = live_count(db, &slot.slot_id, now).await?;
-    slot.reserved_count = reserved as i32;
-    slot.available_count = Ord::max(i64::from(slot.capacity) - reserved, 0) as i32;
-    Ok(())
-}
-
-/// The first active slot of `method` (at `pickup_point_id` when given) that can
-/// still be reserved at `now`, looking at most 200 slots ahead.
-pub async fn next_free_slot(
-    db: &impl ConnectionTrait,
-    method: DeliveryMethod,
-    pickup_point_id: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<Option<pb::DeliverySlot>, ApiError> {
-    let mut query = Query::select()
-        .column("body")
-        .from("delivery_slots")
-        .and_where(Expr::col("method").eq(method.as_str()))
-        .and_where(Expr::col("active").eq(true))
-        .and_where(Expr::col("cutoff_time").gt(to_micros(now)))
-        .and_where(Expr::col("capacity").gt(0))
-        .order_by("start_time", Order::Asc)
-        .order_by("slot_id", Order::Asc)
-        .limit(200)
-        .to_owned();
-    if let Some(point) = pickup_point_id {
-        query.and_where(Expr::col("pickup_point_id").eq(point));
-    }
-    for row in store::all::<BodyRow>(db, &query).await? {
-        let mut slot = pb::DeliverySlot::decode(row.body.as_slice()).map_err(ApiError::internal)?;
-        with_availability(db, &mut slot, now).await?;
-        if slot.available_count > 0 {
-            return Ok(Some(slot));
-        }
-    }
-    Ok(None)
+        .into_inner();
+    delivery.network.refresh(&delivery.db).await?;
+    Ok(upserted)
 }
 
 // ---------------------------------------------------------------- payment rules
@@ -853,32 +595,63 @@ fn parse_payment_rule(v: &mut Violations, f: &str, rule: &pb::PaymentMethodRule)
     validate::delivery_methods(v, &format!("{f}.delivery_methods"), delivery_methods, 6);
 }
 
+/// A payment rule's stored key: its method's name.
+fn payment_rule_key(rule: &pb::PaymentMethodRule) -> String {
+    attune_kit::types::PaymentMethod::from_proto(rule.method)
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default()
+}
+
 /// UpsertPaymentMethodRules.
 pub async fn upsert_payment_rules(
     delivery: &Delivery,
     request: pb::UpsertPaymentMethodRulesRequest,
 ) -> Result<Upserted, ApiError> {
-    let pb::UpsertPaymentMethodRulesRequest { rules, request_id } = request;
+    let pb::UpsertPaymentMethodRulesRequest {
+        rules: sent,
+        request_id,
+        update_mask,
+    } = request;
     let mut v = Violations::default();
-    if rules.is_empty() || rules.len() > 20 {
+    if sent.is_empty() || sent.len() > 20 {
         v.add("rules", "must have 1 to 20 entries");
     }
-    for (i, rule) in rules.iter().enumerate() {
-        parse_payment_rule(&mut v, &format!("rules[{i}]"), rule);
+    let mask = mask::parse(&mut v, update_mask.as_ref(), mask::PAYMENT_RULE_FIELDS);
+    for (i, rule) in sent.iter().enumerate() {
+        let f = format!("rules[{i}]");
+        match mask {
+            None => parse_payment_rule(&mut v, &f, rule),
+            Some(_) => {
+                validate::payment_method(&mut v, &format!("{f}.method"), rule.method);
+            }
+        }
     }
-    let keys: Vec<String> = rules.iter().map(|r| r.method.to_string()).collect();
+    let keys: Vec<String> = sent.iter().map(|r| r.method.to_string()).collect();
     no_duplicates(&mut v, "rules", keys.iter().map(String::as_str));
     let request_id = validate::request_id(&mut v, &request_id);
     v.finish()?;
     let command = Batch {
-        bodies: rules.iter().map(Message::encode_to_vec).collect(),
+        bodies: sent.iter().map(Message::encode_to_vec).collect(),
+        mask: mask.clone().unwrap_or_default(),
     };
-    Ok(delivery
+    let upserted = delivery
         .idempotent(
             "UpsertPaymentMethodRules",
             checked(request_id).as_ref(),
             &command,
             async |txn| {
+                let rules = to_write(
+                    txn,
+                    "delivery_payment_rules",
+                    "method",
+                    "rules",
+                    &sent,
+                    payment_rule_key,
+                    mask.as_deref(),
+                    mask::merge_payment_rule,
+                    parse_payment_rule,
+                )
+                .await?;
                 let names: Vec<String> = rules
                     .iter()
                     .filter_map(|r| attune_kit::types::PaymentMethod::from_proto(r.method).ok())
@@ -899,24 +672,12 @@ pub async fn upsert_payment_rules(
                     insert.values_panic([name.clone().into(), rule.encode_to_vec().into()]);
                 }
                 insert.run(txn).await?;
+                crate::snapshot::bump_version(txn).await?;
                 Ok(count(rules.len(), existing.len()))
             },
         )
         .await?
-        .into_inner())
-}
-
-/// Every payment method rule.
-pub async fn payment_rules(
-    db: &impl ConnectionTrait,
-) -> Result<Vec<pb::PaymentMethodRule>, ApiError> {
-    let query = Query::select()
-        .column("body")
-        .from("delivery_payment_rules")
-        .to_owned();
-    store::all::<BodyRow>(db, &query)
-        .await?
-        .into_iter()
-        .map(|row| pb::PaymentMethodRule::decode(row.body.as_slice()).map_err(ApiError::internal))
-        .collect()
+        .into_inner();
+    delivery.network.refresh(&delivery.db).await?;
+    Ok(upserted)
 }

@@ -19,7 +19,7 @@ use chrono::{DateTime, Timelike, Utc};
 use crate::app::{Delivery, PERSONALIZATION};
 use crate::geo::Point;
 use crate::loyalty::{self, TierBenefits};
-use crate::network::{self, open_at};
+use crate::network::open_at;
 use crate::preferences;
 use crate::quote::Quote;
 use crate::validate;
@@ -381,11 +381,11 @@ pub async fn options(
     } else {
         pb::LearnedPreferences::default()
     };
-    let index = network::pickup_index(delivery).await?;
+    let network = delivery.network.get(&delivery.db).await?;
     let nearby: Vec<(pb::PickupPoint, i32)> = match place.point {
         None => Vec::new(),
-        Some(point) => index
-            .points
+        Some(point) => network
+            .pickup_points
             .nearest(
                 point,
                 PICKUP_RADIUS_METERS,
@@ -400,7 +400,7 @@ pub async fn options(
     let mut candidates = Vec::new();
     let mut best: std::collections::BTreeMap<i32, (pb::ShippingRate, Money, bool)> =
         Default::default();
-    for rate in network::rates_of(&delivery.db, &place.country).await? {
+    for rate in network.rates_of(&place.country) {
         let Some(area) = rate.service_area.as_ref() else {
             continue;
         };
@@ -409,7 +409,7 @@ pub async fn options(
         {
             continue;
         }
-        let Some((price, free)) = rate_price(&rate, query.total, query.weight_grams) else {
+        let Some((price, free)) = rate_price(rate, query.total, query.weight_grams) else {
             continue;
         };
         let effective = if free { 0 } else { price.amount_minor() };
@@ -418,20 +418,20 @@ pub async fn options(
             effective < current
         });
         if better {
-            best.insert(rate.method, (rate, price, free));
+            best.insert(rate.method, (rate.clone(), price, free));
         }
     }
-    for (raw_method, (rate, price, free)) in best {
-        let Ok(method) = DeliveryMethod::from_proto(raw_method) else {
-            continue;
-        };
-        if let Some(candidate) = candidate(
-            delivery, &explicit, &learned, &tier, &nearby, method, rate, price, free, now,
-        )
-        .await?
-        {
-            candidates.push(candidate);
-        }
+    // Each method's next free slot is one query: run them side by side.
+    let candidates_of = best
+        .into_iter()
+        .filter_map(|(raw_method, (rate, price, free))| {
+            let method = DeliveryMethod::from_proto(raw_method).ok()?;
+            Some(candidate(
+                delivery, &explicit, &learned, &tier, &nearby, method, rate, price, free, now,
+            ))
+        });
+    for candidate in futures::future::try_join_all(candidates_of).await? {
+        candidates.extend(candidate);
     }
     rank(&mut candidates);
     let validity = chrono::Duration::from_std(delivery.settings.quote_validity)
@@ -472,8 +472,13 @@ pub async fn options(
     let top_method = delivery_options
         .first()
         .and_then(|o| DeliveryMethod::from_proto(o.method).ok());
-    let payment_methods =
-        payment_options(delivery, &query, &explicit, &learned, top_method).await?;
+    let payment_methods = payment_options(
+        &network.payment_rules,
+        &query,
+        &explicit,
+        &learned,
+        top_method,
+    );
     let pickup_points = nearby
         .iter()
         .take(query.max_pickup_points)
@@ -562,7 +567,7 @@ async fn candidate(
     let wants_slot = !matches!(method, DeliveryMethod::HomeStandard);
     let next_slot = if wants_slot {
         let at = method.is_pickup().then_some(pickup_point_id.as_str());
-        network::next_free_slot(&delivery.db, method, at, now).await?
+        crate::slots::next_free_slot(&delivery.db, method, at, now).await?
     } else {
         None
     };
@@ -678,15 +683,14 @@ fn rank(candidates: &mut [Candidate]) {
     });
 }
 
-async fn payment_options(
-    delivery: &Delivery,
+fn payment_options(
+    rules: &[pb::PaymentMethodRule],
     query: &OptionsQuery,
     explicit: &pb::DeliveryPreferences,
     learned: &pb::LearnedPreferences,
     top_method: Option<DeliveryMethod>,
-) -> Result<Vec<pb::PaymentMethodOption>, ApiError> {
+) -> Vec<pb::PaymentMethodOption> {
     use pb::OptionReasonKind as Kind;
-    let rules = network::payment_rules(&delivery.db).await?;
     let total = query.total;
     let available = |method: PaymentMethod| {
         let Some(rule) = rules.iter().find(|r| r.method == i32::from(method)) else {
@@ -744,7 +748,7 @@ async fn payment_options(
         b.0.total_cmp(&a.0)
             .then_with(|| i32::from(a.1).cmp(&i32::from(b.1)))
     });
-    Ok(ranked
+    ranked
         .into_iter()
         .enumerate()
         .map(|(i, (_, method, reason))| pb::PaymentMethodOption {
@@ -752,7 +756,7 @@ async fn payment_options(
             rank: i as i32 + 1,
             reason: Some(reason),
         })
-        .collect())
+        .collect()
 }
 
 /// FindNearestPickupPoints.
@@ -795,11 +799,11 @@ pub async fn nearest(
         max_distance_meters
     };
     let now = delivery.clock.now();
-    let index = network::pickup_index(delivery).await?;
+    let network = delivery.network.get(&delivery.db).await?;
     let keep =
         |p: &pb::PickupPoint| wanted.is_empty() || wanted.iter().any(|k| i32::from(*k) == p.kind);
-    Ok(index
-        .points
+    Ok(network
+        .pickup_points
         .nearest(checked(point), f64::from(max), limit, keep, |a, b| {
             a.pickup_point_id.cmp(&b.pickup_point_id)
         })

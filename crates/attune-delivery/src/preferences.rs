@@ -150,6 +150,8 @@ fn parse_preferences(
 struct UpdateCommand<'a> {
     customer_id: &'a str,
     preferences: Vec<u8>,
+    /// The update mask's paths; empty replaces whole.
+    mask: Vec<&'static str>,
 }
 
 /// UpdateDeliveryPreferences.
@@ -161,19 +163,24 @@ pub async fn update(
         customer_id,
         preferences,
         request_id,
+        update_mask,
     } = request;
     let mut v = Violations::default();
     let customer = validate::customer(&mut v, "customer_id", &customer_id);
     if preferences.is_none() {
         v.add("preferences", "is required");
     }
-    let prefs = parse_preferences(&mut v, preferences);
+    // Every field is optional, so the sent message is checked whole even under
+    // a mask; only the named fields are then taken from it.
+    let sent = parse_preferences(&mut v, preferences);
+    let mask = crate::mask::parse(&mut v, update_mask.as_ref(), crate::mask::PREFERENCE_FIELDS);
     let request_id = validate::request_id(&mut v, &request_id);
     v.finish()?;
     let (customer, request_id) = (checked(customer), checked(request_id));
     let command = UpdateCommand {
         customer_id: customer.as_ref(),
-        preferences: prefs.encode_to_vec(),
+        preferences: sent.encode_to_vec(),
+        mask: mask.clone().unwrap_or_default(),
     };
     let now = delivery.clock.now();
     delivery
@@ -182,6 +189,14 @@ pub async fn update(
             request_id.as_ref(),
             &command,
             async |txn| {
+                let prefs = match &mask {
+                    None => sent.clone(),
+                    Some(paths) => {
+                        let mut stored = explicit(delivery, txn, customer.as_ref()).await?;
+                        stored.update_time = None;
+                        crate::mask::merge_preferences(&stored, &sent, paths)
+                    }
+                };
                 if !prefs.preferred_pickup_point_id.is_empty()
                     && network::pickup_point(txn, &prefs.preferred_pickup_point_id)
                         .await?
@@ -342,7 +357,7 @@ pub async fn learned(
     }
     let when = |micros: i64| from_micros(micros).ok().map(time::to_proto);
     let mut windows: HashMap<(i32, i32, i32), i32> = HashMap::new();
-    for window in crate::reservations::confirmed_windows(db, customer_id, now).await? {
+    for window in crate::reservations::chosen_windows(db, customer_id).await? {
         *windows.entry(window).or_default() += 1;
     }
     let mut windows: Vec<((i32, i32, i32), i32)> = windows.into_iter().collect();

@@ -1,8 +1,10 @@
-//! Slot reservations. Every reservation write holds delivery's write lock, so
-//! "count the live units, then insert one" cannot interleave with another
-//! writer on SQLite or PostgreSQL, in one process or many: a slot is never
-//! overbooked. A hold past its `expire_time` stops counting at once (expiry is
-//! a rule about time, read with the clock, not a sweep that might lag).
+//! Slot reservations. A reservation takes a unit of its slot's counter with one
+//! guarded statement and inserts its row in the same transaction, without
+//! delivery's write lock (see `slots` for the counter's rules): a slot is never
+//! overbooked on SQLite or PostgreSQL, in one process or many, and reservations
+//! of different slots do not wait for each other. A hold past its
+//! `expire_time` stops counting at once (read with the clock); its unit returns
+//! to the counter when a reservation of its slot finds the slot full, once.
 
 use attune_kit::ApiError;
 use attune_kit::db::micros::{from_micros, to_micros};
@@ -10,13 +12,14 @@ use attune_kit::error::{Violations, checked};
 use attune_kit::types::{DeliveryMethod, Money, time};
 use attune_proto::delivery::v1 as pb;
 use chrono::{DateTime, Utc};
+use prost::Message;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
-use sea_orm::{ConnectionTrait, FromQueryResult};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 use serde::Serialize;
 
 use crate::app::Delivery;
-use crate::network;
 use crate::quote::Quote;
+use crate::slots;
 use crate::store::{self, Write};
 use crate::validate;
 
@@ -44,6 +47,7 @@ impl Row {
         match self.state.as_str() {
             "confirmed" => pb::ReservationState::Confirmed,
             "released" => pb::ReservationState::Released,
+            "expired" => pb::ReservationState::Expired,
             _ if self.expire_time <= to_micros(now) => pb::ReservationState::Expired,
             _ => pb::ReservationState::Held,
         }
@@ -184,8 +188,8 @@ pub async fn reserve(
     };
     let now = delivery.clock.now();
     let reservation_id = delivery
-        .idempotent("ReserveSlot", request_id.as_ref(), &command, async |txn| {
-            let Some(slot) = network::slot(txn, &slot_id, now).await? else {
+        .idempotent_guarded("ReserveSlot", request_id.as_ref(), &command, async |txn| {
+            let Some(slot) = slots::slot(txn, &slot_id, now).await? else {
                 return Err(ApiError::NotFound(format!("slot {slot_id} not found")));
             };
             let cutoff = time::from_proto_required(slot.cutoff_time).map_err(ApiError::internal)?;
@@ -198,7 +202,10 @@ pub async fn reserve(
                 None => None,
                 Some(quote) => Some(quote.price_for(customer.as_ref(), &slot, now)?),
             };
-            if slot.available_count <= 0 {
+            if !slots::take_unit(txn, &slot_id, now).await?
+                && (slots::free_expired(txn, &slot_id, now).await? == 0
+                    || !slots::take_unit(txn, &slot_id, now).await?)
+            {
                 return Err(ApiError::ResourceExhausted {
                     message: format!("slot {slot_id} is full"),
                     retry_after: None,
@@ -242,7 +249,7 @@ async fn get_in(
 ) -> Result<(pb::Reservation, Option<pb::DeliverySlot>), ApiError> {
     let now = delivery.clock.now();
     let row = find(&delivery.db, customer_id, reservation_id).await?;
-    let slot = network::slot(&delivery.db, &row.slot_id, now).await?;
+    let slot = slots::slot(&delivery.db, &row.slot_id, now).await?;
     Ok((row.to_proto(now), slot))
 }
 
@@ -282,36 +289,39 @@ pub async fn confirm(
     };
     let now = delivery.clock.now();
     delivery
-        .idempotent(
+        .idempotent_guarded(
             "ConfirmReservation",
             request_id.as_ref(),
             &command,
             async |txn| {
-                let row = find(txn, customer.as_ref(), &reservation).await?;
-                match row.state_at(now) {
-                    pb::ReservationState::Held => {}
-                    pb::ReservationState::Confirmed
-                        if row.order_id.as_deref() == Some(&order_id) =>
-                    {
-                        return Ok(());
-                    }
-                    state => {
-                        return Err(ApiError::FailedPrecondition(format!(
-                            "reservation {reservation} is {}; reserve again",
-                            state.as_str_name()
-                        )));
-                    }
-                }
-                Query::update()
+                // Guarded: a hold freed as expired meanwhile is not confirmed.
+                let confirmed = Query::update()
                     .table("delivery_reservations")
                     .value("state", "confirmed")
                     .value("order_id", order_id.clone())
                     .value("confirm_time", to_micros(now))
                     .and_where(Expr::col("reservation_id").eq(reservation.as_str()))
+                    .and_where(Expr::col("customer_id").eq(customer.as_ref()))
+                    .and_where(Expr::col("state").eq("held"))
+                    .and_where(Expr::col("expire_time").gt(to_micros(now)))
                     .to_owned()
                     .run(txn)
                     .await?;
-                Ok(())
+                if confirmed == 1 {
+                    return Ok(());
+                }
+                let row = find(txn, customer.as_ref(), &reservation).await?;
+                match row.state_at(now) {
+                    pb::ReservationState::Confirmed
+                        if row.order_id.as_deref() == Some(&order_id) =>
+                    {
+                        Ok(())
+                    }
+                    state => Err(ApiError::FailedPrecondition(format!(
+                        "reservation {reservation} is {}; reserve again",
+                        state.as_str_name()
+                    ))),
+                }
             },
         )
         .await?;
@@ -342,7 +352,7 @@ pub async fn release(
     };
     let now = delivery.clock.now();
     delivery
-        .idempotent(
+        .idempotent_guarded(
             "ReleaseReservation",
             request_id.as_ref(),
             &command,
@@ -352,20 +362,74 @@ pub async fn release(
                     row.state_at(now),
                     pb::ReservationState::Held | pb::ReservationState::Confirmed
                 ) {
-                    Query::update()
+                    slots::lock(txn, &row.slot_id).await?;
+                    // Guarded: a hold freed as expired meanwhile gives nothing back twice.
+                    let released = Query::update()
                         .table("delivery_reservations")
                         .value("state", "released")
                         .value("release_time", to_micros(now))
                         .and_where(Expr::col("reservation_id").eq(reservation.as_str()))
+                        .cond_where(live_at(now))
                         .to_owned()
                         .run(txn)
                         .await?;
+                    slots::give_back(txn, &row.slot_id, released).await?;
                 }
                 Ok(())
             },
         )
         .await?;
     Ok(get_in(delivery, customer.as_ref(), &reservation).await?.0)
+}
+
+/// Rows that hold a unit of their slot and count at `now`: confirmed, or held
+/// and not expired.
+fn live_at(now: DateTime<Utc>) -> sea_orm::sea_query::Condition {
+    sea_orm::sea_query::Cond::any()
+        .add(Expr::col("state").eq("confirmed"))
+        .add(
+            Expr::col("state")
+                .eq("held")
+                .and(Expr::col("expire_time").gt(to_micros(now))),
+        )
+}
+
+/// Deletes a customer's reservations (erasure), giving back the units of those
+/// still held or confirmed, slot by slot. Returns the rows deleted.
+pub async fn erase(txn: &impl ConnectionTrait, customer_id: &str) -> Result<u64, DbErr> {
+    #[derive(FromQueryResult)]
+    struct SlotRow {
+        slot_id: String,
+    }
+    let holding = Query::select()
+        .distinct()
+        .column("slot_id")
+        .from("delivery_reservations")
+        .and_where(Expr::col("customer_id").eq(customer_id))
+        .and_where(Expr::col("state").is_in(["held", "confirmed"]))
+        .order_by("slot_id", sea_orm::sea_query::Order::Asc)
+        .to_owned();
+    let mut deleted = 0;
+    for row in store::all::<SlotRow>(txn, &holding).await? {
+        slots::lock(txn, &row.slot_id).await?;
+        let units = Query::delete()
+            .from_table("delivery_reservations")
+            .and_where(Expr::col("customer_id").eq(customer_id))
+            .and_where(Expr::col("slot_id").eq(row.slot_id.as_str()))
+            .and_where(Expr::col("state").is_in(["held", "confirmed"]))
+            .to_owned()
+            .run(txn)
+            .await?;
+        slots::give_back(txn, &row.slot_id, units).await?;
+        deleted += units;
+    }
+    deleted += Query::delete()
+        .from_table("delivery_reservations")
+        .and_where(Expr::col("customer_id").eq(customer_id))
+        .to_owned()
+        .run(txn)
+        .await?;
+    Ok(deleted)
 }
 
 /// GetReservation.
@@ -389,28 +453,47 @@ pub async fn get(
     })
 }
 
-/// The local windows (day of week, start hour) of the slots a customer
-/// confirmed, for learned preferences: (day 1-7, start minute, end minute).
-pub async fn confirmed_windows(
+/// The local windows (day 1-7, start minute, end minute) of the home slots a
+/// customer chose, for learned preferences: each order once, from the choice
+/// recorded at checkout, else from the reservation confirmed for it.
+pub async fn chosen_windows(
     db: &impl ConnectionTrait,
     customer_id: &str,
-    now: DateTime<Utc>,
 ) -> Result<Vec<(i32, i32, i32)>, ApiError> {
-    let query = Query::select()
-        .column("slot_id")
-        .from("delivery_reservations")
-        .and_where(Expr::col("customer_id").eq(customer_id))
-        .and_where(Expr::col("state").eq("confirmed"))
-        .to_owned();
     #[derive(FromQueryResult)]
-    struct SlotRow {
-        slot_id: String,
+    struct ChosenRow {
+        order_id: String,
+        body: Vec<u8>,
+    }
+    let chosen = |table: &str, state: Option<&str>| {
+        let mut query = Query::select()
+            .column(("c", "order_id"))
+            .column(("delivery_slots", "body"))
+            .from_as(sea_orm::sea_query::Alias::new(table), "c")
+            .inner_join(
+                sea_orm::sea_query::Alias::new("delivery_slots"),
+                Expr::col(("delivery_slots", "slot_id")).equals(("c", "slot_id")),
+            )
+            .and_where(Expr::col(("c", "customer_id")).eq(customer_id))
+            .and_where(Expr::col(("c", "order_id")).is_not_null())
+            .to_owned();
+        if let Some(state) = state {
+            query.and_where(Expr::col(("c", "state")).eq(state));
+        }
+        query
+    };
+    let mut by_order = std::collections::BTreeMap::new();
+    for row in
+        store::all::<ChosenRow>(db, &chosen("delivery_reservations", Some("confirmed"))).await?
+    {
+        by_order.insert(row.order_id, row.body);
+    }
+    for row in store::all::<ChosenRow>(db, &chosen("delivery_order_choices", None)).await? {
+        by_order.insert(row.order_id, row.body);
     }
     let mut windows = Vec::new();
-    for row in store::all::<SlotRow>(db, &query).await? {
-        let Some(slot) = network::slot(db, &row.slot_id, now).await? else {
-            continue;
-        };
+    for body in by_order.into_values() {
+        let slot = pb::DeliverySlot::decode(body.as_slice()).map_err(ApiError::internal)?;
         if DeliveryMethod::from_proto(slot.method).is_ok_and(DeliveryMethod::is_pickup) {
             continue;
         }

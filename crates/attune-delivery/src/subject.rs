@@ -121,12 +121,12 @@ async fn records(delivery: &Delivery, customer_id: &str) -> Result<Vec<pb::DataR
 
 /// Deletes everything about `customer_id`: the data key first.
 async fn erase_in(txn: &sea_orm::DatabaseTransaction, customer_id: &str) -> Result<u64, ApiError> {
-    let mut erased = 0;
+    // Reservations give their units back to their slots' counters.
+    let mut erased = reservations::erase(txn, customer_id).await?;
     for table in [
         "delivery_data_keys",
         "delivery_addresses",
         "delivery_preferences",
-        "delivery_reservations",
         "delivery_order_choices",
     ] {
         erased += Query::delete()

@@ -429,6 +429,13 @@ settings! {
         #[serde(with = "humantime_serde")]
         quote_validity: Duration = Duration::from_secs(30 * 60),
             flag "delivery-quote-validity", value "DURATION";
+        /// How often a replica checks whether another replica changed the
+        /// delivery network (pickup points, rates, payment rules) it serves from
+        /// memory: the longest a ranking can lag an admin change made elsewhere.
+        /// Changes made through this replica are served at once.
+        #[serde(with = "humantime_serde")]
+        network_refresh: Duration = Duration::from_secs(1),
+            flag "delivery-network-refresh", value "DURATION";
     }
 }
 
@@ -810,9 +817,11 @@ impl Config {
             (
                 self.delivery.loyalty_timeout.is_zero()
                     || self.delivery.learned_half_life.is_zero()
-                    || self.delivery.quote_validity.is_zero(),
+                    || self.delivery.quote_validity.is_zero()
+                    || self.delivery.network_refresh.is_zero(),
                 "delivery",
-                "loyalty_timeout, learned_half_life and quote_validity must be longer than 0s",
+                "loyalty_timeout, learned_half_life, quote_validity and network_refresh must be \
+                 longer than 0s",
             ),
             (
                 self.feeds.heartbeat_interval.is_zero(),

@@ -9,7 +9,7 @@ use crate::config::DatabaseConfig;
 pub mod health;
 pub mod micros;
 mod write;
-pub use write::{WriteLock, begin_snapshot, begin_write};
+pub use write::{WriteLock, begin_guarded_write, begin_snapshot, begin_write};
 
 /// Why a database could not be reached or migrated. Messages name the URL only
 /// without its password ([`redacted_url`]).

@@ -73,6 +73,8 @@ fn voucher_to_proto(voucher: Voucher) -> pb::Voucher {
         state,
         issue_time,
         expire_time,
+        order_id,
+        use_time,
     } = voucher;
     pb::Voucher {
         voucher_code: code,
@@ -83,10 +85,13 @@ fn voucher_to_proto(voucher: Voucher) -> pb::Voucher {
             VoucherState::Issued => pb::VoucherState::Issued,
             VoucherState::Expired => pb::VoucherState::Expired,
             VoucherState::Cancelled => pb::VoucherState::Cancelled,
+            VoucherState::Used => pb::VoucherState::Used,
         }
         .into(),
         issue_time: Some(time::to_proto(issue_time)),
         expire_time: Some(time::to_proto(expire_time)),
+        order_id: order_id.unwrap_or_default(),
+        use_time: use_time.map(time::to_proto),
     }
 }
 
@@ -627,6 +632,66 @@ impl LoyaltyService for LoyaltyApi {
         ok(pb::CancelRedemptionResponse {
             voucher: Some(voucher_to_proto(cancelled.voucher)),
             account: Some(account_to_proto(cancelled.account)),
+        })
+    }
+
+    async fn use_voucher(
+        &self,
+        request: Request<pb::UseVoucherRequest>,
+    ) -> Answer<pb::UseVoucherResponse> {
+        let pb::UseVoucherRequest {
+            customer_id,
+            voucher_code,
+            order_id,
+            request_id,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let customer = convert::customer(&mut v, "customer_id", &customer_id);
+        convert::required_text(&mut v, "voucher_code", &voucher_code, 32);
+        convert::required_text(&mut v, "order_id", &order_id, 128);
+        let id = convert::request_id(&mut v, "request_id", &request_id);
+        v.finish()?;
+        let voucher = self
+            .loyalty
+            .use_voucher(
+                checked(customer).as_ref(),
+                &voucher_code,
+                &order_id,
+                checked(id).as_ref(),
+            )
+            .await?;
+        ok(pb::UseVoucherResponse {
+            voucher: Some(voucher_to_proto(voucher)),
+        })
+    }
+
+    async fn release_voucher(
+        &self,
+        request: Request<pb::ReleaseVoucherRequest>,
+    ) -> Answer<pb::ReleaseVoucherResponse> {
+        let pb::ReleaseVoucherRequest {
+            customer_id,
+            voucher_code,
+            order_id,
+            request_id,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let customer = convert::customer(&mut v, "customer_id", &customer_id);
+        convert::required_text(&mut v, "voucher_code", &voucher_code, 32);
+        convert::required_text(&mut v, "order_id", &order_id, 128);
+        let id = convert::request_id(&mut v, "request_id", &request_id);
+        v.finish()?;
+        let voucher = self
+            .loyalty
+            .release_voucher(
+                checked(customer).as_ref(),
+                &voucher_code,
+                &order_id,
+                checked(id).as_ref(),
+            )
+            .await?;
+        ok(pb::ReleaseVoucherResponse {
+            voucher: Some(voucher_to_proto(voucher)),
         })
     }
 }

@@ -4,7 +4,8 @@
 //! earns its bonus once. The kit's follower applies each batch in one
 //! transaction with its cursor, and every entry is keyed by its order (or
 //! customer and field), so each purchase earns exactly once even when the
-//! follower dies mid-batch or profile stores the order twice.
+//! follower dies mid-batch or profile stores the order twice. A merge moves
+//! the visitor's account to the customer (`ledger::merge_into`).
 
 use std::future::Future;
 
@@ -78,12 +79,19 @@ impl Apply<pb::FeedEntry> for EarnFromFeed {
                     _ => {}
                 },
                 Some(Change::ZeroPartyDataChange(change)) => self.zero_party(txn, change).await?,
-                // Erasure reaches loyalty through its DataSubjectService; merges
-                // of anonymous profiles carry no loyalty account.
-                Some(
-                    Change::Merge(_) | Change::Erasure(_) | Change::SegmentMembershipChange(_),
-                )
-                | None => {}
+                // A visitor who signed in: their points go with them.
+                Some(Change::Merge(merge)) => {
+                    ledger::merge_into(
+                        txn,
+                        &merge.source_customer_id,
+                        &merge.target_customer_id,
+                        self.loyalty.clock.now(),
+                        self.loyalty.points_lifetime(),
+                    )
+                    .await?;
+                }
+                // Erasure reaches loyalty through its DataSubjectService.
+                Some(Change::Erasure(_) | Change::SegmentMembershipChange(_)) | None => {}
             }
         }
         Ok(())

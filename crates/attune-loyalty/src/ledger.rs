@@ -171,6 +171,82 @@ pub async fn exists(db: &impl ConnectionTrait, customer: &str) -> Result<bool, D
         > 0)
 }
 
+/// Moves a merged visitor's loyalty to the customer they turned out to be, in
+/// the follower's transaction (so once per merge entry; a replay finds nothing
+/// left under `source`). Every entry, lot, order, voucher, offer and message is
+/// re-attributed as it is: the ledger keeps each entry, so the customer's
+/// balance is still the sum of their (now larger) ledger. Without an account of
+/// their own the customer takes the visitor's; with one, the sums add up, a
+/// debt that moved is paid from the available points at once (one
+/// DEBT_PAYMENT entry, keyed by the merge), and the tier is reviewed.
+pub async fn merge_into(
+    txn: &DatabaseTransaction,
+    source: &str,
+    target: &str,
+    now: DateTime<Utc>,
+    lifetime: chrono::Duration,
+) -> Result<(), DbErr> {
+    if source.is_empty() || target.is_empty() || source == target {
+        return Ok(());
+    }
+    // An order both recorded keeps the customer's row (its points stay booked).
+    exec(
+        txn,
+        "DELETE FROM loyalty_orders WHERE customer_id = ? AND order_id IN \
+         (SELECT order_id FROM loyalty_orders WHERE customer_id = ?)",
+        vec![source.into(), target.into()],
+    )
+    .await?;
+    for table in [
+        "loyalty_entries",
+        "loyalty_orders",
+        "loyalty_vouchers",
+        "loyalty_offers",
+        "loyalty_messages",
+    ] {
+        exec(
+            txn,
+            &format!("UPDATE {table} SET customer_id = ? WHERE customer_id = ?"),
+            vec![target.into(), source.into()],
+        )
+        .await?;
+    }
+    let Some(visitor) = account_row(txn, source).await? else {
+        return Ok(());
+    };
+    if !exists(txn, target).await? {
+        exec(
+            txn,
+            "UPDATE loyalty_accounts SET customer_id = ?, update_time = ? WHERE customer_id = ?",
+            vec![target.into(), to_micros(now).into(), source.into()],
+        )
+        .await?;
+        return Ok(());
+    }
+    exec(
+        txn,
+        "UPDATE loyalty_accounts SET available = available + ?, pending = pending + ?, \
+         debt = debt + ?, update_time = ? WHERE customer_id = ?",
+        vec![
+            visitor.available.into(),
+            visitor.pending.into(),
+            visitor.debt.into(),
+            to_micros(now).into(),
+            target.into(),
+        ],
+    )
+    .await?;
+    exec(
+        txn,
+        "DELETE FROM loyalty_accounts WHERE customer_id = ?",
+        vec![source.into()],
+    )
+    .await?;
+    pay_debt(txn, target, &format!("merge/{source}"), now, lifetime).await?;
+    review_tier(txn, target, now).await?;
+    Ok(())
+}
+
 async fn account_row(
     db: &impl ConnectionTrait,
     customer: &str,
@@ -363,7 +439,7 @@ pub async fn credit(
 }
 
 /// Pays debt from available points, as far as they go.
-async fn pay_debt(
+pub(crate) async fn pay_debt(
     txn: &DatabaseTransaction,
     customer: &str,
     key: &str,

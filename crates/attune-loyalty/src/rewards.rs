@@ -55,6 +55,8 @@ pub enum VoucherState {
     Issued,
     Expired,
     Cancelled,
+    /// Used for an order at checkout.
+    Used,
 }
 
 /// A reward redemption's voucher.
@@ -67,6 +69,12 @@ pub struct Voucher {
     pub state: VoucherState,
     pub issue_time: DateTime<Utc>,
     pub expire_time: DateTime<Utc>,
+    /// The order it is used for, when used.
+    #[serde(default)]
+    pub order_id: Option<String>,
+    /// When it was used.
+    #[serde(default)]
+    pub use_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -94,6 +102,8 @@ struct VoucherRow {
     state: String,
     issue_time: i64,
     expire_time: i64,
+    order_id: Option<String>,
+    use_time: Option<i64>,
 }
 
 impl VoucherRow {
@@ -101,6 +111,8 @@ impl VoucherRow {
         let expire_time = time(self.expire_time)?;
         let state = match self.state.as_str() {
             "cancelled" => VoucherState::Cancelled,
+            // Used stays used after the voucher's time: the order keeps it.
+            "used" => VoucherState::Used,
             _ if expire_time <= now => VoucherState::Expired,
             _ => VoucherState::Issued,
         };
@@ -112,12 +124,14 @@ impl VoucherRow {
             state,
             issue_time: time(self.issue_time)?,
             expire_time,
+            order_id: self.order_id,
+            use_time: self.use_time.map(time).transpose()?,
         })
     }
 }
 
-const VOUCHER_COLUMNS: &str =
-    "voucher_code, customer_id, reward_id, points, entry_id, state, issue_time, expire_time";
+const VOUCHER_COLUMNS: &str = "voucher_code, customer_id, reward_id, points, entry_id, state, \
+     issue_time, expire_time, order_id, use_time";
 
 /// Crockford's base 32 without look-alikes (no I, L, O, U).
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -261,7 +275,7 @@ impl Loyalty {
             let expire_time = now + reward.voucher_validity;
             exec(
                 txn,
-                &format!("INSERT INTO loyalty_vouchers ({VOUCHER_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'issued', ?, ?)"),
+                &format!("INSERT INTO loyalty_vouchers ({VOUCHER_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'issued', ?, ?, NULL, NULL)"),
                 vec![
                     code.clone().into(),
                     customer.into(),
@@ -282,6 +296,8 @@ impl Loyalty {
                     state: VoucherState::Issued,
                     issue_time: now,
                     expire_time,
+                    order_id: None,
+                    use_time: None,
                 },
                 account: ledger::require_view(txn, customer, now).await?,
             })
@@ -341,6 +357,11 @@ impl Loyalty {
             if row.state == "cancelled" {
                 return Err(ApiError::FailedPrecondition("the voucher is already cancelled".into()));
             }
+            if row.state == "used" {
+                return Err(ApiError::FailedPrecondition(
+                    "the voucher is used for an order; release it first".into(),
+                ));
+            }
             exec(
                 txn,
                 "UPDATE loyalty_vouchers SET state = 'cancelled' WHERE voucher_code = ?",
@@ -363,5 +384,100 @@ impl Loyalty {
             Ok(Redeemed { voucher, account: ledger::require_view(txn, customer, now).await? })
         })
         .await
+    }
+
+    /// Uses a voucher for an order, once: a guarded update from `issued`
+    /// (unexpired) to `used`, under the write lock like every loyalty write.
+    pub async fn use_voucher(
+        &self,
+        customer: &str,
+        code: &str,
+        order_id: &str,
+        request_id: &str,
+    ) -> Result<Voucher, ApiError> {
+        let content =
+            json!({ "customer_id": customer, "voucher_code": code, "order_id": order_id });
+        self.idempotent("use_voucher", request_id, &content, async |txn| {
+            let now = self.clock.now();
+            let used = exec(
+                txn,
+                "UPDATE loyalty_vouchers SET state = 'used', order_id = ?, use_time = ? \
+                 WHERE voucher_code = ? AND customer_id = ? AND state = 'issued' AND expire_time > ?",
+                vec![
+                    order_id.into(),
+                    to_micros(now).into(),
+                    code.into(),
+                    customer.into(),
+                    to_micros(now).into(),
+                ],
+            )
+            .await?
+            .rows_affected();
+            let voucher = self.voucher_in(txn, customer, code, now).await?;
+            match voucher.state {
+                _ if used == 1 => Ok(voucher),
+                VoucherState::Used if voucher.order_id.as_deref() == Some(order_id) => Ok(voucher),
+                VoucherState::Used => Err(ApiError::FailedPrecondition(
+                    "the voucher is already used for another order".into(),
+                )),
+                VoucherState::Cancelled => {
+                    Err(ApiError::FailedPrecondition("the voucher is cancelled".into()))
+                }
+                VoucherState::Expired | VoucherState::Issued => {
+                    Err(ApiError::FailedPrecondition("the voucher has expired".into()))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Gives a used voucher back from its cancelled order.
+    pub async fn release_voucher(
+        &self,
+        customer: &str,
+        code: &str,
+        order_id: &str,
+        request_id: &str,
+    ) -> Result<Voucher, ApiError> {
+        let content =
+            json!({ "customer_id": customer, "voucher_code": code, "order_id": order_id });
+        self.idempotent("release_voucher", request_id, &content, async |txn| {
+            let now = self.clock.now();
+            exec(
+                txn,
+                "UPDATE loyalty_vouchers SET state = 'issued', order_id = NULL, use_time = NULL \
+                 WHERE voucher_code = ? AND customer_id = ? AND state = 'used' AND order_id = ?",
+                vec![code.into(), customer.into(), order_id.into()],
+            )
+            .await?;
+            let voucher = self.voucher_in(txn, customer, code, now).await?;
+            match voucher.state {
+                VoucherState::Used => Err(ApiError::FailedPrecondition(
+                    "the voucher is used for another order".into(),
+                )),
+                VoucherState::Cancelled => Err(ApiError::FailedPrecondition(
+                    "the voucher is cancelled".into(),
+                )),
+                VoucherState::Issued | VoucherState::Expired => Ok(voucher),
+            }
+        })
+        .await
+    }
+
+    async fn voucher_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        customer: &str,
+        code: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Voucher, ApiError> {
+        let row = one::<VoucherRow>(
+            txn,
+            &format!("SELECT {VOUCHER_COLUMNS} FROM loyalty_vouchers WHERE voucher_code = ? AND customer_id = ?"),
+            vec![code.into(), customer.into()],
+        )
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such voucher for this customer".into()))?;
+        Ok(row.into_voucher(now)?)
     }
 }

@@ -18,6 +18,8 @@ impl MigratorTrait for Migrator {
             // The learner's cursor on profile's feed.
             Box::new(attune_kit::follower::CreateFeedCursors),
             Box::new(DeliveryTables),
+            Box::new(SlotCounters),
+            Box::new(OrderChoiceSlots),
         ]
     }
 
@@ -190,5 +192,106 @@ impl MigrationTrait for DeliveryTables {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Each slot's counter of units held or confirmed (see `slots`), filled from
+/// the reservations already stored, and an index for the expired holds that
+/// availability adds back.
+struct SlotCounters;
+
+// Named by hand: a derived name is the module's (`migration`), which the
+// first migration of this file already holds.
+impl MigrationName for SlotCounters {
+    fn name(&self) -> &str {
+        "m0002_slot_counters"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SlotCounters {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("delivery_slots")
+                    .add_column(ColumnDef::new("reserved").integer().not_null().default(0))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "UPDATE delivery_slots SET reserved = (SELECT COUNT(*) \
+                 FROM delivery_reservations r WHERE r.slot_id = delivery_slots.slot_id \
+                 AND r.state IN ('held', 'confirmed'))",
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("delivery_reservations_holds")
+                    .table("delivery_reservations")
+                    .col("slot_id")
+                    .col("state")
+                    .col("expire_time")
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("delivery_reservations_holds")
+                    .table("delivery_reservations")
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("delivery_slots")
+                    .drop_column("reserved")
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// The slot of a choice recorded at checkout (RecordOrderChoice), whose local
+/// window is learned like a confirmed reservation's.
+struct OrderChoiceSlots;
+
+impl MigrationName for OrderChoiceSlots {
+    fn name(&self) -> &str {
+        "m0003_order_choice_slots"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for OrderChoiceSlots {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("delivery_order_choices")
+                    .add_column(ColumnDef::new("slot_id").string().null())
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("delivery_order_choices")
+                    .drop_column("slot_id")
+                    .to_owned(),
+            )
+            .await
     }
 }

@@ -63,6 +63,24 @@ pub async fn begin_write(
     Ok(txn)
 }
 
+/// Begins a transaction that will write WITHOUT the service's write lock, for
+/// writes where every check-then-change is one guarded statement (`UPDATE …
+/// SET n = n + 1 WHERE … AND n + 1 <= cap`, judged by its affected rows), so
+/// that writes to different rows run in parallel on PostgreSQL (the row locks
+/// of the guarded statements are all the serialization they need). SQLite still
+/// begins IMMEDIATE: it has one writer whatever the statements, and taking the
+/// lock at BEGIN lets the busy timeout apply. Writes that append to an ordered
+/// feed or read-then-decide across rows need [`begin_write`] instead.
+pub async fn begin_guarded_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    db.begin_with_options(TransactionOptions {
+        isolation_level: None,
+        access_mode: postgres.then_some(AccessMode::ReadWrite),
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+    })
+    .await
+}
+
 /// Begins a read-only transaction whose reads all see one snapshot. SQLite's
 /// read transactions do so already; PostgreSQL needs REPEATABLE READ (its
 /// default, READ COMMITTED, takes a new snapshot per statement).
