@@ -237,6 +237,12 @@ pub const NOT_RECORDED: &[(&str, &str)] = &[
         "attune.loyalty.v1.LoyaltyService/CancelRedemption",
         "a write",
     ),
+    ("attune.loyalty.v1.LoyaltyService/UseVoucher", "a write"),
+    ("attune.loyalty.v1.LoyaltyService/ReleaseVoucher", "a write"),
+    (
+        "attune.delivery.v1.DeliveryService/RecordOrderChoice",
+        "a write",
+    ),
     ("attune.loyalty.v1.OfferService/GenerateOffers", "a write"),
     ("attune.loyalty.v1.OfferService/UpdateOfferState", "a write"),
     ("attune.delivery.v1.DeliveryService/AddAddress", "a write"),

@@ -46,7 +46,7 @@ use attune_kit::types::CustomerId;
 use tonic::Status;
 use tonic::body::Body;
 
-use crate::access_log::{AccessLog, Read, read_of};
+use crate::access_log::{Access as LoggedAccess, AccessLog, Read, read_of};
 use crate::backend::Backend;
 use authenticate::Authenticator;
 use descriptors::{CompiledRule, CompiledTable};
@@ -253,7 +253,11 @@ impl tower::Service<http::Request<Body>> for PolicyService {
                 Ok(permit) => permit,
                 Err(status) => return Ok(status.into_http()),
             };
-            let (request, signalled) = match admit(&state, request).await {
+            let Admitted {
+                request,
+                signalled,
+                reads,
+            } = match admit(&state, request).await {
                 Ok(admitted) => admitted,
                 Err(status) => return Ok(status.into_http()),
             };
@@ -263,6 +267,12 @@ impl tower::Service<http::Request<Body>> for PolicyService {
             if !signalled.is_empty() && !refused_as_bad_input(&response) {
                 for customer in &signalled {
                     state.gpc.record(customer).await;
+                }
+            }
+            // A call refused at once returned no data: nothing was read.
+            if !refused_at_once(&response) {
+                for access in reads {
+                    state.access_log.record(access).await;
                 }
             }
             Ok(response)
@@ -279,14 +289,30 @@ fn refused_as_bad_input(response: &http::Response<Body>) -> bool {
         .is_some_and(|status| status.as_bytes() == b"3")
 }
 
-/// Everything the policy checks: the request as it is to be forwarded, and
-/// the customers whose Global Privacy Control signal it carries (recorded
-/// once the service accepted the request).
-async fn admit(
-    state: &State,
-    mut request: http::Request<Body>,
-) -> Result<(http::Request<Body>, Vec<String>), Status> {
+/// Whether the answer is an error without a body (trailers-only): the call
+/// was refused before anything was read or written.
+fn refused_at_once(response: &http::Response<Body>) -> bool {
+    response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|status| status.as_bytes() != b"0")
+}
+
+/// A request the policy let through, and what to record once it is answered.
+struct Admitted {
+    /// The request as it is to be forwarded.
+    request: http::Request<Body>,
+    /// The customers whose Global Privacy Control signal it carries (recorded
+    /// once the service accepted the request).
+    signalled: Vec<String>,
+    /// The reads of customers' data it makes (recorded unless it is refused).
+    reads: Vec<LoggedAccess>,
+}
+
+/// Everything the policy checks.
+async fn admit(state: &State, mut request: http::Request<Body>) -> Result<Admitted, Status> {
     let mut signalled = Vec::new();
+    let mut reads = Vec::new();
     let rule = state.table.get(request.uri().path());
     if matches!(
         rule,
@@ -295,7 +321,11 @@ async fn admit(
             ..
         })
     ) {
-        return Ok((request, signalled));
+        return Ok(Admitted {
+            request,
+            signalled,
+            reads,
+        });
     }
     let principal = match &state.authenticator {
         None => Principal::Development,
@@ -332,7 +362,7 @@ async fn admit(
                 check_customer_rates(state, &principal, &ids)?;
             }
             if let Some(read) = read {
-                record_read(state, read, &principal, &ids).await;
+                reads = accesses(read, &principal, &ids);
             }
             if request.uri().path().ends_with("/MergeProfiles")
                 || request.uri().path().ends_with("/EraseCustomer")
@@ -352,7 +382,11 @@ async fn admit(
         headers.insert("grpc-timeout", state.default_timeout.clone());
     }
     request.extensions_mut().insert(principal);
-    Ok((request, signalled))
+    Ok(Admitted {
+        request,
+        signalled,
+        reads,
+    })
 }
 
 /// The principal holds one of the rule's scopes; operator methods are never a
@@ -437,16 +471,14 @@ async fn authorize_customers(
     Ok(ids)
 }
 
-/// Records the call, let through, as a read of each customer's data it names.
-async fn record_read(state: &State, read: &Read, principal: &Principal, ids: &[String]) {
-    for id in ids {
-        // The policy read the id from the request; one the service would refuse
-        // as malformed reads nothing.
-        if let Ok(customer) = CustomerId::parse(id) {
-            let caller = principal.as_caller();
-            state.access_log.record(read.by(caller, customer)).await;
-        }
-    }
+/// The call as a read of each customer's data it names.
+fn accesses(read: &Read, principal: &Principal, ids: &[String]) -> Vec<LoggedAccess> {
+    ids.iter()
+        // The policy read the ids from the request; one the service would
+        // refuse as malformed reads nothing.
+        .filter_map(|id| CustomerId::parse(id).ok())
+        .map(|customer| read.by(principal.as_caller(), customer))
+        .collect()
 }
 
 /// Each customer the call is about has a rate of its own.

@@ -396,6 +396,15 @@ pub static RULES: &[Rule] = &[
         "attune.loyalty.v1.LoyaltyService/CancelRedemption",
         &[LOYALTY_REDEEM],
     ),
+    // Checkout spends and gives back a customer's voucher.
+    own(
+        "attune.loyalty.v1.LoyaltyService/UseVoucher",
+        &[LOYALTY_REDEEM],
+    ),
+    own(
+        "attune.loyalty.v1.LoyaltyService/ReleaseVoucher",
+        &[LOYALTY_REDEEM],
+    ),
     admin("attune.loyalty.v1.OfferService/PutOfferRule"),
     admin("attune.loyalty.v1.OfferService/ListOfferRules"),
     admin_about(
@@ -456,6 +465,15 @@ pub static RULES: &[Rule] = &[
     own(
         "attune.delivery.v1.DeliveryService/GetReservation",
         &[DELIVERY_READ],
+    ),
+    // The slot calendar is the retailer's, not a customer's.
+    catalogue(
+        "attune.delivery.v1.DeliveryService/ListAvailableSlots",
+        &[DELIVERY_READ],
+    ),
+    own(
+        "attune.delivery.v1.DeliveryService/RecordOrderChoice",
+        &[DELIVERY_WRITE],
     ),
     own(
         "attune.delivery.v1.DeliveryService/GetDeliveryPreferences",
