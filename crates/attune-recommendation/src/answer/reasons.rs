@@ -32,6 +32,12 @@ pub struct Origins {
     /// cart changes, purchases too once the customer bought (in the session or
     /// the models).
     pub history: Vec<DataCategory>,
+    /// The categories of the tastes profile gave for a customer the models do
+    /// not know (preferences for what they told us, browsing and purchases
+    /// for what their events show); empty when none were read.
+    pub tastes: Vec<DataCategory>,
+    /// Whether those tastes hold what the customer told us.
+    pub declared: bool,
 }
 
 /// A reason and the data categories it used.
@@ -201,14 +207,23 @@ pub fn explain(
         Because::Content { category, .. } => {
             let category = category.map(category_of).unwrap_or_default();
             if origins.personal {
+                let text = if origins.declared {
+                    "Matches what you told us"
+                } else {
+                    "Matches what you like"
+                };
+                // The session's items, profile's tastes, or both.
+                let mut categories = Vec::new();
+                if origins.tastes.is_empty()
+                    || !origins.viewed.is_empty()
+                    || !origins.cart.is_empty()
+                {
+                    categories.push(DataCategory::Browsing);
+                }
+                categories.extend(origins.tastes.iter().copied());
                 Explained {
-                    reason: reason(
-                        K::PreferenceMatch,
-                        "Matches what you like".to_owned(),
-                        "",
-                        &category,
-                    ),
-                    categories: vec![DataCategory::Browsing],
+                    reason: reason(K::PreferenceMatch, text.to_owned(), "", &category),
+                    categories,
                 }
             } else {
                 let name = category_name(&category);

@@ -18,11 +18,13 @@ mod content;
 mod cooccurrence;
 mod ease;
 mod history;
+mod ixmap;
 mod popularity;
 mod snapshot;
 mod time;
 mod topk;
 
+pub(crate) use ixmap::{IxMap, IxSet};
 pub use config::{Collaborative, MAX_EASE_HEAD, ModelConfig, SignalWeights};
 pub use snapshot::Models;
 

@@ -1,7 +1,6 @@
 //! Training, and the immutable snapshot the server swaps in and `attune eval`
 //! scores: every part in flat arrays, nothing shared, nothing locked.
 
-use std::collections::HashMap;
 
 use super::blend;
 use super::config::{Collaborative, ModelConfig};
@@ -11,9 +10,9 @@ use super::ease::ease;
 use super::history::{Histories, summarize};
 use super::popularity::Popularity;
 use super::time::{MICROS_PER_DAY, day_of};
-use super::topk::top_n;
+use super::topk::{top_n, top_n_kept};
 use super::{
-    Because, BrandIx, BuyAgain, CategoryIx, Interaction, ItemIx, Scored, Task, TrainingData,
+    Because, BrandIx, BuyAgain, CategoryIx, Interaction, ItemIx, IxMap, Scored, Task, TrainingData,
     TrainingError, UserIx,
 };
 
@@ -212,6 +211,15 @@ impl Models {
         found
     }
 
+    /// Every item the customer bought (and did not return), with the last
+    /// purchase (microseconds, day resolution), in item order.
+    pub fn purchased(&self, user: UserIx) -> impl Iterator<Item = (ItemIx, i64)> + '_ {
+        self.histories
+            .rows(user)
+            .filter(|row| row.purchases > 0)
+            .map(|row| (row.item, row.last_micros()))
+    }
+
     /// Items bought in the same baskets as `items`, normalized (cosine) so
     /// best-sellers do not dominate; never one of `items`.
     pub fn bought_together(
@@ -259,7 +267,7 @@ impl Models {
         because: fn(ItemIx) -> Because,
     ) -> Vec<Scored> {
         // Summed over the given items; the reason names the one that linked most.
-        let mut found: HashMap<ItemIx, (f32, f32, ItemIx)> = HashMap::new();
+        let mut found: IxMap<ItemIx, (f32, f32, ItemIx)> = IxMap::default();
         for &seed in items {
             let (neighbours, similarities) = table.of(seed);
             for (&item, &similarity) in neighbours.iter().zip(similarities) {
@@ -273,14 +281,19 @@ impl Models {
         }
         let mut scored: Vec<Scored> = found
             .into_iter()
-            .filter(|(item, _)| !items.contains(item) && self.is_active(*item) && !exclude(*item))
+            .filter(|(item, _)| !items.contains(item))
             .map(|(item, (score, _, seed))| Scored {
                 item,
                 score,
                 because: because(seed),
             })
             .collect();
-        top_n(&mut scored, n, |s| (s.score, s.item));
+        top_n_kept(
+            &mut scored,
+            n,
+            |s| (s.score, s.item),
+            |s| self.is_active(s.item) && !exclude(s.item),
+        );
         scored
     }
 
