@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use attune_proto::recommendation::v1 as pb;
 use attune_kit::sea_orm::{ConnectionTrait, Statement};
+use attune_proto::recommendation::v1 as pb;
 use attune_tests::profile_events::{eur, event, item, purchase, view};
 use attune_tests::recommendation::{catalog_item, request_id};
 use attune_tests::{TestApp, backend_tests, profile_pb};

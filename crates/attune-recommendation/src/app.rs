@@ -15,8 +15,8 @@ use crate::impressions::ImpressionLog;
 use crate::model::ModelConfig;
 use crate::served::Served;
 use crate::sessions::Sessions;
-use crate::tastes::ProfileTastes;
 use crate::store::WRITE_LOCK;
+use crate::tastes::ProfileTastes;
 use crate::training::Trainer;
 
 /// The service's state; cheap to clone (everything shared is behind an `Arc`).

@@ -206,13 +206,16 @@ mod tests {
             favourite_brands: vec!["peak".into()],
             ..Default::default()
         };
-        let tastes = tastes(&traits, &declared);
+        let both = tastes(&traits, &declared);
         assert_eq!(
-            tastes.categories,
-            [("tea".to_owned(), 1.0), ("outdoor".to_owned(), DECLARED_WEIGHT)]
+            both.categories,
+            [
+                ("tea".to_owned(), 1.0),
+                ("outdoor".to_owned(), DECLARED_WEIGHT)
+            ]
         );
-        assert_eq!(tastes.brands, [("peak".to_owned(), DECLARED_WEIGHT)]);
-        assert!(tastes.declared && tastes.derived);
+        assert_eq!(both.brands, [("peak".to_owned(), DECLARED_WEIGHT)]);
+        assert!(both.declared && both.derived);
         assert!(tastes(&profile_pb::Traits::default(), &Default::default()).is_empty());
     }
 }

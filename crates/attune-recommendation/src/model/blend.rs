@@ -3,13 +3,12 @@
 //! items add, and popularity as the fallback and tie-breaker. The server and
 //! `attune eval` both call it through [`Models::recommend`] and [`Models::score`].
 
-
 use super::history::Row;
 use super::snapshot::Models;
 use super::time::day_of;
 use super::topk::{top_n, top_n_kept};
-use super::{IxMap, IxSet};
 use super::{Because, ItemIx, Scored, Task, UserIx};
+use super::{IxMap, IxSet};
 
 /// One item of the customer's personal vector.
 #[derive(Clone, Copy, Debug)]

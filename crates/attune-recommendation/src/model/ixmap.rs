@@ -49,11 +49,14 @@ mod tests {
     fn holds_what_a_std_map_holds() {
         let mut map: IxMap<u32, u32> = IxMap::default();
         for i in 0..10_000u32 {
-            *map.entry(i.wrapping_mul(2_654_435_761) % 50_000).or_default() += i;
+            *map.entry(i.wrapping_mul(2_654_435_761) % 50_000)
+                .or_default() += i;
         }
         let mut std_map: HashMap<u32, u32> = HashMap::new();
         for i in 0..10_000u32 {
-            *std_map.entry(i.wrapping_mul(2_654_435_761) % 50_000).or_default() += i;
+            *std_map
+                .entry(i.wrapping_mul(2_654_435_761) % 50_000)
+                .or_default() += i;
         }
         assert_eq!(map.len(), std_map.len());
         assert!(std_map.iter().all(|(k, v)| map.get(k) == Some(v)));

@@ -24,8 +24,8 @@ mod snapshot;
 mod time;
 mod topk;
 
-pub(crate) use ixmap::{IxMap, IxSet};
 pub use config::{Collaborative, MAX_EASE_HEAD, ModelConfig, SignalWeights};
+pub(crate) use ixmap::{IxMap, IxSet};
 pub use snapshot::Models;
 
 /// Dense item index, assigned by the caller (serving or eval).

@@ -98,9 +98,12 @@ pub async fn record_impressions(
         return Ok(());
     }
     let mut insert = Query::insert();
-    insert
-        .into_table(IMPRESSIONS)
-        .columns([RECOMMENDATION_ID, EXPERIMENT_ID, VARIANT, CREATE_TIME]);
+    insert.into_table(IMPRESSIONS).columns([
+        RECOMMENDATION_ID,
+        EXPERIMENT_ID,
+        VARIANT,
+        CREATE_TIME,
+    ]);
     for impression in impressions {
         insert.values_panic([
             impression.recommendation_id.as_str().into(),
