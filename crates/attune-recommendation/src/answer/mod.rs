@@ -84,6 +84,10 @@ struct Candidate {
     explained: Explained,
 }
 
+/// How many of the customer's strongest history items decide their favourite
+/// categories (with the session's items).
+const FAVOURITE_FROM: usize = 50;
+
 /// Weight of an item on screen and of one in the cart, as session items.
 const CONTEXT_WEIGHT: f32 = 3.0;
 const CART_WEIGHT: f32 = 2.0;
@@ -182,26 +186,35 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
             origins.bought.insert(id.clone());
             known.bought.insert(id.clone(), *at);
         }
+        let mut strongest = Vec::new();
         if let (Some(snapshot), Some(user)) = (&scope.snapshot, user) {
-            for (item, bought_at) in snapshot.models.purchased(user) {
-                if let Some(id) = snapshot.item_id(item) {
-                    origins.bought.insert(id.to_owned());
-                    let last = known.bought.entry(id.to_owned()).or_insert(bought_at);
-                    *last = (*last).max(bought_at);
-                }
-            }
+            let history = filter::History {
+                snapshot: Arc::clone(snapshot),
+                user,
+            };
+            known.history = Some(history.clone());
+            origins.purchases = Some(history);
+            strongest = snapshot
+                .models
+                .strongest(user, FAVOURITE_FROM)
+                .into_iter()
+                .filter_map(|ix| snapshot.item_id(ix))
+                .collect();
         }
         origins.history = read_categories(decision)
             .into_iter()
             .filter_map(|c| common_pb::DataCategory::try_from(c).ok())
             .collect();
-        // The leaf categories the customer engages with most are "favourite".
+        // The leaf categories the customer engages with most are "favourite":
+        // counted over the session and the strongest items of their history.
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for id in origins
             .viewed
             .iter()
             .chain(&origins.bought)
             .chain(&origins.cart)
+            .map(String::as_str)
+            .chain(strongest)
         {
             if let Some(leaf) = scope
                 .catalogue

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use attune_proto::common::v1::DataCategory;
 use attune_proto::recommendation::v1 as pb;
 
+use crate::answer::filter::History;
 use crate::catalogue::Catalogue;
 use crate::model::Because;
 use crate::served::Snapshot;
@@ -24,8 +25,10 @@ pub struct Origins {
     pub viewed: HashSet<String>,
     /// In the session's cart: browsing data.
     pub cart: HashSet<String>,
-    /// Bought (session or history): purchase data.
+    /// Bought in the session: purchase data.
     pub bought: HashSet<String>,
+    /// The customer's purchases in the models: purchase data.
+    pub purchases: Option<History>,
     /// Whether the customer's history shaped the ranking (personalized).
     pub personal: bool,
     /// The categories of that history: browsing for a session of views and
@@ -38,6 +41,17 @@ pub struct Origins {
     pub tastes: Vec<DataCategory>,
     /// Whether those tastes hold what the customer told us.
     pub declared: bool,
+}
+
+impl Origins {
+    /// Whether the customer bought `item_id` (session or models).
+    pub fn has_bought(&self, item_id: &str) -> bool {
+        self.bought.contains(item_id)
+            || self
+                .purchases
+                .as_ref()
+                .is_some_and(|h| h.last_purchase(item_id).is_some())
+    }
 }
 
 /// A reason and the data categories it used.
@@ -83,7 +97,7 @@ fn related(
             categories: Vec::new(),
         };
     }
-    if origins.bought.contains(related) {
+    if origins.has_bought(related) {
         return Explained {
             reason: reason(
                 K::Purchased,

@@ -1,7 +1,6 @@
 //! Training, and the immutable snapshot the server swaps in and `attune eval`
 //! scores: every part in flat arrays, nothing shared, nothing locked.
 
-
 use super::blend;
 use super::config::{Collaborative, ModelConfig};
 use super::content::Content;
@@ -211,13 +210,20 @@ impl Models {
         found
     }
 
-    /// Every item the customer bought (and did not return), with the last
-    /// purchase (microseconds, day resolution), in item order.
-    pub fn purchased(&self, user: UserIx) -> impl Iterator<Item = (ItemIx, i64)> + '_ {
+    /// When the customer last bought `item` (microseconds, day resolution),
+    /// unless never (or every purchase was returned).
+    pub fn last_purchase(&self, user: UserIx, item: ItemIx) -> Option<i64> {
         self.histories
-            .rows(user)
+            .find(user, item)
             .filter(|row| row.purchases > 0)
-            .map(|row| (row.item, row.last_micros()))
+            .map(|row| row.last_micros())
+    }
+
+    /// The customer's `n` strongest items (time-decayed interest), best first.
+    pub fn strongest(&self, user: UserIx, n: usize) -> Vec<ItemIx> {
+        let mut rows: Vec<_> = self.histories.rows(user).collect();
+        top_n(&mut rows, n, |row| (row.weight, row.item));
+        rows.into_iter().map(|row| row.item).collect()
     }
 
     /// Items bought in the same baskets as `items`, normalized (cosine) so
