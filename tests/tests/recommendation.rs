@@ -1,7 +1,8 @@
 //! Recommendation over real gRPC, on small hand-built catalogues where the
 //! right answer is known: the catalogue mirror, popularity and the business
 //! rules, buy-again, complements, similar items, session state, paging,
-//! re-ranking, consent and erasure.
+//! re-ranking, consent and erasure, and the content fallback for a new
+//! customer from what profile knows of their tastes.
 
 #![allow(clippy::unwrap_used, clippy::float_cmp)] // panics fail tests
 
@@ -473,5 +474,48 @@ backend_tests! {
         assert!(!answer.personalization.unwrap().personalized);
         let again = app.export_customer(c, &request_id()).await;
         assert!(again.iter().filter(|m| m.service == "attune.recommendation.v1").all(|m| m.records.is_empty()));
+    }
+
+    async fn a_new_customers_told_tastes_lead_with_consent_and_a_profile_outage_degrades(app, clock) {
+        shoe_catalogue(&app).await;
+        let now = clock.clock().now();
+        popularity(&app, now).await;
+        // A new customer: nothing bought or viewed, but they told us they like trail shoes.
+        let c = "taste-1";
+        app.grant(c, &["personalization"]).await;
+        app.create_profile(attune_tests::profile_people::create_known(c, vec![])).await;
+        let told = profile_pb::ZeroPartyData { favourite_category_ids: vec!["trail".into()], ..Default::default() };
+        app.profiles().set_zero_party_data(attune_tests::profile_people::set_zero_party(c, told, &["favourite_category_ids"], common_pb::Channel::Web)).await.unwrap();
+        let answer = recommend(&app, home(c)).await;
+        let why = answer.personalization.clone().unwrap();
+        assert!(why.personalized, "{why:?}");
+        assert!(why.data_categories.contains(&(common_pb::DataCategory::Preferences as i32)), "{why:?}");
+        assert_eq!(ids(&answer.items)[..2], ["s3", "s4"], "the told category first, popular within it: {answer:?}");
+        assert_eq!(kind(&answer.items[0]), pb::ReasonKind::PreferenceMatch);
+        assert_eq!(answer.items[0].reason.as_ref().unwrap().text, "Matches what you told us");
+        assert_eq!(answer.items[0].data_categories, [common_pb::DataCategory::Preferences as i32]);
+        assert_eq!(ids(&answer.items)[2..], ["s1", "s2"], "then what is popular");
+
+        // A profile that cannot be reached: the same customer is answered at
+        // once, without the tastes (and so, knowing nothing else, not personalized).
+        let pod = app.pod_with_peer_at("recommendation", "profile", "http://127.0.0.1:1").await;
+        pod.train_until(10).await;
+        let degraded = pod.recommendation().get_recommendations(home(c)).await.unwrap().into_inner();
+        let why = degraded.personalization.unwrap();
+        assert!(!why.personalized && why.data_categories.is_empty(), "{why:?}");
+        assert_eq!(why.non_personalized_reason, common_pb::NonPersonalizedReason::UnknownCustomer as i32);
+        assert_eq!(ids(&degraded.items), ["s1", "s2", "s3", "s4"]);
+
+        // Withdrawn: the tastes are not read any more.
+        app.record_consent(attune_tests::consent_requests::record(c, vec![attune_tests::consent_requests::decision("personalization", attune_tests::consent_pb::Decision::Withdrawn)])).await;
+        let mut withdrawn = None;
+        for _ in 0..200 {
+            let answer = recommend(&app, home(c)).await;
+            if !answer.personalization.as_ref().unwrap().personalized { withdrawn = Some(answer); break; }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let withdrawn = withdrawn.expect("the withdrawal took effect");
+        assert_eq!(ids(&withdrawn.items), ["s1", "s2", "s3", "s4"]);
+        assert!(withdrawn.items.iter().all(|i| i.data_categories.is_empty()));
     }
 }

@@ -1,11 +1,13 @@
 //! Experiments over real gRPC: a deterministic split by customer, the holdout
 //! served without personal data, attribution of clicks and purchases per
-//! variant; and a model swapped in under load never fails a call.
+//! variant; a model swapped in under load never fails a call, and a training
+//! that fails keeps the previous model in service.
 
 #![allow(clippy::unwrap_used, clippy::float_cmp)] // panics fail tests
 
 use std::collections::BTreeMap;
 
+use attune_kit::sea_orm::{ConnectionTrait, Statement};
 use attune_proto::recommendation::v1 as pb;
 use attune_tests::profile_events::{eur, event, item, purchase, view};
 use attune_tests::recommendation::{catalog_item, request_id};
@@ -73,6 +75,10 @@ backend_tests! {
             assert_eq!(first.variant, second.variant, "a customer stays in one variant");
             let personalized = first.personalization.as_ref().unwrap().personalized;
             assert_eq!(personalized, first.variant == "control", "{first:?}");
+            if first.variant == "holdout" {
+                let why = first.personalization.as_ref().unwrap().non_personalized_reason;
+                assert_eq!(why, attune_tests::common_pb::NonPersonalizedReason::Holdout as i32, "the holdout says it is one");
+            }
             by_variant.entry(first.variant.clone()).or_default().push((c.clone(), first.recommendation_id.clone()));
             by_variant.entry(second.variant.clone()).or_default().push((c.clone(), second.recommendation_id.clone()));
         }
@@ -158,5 +164,56 @@ backend_tests! {
         }
         versions.dedup();
         assert!(versions.len() > 1, "the models were swapped: {versions:?}");
+    }
+
+    async fn a_failed_training_keeps_the_previous_model_in_service(app, clock) {
+        app.upsert_items(vec![catalog_item("tea", &["food"], "leaf", 500), catalog_item("jam", &["food"], "berry", 300)]).await;
+        let c = "fails-1";
+        app.grant(c, &["personalization"]).await;
+        let now = clock.clock().now();
+        app.ingest(vec![purchase("fails-o1", c, now - TimeDelta::days(3), vec![item("tea", 1, Some(eur(500)), &["food"], "leaf")], eur(500))]).await;
+        let trained = app.train_until(1).await;
+        let buy_again = || async {
+            let answer = app.recommendation().get_buy_again(pb::GetBuyAgainRequest { customer_id: c.into(), filter: None, max_results: 5 }).await.unwrap().into_inner();
+            let ids: Vec<String> = answer.items.iter().map(|i| i.item.as_ref().unwrap().item_id.clone()).collect();
+            (ids, answer.personalization.unwrap().personalized)
+        };
+        assert_eq!(buy_again().await, (vec!["tea".to_owned()], true), "buy-again comes from the trained model");
+
+        // A stored interaction this version cannot read (a signal it does not
+        // know, as a newer version or a damaged restore could leave): the
+        // trainer refuses the data rather than train on part of it.
+        let db = attune_kit::db::connect(&app.config.database).await.unwrap();
+        let backend = db.get_database_backend();
+        db.execute_raw(Statement::from_string(backend, "INSERT INTO recommendation_interactions \
+            (customer_id, item_id, signal, occur_time, order_id, quantity, revenue_minor, currency_code) \
+            VALUES ('fails-2', 'jam', 'teleport', 0, NULL, 1, 0, 'EUR')")).await.unwrap();
+        clock.advance(TimeDelta::seconds(5));
+        app.recommendation().train_model(pb::TrainModelRequest { request_id: request_id() }).await.unwrap();
+        let mut failed = app.model_status().await;
+        for _ in 0..500 {
+            if !failed.training { break; }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            failed = app.model_status().await;
+        }
+        assert!(!failed.training, "the training ended");
+        assert!(failed.last_error.contains("unknown stored signal"), "GetModelStatus says why: {failed:?}");
+        assert!(failed.last_attempt_time.unwrap().seconds > trained.last_attempt_time.unwrap().seconds, "{failed:?}");
+        assert_eq!(failed.model_version, trained.model_version, "the previous model stays in service");
+        assert_eq!((failed.train_time, failed.interaction_count), (trained.train_time, 1));
+
+        // Answers still come from the previous model.
+        assert_eq!(buy_again().await, (vec!["tea".to_owned()], true));
+        let home = app.recommendation().get_recommendations(pb::GetRecommendationsRequest {
+            customer_id: c.into(), placement: pb::Placement::Home.into(), max_results: 2, ..Default::default()
+        }).await.unwrap().into_inner();
+        assert_eq!(home.model_version, trained.model_version);
+        assert!(home.personalization.unwrap().personalized);
+
+        // Once the row is gone the next training succeeds and replaces it.
+        db.execute_raw(Statement::from_string(backend, "DELETE FROM recommendation_interactions WHERE signal = 'teleport'")).await.unwrap();
+        let retrained = app.train_until(1).await;
+        assert!(retrained.last_error.is_empty());
+        assert_ne!(retrained.model_version, trained.model_version, "{retrained:?}");
     }
 }

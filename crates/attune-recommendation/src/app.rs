@@ -1,6 +1,6 @@
 //! `Recommendation`, what every part of the service shares: the database, the
 //! clock, the consent checker, the catalogue and the models served from memory,
-//! session state, experiments, the trainer.
+//! session state, tastes read from profile, experiments and their impression log, the trainer.
 
 use std::sync::Arc;
 
@@ -11,10 +11,12 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 
 use crate::catalogue::CatalogueCell;
 use crate::experiments::Experiments;
+use crate::impressions::ImpressionLog;
 use crate::model::ModelConfig;
 use crate::served::Served;
 use crate::sessions::Sessions;
 use crate::store::WRITE_LOCK;
+use crate::tastes::ProfileTastes;
 use crate::training::Trainer;
 
 /// The service's state; cheap to clone (everything shared is behind an `Arc`).
@@ -27,7 +29,9 @@ pub struct Recommendation {
     pub catalogue: Arc<CatalogueCell>,
     pub served: Arc<Served>,
     pub sessions: Arc<Sessions>,
+    pub tastes: Arc<ProfileTastes>,
     pub experiments: Arc<Experiments>,
+    pub impressions: Arc<ImpressionLog>,
     pub trainer: Arc<Trainer>,
     pub model_config: ModelConfig,
 }

@@ -16,11 +16,13 @@ mod convert;
 pub mod domain;
 mod experiments;
 mod follow;
+mod impressions;
 pub mod model;
 mod served;
 mod sessions;
 pub mod store;
 mod subject;
+mod tastes;
 mod training;
 mod writes;
 
@@ -147,6 +149,7 @@ async fn open(
     server.spawn_background("recommendation-consent-checker", |cancel| {
         checker.clone().follow(cancel)
     });
+    let (impressions, queued) = impressions::ImpressionLog::new();
     let catalogue = Arc::new(catalogue::CatalogueCell::default());
     catalogue.replace(catalogue::Catalogue::new(store::items::all(&db).await?));
     let app = Recommendation {
@@ -159,10 +162,18 @@ async fn open(
         sessions: Arc::new(sessions::Sessions::new(
             config.recommendation.session_cache_customers,
         )),
+        // Without profile (not configured) the content fallback reads the
+        // session alone.
+        tastes: Arc::new(tastes::ProfileTastes::new(peers.get("profile").ok())),
         experiments: Arc::new(experiments::Experiments::default()),
+        impressions: Arc::new(impressions),
         trainer: Arc::new(training::Trainer::default()),
         model_config: model::ModelConfig::default(),
     };
     writes::load_experiments(&app).await?;
+    let writer = app.clone();
+    server.spawn_background("recommendation-impressions", move |cancel| {
+        impressions::write(writer, queued, cancel)
+    });
     Ok(app)
 }

@@ -158,6 +158,7 @@ impl DataSubjectService for RecommendationPrivacyApi {
             .await?;
         txn.commit().await.map_err(ApiError::from)?;
         app.sessions.forget(customer_id);
+        app.tastes.forget(customer_id);
         app.served.erased().add(customer_id);
         let erased = outcome.into_inner();
         Ok(Response::new(pb::EraseCustomerResponse {

@@ -3,11 +3,14 @@
 //! category or brand an answer holds (diversity).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use attune_kit::types::Money;
 use attune_proto::recommendation::v1 as pb;
 
 use crate::catalogue;
+use crate::model::UserIx;
+use crate::served::Snapshot;
 
 /// A boost or bury rule, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,18 +56,52 @@ pub struct Filter {
     pub rules: Vec<ScoreRule>,
 }
 
+/// The customer's history in the served models, asked item by item: a
+/// customer may have bought thousands of items, and an answer judges a few
+/// dozen candidates, so nothing of it is copied per answer.
+#[derive(Clone)]
+pub struct History {
+    pub snapshot: Arc<Snapshot>,
+    pub user: UserIx,
+}
+
+impl History {
+    /// When the customer last bought `item_id`, unless never.
+    pub fn last_purchase(&self, item_id: &str) -> Option<i64> {
+        let item = self.snapshot.item(item_id)?;
+        self.snapshot.models.last_purchase(self.user, item)
+    }
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("History(..)")
+    }
+}
+
 /// What the answer must leave out besides the filter's own rules: the
 /// customer's purchases and cart (when asked to and allowed to know them), the
 /// items on screen.
 #[derive(Debug, Default)]
 pub struct Known {
-    /// Items bought, with the last purchase time (micros).
+    /// Items bought in the session, with the last purchase time (micros).
     pub bought: HashMap<String, i64>,
+    /// The customer's purchases in the models.
+    pub history: Option<History>,
     /// Items in the cart (the request's and, personalized, the session's).
     pub cart: HashSet<String>,
     /// Items never to return (the item asked about, the cart of a complements
     /// request).
     pub never: HashSet<String>,
+}
+
+impl Known {
+    /// When the customer last bought `item_id` (session or models), if ever.
+    pub fn last_bought(&self, item_id: &str) -> Option<i64> {
+        let session = self.bought.get(item_id).copied();
+        let history = self.history.as_ref().and_then(|h| h.last_purchase(item_id));
+        session.max(history)
+    }
 }
 
 impl Filter {
@@ -111,7 +148,7 @@ impl Filter {
             return false;
         }
         if self.exclude_purchased
-            && let Some(&last) = known.bought.get(&item.item_id)
+            && let Some(last) = known.last_bought(&item.item_id)
         {
             let within = self
                 .purchased_lookback

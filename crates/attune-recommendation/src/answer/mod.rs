@@ -19,6 +19,7 @@ use attune_proto::recommendation::v1 as pb;
 use crate::app::Recommendation;
 use crate::catalogue::{self, Catalogue};
 use crate::experiments::Assigned;
+use crate::impressions::Impression;
 use crate::model::{Because, ItemIx, Scored, Task};
 use crate::served::Snapshot;
 use filter::{Diversity, Filter, Known};
@@ -82,6 +83,10 @@ struct Candidate {
     score: f64,
     explained: Explained,
 }
+
+/// How many of the customer's strongest history items decide their favourite
+/// categories (with the session's items).
+const FAVOURITE_FROM: usize = 50;
 
 /// Weight of an item on screen and of one in the cart, as session items.
 const CONTEXT_WEIGHT: f32 = 3.0;
@@ -155,9 +160,18 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
     }
     let mut user = None;
     let mut favourite_categories = HashSet::new();
-    if let Some(Personal { session, user: ix }) = &decision.personal {
+    if let Some(Personal {
+        session,
+        user: ix,
+        tastes,
+    }) = &decision.personal
+    {
         origins.personal = true;
         user = *ix;
+        if let Some(tastes) = tastes {
+            origins.tastes = taste_categories(tastes);
+            origins.declared = tastes.declared;
+        }
         for (id, weight) in session.recent_items() {
             add(scope.ix(&id), weight);
         }
@@ -172,26 +186,35 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
             origins.bought.insert(id.clone());
             known.bought.insert(id.clone(), *at);
         }
+        let mut strongest = Vec::new();
         if let (Some(snapshot), Some(user)) = (&scope.snapshot, user) {
-            for item in snapshot.models.buy_again(user, scope.now, 1000, &|_| false) {
-                if let Some(id) = snapshot.item_id(item.item) {
-                    origins.bought.insert(id.to_owned());
-                    let last = known.bought.entry(id.to_owned()).or_insert(item.last);
-                    *last = (*last).max(item.last);
-                }
-            }
+            let history = filter::History {
+                snapshot: Arc::clone(snapshot),
+                user,
+            };
+            known.history = Some(history.clone());
+            origins.purchases = Some(history);
+            strongest = snapshot
+                .models
+                .strongest(user, FAVOURITE_FROM)
+                .into_iter()
+                .filter_map(|ix| snapshot.item_id(ix))
+                .collect();
         }
         origins.history = read_categories(decision)
             .into_iter()
             .filter_map(|c| common_pb::DataCategory::try_from(c).ok())
             .collect();
-        // The leaf categories the customer engages with most are "favourite".
+        // The leaf categories the customer engages with most are "favourite":
+        // counted over the session and the strongest items of their history.
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for id in origins
             .viewed
             .iter()
             .chain(&origins.bought)
             .chain(&origins.cart)
+            .map(String::as_str)
+            .chain(strongest)
         {
             if let Some(leaf) = scope
                 .catalogue
@@ -223,11 +246,25 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
     }
 }
 
+/// The data categories of tastes read from profile.
+fn taste_categories(tastes: &crate::tastes::Tastes) -> Vec<common_pb::DataCategory> {
+    use common_pb::DataCategory as D;
+    let mut categories = Vec::new();
+    if tastes.derived {
+        categories.extend([D::Browsing, D::Purchases]);
+    }
+    if tastes.declared {
+        categories.push(D::Preferences);
+    }
+    categories
+}
+
 /// Weights per category or brand index.
 type Affinities = Vec<(u32, f32)>;
 
 /// The customer's category and brand affinities from the session's items
-/// (each item's path and brand, weighted as the session weighs the item).
+/// (each item's path and brand, weighted as the session weighs the item) and,
+/// for a customer the models do not know, the tastes profile gave.
 fn affinities(scope: &Scope, decision: &Decision) -> (Affinities, Affinities) {
     let (Some(personal), Some(snapshot)) = (&decision.personal, &scope.snapshot) else {
         return (Vec::new(), Vec::new());
@@ -245,6 +282,18 @@ fn affinities(scope: &Scope, decision: &Decision) -> (Affinities, Affinities) {
         }
         if let Some(&ix) = snapshot.indexes.brand_ix.get(&item.brand) {
             *brands.entry(ix).or_default() += weight;
+        }
+    }
+    if let Some(tastes) = &personal.tastes {
+        for (category, weight) in &tastes.categories {
+            if let Some(&ix) = snapshot.indexes.category_ix.get(category) {
+                *categories.entry(ix).or_default() += weight;
+            }
+        }
+        for (brand, weight) in &tastes.brands {
+            if let Some(&ix) = snapshot.indexes.brand_ix.get(brand) {
+                *brands.entry(ix).or_default() += weight;
+            }
         }
     }
     let mut categories: Vec<_> = categories.into_iter().collect();
@@ -383,13 +432,19 @@ fn model_candidates(
             }
         }
     };
-    // A customer the models do not know yet: what matches the categories and
-    // brands of their session, before what is popular.
-    if list.len() < pool && seeds.user.is_none() && !seeds.categories.is_empty() {
+    // A customer the models do not know yet: what matches their tastes (the
+    // categories and brands of their session, and what profile knows of them)
+    // after what their session itself points at, before what is merely popular.
+    if seeds.user.is_none() && (!seeds.categories.is_empty() || !seeds.brands.is_empty()) {
+        let (mut personal, popular): (Vec<Scored>, Vec<Scored>) = list
+            .into_iter()
+            .partition(|s| !matches!(s.because, Because::Popular | Because::PopularIn(_)));
         extend_unique(
-            &mut list,
+            &mut personal,
             models.content(&seeds.categories, &seeds.brands, pool, exclude),
         );
+        extend_unique(&mut personal, popular);
+        list = personal;
     }
     if list.len() < pool {
         let category = request
@@ -631,6 +686,11 @@ fn read_categories(decision: &Decision) -> Vec<i32> {
     if personal.user.is_some() || !session.bought.is_empty() {
         read.push(D::Purchases as i32);
     }
+    if let Some(tastes) = &personal.tastes {
+        read.extend(taste_categories(tastes).into_iter().map(|c| c as i32));
+    }
+    read.sort_unstable();
+    read.dedup();
     read
 }
 
@@ -649,27 +709,11 @@ fn variant_rules(assigned: Option<&Assigned>) -> Vec<filter::ScoreRule> {
 
 /// Remembers, off the request path, which variant served the answer.
 fn record_impression(app: &Recommendation, recommendation_id: &str, assigned: &Assigned) {
-    let app = app.clone();
-    let recommendation_id = recommendation_id.to_owned();
-    let experiment_id = assigned.experiment_id.clone();
-    let variant = assigned.variant.name.clone();
-    tokio::spawn(async move {
-        let now = app.clock.now().timestamp_micros();
-        let written = async {
-            let txn = app.begin_write().await?;
-            crate::store::experiments::record_impression(
-                &txn,
-                &recommendation_id,
-                &experiment_id,
-                &variant,
-                now,
-            )
-            .await?;
-            txn.commit().await
-        };
-        if let Err(error) = written.await {
-            tracing::warn!(%error, "an experiment impression was not recorded");
-        }
+    app.impressions.record(Impression {
+        recommendation_id: recommendation_id.to_owned(),
+        experiment_id: assigned.experiment_id.clone(),
+        variant: assigned.variant.name.clone(),
+        create_time: app.clock.now().timestamp_micros(),
     });
 }
 

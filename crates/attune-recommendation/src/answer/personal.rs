@@ -13,6 +13,7 @@ use crate::app::Recommendation;
 use crate::domain::Session;
 use crate::model::UserIx;
 use crate::served::Snapshot;
+use crate::tastes::Tastes;
 
 /// The purpose an answer needs to use a customer's history.
 pub const PURPOSE: &str = "personalization";
@@ -22,6 +23,9 @@ pub struct Personal {
     pub session: Arc<Session>,
     /// The customer's index in the served models, unless unknown or erased.
     pub user: Option<UserIx>,
+    /// For a customer the models do not know: their tastes from profile (what
+    /// they told us, what their events show), when profile could tell.
+    pub tastes: Option<Arc<Tastes>>,
 }
 
 /// The personalization decision of one answer.
@@ -40,7 +44,7 @@ impl Decision {
 
     /// The decision when an experiment's holdout serves the answer.
     pub fn holdout() -> Self {
-        Self::without(common_pb::NonPersonalizedReason::Degraded)
+        Self::without(common_pb::NonPersonalizedReason::Holdout)
     }
 
     /// The answer's `Personalization`, with the data categories its items used.
@@ -93,11 +97,21 @@ pub async fn decide(
     }
     let session = app.sessions.get(&app.db, customer_id).await?;
     let user = snapshot.and_then(|snapshot| app.served.user(snapshot, customer_id));
-    if session.is_empty() && user.is_none() {
+    // The models know nothing of this customer yet: profile may (a profile
+    // down or late leaves this `None`, and the answer goes without it).
+    let tastes = match user {
+        Some(_) => None,
+        None => app.tastes.of(customer_id).await.filter(|t| !t.is_empty()),
+    };
+    if session.is_empty() && user.is_none() && tastes.is_none() {
         return Ok(Decision::without(Why::UnknownCustomer));
     }
     Ok(Decision {
-        personal: Some(Personal { session, user }),
+        personal: Some(Personal {
+            session,
+            user,
+            tastes,
+        }),
         not_personalized: Why::Unspecified,
     })
 }

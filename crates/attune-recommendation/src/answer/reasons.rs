@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use attune_proto::common::v1::DataCategory;
 use attune_proto::recommendation::v1 as pb;
 
+use crate::answer::filter::History;
 use crate::catalogue::Catalogue;
 use crate::model::Because;
 use crate::served::Snapshot;
@@ -24,14 +25,33 @@ pub struct Origins {
     pub viewed: HashSet<String>,
     /// In the session's cart: browsing data.
     pub cart: HashSet<String>,
-    /// Bought (session or history): purchase data.
+    /// Bought in the session: purchase data.
     pub bought: HashSet<String>,
+    /// The customer's purchases in the models: purchase data.
+    pub purchases: Option<History>,
     /// Whether the customer's history shaped the ranking (personalized).
     pub personal: bool,
     /// The categories of that history: browsing for a session of views and
     /// cart changes, purchases too once the customer bought (in the session or
     /// the models).
     pub history: Vec<DataCategory>,
+    /// The categories of the tastes profile gave for a customer the models do
+    /// not know (preferences for what they told us, browsing and purchases
+    /// for what their events show); empty when none were read.
+    pub tastes: Vec<DataCategory>,
+    /// Whether those tastes hold what the customer told us.
+    pub declared: bool,
+}
+
+impl Origins {
+    /// Whether the customer bought `item_id` (session or models).
+    pub fn has_bought(&self, item_id: &str) -> bool {
+        self.bought.contains(item_id)
+            || self
+                .purchases
+                .as_ref()
+                .is_some_and(|h| h.last_purchase(item_id).is_some())
+    }
 }
 
 /// A reason and the data categories it used.
@@ -77,7 +97,7 @@ fn related(
             categories: Vec::new(),
         };
     }
-    if origins.bought.contains(related) {
+    if origins.has_bought(related) {
         return Explained {
             reason: reason(
                 K::Purchased,
@@ -201,14 +221,23 @@ pub fn explain(
         Because::Content { category, .. } => {
             let category = category.map(category_of).unwrap_or_default();
             if origins.personal {
+                let text = if origins.declared {
+                    "Matches what you told us"
+                } else {
+                    "Matches what you like"
+                };
+                // The session's items, profile's tastes, or both.
+                let mut categories = Vec::new();
+                if origins.tastes.is_empty()
+                    || !origins.viewed.is_empty()
+                    || !origins.cart.is_empty()
+                {
+                    categories.push(DataCategory::Browsing);
+                }
+                categories.extend(origins.tastes.iter().copied());
                 Explained {
-                    reason: reason(
-                        K::PreferenceMatch,
-                        "Matches what you like".to_owned(),
-                        "",
-                        &category,
-                    ),
-                    categories: vec![DataCategory::Browsing],
+                    reason: reason(K::PreferenceMatch, text.to_owned(), "", &category),
+                    categories,
                 }
             } else {
                 let name = category_name(&category);

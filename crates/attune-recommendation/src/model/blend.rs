@@ -3,13 +3,12 @@
 //! items add, and popularity as the fallback and tie-breaker. The server and
 //! `attune eval` both call it through [`Models::recommend`] and [`Models::score`].
 
-use std::collections::{HashMap, HashSet};
-
 use super::history::Row;
 use super::snapshot::Models;
 use super::time::day_of;
-use super::topk::top_n;
+use super::topk::{top_n, top_n_kept};
 use super::{Because, ItemIx, Scored, Task, UserIx};
+use super::{IxMap, IxSet};
 
 /// One item of the customer's personal vector.
 #[derive(Clone, Copy, Debug)]
@@ -92,11 +91,11 @@ fn candidates(
     recent: &[(ItemIx, f32)],
     task: Task,
     now: i64,
-    within: Option<&HashSet<ItemIx>>,
-) -> (HashMap<ItemIx, Candidate>, HashSet<ItemIx>) {
+    within: Option<&IxSet<ItemIx>>,
+) -> (IxMap<ItemIx, Candidate>, IxSet<ItemIx>) {
     let seeds = seeds(models, user, recent);
-    let bought: HashSet<ItemIx> = match task {
-        Task::NextBasket => HashSet::new(),
+    let bought: IxSet<ItemIx> = match task {
+        Task::NextBasket => IxSet::default(),
         Task::Discovery => seeds
             .iter()
             .filter(|s| s.purchases > 0)
@@ -105,7 +104,7 @@ fn candidates(
     };
     let allowed =
         |item: ItemIx| within.is_none_or(|w| w.contains(&item)) && !bought.contains(&item);
-    let mut found: HashMap<ItemIx, Candidate> = HashMap::new();
+    let mut found: IxMap<ItemIx, Candidate> = IxMap::default();
     for seed in &seeds {
         if allowed(seed.item) {
             let due = seed.row.map_or(1.0, |row| due_factor(models, &row, now));
@@ -134,7 +133,7 @@ fn candidates(
 }
 
 /// Turns a candidate's parts into one score and the reason that weighed most.
-fn finish(models: &Models, task: Task, found: HashMap<ItemIx, Candidate>) -> Vec<Scored> {
+fn finish(models: &Models, task: Task, found: IxMap<ItemIx, Candidate>) -> Vec<Scored> {
     let config = &models.config;
     let (collaborative_weight, popularity_weight) = match task {
         Task::NextBasket => (config.collaborative_weight, config.popularity_weight),
@@ -189,14 +188,16 @@ pub(crate) fn recommend(
     exclude: &dyn Fn(ItemIx) -> bool,
 ) -> Vec<Scored> {
     let (found, bought) = candidates(models, user, recent, task, now, None);
-    let mut ranked: Vec<Scored> = finish(models, task, found)
-        .into_iter()
-        .filter(|s| models.is_active(s.item) && !exclude(s.item))
-        .collect();
-    top_n(&mut ranked, n, |s| (s.score, s.item));
+    let mut ranked: Vec<Scored> = finish(models, task, found);
+    top_n_kept(
+        &mut ranked,
+        n,
+        |s| (s.score, s.item),
+        |s| models.is_active(s.item) && !exclude(s.item),
+    );
     if ranked.len() < n {
         // Too little history: popularity fills the rest, after what is personal.
-        let taken: HashSet<ItemIx> = ranked.iter().map(|s| s.item).collect();
+        let taken: IxSet<ItemIx> = ranked.iter().map(|s| s.item).collect();
         let fill = models
             .popularity
             .global
@@ -222,7 +223,7 @@ pub(crate) fn score(
     now: i64,
     candidates_in: &[ItemIx],
 ) -> Vec<Scored> {
-    let within: HashSet<ItemIx> = candidates_in.iter().copied().collect();
+    let within: IxSet<ItemIx> = candidates_in.iter().copied().collect();
     let (mut found, _) = candidates(models, user, recent, Task::NextBasket, now, Some(&within));
     for &item in &within {
         found.entry(item).or_default();

@@ -81,6 +81,16 @@ impl Histories {
         range.map(move |r| self.row(r))
     }
 
+    /// The customer's row of `item`, if any (rows are sorted by item).
+    pub(crate) fn find(&self, user: UserIx, item: ItemIx) -> Option<Row> {
+        let range = self.range(user);
+        let start = range.start;
+        self.items[range]
+            .binary_search(&item)
+            .ok()
+            .map(|at| self.row(start + at))
+    }
+
     fn range(&self, user: UserIx) -> std::ops::Range<usize> {
         let u = user as usize;
         if u + 1 >= self.offsets.len() {

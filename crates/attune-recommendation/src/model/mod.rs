@@ -18,12 +18,14 @@ mod content;
 mod cooccurrence;
 mod ease;
 mod history;
+mod ixmap;
 mod popularity;
 mod snapshot;
 mod time;
 mod topk;
 
 pub use config::{Collaborative, MAX_EASE_HEAD, ModelConfig, SignalWeights};
+pub(crate) use ixmap::{IxMap, IxSet};
 pub use snapshot::Models;
 
 /// Dense item index, assigned by the caller (serving or eval).

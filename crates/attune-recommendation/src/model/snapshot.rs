@@ -1,8 +1,6 @@
 //! Training, and the immutable snapshot the server swaps in and `attune eval`
 //! scores: every part in flat arrays, nothing shared, nothing locked.
 
-use std::collections::HashMap;
-
 use super::blend;
 use super::config::{Collaborative, ModelConfig};
 use super::content::Content;
@@ -11,9 +9,9 @@ use super::ease::ease;
 use super::history::{Histories, summarize};
 use super::popularity::Popularity;
 use super::time::{MICROS_PER_DAY, day_of};
-use super::topk::top_n;
+use super::topk::{top_n, top_n_kept};
 use super::{
-    Because, BrandIx, BuyAgain, CategoryIx, Interaction, ItemIx, Scored, Task, TrainingData,
+    Because, BrandIx, BuyAgain, CategoryIx, Interaction, ItemIx, IxMap, Scored, Task, TrainingData,
     TrainingError, UserIx,
 };
 
@@ -212,6 +210,22 @@ impl Models {
         found
     }
 
+    /// When the customer last bought `item` (microseconds, day resolution),
+    /// unless never (or every purchase was returned).
+    pub fn last_purchase(&self, user: UserIx, item: ItemIx) -> Option<i64> {
+        self.histories
+            .find(user, item)
+            .filter(|row| row.purchases > 0)
+            .map(|row| row.last_micros())
+    }
+
+    /// The customer's `n` strongest items (time-decayed interest), best first.
+    pub fn strongest(&self, user: UserIx, n: usize) -> Vec<ItemIx> {
+        let mut rows: Vec<_> = self.histories.rows(user).collect();
+        top_n(&mut rows, n, |row| (row.weight, row.item));
+        rows.into_iter().map(|row| row.item).collect()
+    }
+
     /// Items bought in the same baskets as `items`, normalized (cosine) so
     /// best-sellers do not dominate; never one of `items`.
     pub fn bought_together(
@@ -259,7 +273,7 @@ impl Models {
         because: fn(ItemIx) -> Because,
     ) -> Vec<Scored> {
         // Summed over the given items; the reason names the one that linked most.
-        let mut found: HashMap<ItemIx, (f32, f32, ItemIx)> = HashMap::new();
+        let mut found: IxMap<ItemIx, (f32, f32, ItemIx)> = IxMap::default();
         for &seed in items {
             let (neighbours, similarities) = table.of(seed);
             for (&item, &similarity) in neighbours.iter().zip(similarities) {
@@ -273,14 +287,19 @@ impl Models {
         }
         let mut scored: Vec<Scored> = found
             .into_iter()
-            .filter(|(item, _)| !items.contains(item) && self.is_active(*item) && !exclude(*item))
+            .filter(|(item, _)| !items.contains(item))
             .map(|(item, (score, _, seed))| Scored {
                 item,
                 score,
                 because: because(seed),
             })
             .collect();
-        top_n(&mut scored, n, |s| (s.score, s.item));
+        top_n_kept(
+            &mut scored,
+            n,
+            |s| (s.score, s.item),
+            |s| self.is_active(s.item) && !exclude(s.item),
+        );
         scored
     }
 

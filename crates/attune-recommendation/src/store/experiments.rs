@@ -6,6 +6,8 @@ use prost::Message;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DbErr};
 
+use crate::impressions::Impression;
+
 const TABLE: &str = "recommendation_experiments";
 const EXPERIMENT_ID: &str = "experiment_id";
 const DATA: &str = "data";
@@ -86,29 +88,35 @@ pub async fn running(db: &impl ConnectionTrait) -> Result<Option<pb::Experiment>
     }
 }
 
-/// Records that `recommendation_id` was served by `variant` of `experiment_id`.
-pub async fn record_impression(
+/// Records each impression (which variant served which recommendation id); an
+/// id already recorded keeps its row.
+pub async fn record_impressions(
     db: &impl ConnectionTrait,
-    recommendation_id: &str,
-    experiment_id: &str,
-    variant: &str,
-    create_time: i64,
+    impressions: &[Impression],
 ) -> Result<(), DbErr> {
-    let insert = Query::insert()
-        .into_table(IMPRESSIONS)
-        .columns([RECOMMENDATION_ID, EXPERIMENT_ID, VARIANT, CREATE_TIME])
-        .values_panic([
-            recommendation_id.into(),
-            experiment_id.into(),
-            variant.into(),
-            create_time.into(),
-        ])
-        .on_conflict(
-            OnConflict::column(RECOMMENDATION_ID)
-                .do_nothing()
-                .to_owned(),
-        )
-        .to_owned();
+    if impressions.is_empty() {
+        return Ok(());
+    }
+    let mut insert = Query::insert();
+    insert.into_table(IMPRESSIONS).columns([
+        RECOMMENDATION_ID,
+        EXPERIMENT_ID,
+        VARIANT,
+        CREATE_TIME,
+    ]);
+    for impression in impressions {
+        insert.values_panic([
+            impression.recommendation_id.as_str().into(),
+            impression.experiment_id.as_str().into(),
+            impression.variant.as_str().into(),
+            impression.create_time.into(),
+        ]);
+    }
+    insert.on_conflict(
+        OnConflict::column(RECOMMENDATION_ID)
+            .do_nothing()
+            .to_owned(),
+    );
     db.execute(&insert).await?;
     Ok(())
 }
