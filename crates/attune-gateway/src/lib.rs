@@ -11,22 +11,30 @@
 //! - serves `attune.gateway.v1.DataSubjectRequestService`, whose export and
 //!   erasure fan out to every backend holding personal data, one receipt per
 //!   service. Each backend's `attune.privacy.v1.DataSubjectService` stays
-//!   internal: the public port does not route `attune.privacy.v1`.
+//!   internal: the public port does not route `attune.privacy.v1`;
+//! - serves `attune.gateway.v1.GatewayService` ([`Experience`], mounted by
+//!   [`mount_experience`]): one page's whole experience from every service in
+//!   one call, each part within its budget and filtered by consent, and what
+//!   Attune holds about a customer and why.
 //!
 //! Anything else is UNIMPLEMENTED, as from any gRPC server.
 
 mod backend;
 mod data_subject;
+mod experience;
 mod health;
 mod router;
 
-use attune_kit::config::Limits;
+use attune_kit::clock::Clock;
+use attune_kit::config::{ConsentCheckerConfig, Limits};
 use attune_kit::server::{GrpcServer, HttpService};
 use attune_proto::gateway::v1::data_subject_request_service_server::DataSubjectRequestServiceServer;
+use attune_proto::gateway::v1::gateway_service_server::GatewayServiceServer;
 use tonic_health::ServingStatus;
 
 pub use backend::{Backend, BackendAddressError};
 pub use data_subject::DataSubjectRequests;
+pub use experience::Experience;
 pub use router::Router;
 
 /// Mounts the gateway on `server`, the public port, in front of `backends`
@@ -51,4 +59,26 @@ pub async fn mount(server: &mut GrpcServer, backends: Vec<Backend>, limits: &Lim
         limits
     ));
     server.route_elsewhere(HttpService::new(Router::new(backends)));
+}
+
+/// Mounts `attune.gateway.v1.GatewayService` on `server` over `backends`, with
+/// the cached consent checker it composes pages under following consent's
+/// change stream in the background.
+pub fn mount_experience(
+    server: &mut GrpcServer,
+    backends: &[Backend],
+    checker: &ConsentCheckerConfig,
+    limits: &Limits,
+    clock: Clock,
+) {
+    let experience = Experience::new(backends, checker, clock);
+    if let Some(checker) = experience.consent_checker() {
+        server.spawn_background("gateway-consent-checker", move |cancel| {
+            checker.follow(cancel)
+        });
+    }
+    server.add_service(attune_kit::with_limits!(
+        GatewayServiceServer::new(experience),
+        limits
+    ));
 }

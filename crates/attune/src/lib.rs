@@ -139,6 +139,13 @@ pub async fn serve_with_clock(
         Role::Gateway => {
             let backends = remote_backends(&config)?;
             let mut server = GrpcServer::new(config.limits.clone());
+            attune_gateway::mount_experience(
+                &mut server,
+                &backends,
+                &config.consent_checker,
+                &config.limits,
+                clock,
+            );
             attune_gateway::mount(&mut server, backends, &config.limits).await;
             tracing::info!(%address, service = GATEWAY, "attune is serving");
             server.serve(listener, shutdown).await?;
@@ -171,6 +178,13 @@ async fn serve_all(
         locals.push(local);
     }
     let mut gateway = GrpcServer::new(config.limits.clone());
+    attune_gateway::mount_experience(
+        &mut gateway,
+        &backends,
+        &config.consent_checker,
+        &config.limits,
+        clock,
+    );
     attune_gateway::mount(&mut gateway, backends, &config.limits).await;
     tracing::info!(
         %address,

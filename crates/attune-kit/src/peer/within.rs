@@ -39,6 +39,14 @@ impl<T> Within<T> {
         }
     }
 
+    /// The peer's refusal, when it answered in time with one of its own errors.
+    pub fn refusal(&self) -> Option<&Status> {
+        match self {
+            Self::Refused(status) => Some(status),
+            Self::Answered(_) | Self::Unavailable(_) | Self::TimedOut => None,
+        }
+    }
+
     /// The answer mapped by `f`, keeping what else happened.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Within<U> {
         match self {
