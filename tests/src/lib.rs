@@ -56,6 +56,7 @@ pub mod consent_requests;
 pub mod data_subject;
 pub mod delivery;
 pub mod gateway_experience;
+pub mod gateway_subject;
 pub mod loyalty;
 pub mod profile_events;
 pub mod profile_people;
