@@ -121,7 +121,8 @@ async fn relay(client: TcpStream, upstream: SocketAddr, delay: Duration) {
 }
 
 /// A cart page for `customer`: one list, a cart of one item worth 30 euros
-/// delivered to a position in Berlin, every part asked for.
+/// delivered to a position in Berlin, every part asked for, each within 2 s
+/// (a loaded test machine must not turn a part late).
 pub fn cart_page(customer: &str) -> pb::GetPageExperienceRequest {
     pb::GetPageExperienceRequest {
         customer_id: customer.into(),
@@ -162,7 +163,10 @@ pub fn cart_page(customer: &str) -> pb::GetPageExperienceRequest {
             pb::PagePart::Loyalty.into(),
             pb::PagePart::Delivery.into(),
         ],
-        part_budget: None,
+        part_budget: Some(prost_types::Duration {
+            seconds: 2,
+            nanos: 0,
+        }),
         store: None,
     }
 }
@@ -178,7 +182,10 @@ pub fn store_page(store_id: &str, card: &str) -> pb::GetPageExperienceRequest {
             ..Default::default()
         }),
         parts: Vec::new(),
-        part_budget: None,
+        part_budget: Some(prost_types::Duration {
+            seconds: 2,
+            nanos: 0,
+        }),
         store: Some(pb::StoreVisit {
             store_id: store_id.into(),
             identification: Some(pb::store_visit::Identification::LoyaltyCardNumber(

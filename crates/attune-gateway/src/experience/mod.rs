@@ -41,8 +41,14 @@ use backends::{PageBackends, timed};
 use consent::Grants;
 use request::{Identification, Page, PageRequest};
 
-/// Time kept back from the caller's deadline to compose and send the answer.
-const ANSWER_MARGIN: Duration = Duration::from_millis(10);
+/// Time kept back from the caller's deadline to compose and send the answer:
+/// 10 ms, plus 5% of what remains (a busy machine takes longer to answer).
+fn answer_margin(deadline: Option<Instant>) -> Duration {
+    let remaining = deadline.map_or(Duration::ZERO, |deadline| {
+        deadline.saturating_duration_since(Instant::now())
+    });
+    Duration::from_millis(10) + remaining / 20
+}
 
 /// The gateway's own API.
 #[derive(Clone, Debug)]
@@ -101,7 +107,7 @@ impl Experience {
                 "the customer cannot be identified now; retry",
             ));
         };
-        let budget = budget(part_budget, deadline, ANSWER_MARGIN);
+        let budget = budget(part_budget, deadline, answer_margin(deadline));
         let request = profile_pb::LookupProfileRequest {
             identity: Some(profile_pb::Identity {
                 identity_type: identity_type.into(),
@@ -197,7 +203,11 @@ pub(crate) struct Composition<'a> {
 impl Composition<'_> {
     /// The time a part's call may take from now.
     fn budget(&self) -> Duration {
-        budget(self.request.part_budget, self.deadline, ANSWER_MARGIN)
+        budget(
+            self.request.part_budget,
+            self.deadline,
+            answer_margin(self.deadline),
+        )
     }
 }
 
