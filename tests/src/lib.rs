@@ -56,7 +56,9 @@ pub mod consent;
 pub mod consent_requests;
 pub mod data_subject;
 pub mod delivery;
+pub mod gateway_experience;
 pub mod gateway_policy;
+pub mod gateway_subject;
 pub mod loyalty;
 pub mod profile_events;
 pub mod profile_people;
@@ -193,7 +195,24 @@ impl TestApp {
 
     /// Serves `role` with `config` on `clock` on an ephemeral port and waits
     /// until it and every service it serves report SERVING.
-    async fn start(mut config: Config, role: Role, clock: Clock) -> Self {
+    async fn start(config: Config, role: Role, clock: Clock) -> Self {
+        let app = Self::launch(config, role, clock).await;
+        let services: Vec<&str> = match role {
+            Role::Service(service) => service.api_services().to_vec(),
+            Role::All | Role::Gateway => attune::SERVICES
+                .iter()
+                .flat_map(|service| service.api_services().iter().copied())
+                .collect(),
+        };
+        for service in std::iter::once("").chain(services) {
+            app.wait_until_serving(service).await;
+        }
+        app
+    }
+
+    /// Serves `role` with `config` on `clock` on an ephemeral port, without
+    /// waiting for anything but the connection.
+    async fn launch(mut config: Config, role: Role, clock: Clock) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("an ephemeral loopback port is free");
@@ -218,7 +237,7 @@ impl TestApp {
             .connect()
             .await
             .expect("the test server accepts connections");
-        let app = Self {
+        Self {
             channel,
             config,
             address,
@@ -226,18 +245,7 @@ impl TestApp {
             server: Some(server),
             _pods: Vec::new(),
             _database: None,
-        };
-        let services: Vec<&str> = match role {
-            Role::Service(service) => service.api_services().to_vec(),
-            Role::All | Role::Gateway => attune::SERVICES
-                .iter()
-                .flat_map(|service| service.api_services().iter().copied())
-                .collect(),
-        };
-        for service in std::iter::once("").chain(services) {
-            app.wait_until_serving(service).await;
         }
-        app
     }
 
     /// Waits until health says `service` is SERVING (`""`: the server). For the

@@ -483,3 +483,61 @@ impl DataSubjectRequestService for DataSubjectRequests {
         }))
     }
 }
+
+/// What one data-holding service holds about a customer: how many records of
+/// each kind, or why it could not say.
+#[derive(Debug)]
+pub(crate) struct Holding {
+    /// The service's package, for example "attune.loyalty.v1".
+    pub service: &'static str,
+    /// Records by kind, over the customer and every id merged into theirs.
+    pub kinds: Result<std::collections::BTreeMap<String, i64>, Status>,
+}
+
+impl DataSubjectRequests {
+    /// Reads every data-holding service's export of the customer (and the ids
+    /// merged into theirs) under `request_id`, counting records by kind. Each
+    /// service records the read in its privacy audit log, as any export.
+    pub(crate) async fn holdings(
+        &self,
+        customer_id: &str,
+        request_id: &str,
+        caller: &MetadataMap,
+    ) -> Vec<Holding> {
+        let subjects = subjects(&self.backends, customer_id, request_id, caller).await;
+        let counts = self.backends.iter().map(|backend| {
+            let subjects = &subjects.ids;
+            async move {
+                let mut client = client(backend);
+                let mut kinds = std::collections::BTreeMap::new();
+                for subject in subjects {
+                    let mut page_token = String::new();
+                    loop {
+                        match export_page(&mut client, subject, &page_token, caller).await {
+                            Page::Records(records, next) => {
+                                for record in records {
+                                    *kinds.entry(record.kind).or_insert(0) += 1;
+                                }
+                                if next.is_empty() {
+                                    break;
+                                }
+                                page_token = next;
+                            }
+                            Page::Failed(status) => {
+                                return Holding {
+                                    service: backend.package(),
+                                    kinds: Err(status),
+                                };
+                            }
+                        }
+                    }
+                }
+                Holding {
+                    service: backend.package(),
+                    kinds: Ok(kinds),
+                }
+            }
+        });
+        futures::future::join_all(counts).await
+    }
+}

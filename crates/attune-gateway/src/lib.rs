@@ -15,19 +15,26 @@
 //! - keeps the data-access log ([`AccessLog`], `attune.gateway.v1.DataAccessService`),
 //!   the only data the gateway owns; it takes part in data-subject requests as
 //!   `attune.gateway.v1`.
+//! - serves `attune.gateway.v1.GatewayService` ([`Experience`], mounted by
+//!   [`mount_experience`]): one page's whole experience from every service in
+//!   one call, each part within its budget and filtered by consent, and what
+//!   Attune holds about a customer and why.
 //!
 //! Anything else is UNIMPLEMENTED, as from any gRPC server.
 
 mod access_log;
 mod backend;
 mod data_subject;
+mod experience;
 mod health;
 pub mod policy;
 mod router;
 
-use attune_kit::config::Limits;
+use attune_kit::clock::Clock;
+use attune_kit::config::{ConsentCheckerConfig, Limits};
 use attune_kit::server::{GrpcServer, HttpService, ServerError};
 use attune_proto::gateway::v1::data_subject_request_service_server::DataSubjectRequestServiceServer;
+use attune_proto::gateway::v1::gateway_service_server::GatewayServiceServer;
 use tonic_health::ServingStatus;
 
 pub use access_log::{
@@ -36,6 +43,7 @@ pub use access_log::{
 };
 pub use backend::{Backend, BackendAddressError};
 pub use data_subject::DataSubjectRequests;
+pub use experience::Experience;
 pub use policy::{Policy, PolicyError, PolicySettings, Principal};
 pub use router::Router;
 
@@ -73,4 +81,26 @@ pub async fn mount(
     access_log.mount_api(server, limits);
     server.route_elsewhere(HttpService::new(Router::new(backends)));
     Ok(())
+}
+
+/// Mounts `attune.gateway.v1.GatewayService` on `server` over `backends`, with
+/// the cached consent checker it composes pages under following consent's
+/// change stream in the background.
+pub fn mount_experience(
+    server: &mut GrpcServer,
+    backends: &[Backend],
+    checker: &ConsentCheckerConfig,
+    limits: &Limits,
+    clock: Clock,
+) {
+    let experience = Experience::new(backends, checker, clock);
+    if let Some(checker) = experience.consent_checker() {
+        server.spawn_background("gateway-consent-checker", move |cancel| {
+            checker.follow(cancel)
+        });
+    }
+    server.add_service(attune_kit::with_limits!(
+        GatewayServiceServer::new(experience),
+        limits
+    ));
 }

@@ -6,6 +6,9 @@
 //! HTTP/2 framing). In Kubernetes a peer is a lazily connected [`Channel`] to the
 //! other pod's address (`peers.NAME` in the configuration). A generated client
 //! takes either, so a service's code is the same in both modes.
+//!
+//! A call whose answer is optional runs [`within`] a time budget: answered,
+//! refused, unavailable or timed out, never holding its caller up.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -18,6 +21,10 @@ use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 use crate::server::HttpService;
+
+mod within;
+
+pub use within::{Within, budget, caller_deadline, within};
 
 /// Why a call through a peer failed before the other service answered.
 pub type PeerError = Box<dyn std::error::Error + Send + Sync>;

@@ -269,6 +269,13 @@ async fn mount_gateway(
             .context("cannot open the gateway's data-access log")?;
     writer.start_on(server);
     let policy = policy.in_front_of(&backends, access_log.clone());
+    attune_gateway::mount_experience(
+        server,
+        &backends,
+        &config.consent_checker,
+        &config.limits,
+        clock.clone(),
+    );
     attune_gateway::mount(server, backends, &access_log, &config.limits)
         .await
         .context("cannot start the gateway")?;
