@@ -1,5 +1,5 @@
-//! The gateway: Attune's public port. It owns no data and knows no service by
-//! name: it is given [`Backend`]s (from the binary's service registry) and
+//! The gateway: Attune's public port. The only data it owns is the access log,
+//! and it knows no service by name: it is given [`Backend`]s (from the binary's service registry) and
 //!
 //! - forwards every call under a backend's API package (`/attune.consent.v1.*`)
 //!   to it unchanged ([`Router`]): in one process a direct call of the
