@@ -18,6 +18,7 @@ impl TestApp {
             .export_customer(gateway_pb::ExportCustomerRequest {
                 customer_id: customer.into(),
                 request_id: request_id.into(),
+                ..Default::default()
             })
             .await
             .expect("the export starts")

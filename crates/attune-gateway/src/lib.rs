@@ -74,7 +74,7 @@ pub async fn mount(
     holding.push(access_log.backend(limits).await?);
     server.add_service(attune_kit::with_limits!(
         DataSubjectRequestServiceServer::new(
-            DataSubjectRequests::new(&holding).recording_exports(access_log.clone())
+            DataSubjectRequests::new(&holding).recording_in(access_log.clone())
         ),
         limits
     ));
