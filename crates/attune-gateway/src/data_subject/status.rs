@@ -316,7 +316,10 @@ const PART_COLUMNS: [&str; 6] = [
     "update_micros",
 ];
 
-/// Records where `service`'s part of `request_id` stands.
+/// Records where `service`'s part of `request_id` stands. A part once done
+/// stays done with its first receipt: a run that lost its caller after another
+/// run completed the part cannot undo it, and a retried export's second pass
+/// does not replace the receipt.
 pub(super) async fn set_part(
     db: &DatabaseConnection,
     request_id: &str,
@@ -337,8 +340,11 @@ pub(super) async fn set_part(
         .value(Alias::new("update_micros"), now)
         .and_where(Expr::col(Alias::new("request_id")).eq(request_id))
         .and_where(Expr::col(Alias::new("service")).eq(service))
+        .and_where(Expr::col(Alias::new("state")).ne(State::Done.as_str()))
         .to_owned();
-    txn.execute(&update).await?;
+    if txn.execute(&update).await?.rows_affected() == 0 {
+        return txn.commit().await;
+    }
     let touch = Query::update()
         .table(Alias::new(REQUESTS))
         .value(Alias::new("update_micros"), now)
