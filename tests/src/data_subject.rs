@@ -1,5 +1,6 @@
 //! Data-subject requests through the gateway's public port, as every service's
-//! tests use them: the export collected whole, the erasure's answer.
+//! tests use them: the export collected whole (or resumed from a token), the
+//! erasure's answer, a request's stored status.
 
 use attune_proto::gateway::v1 as gateway_pb;
 use tokio_stream::StreamExt;
@@ -13,11 +14,23 @@ impl TestApp {
         customer: &str,
         request_id: &str,
     ) -> Vec<gateway_pb::ExportCustomerResponse> {
+        self.resume_export(customer, request_id, "").await
+    }
+
+    /// Every message of the export of `customer` under `request_id` from
+    /// `resume_token` on (empty: the whole export).
+    pub async fn resume_export(
+        &self,
+        customer: &str,
+        request_id: &str,
+        resume_token: &str,
+    ) -> Vec<gateway_pb::ExportCustomerResponse> {
         let mut stream = self
             .data_subject_requests()
             .export_customer(gateway_pb::ExportCustomerRequest {
                 customer_id: customer.into(),
                 request_id: request_id.into(),
+                resume_token: resume_token.into(),
             })
             .await
             .expect("the export starts")
@@ -43,5 +56,25 @@ impl TestApp {
             .await
             .expect("the erasure answers")
             .into_inner()
+    }
+
+    /// The stored status of data-subject request `request_id` of `customer`.
+    pub async fn data_subject_request(
+        &self,
+        request_id: &str,
+        customer: &str,
+    ) -> Result<gateway_pb::DataSubjectRequest, tonic::Status> {
+        self.data_subject_requests()
+            .get_data_subject_request(gateway_pb::GetDataSubjectRequestRequest {
+                request_id: request_id.into(),
+                customer_id: customer.into(),
+            })
+            .await
+            .map(|answer| {
+                answer
+                    .into_inner()
+                    .request
+                    .expect("a status answers its request")
+            })
     }
 }

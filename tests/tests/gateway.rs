@@ -269,6 +269,7 @@ async fn data_subject_requests_reject_bad_ids_and_ask_no_service() {
             .export_customer(gateway_pb::ExportCustomerRequest {
                 customer_id: customer.into(),
                 request_id: request.into(),
+                ..Default::default()
             })
             .await
             .unwrap_err();

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::convert;
 use crate::domain::{CustomerId, ExpiryCursor, PurposeCode};
 use crate::error::ConsentError;
+use crate::request_audit::DataSubjectRequestEnded;
 use crate::service::Consent;
 
 /// How many purposes one state or check request may name.
@@ -284,6 +285,17 @@ impl ConsentService for ConsentApi {
         let pb::VerifyAuditLogRequest {} = request.into_inner();
         let verification = self.consent.verify_audit_log().await?;
         Ok(Response::new(convert::audit_verification_to(verification)))
+    }
+
+    async fn audit_data_subject_request(
+        &self,
+        request: Request<pb::AuditDataSubjectRequestRequest>,
+    ) -> RpcResult<pb::AuditDataSubjectRequestResponse> {
+        let ended = DataSubjectRequestEnded::parse(request.into_inner())?;
+        let appended = self.consent.audit_data_subject_request(ended).await?;
+        Ok(Response::new(pb::AuditDataSubjectRequestResponse {
+            appended,
+        }))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod domain;
 mod error;
 mod local_source;
 mod privacy_api;
+mod request_audit;
 mod service;
 pub mod store;
 mod subject_rights;

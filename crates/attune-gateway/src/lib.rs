@@ -1,5 +1,7 @@
-//! The gateway: Attune's public port. The only data it owns is the access log,
-//! and it knows no service by name: it is given [`Backend`]s (from the binary's service registry) and
+//! The gateway: Attune's public port. The only data it owns is the access log
+//! and the status of data-subject requests, and it knows no service by name
+//! but consent, whose audit log records each data-subject request: it is given
+//! [`Backend`]s (from the binary's service registry) and
 //!
 //! - forwards every call under a backend's API package (`/attune.consent.v1.*`)
 //!   to it unchanged ([`Router`]): in one process a direct call of the
@@ -10,8 +12,10 @@
 //!   own status (NOT_SERVING while the backend is down);
 //! - serves `attune.gateway.v1.DataSubjectRequestService`, whose export and
 //!   erasure fan out to every backend holding personal data, one receipt per
-//!   service. Each backend's `attune.privacy.v1.DataSubjectService` stays
-//!   internal: the public port does not route `attune.privacy.v1`;
+//!   service, each request's status stored as it progresses
+//!   (`GetDataSubjectRequest`), an erasure re-run to completion, an export
+//!   resumed from a token. Each backend's `attune.privacy.v1.DataSubjectService`
+//!   stays internal: the public port does not route `attune.privacy.v1`;
 //! - keeps the data-access log ([`AccessLog`], `attune.gateway.v1.DataAccessService`),
 //!   the only data the gateway owns; it takes part in data-subject requests as
 //!   `attune.gateway.v1`.
@@ -74,7 +78,7 @@ pub async fn mount(
     holding.push(access_log.backend(limits).await?);
     server.add_service(attune_kit::with_limits!(
         DataSubjectRequestServiceServer::new(
-            DataSubjectRequests::new(&holding).recording_exports(access_log.clone())
+            DataSubjectRequests::new(&holding).recording_in(access_log.clone())
         ),
         limits
     ));

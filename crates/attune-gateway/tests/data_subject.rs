@@ -146,6 +146,7 @@ async fn export(requests: &DataSubjectRequests) -> Vec<pb::ExportCustomerRespons
         .export_customer(Request::new(pb::ExportCustomerRequest {
             customer_id: "cust-1".into(),
             request_id: "req-1".into(),
+            ..Default::default()
         }))
         .await
         .unwrap()

@@ -398,6 +398,7 @@ fn every_service_as_its_own_process(database_url: &str) {
             .export_customer(gateway_pb::ExportCustomerRequest {
                 customer_id: "cust-two-processes".into(),
                 request_id: "two-processes-export".into(),
+                ..Default::default()
             })
             .await
             .unwrap()

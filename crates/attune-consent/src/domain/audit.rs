@@ -35,16 +35,20 @@ pub enum AuditKind {
     DataExported,
     /// A customer's data was erased on request.
     CustomerErased,
+    /// A data-subject request across every service (the gateway's export or
+    /// erasure) ended: who asked, its request id, its outcome.
+    DataSubjectRequest,
 }
 
 impl AuditKind {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::PurposeCreated,
         Self::NoticePublished,
         Self::ConsentRecorded,
         Self::GpcApplied,
         Self::DataExported,
         Self::CustomerErased,
+        Self::DataSubjectRequest,
     ];
 
     /// The stable name stored in the log (and covered by the entry's hash).
@@ -56,6 +60,7 @@ impl AuditKind {
             Self::GpcApplied => "gpc_applied",
             Self::DataExported => "data_exported",
             Self::CustomerErased => "customer_erased",
+            Self::DataSubjectRequest => "data_subject_request",
         }
     }
 

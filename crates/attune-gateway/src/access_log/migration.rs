@@ -1,4 +1,5 @@
-//! The gateway's schema: only the data-access log. Never edit a released
+//! The gateway's schema: the data-access log, and the status of data-subject
+//! requests (its migration lives with them, in `data_subject::status`). Never edit a released
 //! migration: add a new one.
 
 use sea_orm_migration::prelude::*;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(REQUESTS.create_table("m0001_create_requests")),
             Box::new(SECRETS.create_table("m0001_create_secrets")),
             Box::new(CreateDataAccess),
+            Box::new(crate::data_subject::CreateDataSubjectRequests),
         ]
     }
 

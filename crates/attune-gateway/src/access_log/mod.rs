@@ -31,6 +31,7 @@ use crate::backend::Backend;
 
 pub use migration::Migrator;
 pub use reads::{NOT_RECORDED, READS, Read, read_of};
+pub(crate) use store::WRITE_LOCK;
 
 /// The package the log's receipts in data-subject requests are named by.
 pub const PACKAGE: &str = "attune.gateway.v1";
@@ -137,6 +138,12 @@ impl AccessLog {
             // Only after shutdown, when no call is served any more.
             tracing::warn!("data-access entry after the log's writer stopped; not recorded");
         }
+    }
+
+    /// The log's database, clock and pseudonymisation key, which the
+    /// gateway's other records (data-subject requests) share.
+    pub(crate) fn parts(&self) -> (DatabaseConnection, Clock, PseudonymKey) {
+        (self.db.clone(), self.clock.clone(), self.key.clone())
     }
 
     /// Serves `ListDataAccess` on `server` (the public port).

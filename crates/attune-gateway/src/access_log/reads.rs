@@ -216,6 +216,14 @@ pub const NOT_RECORDED: &[(&str, &str)] = &[
         "attune.gateway.v1.DataSubjectRequestService/EraseCustomer",
         "a write; consent's audit log records it",
     ),
+    (
+        "attune.gateway.v1.DataSubjectRequestService/GetDataSubjectRequest",
+        "a request's status holds no personal data",
+    ),
+    (
+        "attune.consent.v1.ConsentService/AuditDataSubjectRequest",
+        "a write",
+    ),
     ("attune.consent.v1.ConsentService/RecordConsent", "a write"),
     (
         "attune.consent.v1.ConsentService/ApplyGlobalPrivacyControl",

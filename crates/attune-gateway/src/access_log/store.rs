@@ -18,7 +18,7 @@ pub(super) const TABLE: &str = "gateway_data_access";
 
 /// The gateway's write lock (services are 1 to 5): batches of one gateway
 /// replica at a time, and on SQLite the database's one write lock.
-pub(super) const WRITE_LOCK: WriteLock = WriteLock::for_service(6);
+pub(crate) const WRITE_LOCK: WriteLock = WriteLock::for_service(6);
 
 /// Remembered outcomes of the log's erasures, so a retry gets its receipt.
 pub(super) const REQUESTS: RequestLog = RequestLog::new("gateway_requests");

@@ -234,6 +234,10 @@ pub static RULES: &[Rule] = &[
         &[CONSENT_WRITE],
     ),
     admin("attune.consent.v1.ConsentService/VerifyAuditLog"),
+    admin_about(
+        "attune.consent.v1.ConsentService/AuditDataSubjectRequest",
+        &["customer_id"],
+    ),
     // Profile.
     own_or_visitor(
         "attune.profile.v1.ProfileService/CreateProfile",
@@ -498,6 +502,12 @@ pub static RULES: &[Rule] = &[
     own(
         "attune.gateway.v1.DataSubjectRequestService/EraseCustomer",
         &[PRIVACY_ERASE],
+    ),
+    // A request's status: the customer's own (the request's customer must be
+    // named), or an operator's with either privacy scope.
+    own(
+        "attune.gateway.v1.DataSubjectRequestService/GetDataSubjectRequest",
+        &[PRIVACY_EXPORT, PRIVACY_ERASE],
     ),
     // Who used my data: the customer's own privacy centre reads it.
     own(
