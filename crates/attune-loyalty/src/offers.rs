@@ -325,7 +325,7 @@ impl Loyalty {
             None
         };
         let per_week = i64::from(self.settings.offers_per_week);
-        self.idempotent("generate_offers", request_id, &json!({ "customer_id": customer }), async |txn| {
+        self.idempotent_about(customer, "generate_offers", request_id, &json!({ "customer_id": customer }), async |txn| {
             let now = self.clock.now();
             let mut done = Generated::default();
             let mut this_week = number(
@@ -445,31 +445,37 @@ impl Loyalty {
         request_id: &str,
     ) -> Result<Offer, ApiError> {
         let content = json!({ "customer_id": customer, "offer_id": offer_id, "state": to });
-        self.idempotent("update_offer_state", request_id, &content, async |txn| {
-            let now = self.clock.now();
-            let row: Body = one(
-                txn,
-                "SELECT body FROM loyalty_offers WHERE offer_id = ? AND customer_id = ?",
-                vec![offer_id.into(), customer.into()],
-            )
-            .await?
-            .ok_or_else(|| ApiError::NotFound("no such offer for this customer".into()))?;
-            let mut offer = offer_of(&row.body, now)?;
-            match (offer.state, to) {
-                (OfferState::Expired, _) => {
-                    return Err(ApiError::FailedPrecondition("the offer has expired".into()));
+        self.idempotent_about(
+            customer,
+            "update_offer_state",
+            request_id,
+            &content,
+            async |txn| {
+                let now = self.clock.now();
+                let row: Body = one(
+                    txn,
+                    "SELECT body FROM loyalty_offers WHERE offer_id = ? AND customer_id = ?",
+                    vec![offer_id.into(), customer.into()],
+                )
+                .await?
+                .ok_or_else(|| ApiError::NotFound("no such offer for this customer".into()))?;
+                let mut offer = offer_of(&row.body, now)?;
+                match (offer.state, to) {
+                    (OfferState::Expired, _) => {
+                        return Err(ApiError::FailedPrecondition("the offer has expired".into()));
+                    }
+                    (OfferState::Redeemed, _) => {
+                        return Err(ApiError::FailedPrecondition(
+                            "the offer was redeemed".into(),
+                        ));
+                    }
+                    (OfferState::Seen, OfferState::Seen) => return Ok(offer),
+                    _ => offer.state = to,
                 }
-                (OfferState::Redeemed, _) => {
-                    return Err(ApiError::FailedPrecondition(
-                        "the offer was redeemed".into(),
-                    ));
-                }
-                (OfferState::Seen, OfferState::Seen) => return Ok(offer),
-                _ => offer.state = to,
-            }
-            store_offer(txn, &offer, now).await?;
-            Ok(offer)
-        })
+                store_offer(txn, &offer, now).await?;
+                Ok(offer)
+            },
+        )
         .await
     }
 

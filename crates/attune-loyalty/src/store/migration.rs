@@ -20,6 +20,8 @@ impl MigratorTrait for Migrator {
             Box::new(attune_kit::follower::CreateFeedCursors),
             Box::new(Ledger),
             Box::new(VoucherUse),
+            // Whom each logged request was about, so an erasure forgets its answers.
+            Box::new(REQUESTS.add_subject_column("m0006_add_request_subject")),
         ]
     }
 
