@@ -169,6 +169,15 @@ fn corrupt(what: &str) -> DbErr {
     DbErr::Custom(format!("stored {what} is unreadable"))
 }
 
+/// What generating one customer's offers reads before its write.
+pub(crate) struct OfferInputs {
+    rules: Vec<OfferRule>,
+    /// Whether each marketing purpose a rule's channel needs is granted.
+    marketing: std::collections::BTreeMap<&'static str, bool>,
+    /// `None`: personalization is not granted.
+    facts: Option<Facts>,
+}
+
 /// What the other services said about one customer; `None`: did not answer.
 struct Facts {
     traits: Option<profile_pb::Traits>,
@@ -305,6 +314,21 @@ impl Loyalty {
         customer: &str,
         request_id: &str,
     ) -> Result<Generated, ApiError> {
+        let inputs = self.offer_inputs(customer).await?;
+        self.idempotent_about(
+            customer,
+            "generate_offers",
+            request_id,
+            &json!({ "customer_id": customer }),
+            async |txn| self.issue_offers(txn, customer, &inputs).await,
+        )
+        .await
+    }
+
+    /// What generation for `customer` needs from outside loyalty's write: the
+    /// active rules, the consents and the other services' facts (no peer call
+    /// holds the write lock).
+    pub(crate) async fn offer_inputs(&self, customer: &str) -> Result<OfferInputs, ApiError> {
         let rules: Vec<OfferRule> = offer_rules(&self.db)
             .await?
             .into_iter()
@@ -324,89 +348,121 @@ impl Loyalty {
         } else {
             None
         };
+        Ok(OfferInputs {
+            rules,
+            marketing,
+            facts,
+        })
+    }
+
+    /// Issues the offers `inputs` allow in `txn`, within the weekly cap, one
+    /// live offer per rule and the campaign budgets.
+    pub(crate) async fn issue_offers(
+        &self,
+        txn: &DatabaseTransaction,
+        customer: &str,
+        inputs: &OfferInputs,
+    ) -> Result<Generated, ApiError> {
+        let OfferInputs {
+            rules,
+            marketing,
+            facts,
+        } = inputs;
         let per_week = i64::from(self.settings.offers_per_week);
-        self.idempotent_about(customer, "generate_offers", request_id, &json!({ "customer_id": customer }), async |txn| {
-            let now = self.clock.now();
-            let mut done = Generated::default();
-            let mut this_week = number(
+        let now = self.clock.now();
+        let mut done = Generated::default();
+        let mut this_week = number(
+            txn,
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM loyalty_offers WHERE customer_id = ? AND issue_time > ?",
+            vec![customer.into(), to_micros(now - Duration::days(7)).into()],
+        )
+        .await?;
+        for rule in rules {
+            let skip = |reason, detail: &str| (rule.rule_id.clone(), reason, detail.to_owned());
+            let Some(facts) = &facts else {
+                done.skipped
+                    .push(skip(Skip::NoConsent, "personalization is not granted"));
+                continue;
+            };
+            if let Some(purpose) = rule.channel.purpose()
+                && marketing.get(purpose) != Some(&true)
+            {
+                done.skipped
+                    .push(skip(Skip::NoConsent, &format!("{purpose} is not granted")));
+                continue;
+            }
+            let live = number(
                 txn,
-                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM loyalty_offers WHERE customer_id = ? AND issue_time > ?",
-                vec![customer.into(), to_micros(now - Duration::days(7)).into()],
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM loyalty_offers WHERE customer_id = ? AND rule_id = ? \
+                 AND state IN ('issued', 'seen') AND end_time > ?",
+                vec![customer.into(), rule.rule_id.clone().into(), to_micros(now).into()],
             )
             .await?;
-            for rule in &rules {
-                let skip = |reason, detail: &str| (rule.rule_id.clone(), reason, detail.to_owned());
-                let Some(facts) = &facts else {
-                    done.skipped.push(skip(Skip::NoConsent, "personalization is not granted"));
-                    continue;
-                };
-                if let Some(purpose) = rule.channel.purpose()
-                    && marketing.get(purpose) != Some(&true)
-                {
-                    done.skipped.push(skip(Skip::NoConsent, &format!("{purpose} is not granted")));
-                    continue;
-                }
-                let live = number(
-                    txn,
-                    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM loyalty_offers WHERE customer_id = ? AND rule_id = ? \
-                     AND state IN ('issued', 'seen') AND end_time > ?",
-                    vec![customer.into(), rule.rule_id.clone().into(), to_micros(now).into()],
-                )
-                .await?;
-                if live > 0 {
-                    done.skipped.push(skip(Skip::AlreadyOffered, "a live offer of this rule exists"));
-                    continue;
-                }
-                let decided = match eligible(rule, facts, now) {
-                    Err(detail) => {
-                        done.skipped.push(skip(Skip::SourceUnavailable, detail));
-                        continue;
-                    }
-                    Ok(None) => {
-                        done.skipped.push(skip(Skip::NotEligible, "the customer does not meet the rule"));
-                        continue;
-                    }
-                    Ok(Some(decided)) => decided,
-                };
-                if this_week >= per_week {
-                    done.skipped.push(skip(Skip::CustomerCap, "the customer's weekly offers are used"));
-                    continue;
-                }
-                let taken = exec(
-                    txn,
-                    "UPDATE loyalty_offer_rules SET issued_count = issued_count + 1 WHERE rule_id = ? AND (? = 0 OR issued_count < ?)",
-                    vec![rule.rule_id.clone().into(), rule.campaign_budget.into(), rule.campaign_budget.into()],
-                )
-                .await?
-                .rows_affected();
-                if taken == 0 {
-                    done.skipped.push(skip(Skip::BudgetSpent, "the campaign's budget is spent"));
-                    continue;
-                }
-                let (reason, categories, items) = decided;
-                let offer = Offer {
-                    offer_id: uuid::Uuid::new_v4().to_string(),
-                    customer_id: customer.to_owned(),
-                    rule_id: rule.rule_id.clone(),
-                    kind: rule.kind,
-                    state: OfferState::Issued,
-                    title: rule.title.clone(),
-                    reason,
-                    data_categories: categories.into_iter().map(|c| c.as_str().to_owned()).collect(),
-                    discount_bp: rule.discount_bp,
-                    item_ids: items,
-                    channel: rule.channel,
-                    campaign_id: rule.campaign_id.clone(),
-                    start: now,
-                    end: now + rule.validity,
-                };
-                store_offer(txn, &offer, now).await?;
-                this_week += 1;
-                done.issued.push(offer);
+            if live > 0 {
+                done.skipped.push(skip(
+                    Skip::AlreadyOffered,
+                    "a live offer of this rule exists",
+                ));
+                continue;
             }
-            Ok(done)
-        })
-        .await
+            let decided = match eligible(rule, facts, now) {
+                Err(detail) => {
+                    done.skipped.push(skip(Skip::SourceUnavailable, detail));
+                    continue;
+                }
+                Ok(None) => {
+                    done.skipped.push(skip(
+                        Skip::NotEligible,
+                        "the customer does not meet the rule",
+                    ));
+                    continue;
+                }
+                Ok(Some(decided)) => decided,
+            };
+            if this_week >= per_week {
+                done.skipped.push(skip(
+                    Skip::CustomerCap,
+                    "the customer's weekly offers are used",
+                ));
+                continue;
+            }
+            let taken = exec(
+                txn,
+                "UPDATE loyalty_offer_rules SET issued_count = issued_count + 1 WHERE rule_id = ? AND (? = 0 OR issued_count < ?)",
+                vec![rule.rule_id.clone().into(), rule.campaign_budget.into(), rule.campaign_budget.into()],
+            )
+            .await?
+            .rows_affected();
+            if taken == 0 {
+                done.skipped
+                    .push(skip(Skip::BudgetSpent, "the campaign's budget is spent"));
+                continue;
+            }
+            let (reason, categories, items) = decided;
+            let offer = Offer {
+                offer_id: uuid::Uuid::new_v4().to_string(),
+                customer_id: customer.to_owned(),
+                rule_id: rule.rule_id.clone(),
+                kind: rule.kind,
+                state: OfferState::Issued,
+                title: rule.title.clone(),
+                reason,
+                data_categories: categories
+                    .into_iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect(),
+                discount_bp: rule.discount_bp,
+                item_ids: items,
+                channel: rule.channel,
+                campaign_id: rule.campaign_id.clone(),
+                start: now,
+                end: now + rule.validity,
+            };
+            store_offer(txn, &offer, now).await?;
+            this_week += 1;
+            done.issued.push(offer);
+        }
+        Ok(done)
     }
 
     /// A page of a customer's offers, newest first, before `(issue time, id)`.
