@@ -17,6 +17,7 @@
 
 use attune_kit::ApiError;
 use attune_kit::db::micros::to_micros;
+use attune_kit::peer::within;
 use attune_kit::telemetry::TraceContextInterceptor;
 use attune_kit::types::DataCategory;
 use attune_proto::profile::v1 as profile_pb;
@@ -149,6 +150,32 @@ pub enum Skip {
 pub struct Generated {
     pub issued: Vec<Offer>,
     pub skipped: Vec<(String, Skip, String)>,
+}
+
+/// At most this many recommended items in a message.
+const MESSAGE_ITEMS: i32 = 3;
+
+/// How long a message waits for recommendation's items before it goes without.
+const RECOMMENDATION_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// An item recommendation suggests for the customer, carried by a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuggestedItem {
+    pub item_id: String,
+    pub title: String,
+    /// Why, for the customer, the primary reason first.
+    pub reasons: Vec<String>,
+    /// `attune.common.v1.DataCategory` values.
+    pub data_categories: Vec<i32>,
+}
+
+/// The message worth sending now.
+#[derive(Debug, Clone)]
+pub struct NextBest {
+    /// What the sending tool reports back (the offer's id when there is one).
+    pub message_id: String,
+    pub offer: Option<Offer>,
+    pub items: Vec<SuggestedItem>,
 }
 
 /// Why no message is due.
@@ -535,12 +562,14 @@ impl Loyalty {
         .await
     }
 
-    /// The next-best message for `customer` on `channel` now.
+    /// The next-best message for `customer` on `channel` now: the newest live
+    /// offer for the channel not sent recently, with recommendation's items for
+    /// the customer alongside, or those items alone when no offer is due.
     pub async fn next_best_message(
         &self,
         customer: &str,
         channel: Channel,
-    ) -> Result<Result<Offer, NoMessage>, ApiError> {
+    ) -> Result<Result<NextBest, NoMessage>, ApiError> {
         let now = self.clock.now();
         let Some(purpose) = channel.purpose() else {
             return Ok(Err(NoMessage::NothingRelevant));
@@ -567,13 +596,96 @@ impl Loyalty {
             vec![customer.into(), channel.as_str().into(), to_micros(now).into(), to_micros(now - repeat).into()],
         )
         .await?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(Err(NoMessage::NothingRelevant));
+        let offer = rows
+            .into_iter()
+            .next()
+            .map(|row| offer_of(&row.body, now))
+            .transpose()?;
+        let mut items = self.suggested_items(customer).await;
+        let message = match offer {
+            Some(offer) => {
+                items.retain(|item| !offer.item_ids.contains(&item.item_id));
+                NextBest {
+                    message_id: offer.offer_id.clone(),
+                    offer: Some(offer),
+                    items,
+                }
+            }
+            None if items.is_empty() => return Ok(Err(NoMessage::NothingRelevant)),
+            None => {
+                let message_id = self.items_message_id(&items);
+                let recently = number(
+                    &self.db,
+                    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM loyalty_messages WHERE customer_id = ? AND channel = ? \
+                     AND offer_id = ? AND send_time > ?",
+                    vec![customer.into(), channel.as_str().into(), message_id.clone().into(), to_micros(now - repeat).into()],
+                )
+                .await?;
+                if recently > 0 {
+                    return Ok(Err(NoMessage::NothingRelevant));
+                }
+                NextBest {
+                    message_id,
+                    offer: None,
+                    items,
+                }
+            }
         };
         if self.quiet_now(customer, now).await {
             return Ok(Err(NoMessage::QuietHours));
         }
-        Ok(Ok(offer_of(&row.body, now)?))
+        Ok(Ok(message))
+    }
+
+    /// Recommendation's items for `customer` in a message, within
+    /// [`RECOMMENDATION_BUDGET`]; none when recommendation is not reachable
+    /// from here, fails or is slow (the message then carries its offer alone).
+    async fn suggested_items(&self, customer: &str) -> Vec<SuggestedItem> {
+        let Some(peer) = &self.recommendation else {
+            return Vec::new();
+        };
+        let mut client =
+            RecommendationServiceClient::with_interceptor(peer.clone(), TraceContextInterceptor);
+        let mut request = tonic::Request::new(rec_pb::GetRecommendationsRequest {
+            customer_id: customer.to_owned(),
+            placement: rec_pb::Placement::Email.into(),
+            context: None,
+            filter: Some(rec_pb::RecommendationFilter {
+                in_stock_only: true,
+                ..Default::default()
+            }),
+            max_results: MESSAGE_ITEMS,
+            page_token: String::new(),
+        });
+        request.set_timeout(RECOMMENDATION_BUDGET);
+        let answer = within(RECOMMENDATION_BUDGET, client.get_recommendations(request)).await;
+        let Some(answer) = answer.answered() else {
+            return Vec::new();
+        };
+        answer
+            .items
+            .into_iter()
+            .map(|item| SuggestedItem {
+                title: item.item.map(|i| i.title).unwrap_or_default(),
+                reasons: item
+                    .reason
+                    .into_iter()
+                    .chain(item.further_reasons)
+                    .map(|r| r.text)
+                    .filter(|text| !text.is_empty())
+                    .collect(),
+                data_categories: item.data_categories,
+                item_id: item.item_id,
+            })
+            .collect()
+    }
+
+    /// The id of a message of `items` alone: the same items, the same id.
+    fn items_message_id(&self, items: &[SuggestedItem]) -> String {
+        let mut ids: Vec<&str> = items.iter().map(|i| i.item_id.as_str()).collect();
+        ids.sort_unstable();
+        let digest = self.key.digest("loyalty-message-items", &ids.join("\n"));
+        format!("items-{}", &digest[..32])
     }
 
     /// Whether it is quiet hours for `customer` (their zero-party time zone; UTC
