@@ -108,6 +108,20 @@ impl TestApp {
         Some(app)
     }
 
+    /// [`spawn_configured`](Self::spawn_configured), every service reading
+    /// "now" from `clock`.
+    pub async fn spawn_configured_with_clock(
+        backend: Backend,
+        clock: &ManualClock,
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<Self> {
+        let (mut config, database) = fresh_config(backend).await?;
+        configure(&mut config);
+        let mut app = Self::start(config, Role::All, clock.clock()).await;
+        app._database = Some(database);
+        Some(app)
+    }
+
     async fn spawn_on(backend: Backend, clock: Clock) -> Option<Self> {
         let (config, database) = fresh_config(backend).await?;
         let mut app = Self::start(config, Role::All, clock).await;
@@ -340,6 +354,9 @@ async fn fresh_config(backend: Backend) -> Option<(Config, TestDatabase)> {
         .expect("a fresh test database can be created")?;
     let mut config = Config::default();
     config.database = database.config.clone();
+    // Loyalty's background offer pass would issue offers behind a test's back;
+    // the tests of the pass turn it on.
+    config.loyalty.offer_generation_interval = std::time::Duration::ZERO;
     Some((config, database))
 }
 

@@ -203,3 +203,71 @@ pub fn reward(reward_id: &str, points_cost: i64, stock: Option<i64>) -> pb::Rewa
         voucher_validity: Some(days(30)),
     }
 }
+
+/// Consent, profile and loyalty each as a pod of its own over one database
+/// (`attune serve --service NAME`), so that a test can stop loyalty, its
+/// feed follower with it, and start it again while profile keeps taking
+/// purchases.
+pub struct LoyaltyPods {
+    // Dropped first to last: loyalty, profile, then consent, which holds the
+    // database.
+    loyalty: Option<TestApp>,
+    /// Profile's pod: ingest purchases here.
+    pub profile: TestApp,
+    /// Consent's pod: grant consent here.
+    pub consent: TestApp,
+    config: attune_kit::config::Config,
+}
+
+impl LoyaltyPods {
+    /// Starts the three pods on a fresh database, or `None` for PostgreSQL when
+    /// no test server is configured.
+    pub async fn spawn(backend: crate::Backend) -> Option<Self> {
+        let (mut config, database) = crate::fresh_config(backend).await?;
+        let mut consent = TestApp::start(config.clone(), role("consent"), clock()).await;
+        consent._database = Some(database);
+        config
+            .peers
+            .addresses
+            .insert("consent".into(), format!("http://{}", consent.address));
+        let profile = TestApp::start(config.clone(), role("profile"), clock()).await;
+        config
+            .peers
+            .addresses
+            .insert("profile".into(), format!("http://{}", profile.address));
+        let loyalty = TestApp::start(config.clone(), role("loyalty"), clock()).await;
+        Some(Self {
+            loyalty: Some(loyalty),
+            profile,
+            consent,
+            config,
+        })
+    }
+
+    /// Loyalty's pod; panics while it is stopped.
+    pub fn loyalty(&self) -> &TestApp {
+        self.loyalty.as_ref().expect("loyalty is running")
+    }
+
+    /// Stops loyalty's pod and waits until it has stopped: its follower is
+    /// cancelled wherever it is, a batch in flight rolled back.
+    pub async fn stop_loyalty(&mut self) {
+        let mut loyalty = self.loyalty.take().expect("loyalty is running");
+        loyalty.begin_shutdown();
+        loyalty.join().await.expect("loyalty stops cleanly");
+    }
+
+    /// Starts loyalty's pod again on the same database.
+    pub async fn start_loyalty(&mut self) {
+        assert!(self.loyalty.is_none(), "loyalty is stopped");
+        self.loyalty = Some(TestApp::start(self.config.clone(), role("loyalty"), clock()).await);
+    }
+}
+
+fn role(service: &str) -> attune::Role {
+    attune::Role::named(Some(service)).expect("the service is registered")
+}
+
+fn clock() -> attune_kit::clock::Clock {
+    attune_kit::clock::Clock::system()
+}

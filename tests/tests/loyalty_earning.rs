@@ -97,7 +97,7 @@ backend_tests! {
             let events: Vec<_> = (0..20)
                 .map(|i| {
                     let n = batch * 20 + i;
-                    let customer = customers[n % 3];
+                    let customer = customers[n % customers.len()];
                     *expected.entry(customer).or_insert(0) += 10 + n as i64;
                     purchase(&format!("e-{n}"), customer, now, vec![item("x", 1, Some(eur((10 + n as i64) * 100)), &["c"], "b")], eur((10 + n as i64) * 100))
                 })
@@ -127,7 +127,7 @@ backend_tests! {
             let account = app.assert_ledger_consistent(customer).await;
             assert_eq!(account.available_points, expected[customer], "{customer}");
             let earns = app.statement(customer).await.into_iter().filter(|e| e.kind == pb::EntryKind::Earn as i32).count();
-            assert_eq!(earns, (0..200).filter(|n| customers[n % 3] == customer).count());
+            assert_eq!(earns, (0..200).filter(|n| customers[n % customers.len()] == customer).count());
         }
     }
 
@@ -190,5 +190,105 @@ backend_tests! {
         assert_eq!((simulated.rule_id.as_str(), simulated.rule_version, simulated.pending), ("base_eur", 2, false));
         assert_eq!(simulated.unlocked_reward_ids, ["mug"]);
         assert_eq!(app.statement("cust-s").await.len(), 1, "nothing was booked");
+    }
+}
+
+/// Purchases flow into profile while loyalty's pod (and with it its follower)
+/// is stopped mid-stream and started again: every purchase earns exactly once.
+async fn the_follower_stopped_mid_stream(backend: attune_tests::Backend) {
+    use attune_proto::profile::v1::event_service_client::EventServiceClient;
+    let Some(mut pods) = attune_tests::loyalty::LoyaltyPods::spawn(backend).await else {
+        return;
+    };
+    pods.loyalty()
+        .put_earn_rule(eur_rule("base_eur", 1, 0))
+        .await;
+    // Fewer than 100 purchases each: an account lists its first 100 expiries.
+    let customers = ["k-a", "k-b", "k-c", "k-d", "k-e", "k-f"];
+    for customer in customers {
+        pods.consent.grant(customer, &["personalization"]).await;
+    }
+    const BATCHES: usize = 40;
+    const PER_BATCH: usize = 10;
+    let points = |n: usize| 10 + n as i64;
+    let mut expected = std::collections::BTreeMap::new();
+    for n in 0..BATCHES * PER_BATCH {
+        *expected.entry(customers[n % customers.len()]).or_insert(0) += points(n);
+    }
+    let mut events = EventServiceClient::new(pods.profile.channel.clone());
+    let producer = tokio::spawn(async move {
+        let now = chrono::Utc::now();
+        for batch in 0..BATCHES {
+            let purchases = (0..PER_BATCH)
+                .map(|i| {
+                    let n = batch * PER_BATCH + i;
+                    let amount = eur(points(n) * 100);
+                    purchase(
+                        &format!("k-{n}"),
+                        customers[n % customers.len()],
+                        now,
+                        vec![item("x", 1, Some(amount.clone()), &["c"], "b")],
+                        amount,
+                    )
+                })
+                .collect();
+            events
+                .ingest_events(attune_tests::profile_pb::IngestEventsRequest {
+                    events: purchases,
+                    ..Default::default()
+                })
+                .await
+                .expect("profile takes the purchases");
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    });
+    // Stop loyalty once it has earned something, while purchases still flow.
+    pods.loyalty()
+        .wait_for_account("k-a", |a| a.available_points > 0)
+        .await;
+    pods.stop_loyalty().await;
+    assert!(!producer.is_finished(), "the stop came mid-stream");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    pods.start_loyalty().await;
+    producer.await.expect("the producer finishes");
+    for customer in customers {
+        let want = expected[customer];
+        pods.loyalty()
+            .wait_for_account(customer, |a| a.available_points >= want)
+            .await;
+    }
+    // Give a late duplicate every chance to show up.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for customer in customers {
+        let account = pods.loyalty().assert_ledger_consistent(customer).await;
+        assert_eq!(account.available_points, expected[customer], "{customer}");
+        let mut per_order = std::collections::BTreeMap::new();
+        for entry in pods.loyalty().statement(customer).await {
+            if entry.kind == pb::EntryKind::Earn as i32 {
+                *per_order.entry(entry.order_id).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(
+            per_order.len(),
+            (0..BATCHES * PER_BATCH)
+                .filter(|n| customers[n % customers.len()] == customer)
+                .count()
+        );
+        assert!(
+            per_order.values().all(|&earns| earns == 1),
+            "{customer}: {per_order:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_purchase_earns_exactly_once_when_the_follower_is_stopped_mid_stream_on_sqlite() {
+    the_follower_stopped_mid_stream(attune_tests::Backend::Sqlite).await;
+}
+
+attune_tests::postgres_test! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_purchase_earns_exactly_once_when_the_follower_is_stopped_mid_stream_on_postgres() {
+        the_follower_stopped_mid_stream(attune_tests::Backend::Postgres).await;
     }
 }

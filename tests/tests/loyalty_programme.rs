@@ -185,7 +185,11 @@ backend_tests! {
         assert_eq!(kinds, ["account", "voucher", "ledger_entry", "ledger_entry"]);
         let erase = privacy_pb::EraseCustomerRequest { customer_id: "cust-x".into(), request_id: request_id() };
         let receipt = subject.erase_customer(erase.clone()).await.expect("erased").into_inner();
-        assert_eq!(receipt.erased_record_count, 4, "2 entries and 1 voucher pseudonymised, 1 account deleted");
+        assert_eq!(
+            receipt.erased_record_count,
+            6,
+            "2 entries and 1 voucher pseudonymised, 1 account deleted, the answers of 2 requests forgotten"
+        );
         assert!(!receipt.retained.is_empty());
         assert_eq!(subject.erase_customer(erase).await.expect("replayed").into_inner(), receipt);
         let missing = app.loyalty().get_account(pb::GetAccountRequest { customer_id: "cust-x".into() }).await.unwrap_err();

@@ -405,6 +405,16 @@ settings! {
         /// Quiet hours end at this local hour (0 to 23).
         quiet_hours_end: u32 = 8,
             flag "loyalty-quiet-hours-end", value "HOUR";
+        /// Every customer with an account is considered for offers once per this
+        /// period by a background pass (as GenerateOffers would; caps and budgets
+        /// hold); 0s turns the pass off.
+        #[serde(with = "humantime_serde")]
+        offer_generation_interval: Duration = Duration::from_secs(24 * 3600),
+            flag "loyalty-offer-generation-interval", value "DURATION";
+        /// At most this many customers per background pass step (one step every
+        /// `maintenance_interval`).
+        offer_generation_batch: u32 = 100,
+            flag "loyalty-offer-generation-batch", value "N";
     }
 }
 

@@ -10,6 +10,16 @@
 //! Its fingerprint is a keyed digest of the request's content (see
 //! [`crate::secrets::PseudonymKey::fingerprint`]) and its outcome is the work's
 //! result as JSON, read back into the same type on a replay.
+//!
+//! A request about one customer is logged with its [`DataSubject`] (the kit's
+//! keyed pseudonym of the customer, never the id; see
+//! [`RequestLog::idempotent_about`]), in a `subject` column that
+//! [`RequestLog::add_subject_column`] adds to the table. An erasure calls
+//! [`RequestLog::forget_subject`]: the outcomes of that subject's requests,
+//! which may name the customer, are replaced by an erased marker. The rows stay,
+//! so a retry of such a request neither runs its work again for an erased
+//! customer nor reads the old answer: it is refused
+//! ([`IdempotencyError::SubjectErased`], FAILED_PRECONDITION).
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
@@ -22,12 +32,17 @@ use serde::de::DeserializeOwned;
 
 use crate::db::micros::to_micros;
 use crate::error::ApiError;
+use crate::secrets::PseudonymKey;
 
 const OPERATION: &str = "operation";
 const REQUEST_ID: &str = "request_id";
 const FINGERPRINT: &str = "fingerprint";
 const OUTCOME: &str = "outcome";
 const CREATE_TIME: &str = "create_time";
+const SUBJECT: &str = "subject";
+/// What an erased subject's outcome becomes: not JSON, so no outcome type can
+/// ever read it as an answer.
+const ERASED_OUTCOME: &str = "!erased";
 
 /// One service's table of done requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +60,24 @@ pub struct Request<'a> {
     pub request_id: &'a str,
     /// A digest of the request's content without its id, at most 64 characters.
     pub fingerprint: &'a str,
+}
+
+/// The data subject a request is about, as the kit's keyed pseudonym of the
+/// customer id ([`PseudonymKey::subject`]): what the request log stores so an
+/// erasure finds the customer's requests without the log ever holding the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSubject(String);
+
+impl DataSubject {
+    /// The subject `customer`, pseudonymised with the service's key.
+    pub fn of(key: &PseudonymKey, customer: impl AsRef<str>) -> Self {
+        Self(key.subject(customer))
+    }
+
+    /// The pseudonym.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// What [`RequestLog::idempotent`] did.
@@ -85,6 +118,16 @@ pub enum IdempotencyError {
         #[source]
         source: Option<serde_json::Error>,
     },
+    /// The request was about a customer who has since been erased: its answer
+    /// is gone and its work will not run again.
+    #[error(
+        "this {operation} request was about a customer whose data has since been erased: \
+         it is not run again and its answer is no longer kept"
+    )]
+    SubjectErased {
+        /// The operation that was requested.
+        operation: String,
+    },
     /// The database failed.
     #[error("database error")]
     Database(#[from] DbErr),
@@ -94,6 +137,9 @@ impl From<IdempotencyError> for ApiError {
     fn from(error: IdempotencyError) -> Self {
         match error {
             IdempotencyError::RequestIdReused(_) => ApiError::AlreadyExists(error.to_string()),
+            IdempotencyError::SubjectErased { .. } => {
+                ApiError::FailedPrecondition(error.to_string())
+            }
             IdempotencyError::CorruptOutcome { .. } => ApiError::internal(error),
             // An outage is UNAVAILABLE (retry), a bug INTERNAL: the kit decides once.
             IdempotencyError::Database(error) => ApiError::from(error),
@@ -121,6 +167,17 @@ impl RequestLog {
         }
     }
 
+    /// The migration that adds the nullable `subject` column (and its index) to
+    /// a table made by [`Self::create_table`], named `migration_name` in the
+    /// service's history; a service lists it before it calls
+    /// [`Self::idempotent_about`] or [`Self::forget_subject`].
+    pub fn add_subject_column(self, migration_name: &'static str) -> AddSubjectColumn {
+        AddSubjectColumn {
+            log: self,
+            name: migration_name,
+        }
+    }
+
     /// Runs `work` in `txn` unless `request` was done before.
     ///
     /// The claim on the request id is the transaction's first write, so call it
@@ -131,6 +188,9 @@ impl RequestLog {
     /// `work` fails, return its error and drop `txn`: the rollback releases the
     /// claim, so a retry runs the work again. Rules that depend on the clock
     /// belong inside `work`, so a replay is not held to them.
+    ///
+    /// A request about one customer, whose outcome may name them, is logged with
+    /// [`Self::idempotent_about`] instead.
     pub async fn idempotent<T, E>(
         self,
         txn: &DatabaseTransaction,
@@ -142,7 +202,64 @@ impl RequestLog {
         T: Serialize + DeserializeOwned,
         E: From<IdempotencyError>,
     {
-        if let Some(stored) = self.claim(txn, request, now).await? {
+        self.run(txn, request, None, now, work).await
+    }
+
+    /// [`Self::idempotent`] for a request about `subject`: the log remembers
+    /// whom it was about, so [`Self::forget_subject`] can erase its outcome.
+    /// The table needs [`Self::add_subject_column`].
+    pub async fn idempotent_about<T, E>(
+        self,
+        txn: &DatabaseTransaction,
+        request: Request<'_>,
+        subject: &DataSubject,
+        now: DateTime<Utc>,
+        work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, E>,
+    ) -> Result<Outcome<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<IdempotencyError>,
+    {
+        self.run(txn, request, Some(subject), now, work).await
+    }
+
+    /// Replaces the stored outcome of every request about `subject` with the
+    /// erased marker, in the erasure's transaction, and answers how many it
+    /// replaced (0 when it was done before). The rows stay: a retry of one of
+    /// those requests is refused rather than run again.
+    pub async fn forget_subject(
+        self,
+        txn: &DatabaseTransaction,
+        subject: &DataSubject,
+    ) -> Result<u64, DbErr> {
+        let update = Query::update()
+            .table(self.table)
+            .value(OUTCOME, ERASED_OUTCOME)
+            .and_where(Expr::col(SUBJECT).eq(subject.as_str()))
+            .and_where(Expr::col(OUTCOME).ne(ERASED_OUTCOME))
+            .to_owned();
+        Ok(txn.execute(&update).await?.rows_affected())
+    }
+
+    async fn run<T, E>(
+        self,
+        txn: &DatabaseTransaction,
+        request: Request<'_>,
+        subject: Option<&DataSubject>,
+        now: DateTime<Utc>,
+        work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, E>,
+    ) -> Result<Outcome<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<IdempotencyError>,
+    {
+        if let Some(stored) = self.claim(txn, request, subject, now).await? {
+            if stored == ERASED_OUTCOME {
+                return Err(IdempotencyError::SubjectErased {
+                    operation: request.operation.to_owned(),
+                }
+                .into());
+            }
             let corrupt = |source| IdempotencyError::CorruptOutcome {
                 operation: request.operation.to_owned(),
                 source,
@@ -166,19 +283,28 @@ impl RequestLog {
         self,
         txn: &DatabaseTransaction,
         request: Request<'_>,
+        subject: Option<&DataSubject>,
         now: DateTime<Utc>,
     ) -> Result<Option<String>, IdempotencyError> {
+        let mut columns = vec![OPERATION, REQUEST_ID, FINGERPRINT, OUTCOME, CREATE_TIME];
+        let mut values: Vec<sea_orm::sea_query::SimpleExpr> = vec![
+            request.operation.into(),
+            request.request_id.into(),
+            request.fingerprint.into(),
+            // Only this transaction can see the row before `complete`.
+            "null".into(),
+            to_micros(now).into(),
+        ];
+        // Only logs of requests about someone name the column, so a table
+        // without it (a service not yet migrated) keeps working.
+        if let Some(subject) = subject {
+            columns.push(SUBJECT);
+            values.push(subject.as_str().into());
+        }
         let insert = Query::insert()
             .into_table(self.table)
-            .columns([OPERATION, REQUEST_ID, FINGERPRINT, OUTCOME, CREATE_TIME])
-            .values_panic([
-                request.operation.into(),
-                request.request_id.into(),
-                request.fingerprint.into(),
-                // Only this transaction can see the row before `complete`.
-                "null".into(),
-                to_micros(now).into(),
-            ])
+            .columns(columns)
+            .values_panic(values)
             .on_conflict(
                 OnConflict::columns([OPERATION, REQUEST_ID])
                     .do_nothing()
@@ -267,6 +393,71 @@ impl MigrationTrait for CreateRequestLog {
     }
 }
 
+/// The migration that adds a [`RequestLog`]'s `subject` column (see
+/// [`RequestLog::add_subject_column`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AddSubjectColumn {
+    log: RequestLog,
+    name: &'static str,
+}
+
+impl AddSubjectColumn {
+    fn index_name(&self) -> String {
+        format!("{}_subject", self.log.table)
+    }
+}
+
+impl MigrationName for AddSubjectColumn {
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for AddSubjectColumn {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Requests logged before the column have no subject: their outcomes are
+        // not found by an erasure (nothing can tell whom they were about).
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(self.log.table)
+                    .add_column(ColumnDef::new(SUBJECT).string_len(96).null())
+                    .to_owned(),
+            )
+            .await?;
+        // An erasure finds a subject's requests without scanning the log.
+        manager
+            .create_index(
+                Index::create()
+                    .name(self.index_name())
+                    .table(self.log.table)
+                    .col(SUBJECT)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name(self.index_name())
+                    .table(self.log.table)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(self.log.table)
+                    .drop_column(SUBJECT)
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,8 +496,13 @@ mod tests {
     async fn database(backend: Backend) -> Option<(crate::db::TestDatabase, DatabaseConnection)> {
         let test = fresh_test_database_on(backend, "kit_idem").await.unwrap()?;
         let db = connect(&test.config).await.unwrap();
+        let schema = SchemaManager::new(&db);
         LOG.create_table("m0001_create_kit_requests")
-            .up(&SchemaManager::new(&db))
+            .up(&schema)
+            .await
+            .unwrap();
+        LOG.add_subject_column("m0002_add_kit_request_subject")
+            .up(&schema)
             .await
             .unwrap();
         Some((test, db))
@@ -389,6 +585,133 @@ mod tests {
     )]
     async fn a_retry_replays_another_content_is_refused_and_failed_work_is_undone_on_postgres() {
         replays_reuse_and_rollback(Backend::Postgres).await;
+    }
+
+    /// Runs one request about `customer` whose answer names them.
+    async fn run_about(
+        db: &DatabaseConnection,
+        key: &PseudonymKey,
+        customer: &str,
+        request_id: &str,
+        runs: &mut u32,
+    ) -> Result<Outcome<Receipt>, TestError> {
+        let txn = begin_write(db, LOCK).await.unwrap();
+        let request = Request {
+            operation: "write_note",
+            request_id,
+            fingerprint: "fp",
+        };
+        let subject = DataSubject::of(key, customer);
+        let outcome = LOG
+            .idempotent_about(&txn, request, &subject, Utc::now(), async |_txn| {
+                *runs += 1;
+                Ok::<_, TestError>(Receipt {
+                    ids: vec![],
+                    note: customer.to_owned(),
+                })
+            })
+            .await?;
+        txn.commit().await.unwrap();
+        Ok(outcome)
+    }
+
+    async fn forget(db: &DatabaseConnection, key: &PseudonymKey, customer: &str) -> u64 {
+        let txn = begin_write(db, LOCK).await.unwrap();
+        let forgotten = LOG
+            .forget_subject(&txn, &DataSubject::of(key, customer))
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        forgotten
+    }
+
+    async fn forgetting_a_subject(backend: Backend) {
+        let Some((_test, db)) = database(backend).await else {
+            return;
+        };
+        let key = PseudonymKey::new([7; 32]);
+        let mut runs = 0;
+        run_about(&db, &key, "cust-erased", "r-1", &mut runs)
+            .await
+            .unwrap();
+        run_about(&db, &key, "cust-erased", "r-2", &mut runs)
+            .await
+            .unwrap();
+        run_about(&db, &key, "cust-kept", "r-3", &mut runs)
+            .await
+            .unwrap();
+        run(&db, "r-4", "fp", "about nobody", &mut runs)
+            .await
+            .unwrap();
+        assert_eq!(runs, 4);
+
+        assert_eq!(forget(&db, &key, "cust-erased").await, 2);
+        // The log holds neither the id nor an answer naming it, only its pseudonym.
+        let stored = db
+            .query_all(
+                &Query::select()
+                    .columns([SUBJECT, OUTCOME])
+                    .from(LOG.table)
+                    .to_owned(),
+            )
+            .await
+            .unwrap();
+        for row in stored {
+            let subject: Option<String> = row.try_get("", SUBJECT).unwrap();
+            let outcome: String = row.try_get("", OUTCOME).unwrap();
+            assert!(!outcome.contains("cust-erased"), "{outcome}");
+            assert!(!subject.unwrap_or_default().contains("cust-"));
+        }
+        // A retry of the erased subject's request is refused and runs nothing.
+        match run_about(&db, &key, "cust-erased", "r-1", &mut runs).await {
+            Err(TestError::Idempotency(error @ IdempotencyError::SubjectErased { .. })) => {
+                assert_eq!(
+                    ApiError::from(error).code(),
+                    tonic::Code::FailedPrecondition
+                );
+            }
+            other => panic!("expected an erased subject, got {other:?}"),
+        }
+        assert_eq!(runs, 4);
+        // Other subjects' and subjectless requests still replay their answers.
+        let kept = run_about(&db, &key, "cust-kept", "r-3", &mut runs)
+            .await
+            .unwrap();
+        assert_eq!(
+            kept,
+            Outcome::Replayed(Receipt {
+                ids: vec![],
+                note: "cust-kept".into()
+            })
+        );
+        assert!(
+            !run(&db, "r-4", "fp", "other", &mut runs)
+                .await
+                .unwrap()
+                .is_fresh()
+        );
+        assert_eq!(runs, 4);
+        // A second erasure finds nothing left to forget.
+        assert_eq!(forget(&db, &key, "cust-erased").await, 0);
+        // A new request about the same person (a new account after erasure) runs.
+        let fresh = run_about(&db, &key, "cust-erased", "r-5", &mut runs)
+            .await
+            .unwrap();
+        assert!(fresh.is_fresh());
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_subjects_answers_are_erased_and_their_retries_refused_on_sqlite() {
+        forgetting_a_subject(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(attune_test_postgres),
+        ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
+    )]
+    async fn a_forgotten_subjects_answers_are_erased_and_their_retries_refused_on_postgres() {
+        forgetting_a_subject(Backend::Postgres).await;
     }
 
     #[tokio::test]

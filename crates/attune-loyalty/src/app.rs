@@ -6,7 +6,7 @@ use attune_kit::ApiError;
 use attune_kit::clock::Clock;
 use attune_kit::config::LoyaltyConfig;
 use attune_kit::consent::ConsentChecker;
-use attune_kit::idempotency::{Outcome, Request};
+use attune_kit::idempotency::{DataSubject, Outcome, Request};
 use attune_kit::peer::Peer;
 use attune_kit::secrets::PseudonymKey;
 use chrono::Duration;
@@ -46,10 +46,52 @@ impl Loyalty {
         Ok(attune_kit::db::begin_write(&self.db, WRITE_LOCK).await?)
     }
 
+    /// The data subject `customer` as loyalty's request log records it.
+    pub fn subject(&self, customer: &str) -> DataSubject {
+        DataSubject::of(&self.key, customer)
+    }
+
     /// Runs `work` once per `request_id` of `operation` in a write transaction
-    /// and commits: a replay answers what the first request answered.
+    /// and commits: a replay answers what the first request answered. For
+    /// operations about nobody in particular (rules, the catalogue).
     pub async fn idempotent<T, C>(
         &self,
+        operation: &str,
+        request_id: &str,
+        content: &C,
+        work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError>
+    where
+        T: Serialize + DeserializeOwned,
+        C: Serialize,
+    {
+        self.logged(None, operation, request_id, content, work)
+            .await
+    }
+
+    /// [`Self::idempotent`] for an operation about `customer`: its answer
+    /// names them, so the customer's erasure forgets it and a later retry is
+    /// refused (FAILED_PRECONDITION) instead of answered or run again.
+    pub async fn idempotent_about<T, C>(
+        &self,
+        customer: &str,
+        operation: &str,
+        request_id: &str,
+        content: &C,
+        work: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError>
+    where
+        T: Serialize + DeserializeOwned,
+        C: Serialize,
+    {
+        let subject = self.subject(customer);
+        self.logged(Some(&subject), operation, request_id, content, work)
+            .await
+    }
+
+    async fn logged<T, C>(
+        &self,
+        subject: Option<&DataSubject>,
         operation: &str,
         request_id: &str,
         content: &C,
@@ -62,18 +104,19 @@ impl Loyalty {
         let fingerprint = self.key.fingerprint(content);
         let txn = self.begin_write().await?;
         let now = self.clock.now();
-        let outcome = REQUESTS
-            .idempotent(
-                &txn,
-                Request {
-                    operation,
-                    request_id,
-                    fingerprint: &fingerprint,
-                },
-                now,
-                work,
-            )
-            .await?;
+        let request = Request {
+            operation,
+            request_id,
+            fingerprint: &fingerprint,
+        };
+        let outcome = match subject {
+            Some(subject) => {
+                REQUESTS
+                    .idempotent_about(&txn, request, subject, now, work)
+                    .await?
+            }
+            None => REQUESTS.idempotent(&txn, request, now, work).await?,
+        };
         match outcome {
             Outcome::Fresh(value) => {
                 txn.commit().await?;

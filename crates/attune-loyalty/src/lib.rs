@@ -5,7 +5,8 @@
 //!
 //! `app` is the state every part shares; `ledger` the accounts and entries
 //! (every write under loyalty's write lock); `points` the operations on them;
-//! `earn` the follower of profile's feed; `rewards` the catalogue and vouchers;
+//! `earn` the follower of profile's feed; `offers_schedule` the background
+//! offer pass; `rewards` the catalogue and vouchers;
 //! `rules` the stored definitions; `domain` the pure rules; `api` and `subject`
 //! the gRPC services.
 
@@ -19,6 +20,7 @@ mod ledger;
 mod ledger_model;
 mod offers;
 mod offers_api;
+mod offers_schedule;
 mod points;
 mod rewards;
 mod rules;
@@ -127,6 +129,10 @@ impl attune_kit::Service for LoyaltyService {
         server.spawn_background("loyalty-scheduled-work", {
             let loyalty = loyalty.clone();
             move |cancel| scheduled_work(loyalty, interval, cancel)
+        });
+        server.spawn_background("loyalty-offer-generation", {
+            let loyalty = loyalty.clone();
+            move |cancel| offers_schedule::run(loyalty, interval, cancel)
         });
         let limits = &config.limits;
         server.add_service(attune_kit::with_limits!(

@@ -17,6 +17,7 @@
 
 use attune_kit::ApiError;
 use attune_kit::db::micros::to_micros;
+use attune_kit::peer::within;
 use attune_kit::telemetry::TraceContextInterceptor;
 use attune_kit::types::DataCategory;
 use attune_proto::profile::v1 as profile_pb;
@@ -151,6 +152,32 @@ pub struct Generated {
     pub skipped: Vec<(String, Skip, String)>,
 }
 
+/// At most this many recommended items in a message.
+const MESSAGE_ITEMS: i32 = 3;
+
+/// How long a message waits for recommendation's items before it goes without.
+const RECOMMENDATION_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// An item recommendation suggests for the customer, carried by a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuggestedItem {
+    pub item_id: String,
+    pub title: String,
+    /// Why, for the customer, the primary reason first.
+    pub reasons: Vec<String>,
+    /// `attune.common.v1.DataCategory` values.
+    pub data_categories: Vec<i32>,
+}
+
+/// The message worth sending now.
+#[derive(Debug, Clone)]
+pub struct NextBest {
+    /// What the sending tool reports back (the offer's id when there is one).
+    pub message_id: String,
+    pub offer: Option<Offer>,
+    pub items: Vec<SuggestedItem>,
+}
+
 /// Why no message is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoMessage {
@@ -167,6 +194,15 @@ struct Body {
 
 fn corrupt(what: &str) -> DbErr {
     DbErr::Custom(format!("stored {what} is unreadable"))
+}
+
+/// What generating one customer's offers reads before its write.
+pub(crate) struct OfferInputs {
+    rules: Vec<OfferRule>,
+    /// Whether each marketing purpose a rule's channel needs is granted.
+    marketing: std::collections::BTreeMap<&'static str, bool>,
+    /// `None`: personalization is not granted.
+    facts: Option<Facts>,
 }
 
 /// What the other services said about one customer; `None`: did not answer.
@@ -305,6 +341,21 @@ impl Loyalty {
         customer: &str,
         request_id: &str,
     ) -> Result<Generated, ApiError> {
+        let inputs = self.offer_inputs(customer).await?;
+        self.idempotent_about(
+            customer,
+            "generate_offers",
+            request_id,
+            &json!({ "customer_id": customer }),
+            async |txn| self.issue_offers(txn, customer, &inputs).await,
+        )
+        .await
+    }
+
+    /// What generation for `customer` needs from outside loyalty's write: the
+    /// active rules, the consents and the other services' facts (no peer call
+    /// holds the write lock).
+    pub(crate) async fn offer_inputs(&self, customer: &str) -> Result<OfferInputs, ApiError> {
         let rules: Vec<OfferRule> = offer_rules(&self.db)
             .await?
             .into_iter()
@@ -324,89 +375,121 @@ impl Loyalty {
         } else {
             None
         };
+        Ok(OfferInputs {
+            rules,
+            marketing,
+            facts,
+        })
+    }
+
+    /// Issues the offers `inputs` allow in `txn`, within the weekly cap, one
+    /// live offer per rule and the campaign budgets.
+    pub(crate) async fn issue_offers(
+        &self,
+        txn: &DatabaseTransaction,
+        customer: &str,
+        inputs: &OfferInputs,
+    ) -> Result<Generated, ApiError> {
+        let OfferInputs {
+            rules,
+            marketing,
+            facts,
+        } = inputs;
         let per_week = i64::from(self.settings.offers_per_week);
-        self.idempotent("generate_offers", request_id, &json!({ "customer_id": customer }), async |txn| {
-            let now = self.clock.now();
-            let mut done = Generated::default();
-            let mut this_week = number(
+        let now = self.clock.now();
+        let mut done = Generated::default();
+        let mut this_week = number(
+            txn,
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM loyalty_offers WHERE customer_id = ? AND issue_time > ?",
+            vec![customer.into(), to_micros(now - Duration::days(7)).into()],
+        )
+        .await?;
+        for rule in rules {
+            let skip = |reason, detail: &str| (rule.rule_id.clone(), reason, detail.to_owned());
+            let Some(facts) = &facts else {
+                done.skipped
+                    .push(skip(Skip::NoConsent, "personalization is not granted"));
+                continue;
+            };
+            if let Some(purpose) = rule.channel.purpose()
+                && marketing.get(purpose) != Some(&true)
+            {
+                done.skipped
+                    .push(skip(Skip::NoConsent, &format!("{purpose} is not granted")));
+                continue;
+            }
+            let live = number(
                 txn,
-                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM loyalty_offers WHERE customer_id = ? AND issue_time > ?",
-                vec![customer.into(), to_micros(now - Duration::days(7)).into()],
+                "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM loyalty_offers WHERE customer_id = ? AND rule_id = ? \
+                 AND state IN ('issued', 'seen') AND end_time > ?",
+                vec![customer.into(), rule.rule_id.clone().into(), to_micros(now).into()],
             )
             .await?;
-            for rule in &rules {
-                let skip = |reason, detail: &str| (rule.rule_id.clone(), reason, detail.to_owned());
-                let Some(facts) = &facts else {
-                    done.skipped.push(skip(Skip::NoConsent, "personalization is not granted"));
-                    continue;
-                };
-                if let Some(purpose) = rule.channel.purpose()
-                    && marketing.get(purpose) != Some(&true)
-                {
-                    done.skipped.push(skip(Skip::NoConsent, &format!("{purpose} is not granted")));
-                    continue;
-                }
-                let live = number(
-                    txn,
-                    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM loyalty_offers WHERE customer_id = ? AND rule_id = ? \
-                     AND state IN ('issued', 'seen') AND end_time > ?",
-                    vec![customer.into(), rule.rule_id.clone().into(), to_micros(now).into()],
-                )
-                .await?;
-                if live > 0 {
-                    done.skipped.push(skip(Skip::AlreadyOffered, "a live offer of this rule exists"));
-                    continue;
-                }
-                let decided = match eligible(rule, facts, now) {
-                    Err(detail) => {
-                        done.skipped.push(skip(Skip::SourceUnavailable, detail));
-                        continue;
-                    }
-                    Ok(None) => {
-                        done.skipped.push(skip(Skip::NotEligible, "the customer does not meet the rule"));
-                        continue;
-                    }
-                    Ok(Some(decided)) => decided,
-                };
-                if this_week >= per_week {
-                    done.skipped.push(skip(Skip::CustomerCap, "the customer's weekly offers are used"));
-                    continue;
-                }
-                let taken = exec(
-                    txn,
-                    "UPDATE loyalty_offer_rules SET issued_count = issued_count + 1 WHERE rule_id = ? AND (? = 0 OR issued_count < ?)",
-                    vec![rule.rule_id.clone().into(), rule.campaign_budget.into(), rule.campaign_budget.into()],
-                )
-                .await?
-                .rows_affected();
-                if taken == 0 {
-                    done.skipped.push(skip(Skip::BudgetSpent, "the campaign's budget is spent"));
-                    continue;
-                }
-                let (reason, categories, items) = decided;
-                let offer = Offer {
-                    offer_id: uuid::Uuid::new_v4().to_string(),
-                    customer_id: customer.to_owned(),
-                    rule_id: rule.rule_id.clone(),
-                    kind: rule.kind,
-                    state: OfferState::Issued,
-                    title: rule.title.clone(),
-                    reason,
-                    data_categories: categories.into_iter().map(|c| c.as_str().to_owned()).collect(),
-                    discount_bp: rule.discount_bp,
-                    item_ids: items,
-                    channel: rule.channel,
-                    campaign_id: rule.campaign_id.clone(),
-                    start: now,
-                    end: now + rule.validity,
-                };
-                store_offer(txn, &offer, now).await?;
-                this_week += 1;
-                done.issued.push(offer);
+            if live > 0 {
+                done.skipped.push(skip(
+                    Skip::AlreadyOffered,
+                    "a live offer of this rule exists",
+                ));
+                continue;
             }
-            Ok(done)
-        })
-        .await
+            let decided = match eligible(rule, facts, now) {
+                Err(detail) => {
+                    done.skipped.push(skip(Skip::SourceUnavailable, detail));
+                    continue;
+                }
+                Ok(None) => {
+                    done.skipped.push(skip(
+                        Skip::NotEligible,
+                        "the customer does not meet the rule",
+                    ));
+                    continue;
+                }
+                Ok(Some(decided)) => decided,
+            };
+            if this_week >= per_week {
+                done.skipped.push(skip(
+                    Skip::CustomerCap,
+                    "the customer's weekly offers are used",
+                ));
+                continue;
+            }
+            let taken = exec(
+                txn,
+                "UPDATE loyalty_offer_rules SET issued_count = issued_count + 1 WHERE rule_id = ? AND (? = 0 OR issued_count < ?)",
+                vec![rule.rule_id.clone().into(), rule.campaign_budget.into(), rule.campaign_budget.into()],
+            )
+            .await?
+            .rows_affected();
+            if taken == 0 {
+                done.skipped
+                    .push(skip(Skip::BudgetSpent, "the campaign's budget is spent"));
+                continue;
+            }
+            let (reason, categories, items) = decided;
+            let offer = Offer {
+                offer_id: uuid::Uuid::new_v4().to_string(),
+                customer_id: customer.to_owned(),
+                rule_id: rule.rule_id.clone(),
+                kind: rule.kind,
+                state: OfferState::Issued,
+                title: rule.title.clone(),
+                reason,
+                data_categories: categories
+                    .into_iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect(),
+                discount_bp: rule.discount_bp,
+                item_ids: items,
+                channel: rule.channel,
+                campaign_id: rule.campaign_id.clone(),
+                start: now,
+                end: now + rule.validity,
+            };
+            store_offer(txn, &offer, now).await?;
+            this_week += 1;
+            done.issued.push(offer);
+        }
+        Ok(done)
     }
 
     /// A page of a customer's offers, newest first, before `(issue time, id)`.
@@ -445,40 +528,48 @@ impl Loyalty {
         request_id: &str,
     ) -> Result<Offer, ApiError> {
         let content = json!({ "customer_id": customer, "offer_id": offer_id, "state": to });
-        self.idempotent("update_offer_state", request_id, &content, async |txn| {
-            let now = self.clock.now();
-            let row: Body = one(
-                txn,
-                "SELECT body FROM loyalty_offers WHERE offer_id = ? AND customer_id = ?",
-                vec![offer_id.into(), customer.into()],
-            )
-            .await?
-            .ok_or_else(|| ApiError::NotFound("no such offer for this customer".into()))?;
-            let mut offer = offer_of(&row.body, now)?;
-            match (offer.state, to) {
-                (OfferState::Expired, _) => {
-                    return Err(ApiError::FailedPrecondition("the offer has expired".into()));
+        self.idempotent_about(
+            customer,
+            "update_offer_state",
+            request_id,
+            &content,
+            async |txn| {
+                let now = self.clock.now();
+                let row: Body = one(
+                    txn,
+                    "SELECT body FROM loyalty_offers WHERE offer_id = ? AND customer_id = ?",
+                    vec![offer_id.into(), customer.into()],
+                )
+                .await?
+                .ok_or_else(|| ApiError::NotFound("no such offer for this customer".into()))?;
+                let mut offer = offer_of(&row.body, now)?;
+                match (offer.state, to) {
+                    (OfferState::Expired, _) => {
+                        return Err(ApiError::FailedPrecondition("the offer has expired".into()));
+                    }
+                    (OfferState::Redeemed, _) => {
+                        return Err(ApiError::FailedPrecondition(
+                            "the offer was redeemed".into(),
+                        ));
+                    }
+                    (OfferState::Seen, OfferState::Seen) => return Ok(offer),
+                    _ => offer.state = to,
                 }
-                (OfferState::Redeemed, _) => {
-                    return Err(ApiError::FailedPrecondition(
-                        "the offer was redeemed".into(),
-                    ));
-                }
-                (OfferState::Seen, OfferState::Seen) => return Ok(offer),
-                _ => offer.state = to,
-            }
-            store_offer(txn, &offer, now).await?;
-            Ok(offer)
-        })
+                store_offer(txn, &offer, now).await?;
+                Ok(offer)
+            },
+        )
         .await
     }
 
-    /// The next-best message for `customer` on `channel` now.
+    /// The next-best message for `customer` on `channel` now: the newest live
+    /// offer for the channel not sent recently, with recommendation's items for
+    /// the customer alongside, or those items alone when no offer is due.
     pub async fn next_best_message(
         &self,
         customer: &str,
         channel: Channel,
-    ) -> Result<Result<Offer, NoMessage>, ApiError> {
+    ) -> Result<Result<NextBest, NoMessage>, ApiError> {
         let now = self.clock.now();
         let Some(purpose) = channel.purpose() else {
             return Ok(Err(NoMessage::NothingRelevant));
@@ -505,13 +596,96 @@ impl Loyalty {
             vec![customer.into(), channel.as_str().into(), to_micros(now).into(), to_micros(now - repeat).into()],
         )
         .await?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(Err(NoMessage::NothingRelevant));
+        let offer = rows
+            .into_iter()
+            .next()
+            .map(|row| offer_of(&row.body, now))
+            .transpose()?;
+        let mut items = self.suggested_items(customer).await;
+        let message = match offer {
+            Some(offer) => {
+                items.retain(|item| !offer.item_ids.contains(&item.item_id));
+                NextBest {
+                    message_id: offer.offer_id.clone(),
+                    offer: Some(offer),
+                    items,
+                }
+            }
+            None if items.is_empty() => return Ok(Err(NoMessage::NothingRelevant)),
+            None => {
+                let message_id = self.items_message_id(&items);
+                let recently = number(
+                    &self.db,
+                    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM loyalty_messages WHERE customer_id = ? AND channel = ? \
+                     AND offer_id = ? AND send_time > ?",
+                    vec![customer.into(), channel.as_str().into(), message_id.clone().into(), to_micros(now - repeat).into()],
+                )
+                .await?;
+                if recently > 0 {
+                    return Ok(Err(NoMessage::NothingRelevant));
+                }
+                NextBest {
+                    message_id,
+                    offer: None,
+                    items,
+                }
+            }
         };
         if self.quiet_now(customer, now).await {
             return Ok(Err(NoMessage::QuietHours));
         }
-        Ok(Ok(offer_of(&row.body, now)?))
+        Ok(Ok(message))
+    }
+
+    /// Recommendation's items for `customer` in a message, within
+    /// [`RECOMMENDATION_BUDGET`]; none when recommendation is not reachable
+    /// from here, fails or is slow (the message then carries its offer alone).
+    async fn suggested_items(&self, customer: &str) -> Vec<SuggestedItem> {
+        let Some(peer) = &self.recommendation else {
+            return Vec::new();
+        };
+        let mut client =
+            RecommendationServiceClient::with_interceptor(peer.clone(), TraceContextInterceptor);
+        let mut request = tonic::Request::new(rec_pb::GetRecommendationsRequest {
+            customer_id: customer.to_owned(),
+            placement: rec_pb::Placement::Email.into(),
+            context: None,
+            filter: Some(rec_pb::RecommendationFilter {
+                in_stock_only: true,
+                ..Default::default()
+            }),
+            max_results: MESSAGE_ITEMS,
+            page_token: String::new(),
+        });
+        request.set_timeout(RECOMMENDATION_BUDGET);
+        let answer = within(RECOMMENDATION_BUDGET, client.get_recommendations(request)).await;
+        let Some(answer) = answer.answered() else {
+            return Vec::new();
+        };
+        answer
+            .items
+            .into_iter()
+            .map(|item| SuggestedItem {
+                title: item.item.map(|i| i.title).unwrap_or_default(),
+                reasons: item
+                    .reason
+                    .into_iter()
+                    .chain(item.further_reasons)
+                    .map(|r| r.text)
+                    .filter(|text| !text.is_empty())
+                    .collect(),
+                data_categories: item.data_categories,
+                item_id: item.item_id,
+            })
+            .collect()
+    }
+
+    /// The id of a message of `items` alone: the same items, the same id.
+    fn items_message_id(&self, items: &[SuggestedItem]) -> String {
+        let mut ids: Vec<&str> = items.iter().map(|i| i.item_id.as_str()).collect();
+        ids.sort_unstable();
+        let digest = self.key.digest("loyalty-message-items", &ids.join("\n"));
+        format!("items-{}", &digest[..32])
     }
 
     /// Whether it is quiet hours for `customer` (their zero-party time zone; UTC

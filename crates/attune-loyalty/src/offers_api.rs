@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::app::Loyalty;
 use crate::convert;
-use crate::offers::{Channel, NoMessage, Offer, OfferKind, OfferRule, OfferState, Skip};
+use crate::offers::{Channel, NextBest, NoMessage, Offer, OfferKind, OfferRule, OfferState, Skip};
 
 /// The offers API over the service's state.
 #[derive(Debug, Clone)]
@@ -255,12 +255,35 @@ fn parse_rule(v: &mut Violations, rule: Option<pb::OfferRule>) -> Option<OfferRu
     })
 }
 
-fn message(customer: &str, channel: Channel, offer: Offer) -> pb::Message {
+fn message(customer: &str, channel: Channel, message: NextBest) -> pb::Message {
+    let NextBest {
+        message_id,
+        offer,
+        items,
+    } = message;
+    let reason = match (&offer, items.first()) {
+        (Some(offer), _) => format!("{}; not sent to you recently", offer.reason),
+        (None, Some(item)) => format!(
+            "Items picked for you ({}); not sent to you recently",
+            item.reasons.first().map_or("recommended", String::as_str)
+        ),
+        (None, None) => String::new(),
+    };
     pb::Message {
         customer_id: customer.to_owned(),
         channel: channel_to(channel).into(),
-        reason: format!("{}; not sent to you recently", offer.reason),
-        offer: Some(offer_to_proto(offer)),
+        reason,
+        offer: offer.map(offer_to_proto),
+        recommended_items: items
+            .into_iter()
+            .map(|item| pb::MessageItem {
+                item_id: item.item_id,
+                title: item.title,
+                reasons: item.reasons,
+                data_categories: item.data_categories,
+            })
+            .collect(),
+        message_id,
     }
 }
 
@@ -418,8 +441,8 @@ impl OfferService for OfferApi {
             .next_best_message(customer.as_ref(), channel)
             .await?
         {
-            Ok(offer) => pb::GetNextBestMessageResponse {
-                message: Some(message(customer.as_ref(), channel, offer)),
+            Ok(next) => pb::GetNextBestMessageResponse {
+                message: Some(message(customer.as_ref(), channel, next)),
                 no_message_reason: pb::NoMessageReason::Unspecified.into(),
             },
             Err(reason) => pb::GetNextBestMessageResponse {
@@ -459,8 +482,8 @@ impl OfferService for OfferApi {
         let mut messages = Vec::new();
         let mut last = String::new();
         for customer in customers.into_iter().take(size as usize) {
-            if let Ok(offer) = self.loyalty.next_best_message(&customer, channel).await? {
-                messages.push(message(&customer, channel, offer));
+            if let Ok(next) = self.loyalty.next_best_message(&customer, channel).await? {
+                messages.push(message(&customer, channel, next));
             }
             last = customer;
         }

@@ -54,7 +54,8 @@ impl Loyalty {
         request_id: &str,
     ) -> Result<AccountView, ApiError> {
         let lifetime = self.points_lifetime();
-        self.idempotent(
+        self.idempotent_about(
+            customer,
             "open_account",
             request_id,
             &json!({ "customer_id": customer }),
@@ -97,23 +98,29 @@ impl Loyalty {
     ) -> Result<Booked, ApiError> {
         let content = json!({ "customer_id": customer, "points": points, "order_id": order_id, "description": description });
         let lifetime = self.points_lifetime();
-        self.idempotent("redeem_points", request_id, &content, async |txn| {
-            let now = self.clock.now();
-            if !ledger::exists(txn, customer).await? {
-                return Err(not_found());
-            }
-            ledger::settle(txn, Some(customer), now, lifetime).await?;
-            let mut entry = NewEntry::new(
-                EntryKind::Redeem,
-                -points,
-                format!("redeem_points/{request_id}"),
-            );
-            entry.order_id = order_id.to_owned();
-            entry.description = description.to_owned();
-            let entry = ledger::debit(txn, customer, entry, now, lifetime).await?;
-            let account = ledger::require_view(txn, customer, now).await?;
-            Ok(Booked { entry, account })
-        })
+        self.idempotent_about(
+            customer,
+            "redeem_points",
+            request_id,
+            &content,
+            async |txn| {
+                let now = self.clock.now();
+                if !ledger::exists(txn, customer).await? {
+                    return Err(not_found());
+                }
+                ledger::settle(txn, Some(customer), now, lifetime).await?;
+                let mut entry = NewEntry::new(
+                    EntryKind::Redeem,
+                    -points,
+                    format!("redeem_points/{request_id}"),
+                );
+                entry.order_id = order_id.to_owned();
+                entry.description = description.to_owned();
+                let entry = ledger::debit(txn, customer, entry, now, lifetime).await?;
+                let account = ledger::require_view(txn, customer, now).await?;
+                Ok(Booked { entry, account })
+            },
+        )
         .await
     }
 
@@ -152,7 +159,8 @@ impl Loyalty {
 
     /// Books a correction.
     pub async fn adjust(&self, adjustment: Adjustment) -> Result<Booked, ApiError> {
-        self.idempotent(
+        self.idempotent_about(
+            &adjustment.customer_id.clone(),
             "adjust_points",
             &adjustment.request_id.clone(),
             &adjustment,
@@ -178,15 +186,17 @@ impl Loyalty {
         let mut outcomes = Vec::with_capacity(adjustments.len());
         for adjustment in adjustments {
             let fingerprint = self.key.fingerprint(&adjustment);
+            let subject = self.subject(&adjustment.customer_id);
             let savepoint = txn.begin().await?;
             let result = REQUESTS
-                .idempotent(
+                .idempotent_about(
                     &savepoint,
                     Request {
                         operation: "adjust_points",
                         request_id: &adjustment.request_id,
                         fingerprint: &fingerprint,
                     },
+                    &subject,
                     now,
                     async |sp| -> Result<Booked, ApiError> {
                         let entry = self.adjust_in(sp, &adjustment).await?;

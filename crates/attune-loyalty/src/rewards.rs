@@ -245,7 +245,7 @@ impl Loyalty {
     ) -> Result<Redeemed, ApiError> {
         let content = json!({ "customer_id": customer, "reward_id": reward_id });
         let lifetime = self.points_lifetime();
-        self.idempotent("redeem_reward", request_id, &content, async |txn| {
+        self.idempotent_about(customer, "redeem_reward", request_id, &content, async |txn| {
             let now = self.clock.now();
             if !ledger::exists(txn, customer).await? {
                 return Err(ApiError::NotFound("the customer has no loyalty account".into()));
@@ -345,7 +345,7 @@ impl Loyalty {
     ) -> Result<Redeemed, ApiError> {
         let content = json!({ "customer_id": customer, "voucher_code": code });
         let lifetime = self.points_lifetime();
-        self.idempotent("cancel_redemption", request_id, &content, async |txn| {
+        self.idempotent_about(customer, "cancel_redemption", request_id, &content, async |txn| {
             let now = self.clock.now();
             let row = one::<VoucherRow>(
                 txn,
@@ -397,7 +397,7 @@ impl Loyalty {
     ) -> Result<Voucher, ApiError> {
         let content =
             json!({ "customer_id": customer, "voucher_code": code, "order_id": order_id });
-        self.idempotent("use_voucher", request_id, &content, async |txn| {
+        self.idempotent_about(customer, "use_voucher", request_id, &content, async |txn| {
             let now = self.clock.now();
             let used = exec(
                 txn,
@@ -441,26 +441,32 @@ impl Loyalty {
     ) -> Result<Voucher, ApiError> {
         let content =
             json!({ "customer_id": customer, "voucher_code": code, "order_id": order_id });
-        self.idempotent("release_voucher", request_id, &content, async |txn| {
-            let now = self.clock.now();
-            exec(
+        self.idempotent_about(
+            customer,
+            "release_voucher",
+            request_id,
+            &content,
+            async |txn| {
+                let now = self.clock.now();
+                exec(
                 txn,
                 "UPDATE loyalty_vouchers SET state = 'issued', order_id = NULL, use_time = NULL \
                  WHERE voucher_code = ? AND customer_id = ? AND state = 'used' AND order_id = ?",
                 vec![code.into(), customer.into(), order_id.into()],
             )
             .await?;
-            let voucher = self.voucher_in(txn, customer, code, now).await?;
-            match voucher.state {
-                VoucherState::Used => Err(ApiError::FailedPrecondition(
-                    "the voucher is used for another order".into(),
-                )),
-                VoucherState::Cancelled => Err(ApiError::FailedPrecondition(
-                    "the voucher is cancelled".into(),
-                )),
-                VoucherState::Issued | VoucherState::Expired => Ok(voucher),
-            }
-        })
+                let voucher = self.voucher_in(txn, customer, code, now).await?;
+                match voucher.state {
+                    VoucherState::Used => Err(ApiError::FailedPrecondition(
+                        "the voucher is used for another order".into(),
+                    )),
+                    VoucherState::Cancelled => Err(ApiError::FailedPrecondition(
+                        "the voucher is cancelled".into(),
+                    )),
+                    VoucherState::Issued | VoucherState::Expired => Ok(voucher),
+                }
+            },
+        )
         .await
     }
 

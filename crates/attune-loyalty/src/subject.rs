@@ -196,6 +196,11 @@ async fn erase_in(
     now: DateTime<Utc>,
 ) -> Result<Erased, ApiError> {
     let pseudonym = loyalty.key.subject(customer);
+    // The answers of the customer's earlier requests name them: forgotten, so a
+    // retry of one is refused rather than answered or run again.
+    let requests = REQUESTS
+        .forget_subject(txn, &loyalty.subject(customer))
+        .await?;
     // Erased lots stop taking part in scheduled work: there is no account left
     // for them to move.
     let entries = exec(
@@ -228,7 +233,7 @@ async fn erase_in(
         .await?
         .rows_affected();
     }
-    let count = entries + vouchers + deleted;
+    let count = entries + vouchers + deleted + requests;
     Ok(Erased {
         erased_record_count: i64::try_from(count).unwrap_or(i64::MAX),
         erase_time: now,

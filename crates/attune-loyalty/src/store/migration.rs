@@ -20,6 +20,9 @@ impl MigratorTrait for Migrator {
             Box::new(attune_kit::follower::CreateFeedCursors),
             Box::new(Ledger),
             Box::new(VoucherUse),
+            // Whom each logged request was about, so an erasure forgets its answers.
+            Box::new(REQUESTS.add_subject_column("m0003_request_subject")),
+            Box::new(OfferPeriod),
         ]
     }
 
@@ -168,6 +171,27 @@ impl MigrationTrait for VoucherUse {
         db.execute_unprepared("ALTER TABLE loyalty_vouchers ADD COLUMN order_id TEXT")
             .await?;
         db.execute_unprepared("ALTER TABLE loyalty_vouchers ADD COLUMN use_time BIGINT")
+            .await?;
+        Ok(())
+    }
+}
+
+/// The period of the background offer pass each account was last considered
+/// in (see `offers_schedule`): the pass takes the accounts behind it.
+struct OfferPeriod;
+
+impl MigrationName for OfferPeriod {
+    fn name(&self) -> &str {
+        "m0004_offer_period"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for OfferPeriod {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        // The pass walks accounts by their primary key; no index of its own.
+        db.execute_unprepared("ALTER TABLE loyalty_accounts ADD COLUMN offer_period BIGINT")
             .await?;
         Ok(())
     }
