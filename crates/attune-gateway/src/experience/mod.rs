@@ -15,12 +15,14 @@ mod backends;
 mod consent;
 mod delivery;
 mod explain;
+mod ladder;
 mod loyalty;
 mod profile;
 mod recommendations;
 mod request;
 mod status;
 mod store;
+mod survivor;
 
 use std::time::Duration;
 
@@ -37,9 +39,12 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::backend::Backend;
 use crate::data_subject::DataSubjectRequests;
+use crate::policy::Principal;
 use backends::{PageBackends, timed};
 use consent::Grants;
+use ladder::LadderCache;
 use request::{Identification, Page, PageRequest};
+use survivor::Survivors;
 
 /// Time kept back from the caller's deadline to compose and send the answer:
 /// 10 ms, plus 5% of what remains (a busy machine takes longer to answer).
@@ -56,6 +61,8 @@ pub struct Experience {
     backends: PageBackends,
     checker: Option<ConsentChecker>,
     subjects: DataSubjectRequests,
+    survivors: Survivors,
+    ladder: LadderCache,
     clock: Clock,
 }
 
@@ -72,6 +79,8 @@ impl Experience {
             backends: PageBackends::new(backends),
             checker,
             subjects: DataSubjectRequests::new(backends),
+            survivors: Survivors::default(),
+            ladder: LadderCache::default(),
             clock,
         }
     }
@@ -135,28 +144,41 @@ impl Experience {
     async fn page(
         &self,
         request: PageRequest,
+        principal: Option<&Principal>,
         deadline: Option<Instant>,
     ) -> Result<pb::GetPageExperienceResponse, Status> {
-        let identified = match request
+        let customer_id = match request
             .store
             .as_ref()
             .and_then(|s| s.identification.as_ref())
         {
+            // Profile's lookup answers with the surviving profile already.
             Some(identification) => Some(
                 self.identify(identification, deadline, request.part_budget)
                     .await?,
             ),
-            None => None,
+            None => match &request.customer {
+                Some(customer) => Some(
+                    self.survivors
+                        .resolve(
+                            customer.as_ref(),
+                            principal,
+                            &self.backends,
+                            budget(request.part_budget, deadline, answer_margin(deadline)),
+                        )
+                        .await,
+                ),
+                None => None,
+            },
         };
-        let customer = identified
-            .as_deref()
-            .or(request.customer.as_ref().map(AsRef::as_ref));
+        let customer = customer_id.as_deref();
         let grants = self.grants(customer).await;
         let page = Composition {
             request: &request,
             customer,
             grants: &grants,
             backends: &self.backends,
+            ladder: &self.ladder,
             deadline,
             now: self.clock.now(),
         };
@@ -196,6 +218,8 @@ pub(crate) struct Composition<'a> {
     customer: Option<&'a str>,
     grants: &'a Grants,
     backends: &'a PageBackends,
+    /// Loyalty's tier ladder, shared by every page.
+    ladder: &'a LadderCache,
     deadline: Option<Instant>,
     now: DateTime<Utc>,
 }
@@ -218,8 +242,11 @@ impl GatewayService for Experience {
         request: Request<pb::GetPageExperienceRequest>,
     ) -> Result<Response<pb::GetPageExperienceResponse>, Status> {
         let deadline = caller_deadline(request.metadata());
+        let principal = request.extensions().get::<Principal>().cloned();
         let request = PageRequest::try_from(request.into_inner())?;
-        self.page(request, deadline).await.map(Response::new)
+        self.page(request, principal.as_ref(), deadline)
+            .await
+            .map(Response::new)
     }
 
     async fn explain_data_use(
