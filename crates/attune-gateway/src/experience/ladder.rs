@@ -15,10 +15,13 @@ use super::backends::{PageBackends, timed};
 /// How long a ladder is used before loyalty is asked again.
 const LADDER_FOR: Duration = Duration::from_secs(1);
 
+/// A ladder as loyalty answered it, and when it was asked.
+type Answered = (Instant, Arc<[loyalty_pb::Tier]>);
+
 /// The ladder as loyalty last answered, and when. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LadderCache {
-    last: Arc<Mutex<Option<(Instant, Arc<[loyalty_pb::Tier]>)>>>,
+    last: Arc<Mutex<Option<Answered>>>,
 }
 
 impl LadderCache {
@@ -59,7 +62,7 @@ impl LadderCache {
         }
     }
 
-    fn current(&self) -> Option<(Instant, Arc<[loyalty_pb::Tier]>)> {
+    fn current(&self) -> Option<Answered> {
         self.last
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
