@@ -3,7 +3,8 @@
 //! the customer's consent, greeting and points, on SQLite and PostgreSQL. With
 //! authentication, a customer's token naming a visitor merged into it gets its
 //! own page, a service's key gets the survivor's, and the visitor's old token
-//! is never redirected to the customer it was merged into.
+//! is never redirected to the customer it was merged into. The page's read is
+//! in the survivor's data-access log.
 
 #![allow(clippy::unwrap_used)] // panics fail tests
 
@@ -17,7 +18,7 @@ use attune_tests::gateway_policy::{
     Credential, OPS_KEY, customer_token, secured_app, with_credential,
 };
 use attune_tests::profile_people::{create_anonymous, create_known, merge, set_zero_party};
-use attune_tests::{Backend, TestApp, backend_tests};
+use attune_tests::{Backend, TestApp, backend_tests, eventually};
 
 /// A new anonymous visitor's id, as profile made it.
 async fn visitor(app: &TestApp, credential: &Credential) -> String {
@@ -86,6 +87,13 @@ backend_tests! {
         let loyalty = page.loyalty.unwrap();
         assert_eq!(state(loyalty.status.as_ref()), (pb::PartState::Ok, pb::PartReason::Unspecified));
         assert_eq!(loyalty.account.unwrap().available_points, 500);
+
+        // The page read the customer's data: it is in the customer's
+        // data-access log, though the request named the visitor.
+        eventually("the page is in the survivor's data-access log", async || {
+            app.page_reads("m-anna").await >= 1
+        })
+        .await;
 
         // A live customer and an id profile never saw are their own pages.
         assert_eq!(app.page(cart_page("m-anna")).await.customer_id, "m-anna");

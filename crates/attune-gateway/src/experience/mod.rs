@@ -37,6 +37,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tonic::{Code, Request, Response, Status};
 
+use crate::access_log::{AccessLog, Caller, read_of};
 use crate::backend::Backend;
 use crate::data_subject::DataSubjectRequests;
 use crate::policy::Principal;
@@ -63,6 +64,8 @@ pub struct Experience {
     subjects: DataSubjectRequests,
     survivors: Survivors,
     ladder: LadderCache,
+    /// Where a page records the read of a customer the request did not name.
+    access_log: Option<AccessLog>,
     clock: Clock,
 }
 
@@ -81,8 +84,17 @@ impl Experience {
             subjects: DataSubjectRequests::new(backends),
             survivors: Survivors::default(),
             ladder: LadderCache::default(),
+            access_log: None,
             clock,
         }
+    }
+
+    /// Records in `access_log` each page composed for a customer the request
+    /// did not name (identified by card or app code at a till, or the survivor
+    /// of a merged id): the policy records only the ids a request names.
+    pub fn recording_reads(mut self, access_log: AccessLog) -> Self {
+        self.access_log = Some(access_log);
+        self
     }
 
     /// The cached checker, to follow consent's change stream.
@@ -172,6 +184,11 @@ impl Experience {
             },
         };
         let customer = customer_id.as_deref();
+        if let Some(customer) = customer
+            && request.customer.as_ref().map(AsRef::as_ref) != Some(customer)
+        {
+            self.record_read(customer, principal).await;
+        }
         let grants = self.grants(customer).await;
         let page = Composition {
             request: &request,
@@ -210,6 +227,23 @@ impl Experience {
         })
     }
 }
+
+impl Experience {
+    async fn record_read(&self, customer: &str, principal: Option<&Principal>) {
+        let (Some(log), Some(read), Ok(customer)) = (
+            &self.access_log,
+            read_of(PAGE_RPC),
+            attune_kit::types::CustomerId::parse(customer),
+        ) else {
+            return;
+        };
+        let caller = principal.map_or_else(Caller::development, Principal::as_caller);
+        log.record(read.by(caller, customer)).await;
+    }
+}
+
+/// The page's RPC, as the data-access log names it.
+const PAGE_RPC: &str = "attune.gateway.v1.GatewayService/GetPageExperience";
 
 /// What every part of one page shares.
 pub(crate) struct Composition<'a> {
