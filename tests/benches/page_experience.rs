@@ -15,7 +15,12 @@
 //! 3. Closed loop: `PAGE_BENCH_CONCURRENCY` callers as fast as they can, the
 //!    most pages per second.
 //!
-//! `PAGE_BENCH_ADDR` (default http://127.0.0.1:50191) names the server.
+//! `PAGE_BENCH_PARTS` (comma-separated: profile, recommendations, loyalty,
+//! delivery; default all four) asks for those parts only, to see what each
+//! costs. `PAGE_BENCH_ADDR` (default http://127.0.0.1:50191) names the server. With
+//! `PAGE_BENCH_SERVER_PID` (the script sets it) each phase also reports the
+//! server's CPU time (user + system, from `/proc/PID/stat`) per page: unlike
+//! latency, that stays true while other work shares the machine.
 
 #![allow(clippy::print_stdout)] // a benchmark's report is its output
 #![allow(clippy::unwrap_used)] // a failed setup is how a benchmark stops
@@ -56,9 +61,68 @@ fn env_number(name: &str, default: u64) -> u64 {
     })
 }
 
+/// The server's CPU time so far (user + system), when its pid is known.
+fn server_cpu() -> Option<Duration> {
+    let pid = std::env::var("PAGE_BENCH_SERVER_PID").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) in parentheses: utime
+    // and stime are the 14th and 15th of the whole line, in clock ticks.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_secs_f64(
+        ticks as f64 / clock_ticks_per_second(),
+    ))
+}
+
+/// `getconf CLK_TCK`: 100 on every Linux this runs on.
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// `, server CPU N µs/page (M% of a core)` for `pages` served in `wall`
+/// since `before`; empty without the server's pid.
+fn cpu_report(before: Option<Duration>, pages: usize, wall: Duration) -> String {
+    match (before, server_cpu()) {
+        (Some(before), Some(after)) => {
+            let cpu = after.saturating_sub(before);
+            format!(
+                ", server CPU {:.0} µs/page ({:.0}% of a core)",
+                cpu.as_secs_f64() * 1e6 / pages.max(1) as f64,
+                cpu.as_secs_f64() * 100.0 / wall.as_secs_f64(),
+            )
+        }
+        _ => String::new(),
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
+}
+
+/// The page every call asks for: a cart page with the parts `PAGE_BENCH_PARTS` names.
+fn page_for(n: u64) -> pb::GetPageExperienceRequest {
+    let mut page = cart_page(&customer(n));
+    if let Ok(parts) = std::env::var("PAGE_BENCH_PARTS") {
+        page.parts = parts
+            .split(',')
+            .map(|part| match part.trim() {
+                "profile" => pb::PagePart::Profile,
+                "recommendations" => pb::PagePart::Recommendations,
+                "loyalty" => pb::PagePart::Loyalty,
+                "delivery" => pb::PagePart::Delivery,
+                other => panic!("PAGE_BENCH_PARTS: unknown part {other:?}"),
+            } as i32)
+            .collect();
+    }
+    page
 }
 
 fn customer(n: u64) -> String {
@@ -231,6 +295,7 @@ async fn open_loop(channel: Channel, customers: u64, rate: u64, seconds: u64) {
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let degraded = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let cpu_before = server_cpu();
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
     for n in 0..total {
@@ -239,9 +304,7 @@ async fn open_loop(channel: Channel, customers: u64, rate: u64, seconds: u64) {
         let mut client = GatewayServiceClient::new(channel.clone());
         let (degraded, failed) = (Arc::clone(&degraded), Arc::clone(&failed));
         tasks.push(tokio::spawn(async move {
-            let answer = client
-                .get_page_experience(cart_page(&customer(n % customers)))
-                .await;
+            let answer = client.get_page_experience(page_for(n % customers)).await;
             let latency = scheduled.elapsed();
             match answer {
                 Ok(page) if all_ok(page.get_ref()) => {}
@@ -260,9 +323,10 @@ async fn open_loop(channel: Channel, customers: u64, rate: u64, seconds: u64) {
         samples.push(task.await.unwrap());
     }
     let wall = started.elapsed();
+    let cpu = cpu_report(cpu_before, samples.len(), wall);
     samples.sort();
     println!(
-        "GetPageExperience open loop at {rate}/s: {} pages in {:.2}s ({:.0}/s), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} degraded, {} failed",
+        "GetPageExperience open loop at {rate}/s: {} pages in {:.2}s ({:.0}/s), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} degraded, {} failed{cpu}",
         samples.len(),
         wall.as_secs_f64(),
         samples.len() as f64 / wall.as_secs_f64(),
@@ -276,6 +340,7 @@ async fn open_loop(channel: Channel, customers: u64, rate: u64, seconds: u64) {
 
 /// As many pages as `concurrency` callers can get.
 async fn closed_loop(channel: Channel, customers: u64, concurrency: u64, seconds: u64) {
+    let cpu_before = server_cpu();
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
@@ -287,7 +352,7 @@ async fn closed_loop(channel: Channel, customers: u64, concurrency: u64, seconds
             while Instant::now() < end {
                 let t = Instant::now();
                 client
-                    .get_page_experience(cart_page(&customer(n % customers)))
+                    .get_page_experience(page_for(n % customers))
                     .await
                     .unwrap();
                 samples.push(t.elapsed());
@@ -301,9 +366,10 @@ async fn closed_loop(channel: Channel, customers: u64, concurrency: u64, seconds
         samples.extend(task.await.unwrap());
     }
     let wall = started.elapsed();
+    let cpu = cpu_report(cpu_before, samples.len(), wall);
     samples.sort();
     println!(
-        "GetPageExperience closed loop x{concurrency} callers: {} pages in {:.2}s ({:.0}/s), p50 {:.2} ms, p99 {:.2} ms",
+        "GetPageExperience closed loop x{concurrency} callers: {} pages in {:.2}s ({:.0}/s), p50 {:.2} ms, p99 {:.2} ms{cpu}",
         samples.len(),
         wall.as_secs_f64(),
         samples.len() as f64 / wall.as_secs_f64(),

@@ -35,6 +35,24 @@ impl TestApp {
             .into_inner()
     }
 
+    /// How many page reads (GetPageExperience) `customer`'s data-access log
+    /// holds, among its newest 100 entries.
+    pub async fn page_reads(&self, customer: &str) -> usize {
+        self.data_access()
+            .list_data_access(pb::ListDataAccessRequest {
+                customer_id: customer.into(),
+                page_size: 100,
+                page_token: String::new(),
+            })
+            .await
+            .expect("the data-access log is listed")
+            .into_inner()
+            .accesses
+            .iter()
+            .filter(|access| access.rpc == "attune.gateway.v1.GatewayService/GetPageExperience")
+            .count()
+    }
+
     /// A gateway alone (`attune serve --service gateway`) in front of this
     /// server's port for every service, except the services named in
     /// `elsewhere`, reached at the address given. Waits only until the gateway

@@ -19,7 +19,7 @@ use attune_tests::gateway_experience::{
 };
 use attune_tests::profile_people::{create_known, identity, set_zero_party};
 use attune_tests::recommendation::catalog_item;
-use attune_tests::{TestApp, backend_tests};
+use attune_tests::{TestApp, backend_tests, eventually};
 use tonic::Code;
 
 /// Until consent's stream has confirmed the gateway's cache, every purpose reads
@@ -254,6 +254,13 @@ backend_tests! {
 
         let unknown = app.gateway().get_page_experience(store_page("store-9", "card-unknown")).await.unwrap_err();
         assert_eq!(unknown.code(), Code::NotFound);
+
+        // The request named no customer, yet each view at the till is in the
+        // customer's data-access log.
+        eventually("the store views are in the customer's data-access log", async || {
+            app.page_reads("c-4").await >= 2
+        })
+        .await;
     }
 
     async fn bad_page_requests_are_rejected_and_change_nothing(app) {

@@ -31,6 +31,8 @@ pub struct Delivery {
     pub checker: ConsentChecker,
     /// Loyalty, when this deployment has it.
     pub loyalty: Option<Peer>,
+    /// Loyalty's recent answers about customers' tier benefits.
+    pub tier_benefits: crate::loyalty::TierBenefitsCache,
     /// Request fingerprints and quote signatures.
     pub key: Arc<PseudonymKey>,
     /// Wraps every customer's data key.

@@ -160,6 +160,7 @@ async fn open(server: &mut GrpcServer, context: ServiceContext) -> Result<Delive
         clock,
         checker,
         loyalty,
+        tier_benefits: crate::loyalty::TierBenefitsCache::default(),
         key: Arc::new(key),
         master_key: Arc::new(master_key),
         network,

@@ -3,8 +3,16 @@
 //! .free_shipping` (an empty method list covers every method). Anything but an
 //! answer in time (no loyalty in this deployment, UNIMPLEMENTED, UNAVAILABLE, a
 //! timeout) ignores the benefits, and the caller says so.
+//!
+//! Every GetDeliveryOptions asks for them (every page of a storefront does), and
+//! loyalty's answer takes several reads: [`TierBenefitsCache`] keeps each
+//! customer's answer for [`TIER_BENEFITS_FOR`], so a tier reached or lost shows
+//! in delivery's prices within that long. Only answers are kept, never a
+//! failure to get one.
 
 use std::time::Duration;
+
+use moka::sync::Cache;
 
 use attune_kit::peer::Peer;
 use attune_kit::telemetry::TraceContextInterceptor;
@@ -36,6 +44,58 @@ impl TierBenefits {
         self.free_shipping
             .as_ref()
             .is_some_and(|methods| methods.is_empty() || methods.contains(&method))
+    }
+}
+
+/// How long a customer's tier benefits are used without asking loyalty again.
+pub const TIER_BENEFITS_FOR: Duration = Duration::from_secs(5);
+/// Customers whose tier benefits are kept.
+const CACHED_CUSTOMERS: u64 = 100_000;
+
+/// Customers' tier benefits as loyalty last answered, each for
+/// [`TIER_BENEFITS_FOR`]. Cheap to clone.
+#[derive(Clone)]
+pub struct TierBenefitsCache {
+    answers: Cache<String, TierBenefits>,
+}
+
+impl std::fmt::Debug for TierBenefitsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TierBenefitsCache").finish_non_exhaustive()
+    }
+}
+
+impl Default for TierBenefitsCache {
+    fn default() -> Self {
+        Self {
+            answers: Cache::builder()
+                .max_capacity(CACHED_CUSTOMERS)
+                .time_to_live(TIER_BENEFITS_FOR)
+                .build(),
+        }
+    }
+}
+
+impl TierBenefitsCache {
+    /// The customer's tier benefits: as loyalty answered within the last
+    /// [`TIER_BENEFITS_FOR`], or asked now within `budget`.
+    pub async fn get(
+        &self,
+        loyalty: Option<&Peer>,
+        customer_id: &str,
+        budget: Duration,
+    ) -> TierBenefits {
+        if let Some(known) = self.answers.get(customer_id) {
+            return known;
+        }
+        let answer = tier_benefits(loyalty, customer_id, budget).await;
+        if matches!(
+            answer.status,
+            pb::TierBenefitsStatus::Applied | pb::TierBenefitsStatus::NoAccount
+        ) {
+            self.answers.insert(customer_id.to_owned(), answer.clone());
+        }
+        answer
     }
 }
 

@@ -18,7 +18,7 @@ use chrono::{DateTime, Timelike, Utc};
 
 use crate::app::{Delivery, PERSONALIZATION};
 use crate::geo::Point;
-use crate::loyalty::{self, TierBenefits};
+use crate::loyalty::TierBenefits;
 use crate::network::open_at;
 use crate::preferences;
 use crate::quote::Quote;
@@ -366,7 +366,9 @@ pub async fn options(
     let budget = delivery.settings.loyalty_timeout;
     let (consent, tier, explicit) = tokio::join!(
         consent_of(delivery, customer_id),
-        loyalty::tier_benefits(delivery.loyalty.as_ref(), customer_id, budget),
+        delivery
+            .tier_benefits
+            .get(delivery.loyalty.as_ref(), customer_id, budget),
         async {
             if customer_id.is_empty() {
                 Ok(pb::DeliveryPreferences::default())

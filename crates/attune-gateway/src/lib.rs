@@ -89,15 +89,17 @@ pub async fn mount(
 
 /// Mounts `attune.gateway.v1.GatewayService` on `server` over `backends`, with
 /// the cached consent checker it composes pages under following consent's
-/// change stream in the background.
+/// change stream in the background, recording in `access_log` the pages of
+/// customers a request did not name (see [`Experience::recording_reads`]).
 pub fn mount_experience(
     server: &mut GrpcServer,
     backends: &[Backend],
+    access_log: &AccessLog,
     checker: &ConsentCheckerConfig,
     limits: &Limits,
     clock: Clock,
 ) {
-    let experience = Experience::new(backends, checker, clock);
+    let experience = Experience::new(backends, checker, clock).recording_reads(access_log.clone());
     if let Some(checker) = experience.consent_checker() {
         server.spawn_background("gateway-consent-checker", move |cancel| {
             checker.follow(cancel)

@@ -272,6 +272,7 @@ async fn mount_gateway(
     attune_gateway::mount_experience(
         server,
         &backends,
+        &access_log,
         &config.consent_checker,
         &config.limits,
         clock.clone(),

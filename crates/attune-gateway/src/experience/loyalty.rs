@@ -46,7 +46,7 @@ pub(crate) async fn compose(page: &Composition<'_>) -> pb::LoyaltyPart {
     };
     let with_offers = page.grants.granted(PERSONALIZATION);
     let budget = page.budget();
-    let (mut accounts, mut tiers) = (client.clone(), client);
+    let mut accounts = client;
     let (account, ladder, offers) = tokio::join!(
         within(
             budget,
@@ -57,10 +57,7 @@ pub(crate) async fn compose(page: &Composition<'_>) -> pb::LoyaltyPart {
                 budget,
             )),
         ),
-        within(
-            budget,
-            tiers.list_tiers(timed(loyalty_pb::ListTiersRequest {}, budget))
-        ),
+        page.ladder.tiers(page.backends, budget),
         async {
             if !with_offers {
                 return None;
@@ -88,10 +85,6 @@ pub(crate) async fn compose(page: &Composition<'_>) -> pb::LoyaltyPart {
         .and_then(|answer| answer.account)
         .unwrap_or_default();
     // The tier's name is decoration: without the ladder the id is shown.
-    let ladder = ladder
-        .answered()
-        .map(|answer| answer.tiers)
-        .unwrap_or_default();
     let mut categories = vec![DataCategory::Loyalty];
     let mut purposes = Vec::new();
     let mut failure = None;

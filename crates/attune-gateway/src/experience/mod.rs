@@ -15,12 +15,14 @@ mod backends;
 mod consent;
 mod delivery;
 mod explain;
+mod ladder;
 mod loyalty;
 mod profile;
 mod recommendations;
 mod request;
 mod status;
 mod store;
+mod survivor;
 
 use std::time::Duration;
 
@@ -35,11 +37,15 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use tonic::{Code, Request, Response, Status};
 
+use crate::access_log::{AccessLog, Caller, read_of};
 use crate::backend::Backend;
 use crate::data_subject::DataSubjectRequests;
+use crate::policy::Principal;
 use backends::{PageBackends, timed};
 use consent::Grants;
+use ladder::LadderCache;
 use request::{Identification, Page, PageRequest};
+use survivor::Survivors;
 
 /// Time kept back from the caller's deadline to compose and send the answer:
 /// 10 ms, plus 5% of what remains (a busy machine takes longer to answer).
@@ -56,6 +62,10 @@ pub struct Experience {
     backends: PageBackends,
     checker: Option<ConsentChecker>,
     subjects: DataSubjectRequests,
+    survivors: Survivors,
+    ladder: LadderCache,
+    /// Where a page records the read of a customer the request did not name.
+    access_log: Option<AccessLog>,
     clock: Clock,
 }
 
@@ -72,8 +82,19 @@ impl Experience {
             backends: PageBackends::new(backends),
             checker,
             subjects: DataSubjectRequests::new(backends),
+            survivors: Survivors::default(),
+            ladder: LadderCache::default(),
+            access_log: None,
             clock,
         }
+    }
+
+    /// Records in `access_log` each page composed for a customer the request
+    /// did not name (identified by card or app code at a till, or the survivor
+    /// of a merged id): the policy records only the ids a request names.
+    pub fn recording_reads(mut self, access_log: AccessLog) -> Self {
+        self.access_log = Some(access_log);
+        self
     }
 
     /// The cached checker, to follow consent's change stream.
@@ -135,28 +156,46 @@ impl Experience {
     async fn page(
         &self,
         request: PageRequest,
+        principal: Option<&Principal>,
         deadline: Option<Instant>,
     ) -> Result<pb::GetPageExperienceResponse, Status> {
-        let identified = match request
+        let customer_id = match request
             .store
             .as_ref()
             .and_then(|s| s.identification.as_ref())
         {
+            // Profile's lookup answers with the surviving profile already.
             Some(identification) => Some(
                 self.identify(identification, deadline, request.part_budget)
                     .await?,
             ),
-            None => None,
+            None => match &request.customer {
+                Some(customer) => Some(
+                    self.survivors
+                        .resolve(
+                            customer.as_ref(),
+                            principal,
+                            &self.backends,
+                            budget(request.part_budget, deadline, answer_margin(deadline)),
+                        )
+                        .await,
+                ),
+                None => None,
+            },
         };
-        let customer = identified
-            .as_deref()
-            .or(request.customer.as_ref().map(AsRef::as_ref));
+        let customer = customer_id.as_deref();
+        if let Some(customer) = customer
+            && request.customer.as_ref().map(AsRef::as_ref) != Some(customer)
+        {
+            self.record_read(customer, principal).await;
+        }
         let grants = self.grants(customer).await;
         let page = Composition {
             request: &request,
             customer,
             grants: &grants,
             backends: &self.backends,
+            ladder: &self.ladder,
             deadline,
             now: self.clock.now(),
         };
@@ -189,6 +228,23 @@ impl Experience {
     }
 }
 
+impl Experience {
+    async fn record_read(&self, customer: &str, principal: Option<&Principal>) {
+        let (Some(log), Some(read), Ok(customer)) = (
+            &self.access_log,
+            read_of(PAGE_RPC),
+            attune_kit::types::CustomerId::parse(customer),
+        ) else {
+            return;
+        };
+        let caller = principal.map_or_else(Caller::development, Principal::as_caller);
+        log.record(read.by(caller, customer)).await;
+    }
+}
+
+/// The page's RPC, as the data-access log names it.
+const PAGE_RPC: &str = "attune.gateway.v1.GatewayService/GetPageExperience";
+
 /// What every part of one page shares.
 pub(crate) struct Composition<'a> {
     request: &'a PageRequest,
@@ -196,6 +252,8 @@ pub(crate) struct Composition<'a> {
     customer: Option<&'a str>,
     grants: &'a Grants,
     backends: &'a PageBackends,
+    /// Loyalty's tier ladder, shared by every page.
+    ladder: &'a LadderCache,
     deadline: Option<Instant>,
     now: DateTime<Utc>,
 }
@@ -218,8 +276,11 @@ impl GatewayService for Experience {
         request: Request<pb::GetPageExperienceRequest>,
     ) -> Result<Response<pb::GetPageExperienceResponse>, Status> {
         let deadline = caller_deadline(request.metadata());
+        let principal = request.extensions().get::<Principal>().cloned();
         let request = PageRequest::try_from(request.into_inner())?;
-        self.page(request, deadline).await.map(Response::new)
+        self.page(request, principal.as_ref(), deadline)
+            .await
+            .map(Response::new)
     }
 
     async fn explain_data_use(
