@@ -5,6 +5,7 @@
 use attune_kit::ApiError;
 use attune_kit::idempotency::Request;
 
+use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -124,13 +125,18 @@ impl Loyalty {
         .await
     }
 
-    /// Books one correction in `txn`.
+    /// Books one correction in `txn` at `now`. `settled` says whether the
+    /// customer's account is known open and settled at `now` in this transaction already
+    /// (a batch settles each customer once: settling again at the same `now`
+    /// finds nothing due, and each statement is a round trip that a loaded
+    /// PostgreSQL makes slow).
     async fn adjust_in(
         &self,
         txn: &DatabaseTransaction,
         adjustment: &Adjustment,
+        now: DateTime<Utc>,
+        settled: bool,
     ) -> Result<Entry, ApiError> {
-        let now = self.clock.now();
         let lifetime = self.points_lifetime();
         let customer = adjustment.customer_id.as_str();
         let mut entry = NewEntry::new(
@@ -141,18 +147,22 @@ impl Loyalty {
         entry.reason = Some(adjustment.reason);
         entry.description = adjustment.description.clone();
         if adjustment.points > 0 {
-            ledger::open(txn, customer, now).await?;
-            ledger::settle(txn, Some(customer), now, lifetime).await?;
+            if !settled {
+                ledger::open(txn, customer, now).await?;
+                ledger::settle(txn, Some(customer), now, lifetime).await?;
+            }
             ledger::credit(txn, customer, entry, now, lifetime)
                 .await?
                 .ok_or_else(|| {
                     ApiError::internal(sea_orm::DbErr::Custom("adjustment booked twice".into()))
                 })
         } else {
-            if !ledger::exists(txn, customer).await? {
-                return Err(not_found());
+            if !settled {
+                if !ledger::exists(txn, customer).await? {
+                    return Err(not_found());
+                }
+                ledger::settle(txn, Some(customer), now, lifetime).await?;
             }
-            ledger::settle(txn, Some(customer), now, lifetime).await?;
             Ok(ledger::debit(txn, customer, entry, now, lifetime).await?)
         }
     }
@@ -165,9 +175,9 @@ impl Loyalty {
             &adjustment.request_id.clone(),
             &adjustment,
             async |txn| {
-                let entry = self.adjust_in(txn, &adjustment).await?;
-                let account =
-                    ledger::require_view(txn, &adjustment.customer_id, self.clock.now()).await?;
+                let now = self.clock.now();
+                let entry = self.adjust_in(txn, &adjustment, now, false).await?;
+                let account = ledger::require_view(txn, &adjustment.customer_id, now).await?;
                 Ok(Booked { entry, account })
             },
         )
@@ -184,7 +194,11 @@ impl Loyalty {
         let txn = self.begin_write().await?;
         let now = self.clock.now();
         let mut outcomes = Vec::with_capacity(adjustments.len());
+        // Customers whose account a committed savepoint of this batch opened
+        // (or found open) and settled; every entry of the batch books at `now`.
+        let mut settled = std::collections::HashSet::new();
         for adjustment in adjustments {
+            let known = settled.contains(&adjustment.customer_id);
             let fingerprint = self.key.fingerprint(&adjustment);
             let subject = self.subject(&adjustment.customer_id);
             let savepoint = txn.begin().await?;
@@ -199,7 +213,7 @@ impl Loyalty {
                     &subject,
                     now,
                     async |sp| -> Result<Booked, ApiError> {
-                        let entry = self.adjust_in(sp, &adjustment).await?;
+                        let entry = self.adjust_in(sp, &adjustment, now, known).await?;
                         let account =
                             ledger::require_view(sp, &adjustment.customer_id, now).await?;
                         Ok(Booked { entry, account })
@@ -209,6 +223,9 @@ impl Loyalty {
             match result {
                 Ok(outcome) => {
                     savepoint.commit().await?;
+                    if outcome.is_fresh() {
+                        settled.insert(adjustment.customer_id.clone());
+                    }
                     outcomes.push(AdjustOutcome::Booked(outcome.into_inner().entry));
                 }
                 Err(error) => {
