@@ -409,6 +409,13 @@ impl ConsentService for FakeConsent {
     ) -> Rpc<pb::VerifyAuditLogResponse> {
         Err(Status::unimplemented("not in this fake"))
     }
+
+    async fn audit_data_subject_request(
+        &self,
+        _: Request<pb::AuditDataSubjectRequestRequest>,
+    ) -> Rpc<pb::AuditDataSubjectRequestResponse> {
+        Err(Status::unimplemented("not in this fake"))
+    }
 }
 
 /// A fake consent server on loopback and a checker for it, not yet following.
