@@ -485,3 +485,63 @@ impl MigrationTrait for CreateDataSubjectRequests {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(kind: Kind, states: &[(&str, State)]) -> Stored {
+        Stored {
+            request_id: "req-1".into(),
+            kind,
+            subject: "hmac-sha256:00".into(),
+            create_micros: 0,
+            update_micros: 0,
+            parts: states
+                .iter()
+                .map(|(service, state)| Part {
+                    service: (*service).into(),
+                    state: *state,
+                    reason: String::new(),
+                    receipt: None,
+                    update_micros: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_overall_state_says_what_is_left_and_what_to_do() {
+        use State::{Done, Failed, Pending};
+        let running = request(Kind::Erasure, &[("a", Done), ("b", Pending)]);
+        let (state, summary) = running.overall();
+        assert_eq!(state, pb::DataSubjectRequestState::InProgress);
+        assert_eq!(
+            summary,
+            "In progress: 1 of 2 services finished the erasure; waiting for b."
+        );
+        assert!(!running.complete());
+
+        let failed = request(Kind::Erasure, &[("a", Failed), ("b", Pending), ("c", Done)]);
+        let (state, summary) = failed.overall();
+        assert_eq!(state, pb::DataSubjectRequestState::PartiallyFailed);
+        assert!(
+            summary
+                .starts_with("Partially failed: 1 of 3 services failed (a). 1 not done yet (b)."),
+            "{summary}"
+        );
+        assert!(summary.contains("same request_id"), "{summary}");
+        let (_, export) = request(Kind::Export, &[("a", Failed)]).overall();
+        assert!(export.contains("resume_token"), "{export}");
+
+        let done = request(Kind::Export, &[("a", Done), ("b", Done)]);
+        assert_eq!(
+            done.overall(),
+            (
+                pb::DataSubjectRequestState::Completed,
+                "Completed: all 2 services finished the export.".to_owned()
+            )
+        );
+        assert!(done.complete());
+    }
+}
