@@ -620,14 +620,7 @@ pub async fn recommend(app: &Recommendation, mut request: Request) -> Result<Ans
         candidates.extend(catalogue_candidates(&scope, &request, &seeds.known, pool));
     }
     let variant_rules = variant_rules(assigned.as_ref());
-    let answer = finish(
-        &scope,
-        &request,
-        &seeds,
-        candidates,
-        &shown,
-        &variant_rules,
-    );
+    let answer = finish(&scope, &request, &seeds, candidates, &shown, &variant_rules);
     if first_page && let Some(assigned) = &assigned {
         record_impression(app, &recommendation_id, assigned);
     }
@@ -772,7 +765,9 @@ fn finish(
                 &seeds.favourite_categories,
             ),
             Why::Catalogue(anchor) => reasons::from_catalogue(
-                anchor.as_deref().map(|a| (a.item_id.as_str(), a.title.as_str())),
+                anchor
+                    .as_deref()
+                    .map(|a| (a.item_id.as_str(), a.title.as_str())),
             ),
         };
         let further = reasons::further(&item, &explained.reason, origins, scope.now);

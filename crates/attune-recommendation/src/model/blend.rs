@@ -5,12 +5,12 @@
 
 use std::cell::RefCell;
 
+use super::IxSet;
 use super::history::Row;
 use super::snapshot::Models;
 use super::time::day_of;
 use super::topk::{top_n, top_n_kept};
 use super::{Because, ItemIx, Scored, Task, UserIx};
-use super::IxSet;
 
 /// One item of the customer's personal vector.
 #[derive(Clone, Copy, Debug)]
