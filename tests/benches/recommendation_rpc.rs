@@ -10,9 +10,12 @@
 //! - `REC_BENCH_MODE=load` waits for that training (its time, the snapshot's
 //!   size), grants consent to `REC_BENCH_CONSENTED` customers, then measures
 //!   GetRecommendations (home, personalized) p50/p99 and calls/s from
-//!   `REC_BENCH_CONCURRENCY` concurrent callers, RerankItems of 100 candidates
-//!   p50/p99, and the feed lag (profile commit to recommendation's cursor) while
-//!   events are ingested.
+//!   `REC_BENCH_CONCURRENCY` concurrent callers (closed loop: throughput),
+//!   then at a fixed `REC_BENCH_RATE` calls/s (open loop: latency at that
+//!   rate), RerankItems of 100 candidates p50/p99, and the feed lag (profile
+//!   commit to recommendation's cursor) while events are ingested. With
+//!   `REC_BENCH_SERVER_PID` each load also reports the server's CPU time per
+//!   call, which a shared machine's noise moves far less than calls/s.
 
 #![allow(clippy::print_stdout)] // a benchmark's report is its output
 #![allow(clippy::unwrap_used)] // a failed setup is how a benchmark stops
@@ -186,12 +189,103 @@ async fn seed(url: &str, items: u64, interactions: u64, customers: u64) {
     );
 }
 
+/// The server's CPU time so far (user + system), from `/proc/PID/stat`, when
+/// `REC_BENCH_SERVER_PID` names it: CPU per call moves far less than calls/s
+/// on a shared machine.
+fn server_cpu() -> Option<Duration> {
+    let pid = std::env::var("REC_BENCH_SERVER_PID").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command's closing parenthesis; utime and stime are the
+    // 14th and 15th fields of the whole line (12th and 13th after it).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// "load average 1.23" for the report.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn load(address: &str, url: &str, consented: u64, concurrency: u64, seconds: u64) {
+/// GetRecommendations at a fixed `rate` (calls/s) for `seconds`, each call
+/// sent on schedule whatever the earlier ones do (open loop), its latency
+/// counted from when it was due: so a stall shows in the percentiles instead
+/// of slowing the generator down (coordinated omission).
+async fn open_loop(
+    channel: &Channel,
+    ask: impl Fn(u64) -> pb::GetRecommendationsRequest,
+    rate: u64,
+    seconds: u64,
+) {
+    if rate == 0 {
+        return;
+    }
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let calls = rate * seconds;
+    let started = tokio::time::Instant::now();
+    let cpu_before = server_cpu();
+    let mut pending = tokio::task::JoinSet::new();
+    for n in 0..calls {
+        let due = started + interval.mul_f64(n as f64);
+        tokio::time::sleep_until(due).await;
+        let mut client = RecommendationServiceClient::new(channel.clone());
+        let request = ask(n * 7919);
+        pending.spawn(async move {
+            let answered = client.get_recommendations(request).await.is_ok();
+            (due.elapsed(), answered)
+        });
+    }
+    // A rate beyond the server's capacity builds a queue until h2 or the
+    // gateway's protection refuses calls: counted, not a panic.
+    let mut latencies = Vec::with_capacity(calls as usize);
+    let mut failed = 0u64;
+    while let Some(done) = pending.join_next().await {
+        let (latency, answered) = done.unwrap();
+        if answered {
+            latencies.push(latency);
+        } else {
+            failed += 1;
+        }
+    }
+    if latencies.is_empty() {
+        println!("GetRecommendations open loop at {rate} calls/s: every call failed");
+        return;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu_per_call = match (cpu_before, server_cpu()) {
+        (Some(before), Some(after)) => format!(
+            ", server CPU {:.0} µs/call",
+            (after - before).as_secs_f64() * 1e6 / calls as f64
+        ),
+        _ => String::new(),
+    };
+    latencies.sort();
+    println!(
+        "GetRecommendations open loop at {rate} calls/s: {:.0} calls/s answered, {failed} failed, p50 {:.2} ms, p99 {:.2} ms{cpu_per_call} (load average {})",
+        latencies.len() as f64 / elapsed,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        load_average(),
+    );
+}
+
+async fn load(
+    address: &str,
+    url: &str,
+    consented: u64,
+    (concurrency, rate): (u64, u64),
+    seconds: u64,
+) {
     let channel = Channel::from_shared(address.to_owned())
         .unwrap()
         .connect()
@@ -248,6 +342,7 @@ async fn load(address: &str, url: &str, consented: u64, concurrency: u64, second
     }
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
+    let cpu_before = server_cpu();
     let callers: Vec<_> = (0..concurrency)
         .map(|c| {
             let mut client = RecommendationServiceClient::new(channel.clone());
@@ -278,14 +373,24 @@ async fn load(address: &str, url: &str, consented: u64, concurrency: u64, second
         personalized += p;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_per_call = match (cpu_before, server_cpu()) {
+        (Some(before), Some(after)) => format!(
+            ", server CPU {:.0} µs/call",
+            (after - before).as_secs_f64() * 1e6 / latencies.len() as f64
+        ),
+        _ => String::new(),
+    };
     latencies.sort();
     println!(
-        "GetRecommendations (home, 10 items, in stock, {concurrency} callers): {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms, {:.0}% personalized",
+        "GetRecommendations (home, 10 items, in stock, {concurrency} callers): {:.0} calls/s, p50 {:.2} ms, p99 {:.2} ms, {:.0}% personalized{cpu_per_call} (load average {})",
         latencies.len() as f64 / elapsed,
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         100.0 * personalized as f64 / latencies.len() as f64,
+        load_average(),
     );
+
+    open_loop(&channel, ask, rate, seconds).await;
 
     let mut rng = Rng(7);
     let mut rerank = Vec::new();
@@ -393,7 +498,10 @@ async fn main() {
                 &address,
                 &url,
                 env_number("REC_BENCH_CONSENTED", 1000),
-                env_number("REC_BENCH_CONCURRENCY", 16),
+                (
+                    env_number("REC_BENCH_CONCURRENCY", 16),
+                    env_number("REC_BENCH_RATE", 5000),
+                ),
                 env_number("REC_BENCH_SECONDS", 10),
             )
             .await;

@@ -25,7 +25,7 @@ use crate::served::Snapshot;
 use filter::{Diversity, Filter, Known};
 use paging::Page;
 use personal::{Decision, Personal};
-use reasons::{Explained, Origins};
+use reasons::Origins;
 
 /// Where recommendations are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,11 +77,20 @@ pub struct Answer {
     pub variant: String,
 }
 
-/// A candidate: item id, score, and why.
+/// A candidate: item id, score, and why. The reason is put into words only
+/// for the items a page shows (a few of a pool several times larger).
 struct Candidate {
     item_id: String,
     score: f64,
-    explained: Explained,
+    why: Why,
+}
+
+/// Why a candidate is proposed, before it is put into words.
+enum Why {
+    /// A model scored it.
+    Model(Because),
+    /// The catalogue alone suggests it, related to the item on screen or new.
+    Catalogue(Option<Arc<pb::CatalogItem>>),
 }
 
 /// How many of the customer's strongest history items decide their favourite
@@ -543,9 +552,7 @@ fn catalogue_candidates(
                 item_id: item.item_id.clone(),
                 // Below every model candidate, in this order.
                 score: 1e-6 / (1.0 + n as f64),
-                explained: reasons::from_catalogue(
-                    anchor.map(|a| (a.item_id.as_str(), a.title.as_str())),
-                ),
+                why: Why::Catalogue(anchor.cloned()),
             }
         })
         .collect()
@@ -602,19 +609,10 @@ pub async fn recommend(app: &Recommendation, mut request: Request) -> Result<Ans
         .into_iter()
         .filter_map(|s| {
             let snapshot = scope.snapshot.as_deref()?;
-            let item_id = snapshot.item_id(s.item)?.to_owned();
-            let explained = reasons::explain(
-                s.because,
-                &item_id,
-                Some(snapshot),
-                &scope.catalogue,
-                &seeds.origins,
-                &seeds.favourite_categories,
-            );
             Some(Candidate {
-                item_id,
+                item_id: snapshot.item_id(s.item)?.to_owned(),
                 score: f64::from(s.score),
-                explained,
+                why: Why::Model(s.because),
             })
         })
         .collect();
@@ -622,14 +620,7 @@ pub async fn recommend(app: &Recommendation, mut request: Request) -> Result<Ans
         candidates.extend(catalogue_candidates(&scope, &request, &seeds.known, pool));
     }
     let variant_rules = variant_rules(assigned.as_ref());
-    let answer = finish(
-        &scope,
-        &request,
-        &seeds.origins,
-        candidates,
-        &shown,
-        &variant_rules,
-    );
+    let answer = finish(&scope, &request, &seeds, candidates, &shown, &variant_rules);
     if first_page && let Some(assigned) = &assigned {
         record_impression(app, &recommendation_id, assigned);
     }
@@ -728,7 +719,7 @@ struct Finished {
 fn finish(
     scope: &Scope,
     request: &Request,
-    origins: &Origins,
+    seeds: &Seeds,
     candidates: Vec<Candidate>,
     shown: &[paging::Mark],
     variant_rules: &[filter::ScoreRule],
@@ -748,6 +739,7 @@ fn finish(
             .total_cmp(&a.0.score)
             .then(a.0.item_id.cmp(&b.0.item_id))
     });
+    let origins = &seeds.origins;
     let shown: HashSet<paging::Mark> = shown.iter().copied().collect();
     let mut diversity = Diversity::default();
     let mut items = Vec::new();
@@ -763,9 +755,23 @@ fn finish(
             more = true;
             break;
         }
-        let further = reasons::further(&item, &candidate.explained.reason, origins, scope.now);
-        let mut categories: BTreeSet<i32> = candidate
-            .explained
+        let explained = match candidate.why {
+            Why::Model(because) => reasons::explain(
+                because,
+                &candidate.item_id,
+                scope.snapshot.as_deref(),
+                &scope.catalogue,
+                origins,
+                &seeds.favourite_categories,
+            ),
+            Why::Catalogue(anchor) => reasons::from_catalogue(
+                anchor
+                    .as_deref()
+                    .map(|a| (a.item_id.as_str(), a.title.as_str())),
+            ),
+        };
+        let further = reasons::further(&item, &explained.reason, origins, scope.now);
+        let mut categories: BTreeSet<i32> = explained
             .categories
             .iter()
             .chain(further.iter().flat_map(|f| f.categories.iter()))
@@ -779,7 +785,7 @@ fn finish(
             item: Some((*item).clone()),
             rank: i32::try_from(shown.len() + items.len() + 1).unwrap_or(i32::MAX),
             score: candidate.score,
-            reason: Some(candidate.explained.reason),
+            reason: Some(explained.reason),
             further_reasons: further.into_iter().map(|f| f.reason).collect(),
             data_categories: categories.into_iter().collect(),
         });

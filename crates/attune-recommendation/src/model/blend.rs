@@ -3,12 +3,14 @@
 //! items add, and popularity as the fallback and tie-breaker. The server and
 //! `attune eval` both call it through [`Models::recommend`] and [`Models::score`].
 
+use std::cell::RefCell;
+
+use super::IxSet;
 use super::history::Row;
 use super::snapshot::Models;
 use super::time::day_of;
 use super::topk::{top_n, top_n_kept};
 use super::{Because, ItemIx, Scored, Task, UserIx};
-use super::{IxMap, IxSet};
 
 /// One item of the customer's personal vector.
 #[derive(Clone, Copy, Debug)]
@@ -27,6 +29,63 @@ struct Candidate {
     purchases: u32,
     collaborative: f32,
     strongest_seed: Option<(f32, ItemIx)>,
+}
+
+/// Every candidate's parts, one slot per item of the catalogue, kept per
+/// thread and reused: a heavy customer's ranking touches thousands of items,
+/// and a hash map of them (grown, rehashed and freed on every call) cost more
+/// than the scoring itself. Only the touched slots are reset.
+#[derive(Default)]
+struct Found {
+    slots: Vec<Candidate>,
+    present: Vec<bool>,
+    /// The items touched, in the order first touched.
+    touched: Vec<ItemIx>,
+}
+
+impl Found {
+    /// Empties the slots of the previous use and sizes them for `items`.
+    fn reset(&mut self, items: usize) {
+        for &item in &self.touched {
+            self.slots[item as usize] = Candidate::default();
+            self.present[item as usize] = false;
+        }
+        self.touched.clear();
+        if self.slots.len() != items {
+            self.slots = vec![Candidate::default(); items];
+            self.present = vec![false; items];
+        }
+    }
+
+    /// The slot of `item` (an index below the catalogue's size).
+    fn entry(&mut self, item: ItemIx) -> &mut Candidate {
+        let i = item as usize;
+        if !self.present[i] {
+            self.present[i] = true;
+            self.touched.push(item);
+        }
+        &mut self.slots[i]
+    }
+
+    /// The touched items with their parts, in the order first touched.
+    fn iter(&self) -> impl Iterator<Item = (ItemIx, &Candidate)> {
+        self.touched
+            .iter()
+            .map(|&item| (item, &self.slots[item as usize]))
+    }
+}
+
+thread_local! {
+    static FOUND: RefCell<Found> = RefCell::default();
+}
+
+/// Runs `f` with this thread's [`Found`], emptied and sized for `models`.
+fn with_found<R>(models: &Models, f: impl FnOnce(&mut Found) -> R) -> R {
+    FOUND.with(|found| {
+        let mut found = found.borrow_mut();
+        found.reset(models.items() as usize);
+        f(&mut found)
+    })
 }
 
 /// The customer's personal vector: trained history, normalized, plus `recent`.
@@ -84,7 +143,8 @@ pub(crate) fn due_factor(models: &Models, row: &Row, now: i64) -> f32 {
     }
 }
 
-/// Every candidate's parts; only `within` when given.
+/// Every candidate's parts, into `found`; only `within` when given. Returns
+/// the items bought (for discovery, which never recommends them).
 fn candidates(
     models: &Models,
     user: Option<UserIx>,
@@ -92,7 +152,8 @@ fn candidates(
     task: Task,
     now: i64,
     within: Option<&IxSet<ItemIx>>,
-) -> (IxMap<ItemIx, Candidate>, IxSet<ItemIx>) {
+    found: &mut Found,
+) -> IxSet<ItemIx> {
     let seeds = seeds(models, user, recent);
     let bought: IxSet<ItemIx> = match task {
         Task::NextBasket => IxSet::default(),
@@ -104,11 +165,10 @@ fn candidates(
     };
     let allowed =
         |item: ItemIx| within.is_none_or(|w| w.contains(&item)) && !bought.contains(&item);
-    let mut found: IxMap<ItemIx, Candidate> = IxMap::default();
     for seed in &seeds {
         if allowed(seed.item) {
             let due = seed.row.map_or(1.0, |row| due_factor(models, &row, now));
-            let c = found.entry(seed.item).or_default();
+            let c = found.entry(seed.item);
             c.personal = seed.weight * due;
             c.purchases = seed.purchases;
         }
@@ -122,18 +182,18 @@ fn candidates(
                 continue;
             }
             let contribution = seed.weight * similarity;
-            let c = found.entry(item).or_default();
+            let c = found.entry(item);
             c.collaborative += contribution;
             if c.strongest_seed.is_none_or(|(best, _)| contribution > best) {
                 c.strongest_seed = Some((contribution, seed.item));
             }
         }
     }
-    (found, bought)
+    bought
 }
 
 /// Turns a candidate's parts into one score and the reason that weighed most.
-fn finish(models: &Models, task: Task, found: IxMap<ItemIx, Candidate>) -> Vec<Scored> {
+fn finish(models: &Models, task: Task, found: &Found) -> Vec<Scored> {
     let config = &models.config;
     let (collaborative_weight, popularity_weight) = match task {
         Task::NextBasket => (config.collaborative_weight, config.popularity_weight),
@@ -143,11 +203,11 @@ fn finish(models: &Models, task: Task, found: IxMap<ItemIx, Candidate>) -> Vec<S
         ),
     };
     let top_collaborative = found
-        .values()
-        .map(|c| c.collaborative)
+        .iter()
+        .map(|(_, c)| c.collaborative)
         .fold(0.0f32, f32::max);
     found
-        .into_iter()
+        .iter()
         .map(|(item, c)| {
             let personal = config.personal_weight * c.personal;
             let collaborative = if top_collaborative > 0.0 {
@@ -187,8 +247,10 @@ pub(crate) fn recommend(
     n: usize,
     exclude: &dyn Fn(ItemIx) -> bool,
 ) -> Vec<Scored> {
-    let (found, bought) = candidates(models, user, recent, task, now, None);
-    let mut ranked: Vec<Scored> = finish(models, task, found);
+    let (mut ranked, bought) = with_found(models, |found| {
+        let bought = candidates(models, user, recent, task, now, None, found);
+        (finish(models, task, found), bought)
+    });
     top_n_kept(
         &mut ranked,
         n,
@@ -224,11 +286,23 @@ pub(crate) fn score(
     candidates_in: &[ItemIx],
 ) -> Vec<Scored> {
     let within: IxSet<ItemIx> = candidates_in.iter().copied().collect();
-    let (mut found, _) = candidates(models, user, recent, Task::NextBasket, now, Some(&within));
-    for &item in &within {
-        found.entry(item).or_default();
-    }
-    let mut ranked = finish(models, Task::NextBasket, found);
+    let mut ranked = with_found(models, |found| {
+        candidates(
+            models,
+            user,
+            recent,
+            Task::NextBasket,
+            now,
+            Some(&within),
+            found,
+        );
+        for &item in &within {
+            if item < models.items() {
+                found.entry(item);
+            }
+        }
+        finish(models, Task::NextBasket, found)
+    });
     let n = ranked.len();
     top_n(&mut ranked, n, |s| (s.score, s.item));
     ranked
