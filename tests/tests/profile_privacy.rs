@@ -105,7 +105,9 @@ async fn ingest(app: &TestApp, events_sent: Vec<pb::Event>) -> pb::IngestEventsR
 
 /// A visitor browses, signs up as a known customer with an e-mail and a loyalty
 /// card, buys, shares zero-party data, and the visitor is merged into them.
-async fn customer_with_history(app: &TestApp) {
+/// Seeds the customer and the visitor merged into it; answers the customer's
+/// zero-party data request, to replay after an erasure.
+async fn customer_with_history(app: &TestApp) -> pb::SetZeroPartyDataRequest {
     grant_everything(app, VISITOR).await;
     grant_everything(app, CUSTOMER).await;
     profiles(app)
@@ -135,17 +137,18 @@ async fn customer_with_history(app: &TestApp) {
         .unwrap();
     let stored = ingest(app, vec![purchase("ev-privacy-2", CUSTOMER, 20)]).await;
     assert_eq!(stored.accepted_count, 1, "{stored:?}");
+    let zero_party = pb::SetZeroPartyDataRequest {
+        customer_id: CUSTOMER.into(),
+        data: Some(pb::ZeroPartyData {
+            favourite_brands: vec!["Lovelace Shoes".into()],
+            ..Default::default()
+        }),
+        update_mask: None,
+        channel: common_pb::Channel::App as i32,
+        request_id: request_id(),
+    };
     profiles(app)
-        .set_zero_party_data(pb::SetZeroPartyDataRequest {
-            customer_id: CUSTOMER.into(),
-            data: Some(pb::ZeroPartyData {
-                favourite_brands: vec!["Lovelace Shoes".into()],
-                ..Default::default()
-            }),
-            update_mask: None,
-            channel: common_pb::Channel::App as i32,
-            request_id: request_id(),
-        })
+        .set_zero_party_data(zero_party.clone())
         .await
         .unwrap();
     profiles(app)
@@ -156,6 +159,7 @@ async fn customer_with_history(app: &TestApp) {
         })
         .await
         .unwrap();
+    zero_party
 }
 
 /// Every (table, column, count) of a profile table whose text or bytes contain
@@ -234,7 +238,7 @@ backend_tests! {
     }
 
     async fn erasure_leaves_no_trace_and_refuses_a_replay(app) {
-        customer_with_history(&app).await;
+        let zero_party = customer_with_history(&app).await;
         let db = db::connect(&app.config.database).await.unwrap();
         // The identities as stored (the e-mail only as its keyed hash).
         let stored = profiles(&app)
@@ -251,7 +255,10 @@ backend_tests! {
             .unwrap()
             .value
             .clone();
-        let needles = [CUSTOMER, VISITOR, CARD, COOKIE, email_hash.as_str()];
+        // Stored answers are hex-encoded protobuf: the ids' bytes, hex-encoded.
+        let plain = [CUSTOMER, VISITOR, CARD, COOKIE, email_hash.as_str()];
+        let encoded: Vec<String> = plain.iter().map(hex::encode).collect();
+        let needles: Vec<&str> = plain.into_iter().chain(encoded.iter().map(String::as_str)).collect();
         assert!(!rows_containing(&db, &needles).await.is_empty(), "the scan finds data before");
 
         let answer = app.erase_customer(CUSTOMER, &request_id()).await;
@@ -265,6 +272,10 @@ backend_tests! {
         assert_eq!(replay.results[0].status, pb::IngestStatus::SkippedErased as i32, "{replay:?}");
         let replay = ingest(&app, vec![view("ev-privacy-1", VISITOR, 30)]).await;
         assert_eq!(replay.results[0].status, pb::IngestStatus::SkippedErased as i32, "{replay:?}");
+        // ...so is a retry of a write made before: its answer is not kept...
+        let retry = profiles(&app).set_zero_party_data(zero_party).await.unwrap_err();
+        assert_eq!(retry.code(), Code::FailedPrecondition, "{retry:?}");
+        assert!(retry.message().contains("erased"), "{retry:?}");
         // ...and so is the identity.
         let again = profiles(&app)
             .create_profile(pb::CreateProfileRequest {

@@ -5,7 +5,7 @@
 //! and list the merged ids, so the gateway covers them at every service.
 
 use attune_kit::ApiError;
-use attune_kit::idempotency::Request as Logged;
+use attune_kit::idempotency::{DataSubject, Request as Logged};
 use attune_kit::privacy::{ExportRequest, LinkedIdsRequest, parse_erase};
 use attune_kit::types::time;
 use attune_proto::privacy::v1 as pb;
@@ -228,11 +228,20 @@ async fn erase_in(
             .map(|identity| crate::tombstone::identity_digest(&profile.key, identity)),
     );
     tombstone(txn, &digests, now).await?;
+    // The stored answers of the customer's writes name it (ids, identities,
+    // zero-party data): they are forgotten, and retries of them refused.
+    let mut forgotten = 0;
+    for id in &ids {
+        forgotten += REQUESTS
+            .forget_subject(txn, &DataSubject::of(&profile.key, id))
+            .await?;
+    }
     // Each part deletes its own rows (segments keep their member counts right);
     // a test scans every profile table afterwards for anything left behind.
     let erased = crate::segments::subject::erase(txn, &ids).await?
         + crate::events::subject::erase(txn, &ids).await?
-        + crate::people::subject::erase(txn, &ids).await?;
+        + crate::people::subject::erase(txn, &ids).await?
+        + forgotten;
     // An erasure entry on the feed, under the pseudonym: followers learn that
     // this customer's entries are gone, without the feed keeping the id.
     let pseudonym = profile.key.subject(customer_id);

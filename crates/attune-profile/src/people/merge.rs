@@ -28,6 +28,8 @@ impl People {
             "merge_profiles",
             &command.request_id,
             &fingerprint,
+            // Its answer names both ids; the target's erasure covers the source.
+            command.target.as_ref(),
             async |txn, now| {
                 let source = profiles::find(txn, command.source.as_ref())
                     .await?

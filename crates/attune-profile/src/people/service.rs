@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use attune_kit::error::ApiError;
-use attune_kit::idempotency::Request;
+use attune_kit::idempotency::{DataSubject, Request};
 use attune_kit::pagination::next_page;
 use attune_kit::types::{CustomerId, DataCategory, RequestId, time};
 use attune_proto::profile::v1 as pb;
@@ -39,12 +39,15 @@ impl People {
     }
 
     /// Runs `work` once per request id in a write transaction, commits, and
-    /// answers its response (the stored one on a replay).
+    /// answers its response (the stored one on a replay). The request is logged
+    /// as about `customer_id`: the stored response names the customer, so the
+    /// customer's erasure forgets it.
     pub(super) async fn write<M>(
         &self,
         operation: &str,
         request_id: &RequestId,
         fingerprint: &str,
+        customer_id: &str,
         work: impl AsyncFnOnce(&DatabaseTransaction, DateTime<Utc>) -> Result<M, ApiError>,
     ) -> Result<M, ApiError>
     where
@@ -57,8 +60,9 @@ impl People {
             request_id: request_id.as_ref(),
             fingerprint,
         };
+        let subject = DataSubject::of(&self.profile.key, customer_id);
         let outcome = REQUESTS
-            .idempotent(&txn, request, now, async |txn| {
+            .idempotent_about(&txn, request, &subject, now, async |txn| {
                 let answer = work(txn, now).await?;
                 Ok::<String, ApiError>(hex::encode(answer.encode_to_vec()))
             })
@@ -88,12 +92,19 @@ impl People {
     pub async fn create(&self, command: Create) -> Result<pb::Profile, ApiError> {
         let key = &self.profile.key;
         let fingerprint = command.fingerprint(key);
+        // A visitor's id is drawn before the write, so that the request log
+        // knows whom the request is about; a replay answers the first one drawn.
+        let customer_id = match &command.customer_id {
+            Some(id) => id.as_ref().to_owned(),
+            None => format!("anon_{}", uuid::Uuid::new_v4().simple()),
+        };
         let response = self
-            .write("create_profile", &command.request_id, &fingerprint, async |txn, now| {
-                let customer_id = match &command.customer_id {
-                    Some(id) => id.as_ref().to_owned(),
-                    None => format!("anon_{}", uuid::Uuid::new_v4().simple()),
-                };
+            .write(
+                "create_profile",
+                &command.request_id,
+                &fingerprint,
+                &customer_id,
+                async |txn, now| {
                 let mut digests = vec![customer_digest(key, &customer_id)];
                 digests.extend(command.identities.iter().map(|(id, _)| identity_digest(key, id)));
                 if is_tombstoned(txn, &digests).await? {
@@ -127,7 +138,8 @@ impl People {
                 Ok(pb::CreateProfileResponse {
                     profile: Some(profiles::wire_of(txn, &customer_id).await?),
                 })
-            })
+            },
+            )
             .await?;
         response
             .profile
@@ -167,6 +179,7 @@ impl People {
                 "update_profile",
                 &command.request_id,
                 &fingerprint,
+                command.customer_id.as_ref(),
                 async |txn, now| {
                     let row = profiles::resolve(txn, command.customer_id.as_ref())
                         .await?
@@ -244,6 +257,7 @@ impl People {
                 "link_identity",
                 &command.request_id,
                 &fingerprint,
+                command.customer_id.as_ref(),
                 async |txn, now| {
                     let row = profiles::resolve(txn, command.customer_id.as_ref())
                         .await?
@@ -302,6 +316,7 @@ impl People {
                 "unlink_identity",
                 &command.request_id,
                 &fingerprint,
+                command.customer_id.as_ref(),
                 async |txn, now| {
                     let row = profiles::resolve(txn, command.customer_id.as_ref())
                         .await?
@@ -363,6 +378,7 @@ impl People {
                 "set_zero_party_data",
                 &command.request_id,
                 &fingerprint,
+                command.customer_id.as_ref(),
                 async |txn, now| {
                     let row = profiles::resolve(txn, command.customer_id.as_ref())
                         .await?

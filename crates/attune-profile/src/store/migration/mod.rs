@@ -26,6 +26,8 @@ impl MigratorTrait for Migrator {
             // The segment evaluator's cursor on profile's own feed.
             Box::new(attune_kit::follower::CreateFeedCursors),
             Box::new(m0005_traits::Migration),
+            // Whom each request was about, so an erasure forgets its answer.
+            Box::new(REQUESTS.add_subject_column("m0006_request_subject")),
         ]
     }
 
