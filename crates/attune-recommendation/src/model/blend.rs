@@ -303,6 +303,18 @@ pub(crate) fn score(
         }
         finish(models, Task::NextBasket, found)
     });
+    // An item newer than the model has no slot: it is kept, with nothing to
+    // say for it (a re-rank returns every candidate it was given).
+    ranked.extend(
+        within
+            .iter()
+            .filter(|&&item| item >= models.items())
+            .map(|&item| Scored {
+                item,
+                score: 0.0,
+                because: Because::Popular,
+            }),
+    );
     let n = ranked.len();
     top_n(&mut ranked, n, |s| (s.score, s.item));
     ranked
