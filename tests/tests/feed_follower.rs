@@ -339,8 +339,10 @@ backend_tests! {
         let b = consumer.follow(&app, RecordChanges::default());
         let mut written = write(&app, "two-followers", 6).await;
         let newest = app.newest_change_position().await;
+        // A follower counts what it applied just after committing its cursor:
+        // wait for both.
         eventually("one follower applied everything", async || {
-            consumer.cursor().await >= newest
+            consumer.cursor().await >= newest && a.progress.applied() + b.progress.applied() >= 6
         })
         .await;
         let (holder, standby) = match (a.progress.is_holding(), b.progress.is_holding()) {
