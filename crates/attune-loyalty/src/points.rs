@@ -88,6 +88,19 @@ impl Loyalty {
         Ok(ledger::statement(&self.db, customer, before, limit + 1).await?)
     }
 
+    /// A page of the upcoming expiries after `after` (an expire time).
+    pub async fn upcoming_expiries(
+        &self,
+        customer: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(DateTime<Utc>, i64)>, ApiError> {
+        if !ledger::exists(&self.db, customer).await? {
+            return Err(not_found());
+        }
+        Ok(ledger::upcoming_expiries(&self.db, customer, after, limit + 1).await?)
+    }
+
     /// Spends points.
     pub async fn redeem(
         &self,
