@@ -299,24 +299,36 @@ pub async fn book(
     now: DateTime<Utc>,
     lifetime: chrono::Duration,
 ) -> Result<Option<Entry>, DbErr> {
-    let entry_id = number(
-        txn,
-        "SELECT CAST(COALESCE(MAX(entry_id), 0) + 1 AS BIGINT) AS n FROM loyalty_entries",
-        vec![],
-    )
-    .await?;
+    Ok(book_returning(txn, customer, entry, now, lifetime)
+        .await?
+        .map(|(entry, _)| entry))
+}
+
+/// [`book`], also returning the account as the entry left it. Two statements:
+/// the entry id is taken in the insert itself (the write lock makes MAX + 1
+/// safe), and the account's sums come back from their update, so the debt
+/// payment and tier review that follow need not read them again.
+async fn book_returning(
+    txn: &DatabaseTransaction,
+    customer: &str,
+    entry: NewEntry,
+    now: DateTime<Utc>,
+    lifetime: chrono::Duration,
+) -> Result<Option<(Entry, AccountRow)>, DbErr> {
     let is_lot = entry.points > 0 && entry.kind != EntryKind::DebtPayment;
     let expire_time = is_lot.then(|| now + lifetime);
-    let inserted = exec(
+    // `WHERE TRUE` lets SQLite parse ON CONFLICT after INSERT ... SELECT.
+    let inserted = one::<crate::store::Number>(
         txn,
         "INSERT INTO loyalty_entries (entry_id, customer_id, kind, points, pending_points, \
          debt_points, rule_id, rule_version, reason_code, description, order_id, expire_time, \
          idempotency_key, create_time, remaining, pending_remaining, release_time, qualifying, \
          spend_minor, spend_currency) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (idempotency_key) DO NOTHING",
+         SELECT CAST(COALESCE(MAX(entry_id), 0) + 1 AS BIGINT), \
+         ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+         FROM loyalty_entries WHERE TRUE \
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING entry_id AS n",
         vec![
-            entry_id.into(),
             customer.into(),
             entry.kind.as_str().into(),
             entry.points.into(),
@@ -338,15 +350,15 @@ pub async fn book(
             entry.spend_currency.clone().into(),
         ],
     )
-    .await?
-    .rows_affected();
-    if inserted == 0 {
+    .await?;
+    let Some(crate::store::Number { n: entry_id }) = inserted else {
         return Ok(None);
-    }
-    exec(
+    };
+    let account: AccountRow = one(
         txn,
         "UPDATE loyalty_accounts SET available = available + ?, pending = pending + ?, \
-         debt = debt + ?, update_time = ? WHERE customer_id = ?",
+         debt = debt + ?, update_time = ? WHERE customer_id = ? \
+         RETURNING available, pending, debt, tier_id, tier_review_time",
         vec![
             entry.points.into(),
             entry.pending_points.into(),
@@ -355,11 +367,12 @@ pub async fn book(
             customer.into(),
         ],
     )
-    .await?;
+    .await?
+    .ok_or_else(|| DbErr::RecordNotFound("loyalty account".into()))?;
     if entry.points < 0 {
         consume_fifo(txn, customer, -entry.points).await?;
     }
-    Ok(Some(Entry {
+    let entry = Entry {
         entry_id,
         customer_id: customer.to_owned(),
         kind: entry.kind,
@@ -374,7 +387,8 @@ pub async fn book(
         expire_time,
         idempotency_key: entry.idempotency_key,
         create_time: now,
-    }))
+    };
+    Ok(Some((entry, account)))
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -431,12 +445,39 @@ pub async fn credit(
     now: DateTime<Utc>,
     lifetime: chrono::Duration,
 ) -> Result<Option<Entry>, DbErr> {
+    let ladder = rules::ladder(txn).await?;
+    credit_under(txn, customer, entry, now, lifetime, ladder.as_ref()).await
+}
+
+/// [`credit`] under `ladder`, the tier ladder the caller read in this
+/// transaction (a batch reads it once, not once per entry).
+pub async fn credit_under(
+    txn: &DatabaseTransaction,
+    customer: &str,
+    entry: NewEntry,
+    now: DateTime<Utc>,
+    lifetime: chrono::Duration,
+    ladder: Option<&Ladder>,
+) -> Result<Option<Entry>, DbErr> {
     let key = entry.idempotency_key.clone();
-    let Some(booked) = book(txn, customer, entry, now, lifetime).await? else {
+    let Some((booked, account)) = book_returning(txn, customer, entry, now, lifetime).await? else {
         return Ok(None);
     };
-    pay_debt(txn, customer, &key, now, lifetime).await?;
-    review_tier(txn, customer, now).await?;
+    pay_debt_from(
+        txn,
+        customer,
+        &key,
+        (account.available, account.debt),
+        now,
+        lifetime,
+    )
+    .await?;
+    // Paying debt moves no tier fields: the standing is the one just returned.
+    let standing = Standing {
+        tier_id: account.tier_id,
+        review_time: account.tier_review_time.map(time).transpose()?,
+    };
+    review_standing(txn, customer, ladder, standing, now).await?;
     Ok(Some(booked))
 }
 
@@ -448,7 +489,19 @@ pub(crate) async fn pay_debt(
     now: DateTime<Utc>,
     lifetime: chrono::Duration,
 ) -> Result<(), DbErr> {
-    let (available, debt) = balances(txn, customer).await?;
+    let balances = balances(txn, customer).await?;
+    pay_debt_from(txn, customer, key, balances, now, lifetime).await
+}
+
+/// Pays debt from available points given the account's (available, debt).
+async fn pay_debt_from(
+    txn: &DatabaseTransaction,
+    customer: &str,
+    key: &str,
+    (available, debt): (i64, i64),
+    now: DateTime<Utc>,
+    lifetime: chrono::Duration,
+) -> Result<(), DbErr> {
     let pay = available.min(debt);
     if pay > 0 {
         let mut entry = NewEntry::new(EntryKind::DebtPayment, -pay, format!("{key}/debt"));
@@ -718,12 +771,26 @@ pub async fn review_tier(
     let Some(row) = account_row(txn, customer).await? else {
         return Ok(());
     };
-    let value = qualifying_value(txn, customer, &ladder.basis, now).await?;
     let current = Standing {
-        tier_id: row.tier_id.clone(),
+        tier_id: row.tier_id,
         review_time: row.tier_review_time.map(time).transpose()?,
     };
-    let next = tiers::next_standing(&ladder, &current, value, now);
+    review_standing(txn, customer, Some(&ladder), current, now).await
+}
+
+/// Moves `customer` from `current` under `ladder` (none: no tiers).
+async fn review_standing(
+    txn: &DatabaseTransaction,
+    customer: &str,
+    ladder: Option<&Ladder>,
+    current: Standing,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let Some(ladder) = ladder else {
+        return Ok(());
+    };
+    let value = qualifying_value(txn, customer, &ladder.basis, now).await?;
+    let next = tiers::next_standing(ladder, &current, value, now);
     if next != current {
         exec(
             txn,
