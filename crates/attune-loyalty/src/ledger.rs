@@ -317,16 +317,16 @@ async fn book_returning(
 ) -> Result<Option<(Entry, AccountRow)>, DbErr> {
     let is_lot = entry.points > 0 && entry.kind != EntryKind::DebtPayment;
     let expire_time = is_lot.then(|| now + lifetime);
-    // `WHERE TRUE` lets SQLite parse ON CONFLICT after INSERT ... SELECT.
+    // `WHERE TRUE` lets SQLite parse ON CONFLICT after INSERT ... SELECT; MAX
+    // stands alone in its subquery so both databases read it from the index.
     let inserted = one::<crate::store::Number>(
         txn,
         "INSERT INTO loyalty_entries (entry_id, customer_id, kind, points, pending_points, \
          debt_points, rule_id, rule_version, reason_code, description, order_id, expire_time, \
          idempotency_key, create_time, remaining, pending_remaining, release_time, qualifying, \
          spend_minor, spend_currency) \
-         SELECT CAST(COALESCE(MAX(entry_id), 0) + 1 AS BIGINT), \
-         ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
-         FROM loyalty_entries WHERE TRUE \
+         SELECT (SELECT CAST(COALESCE(MAX(entry_id), 0) + 1 AS BIGINT) FROM loyalty_entries), \
+         ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE TRUE \
          ON CONFLICT (idempotency_key) DO NOTHING RETURNING entry_id AS n",
         vec![
             customer.into(),
