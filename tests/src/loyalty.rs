@@ -142,12 +142,39 @@ impl TestApp {
             account.debt_points == 0 || account.available_points == 0,
             "{account:?}"
         );
-        let upcoming: i64 = account.upcoming_expiries.iter().map(|e| e.points).sum();
+        let upcoming: i64 = self
+            .upcoming_expiries(&account)
+            .await
+            .iter()
+            .map(|e| e.points)
+            .sum();
         assert_eq!(
             upcoming, account.available_points,
             "every available point has an expiry"
         );
         account
+    }
+
+    /// Every upcoming expiry of `account`: the ones it shows, then the rest
+    /// through ListUpcomingExpiries from its page token.
+    pub async fn upcoming_expiries(&self, account: &pb::Account) -> Vec<pb::PointsExpiry> {
+        let mut expiries = account.upcoming_expiries.clone();
+        let mut token = account.upcoming_expiries_next_page_token.clone();
+        while !token.is_empty() {
+            let page = self
+                .loyalty()
+                .list_upcoming_expiries(pb::ListUpcomingExpiriesRequest {
+                    customer_id: account.customer_id.clone(),
+                    page_size: 0,
+                    page_token: token,
+                })
+                .await
+                .expect("a page of expiries")
+                .into_inner();
+            expiries.extend(page.expiries);
+            token = page.next_page_token;
+        }
+        expiries
     }
 
     /// Waits until `customer`'s account satisfies `done` (the follower of

@@ -51,6 +51,15 @@ backend_tests! {
                 .refused("no account", Code::NotFound, |r| r.customer_id = "nobody".into()),
             |r| { let mut c = client.clone(); async move { c.list_statement(r).await } }).await;
 
+        assert_each_rejected(db, || pb::ListUpcomingExpiriesRequest { customer_id: "cust-1".into(), page_size: 0, page_token: String::new() },
+            Cases::<pb::ListUpcomingExpiriesRequest>::new()
+                .invalid("empty customer", "customer_id", |r| r.customer_id.clear())
+                .invalid("negative page size", "page_size", |r| r.page_size = -1)
+                .invalid("huge page size", "page_size", |r| r.page_size = 1001)
+                .invalid("foreign token", "page_token", |r| r.page_token = "nope".into())
+                .refused("no account", Code::NotFound, |r| r.customer_id = "nobody".into()),
+            |r| { let mut c = client.clone(); async move { c.list_upcoming_expiries(r).await } }).await;
+
         assert_each_rejected(db, || pb::RedeemPointsRequest { customer_id: "cust-1".into(), points: 5, order_id: String::new(), description: String::new(), request_id: "redeem-new".into() },
             Cases::<pb::RedeemPointsRequest>::new()
                 .invalid("empty customer", "customer_id", |r| r.customer_id.clear())

@@ -154,6 +154,55 @@ backend_tests! {
         assert_eq!(missing.code(), Code::NotFound);
     }
 
+    async fn every_upcoming_expiry_is_listed_past_the_first_hundred(app, clock) {
+        // 250 lots, each booked a second after the last: 250 expiry times.
+        for _ in 0..250 {
+            app.grant_points("cust-1", 2).await;
+            clock.advance(chrono::TimeDelta::seconds(1));
+        }
+        // Spending 3 empties the oldest lot and takes 1 from the next.
+        app.loyalty().redeem_points(redeem("cust-1", 3, "r-1")).await.expect("covered");
+        let account = app.assert_ledger_consistent("cust-1").await;
+        assert_eq!(account.available_points, 497);
+        assert_eq!(account.upcoming_expiries.len(), 100, "the account shows the first hundred");
+        assert!(!account.upcoming_expiries_next_page_token.is_empty());
+        let all = app.upcoming_expiries(&account).await;
+        assert_eq!(all.len(), 249);
+        assert_eq!(all[0].points, 1);
+        assert!(all[1..].iter().all(|e| e.points == 2));
+        let times: Vec<_> = all.iter().map(|e| e.expire_time.unwrap().seconds).collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "soonest first, each once");
+        // Paging from the start with a small page gives the same list.
+        let mut paged = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = app
+                .loyalty()
+                .list_upcoming_expiries(pb::ListUpcomingExpiriesRequest { customer_id: "cust-1".into(), page_size: 7, page_token: token })
+                .await
+                .expect("a page")
+                .into_inner();
+            assert!(page.expiries.len() <= 7);
+            paged.extend(page.expiries);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(paged, all);
+        let missing = app
+            .loyalty()
+            .list_upcoming_expiries(pb::ListUpcomingExpiriesRequest { customer_id: "nobody".into(), page_size: 0, page_token: String::new() })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+        // A small account lists all of its expiries itself.
+        app.grant_points("cust-2", 5).await;
+        let small = app.loyalty_account("cust-2").await;
+        assert_eq!(small.upcoming_expiries.len(), 1);
+        assert!(small.upcoming_expiries_next_page_token.is_empty());
+    }
+
     async fn an_account_opens_once(app) {
         let open = |id: String| {
             let mut client = app.loyalty();

@@ -2,6 +2,7 @@
 //! violation at once), calls the service, converts the answer back.
 
 use attune_kit::ApiError;
+use attune_kit::db::micros::to_micros;
 use attune_kit::error::{Violations, checked};
 use attune_kit::pagination::{decode_cursor, next_page, page_size};
 use attune_kit::types::{Money, time};
@@ -313,6 +314,32 @@ impl LoyaltyService for LoyaltyApi {
         let (rows, next_page_token) = next_page(rows, size, |e| e.entry_id.to_string());
         ok(pb::ListStatementResponse {
             entries: rows.into_iter().map(entry_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    async fn list_upcoming_expiries(
+        &self,
+        request: Request<pb::ListUpcomingExpiriesRequest>,
+    ) -> Answer<pb::ListUpcomingExpiriesResponse> {
+        let pb::ListUpcomingExpiriesRequest {
+            customer_id,
+            page_size: size,
+            page_token,
+        } = request.into_inner();
+        let mut v = Violations::default();
+        let customer = convert::customer(&mut v, "customer_id", &customer_id);
+        let size = v.check_field(page_size("page_size", size, 100, 1000));
+        let after = convert::int_cursor(&mut v, &page_token);
+        v.finish()?;
+        let size = checked(size);
+        let rows = self
+            .loyalty
+            .upcoming_expiries(checked(customer).as_ref(), after, size)
+            .await?;
+        let (rows, next_page_token) = next_page(rows, size, |(at, _)| to_micros(*at).to_string());
+        ok(pb::ListUpcomingExpiriesResponse {
+            expiries: rows.into_iter().map(convert::expiry_to_proto).collect(),
             next_page_token,
         })
     }

@@ -4,11 +4,11 @@
 
 use attune_kit::ApiError;
 use attune_kit::error::{Violations, checked};
-use attune_kit::pagination::decode_cursor;
+use attune_kit::pagination::{decode_cursor, encode_page_token};
 use attune_kit::types::snake_case;
 use attune_kit::types::{CustomerId, Money, RequestId, time};
 use attune_proto::loyalty::v1 as pb;
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 
 use crate::domain::earning::{Line, Promotion, PurchaseEarning};
 use crate::domain::entry::{EntryKind, ReasonCode};
@@ -185,6 +185,7 @@ pub fn account_to_proto(account: AccountView) -> pb::Account {
         tier,
         tier_review_time,
         upcoming_expiries,
+        expiries_after,
         open_time,
     } = account;
     pb::Account {
@@ -200,14 +201,20 @@ pub fn account_to_proto(account: AccountView) -> pb::Account {
                 .unwrap_or_default(),
         ),
         tier_review_time: tier_review_time.map(time::to_proto),
-        upcoming_expiries: upcoming_expiries
-            .into_iter()
-            .map(|(at, points)| pb::PointsExpiry {
-                points,
-                expire_time: Some(time::to_proto(at)),
-            })
-            .collect(),
+        upcoming_expiries: upcoming_expiries.into_iter().map(expiry_to_proto).collect(),
         open_time: Some(time::to_proto(open_time)),
+        // The same token ListUpcomingExpiries gives after the last one shown.
+        upcoming_expiries_next_page_token: expiries_after
+            .map(|at| encode_page_token(&at.to_string()))
+            .unwrap_or_default(),
+    }
+}
+
+/// One upcoming expiry: (when, points).
+pub fn expiry_to_proto((at, points): (DateTime<Utc>, i64)) -> pb::PointsExpiry {
+    pb::PointsExpiry {
+        points,
+        expire_time: Some(time::to_proto(at)),
     }
 }
 

@@ -96,20 +96,22 @@ pub struct AccountView {
     pub qualifying_value: i64,
     pub tier: Option<tiers::Tier>,
     pub tier_review_time: Option<DateTime<Utc>>,
-    /// (expire time, points), soonest first.
+    /// (expire time, points), soonest first; the first [`EXPIRIES_SHOWN`].
     pub upcoming_expiries: Vec<(DateTime<Utc>, i64)>,
+    /// When more expiries follow: the last one shown (microseconds), where
+    /// [`upcoming_expiries`] continues. Defaulted for outcomes stored before.
+    #[serde(default)]
+    pub expiries_after: Option<i64>,
     pub open_time: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, FromQueryResult)]
 struct AccountRow {
-    customer_id: String,
     available: i64,
     pending: i64,
     debt: i64,
     tier_id: String,
     tier_review_time: Option<i64>,
-    open_time: i64,
 }
 
 #[derive(Debug, Clone, FromQueryResult)]
@@ -253,7 +255,7 @@ async fn account_row(
 ) -> Result<Option<AccountRow>, DbErr> {
     one(
         db,
-        "SELECT customer_id, available, pending, debt, tier_id, tier_review_time, open_time \
+        "SELECT available, pending, debt, tier_id, tier_review_time \
          FROM loyalty_accounts WHERE customer_id = ?",
         vec![customer.into()],
     )
@@ -297,24 +299,36 @@ pub async fn book(
     now: DateTime<Utc>,
     lifetime: chrono::Duration,
 ) -> Result<Option<Entry>, DbErr> {
-    let entry_id = number(
-        txn,
-        "SELECT CAST(COALESCE(MAX(entry_id), 0) + 1 AS BIGINT) AS n FROM loyalty_entries",
-        vec![],
-    )
-    .await?;
+    Ok(book_returning(txn, customer, entry, now, lifetime)
+        .await?
+        .map(|(entry, _)| entry))
+}
+
+/// [`book`], also returning the account as the entry left it. Two statements:
+/// the entry id is taken in the insert itself (the write lock makes MAX + 1
+/// safe), and the account's sums come back from their update, so the debt
+/// payment and tier review that follow need not read them again.
+async fn book_returning(
+    txn: &DatabaseTransaction,
+    customer: &str,
+    entry: NewEntry,
+    now: DateTime<Utc>,
+    lifetime: chrono::Duration,
+) -> Result<Option<(Entry, AccountRow)>, DbErr> {
     let is_lot = entry.points > 0 && entry.kind != EntryKind::DebtPayment;
     let expire_time = is_lot.then(|| now + lifetime);
-    let inserted = exec(
+    // `WHERE TRUE` lets SQLite parse ON CONFLICT after INSERT ... SELECT; MAX
+    // stands alone in its subquery so both databases read it from the index.
+    let inserted = one::<crate::store::Number>(
         txn,
         "INSERT INTO loyalty_entries (entry_id, customer_id, kind, points, pending_points, \
          debt_points, rule_id, rule_version, reason_code, description, order_id, expire_time, \
          idempotency_key, create_time, remaining, pending_remaining, release_time, qualifying, \
          spend_minor, spend_currency) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (idempotency_key) DO NOTHING",
+         SELECT (SELECT CAST(COALESCE(MAX(entry_id), 0) + 1 AS BIGINT) FROM loyalty_entries), \
+         ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE TRUE \
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING entry_id AS n",
         vec![
-            entry_id.into(),
             customer.into(),
             entry.kind.as_str().into(),
             entry.points.into(),
@@ -336,15 +350,15 @@ pub async fn book(
             entry.spend_currency.clone().into(),
         ],
     )
-    .await?
-    .rows_affected();
-    if inserted == 0 {
+    .await?;
+    let Some(crate::store::Number { n: entry_id }) = inserted else {
         return Ok(None);
-    }
-    exec(
+    };
+    let account: AccountRow = one(
         txn,
         "UPDATE loyalty_accounts SET available = available + ?, pending = pending + ?, \
-         debt = debt + ?, update_time = ? WHERE customer_id = ?",
+         debt = debt + ?, update_time = ? WHERE customer_id = ? \
+         RETURNING available, pending, debt, tier_id, tier_review_time",
         vec![
             entry.points.into(),
             entry.pending_points.into(),
@@ -353,11 +367,12 @@ pub async fn book(
             customer.into(),
         ],
     )
-    .await?;
+    .await?
+    .ok_or_else(|| DbErr::RecordNotFound("loyalty account".into()))?;
     if entry.points < 0 {
         consume_fifo(txn, customer, -entry.points).await?;
     }
-    Ok(Some(Entry {
+    let entry = Entry {
         entry_id,
         customer_id: customer.to_owned(),
         kind: entry.kind,
@@ -372,7 +387,8 @@ pub async fn book(
         expire_time,
         idempotency_key: entry.idempotency_key,
         create_time: now,
-    }))
+    };
+    Ok(Some((entry, account)))
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -429,12 +445,39 @@ pub async fn credit(
     now: DateTime<Utc>,
     lifetime: chrono::Duration,
 ) -> Result<Option<Entry>, DbErr> {
+    let ladder = rules::ladder(txn).await?;
+    credit_under(txn, customer, entry, now, lifetime, ladder.as_ref()).await
+}
+
+/// [`credit`] under `ladder`, the tier ladder the caller read in this
+/// transaction (a batch reads it once, not once per entry).
+pub async fn credit_under(
+    txn: &DatabaseTransaction,
+    customer: &str,
+    entry: NewEntry,
+    now: DateTime<Utc>,
+    lifetime: chrono::Duration,
+    ladder: Option<&Ladder>,
+) -> Result<Option<Entry>, DbErr> {
     let key = entry.idempotency_key.clone();
-    let Some(booked) = book(txn, customer, entry, now, lifetime).await? else {
+    let Some((booked, account)) = book_returning(txn, customer, entry, now, lifetime).await? else {
         return Ok(None);
     };
-    pay_debt(txn, customer, &key, now, lifetime).await?;
-    review_tier(txn, customer, now).await?;
+    pay_debt_from(
+        txn,
+        customer,
+        &key,
+        (account.available, account.debt),
+        now,
+        lifetime,
+    )
+    .await?;
+    // Paying debt moves no tier fields: the standing is the one just returned.
+    let standing = Standing {
+        tier_id: account.tier_id,
+        review_time: account.tier_review_time.map(time).transpose()?,
+    };
+    review_standing(txn, customer, ladder, standing, now).await?;
     Ok(Some(booked))
 }
 
@@ -446,7 +489,19 @@ pub(crate) async fn pay_debt(
     now: DateTime<Utc>,
     lifetime: chrono::Duration,
 ) -> Result<(), DbErr> {
-    let (available, debt) = balances(txn, customer).await?;
+    let balances = balances(txn, customer).await?;
+    pay_debt_from(txn, customer, key, balances, now, lifetime).await
+}
+
+/// Pays debt from available points given the account's (available, debt).
+async fn pay_debt_from(
+    txn: &DatabaseTransaction,
+    customer: &str,
+    key: &str,
+    (available, debt): (i64, i64),
+    now: DateTime<Utc>,
+    lifetime: chrono::Duration,
+) -> Result<(), DbErr> {
     let pay = available.min(debt);
     if pay > 0 {
         let mut entry = NewEntry::new(EntryKind::DebtPayment, -pay, format!("{key}/debt"));
@@ -716,12 +771,26 @@ pub async fn review_tier(
     let Some(row) = account_row(txn, customer).await? else {
         return Ok(());
     };
-    let value = qualifying_value(txn, customer, &ladder.basis, now).await?;
     let current = Standing {
-        tier_id: row.tier_id.clone(),
+        tier_id: row.tier_id,
         review_time: row.tier_review_time.map(time).transpose()?,
     };
-    let next = tiers::next_standing(&ladder, &current, value, now);
+    review_standing(txn, customer, Some(&ladder), current, now).await
+}
+
+/// Moves `customer` from `current` under `ladder` (none: no tiers).
+async fn review_standing(
+    txn: &DatabaseTransaction,
+    customer: &str,
+    ladder: Option<&Ladder>,
+    current: Standing,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let Some(ladder) = ladder else {
+        return Ok(());
+    };
+    let value = qualifying_value(txn, customer, &ladder.basis, now).await?;
+    let next = tiers::next_standing(ladder, &current, value, now);
     if next != current {
         exec(
             txn,
@@ -755,11 +824,49 @@ pub async fn tier_multiplier(db: &impl ConnectionTrait, customer: &str) -> Resul
         .map_or(0, |t| i64::from(t.benefits.earn_multiplier_bp)))
 }
 
+/// How many upcoming expiries an account shows; the rest are listed by
+/// [`upcoming_expiries`] from the account's page token.
+pub const EXPIRIES_SHOWN: u32 = 100;
+
+/// One row of [`VIEW_SQL`]: the account, the ladder, and one part of it.
 #[derive(Debug, FromQueryResult)]
-struct Expiry {
-    expire_time: i64,
-    n: i64,
+struct ViewRow {
+    customer_id: String,
+    available: i64,
+    pending: i64,
+    debt: i64,
+    tier_id: String,
+    tier_review_time: Option<i64>,
+    open_time: i64,
+    ladder: Option<String>,
+    /// `q`: qualifying sums of one spend currency; `e`: one upcoming expiry;
+    /// `None`: the account has neither.
+    part: Option<String>,
+    currency: Option<String>,
+    at: Option<i64>,
+    a: Option<i64>,
+    b: Option<i64>,
 }
+
+/// The whole account view in one statement (GetAccount runs on every page, and
+/// on SQLite each statement is a thread handoff): the account row, the ladder,
+/// the qualifying sums per spend currency of the last period (points add up over
+/// every currency; spend is the ladder's currency's row), and the first
+/// upcoming expiries plus one (to tell whether more follow). Exact: every sum
+/// is read from the ledger by this statement, nothing is cached.
+const VIEW_SQL: &str = "WITH acct AS (SELECT customer_id, available, pending, debt, tier_id, \
+     tier_review_time, open_time FROM loyalty_accounts WHERE customer_id = ?) \
+     SELECT acct.customer_id, acct.available, acct.pending, acct.debt, acct.tier_id, \
+     acct.tier_review_time, acct.open_time, \
+     (SELECT body FROM loyalty_settings WHERE setting = ?) AS ladder, \
+     x.part, x.currency, x.at, x.a, x.b FROM acct LEFT JOIN (\
+     SELECT 'q' AS part, spend_currency AS currency, CAST(0 AS BIGINT) AS at, \
+     CAST(SUM(qualifying) AS BIGINT) AS a, CAST(SUM(spend_minor) AS BIGINT) AS b \
+     FROM loyalty_entries WHERE customer_id = ? AND create_time > ? GROUP BY spend_currency \
+     UNION ALL SELECT * FROM (SELECT 'e' AS part, '' AS currency, expire_time AS at, \
+     CAST(SUM(remaining) AS BIGINT) AS a, CAST(0 AS BIGINT) AS b FROM loyalty_entries \
+     WHERE customer_id = ? AND remaining > 0 GROUP BY expire_time ORDER BY expire_time \
+     LIMIT ?) e) x ON 1 = 1 ORDER BY x.part, x.at";
 
 /// `customer`'s account as the API shows it, or `None` without one.
 pub async fn view(
@@ -767,36 +874,99 @@ pub async fn view(
     customer: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<AccountView>, DbErr> {
-    let Some(row) = account_row(db, customer).await? else {
-        return Ok(None);
-    };
-    let ladder: Option<Ladder> = rules::ladder(db).await?;
-    let qualifying_value = match &ladder {
-        Some(ladder) => qualifying_value(db, customer, &ladder.basis, now).await?,
-        None => 0,
-    };
-    let expiries: Vec<Expiry> = all(
+    let since = to_micros(now - tiers::period());
+    let rows: Vec<ViewRow> = all(
         db,
-        "SELECT expire_time, CAST(SUM(remaining) AS BIGINT) AS n FROM loyalty_entries \
-         WHERE customer_id = ? AND remaining > 0 GROUP BY expire_time ORDER BY expire_time \
-         LIMIT 100",
-        vec![customer.into()],
+        VIEW_SQL,
+        vec![
+            customer.into(),
+            rules::LADDER.into(),
+            customer.into(),
+            since.into(),
+            customer.into(),
+            i64::from(EXPIRIES_SHOWN + 1).into(),
+        ],
     )
     .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let ladder: Option<Ladder> = first
+        .ladder
+        .as_deref()
+        .map(rules::parse_ladder)
+        .transpose()?;
+    let mut points = 0;
+    let mut spend = 0;
+    let mut expiries = Vec::new();
+    for row in &rows {
+        match (row.part.as_deref(), row.at, row.a) {
+            (Some("q"), _, Some(qualifying)) => {
+                points += qualifying;
+                if let Some(Basis::Spend(currency)) = ladder.as_ref().map(|l| &l.basis)
+                    && row.currency.as_deref() == Some(currency.as_str())
+                {
+                    spend += row.b.unwrap_or(0);
+                }
+            }
+            (Some("e"), Some(at), Some(n)) => expiries.push((time(at)?, n)),
+            _ => {}
+        }
+    }
+    let more_expiries = expiries.len() > EXPIRIES_SHOWN as usize;
+    expiries.truncate(EXPIRIES_SHOWN as usize);
+    let row = &rows[0];
+    let qualifying_value = match ladder.as_ref().map(|l| &l.basis) {
+        Some(Basis::Points) => points,
+        Some(Basis::Spend(_)) => spend,
+        None => 0,
+    };
+    let expiries_after = more_expiries
+        .then(|| expiries.last().map(|(at, _)| to_micros(*at)))
+        .flatten();
     Ok(Some(AccountView {
-        customer_id: row.customer_id,
+        customer_id: row.customer_id.clone(),
         available: row.available,
         pending: row.pending,
         debt: row.debt,
         qualifying_value,
         tier: ladder.and_then(|l| l.tier(&row.tier_id).cloned()),
         tier_review_time: row.tier_review_time.map(time).transpose()?,
-        upcoming_expiries: expiries
-            .into_iter()
-            .map(|e| Ok((time(e.expire_time)?, e.n)))
-            .collect::<Result<_, DbErr>>()?,
+        upcoming_expiries: expiries,
+        expiries_after,
         open_time: time(row.open_time)?,
     }))
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Expiry {
+    expire_time: i64,
+    n: i64,
+}
+
+/// Up to `limit` of `customer`'s upcoming expiries after `after` (an expire
+/// time in microseconds), soonest first.
+pub async fn upcoming_expiries(
+    db: &impl ConnectionTrait,
+    customer: &str,
+    after: Option<i64>,
+    limit: u32,
+) -> Result<Vec<(DateTime<Utc>, i64)>, DbErr> {
+    let rows: Vec<Expiry> = all(
+        db,
+        "SELECT expire_time, CAST(SUM(remaining) AS BIGINT) AS n FROM loyalty_entries \
+         WHERE customer_id = ? AND remaining > 0 AND expire_time > ? GROUP BY expire_time \
+         ORDER BY expire_time LIMIT ?",
+        vec![
+            customer.into(),
+            after.unwrap_or(i64::MIN).into(),
+            i64::from(limit).into(),
+        ],
+    )
+    .await?;
+    rows.into_iter()
+        .map(|e| Ok((time(e.expire_time)?, e.n)))
+        .collect()
 }
 
 /// `customer`'s account, NOT_FOUND without one.

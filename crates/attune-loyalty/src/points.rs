@@ -88,6 +88,19 @@ impl Loyalty {
         Ok(ledger::statement(&self.db, customer, before, limit + 1).await?)
     }
 
+    /// A page of the upcoming expiries after `after` (an expire time).
+    pub async fn upcoming_expiries(
+        &self,
+        customer: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(DateTime<Utc>, i64)>, ApiError> {
+        if !ledger::exists(&self.db, customer).await? {
+            return Err(not_found());
+        }
+        Ok(ledger::upcoming_expiries(&self.db, customer, after, limit + 1).await?)
+    }
+
     /// Spends points.
     pub async fn redeem(
         &self,
@@ -129,13 +142,14 @@ impl Loyalty {
     /// customer's account is known open and settled at `now` in this transaction already
     /// (a batch settles each customer once: settling again at the same `now`
     /// finds nothing due, and each statement is a round trip that a loaded
-    /// PostgreSQL makes slow).
+    /// PostgreSQL makes slow). `ladder` is the tier ladder read in `txn`.
     async fn adjust_in(
         &self,
         txn: &DatabaseTransaction,
         adjustment: &Adjustment,
         now: DateTime<Utc>,
         settled: bool,
+        ladder: Option<&Ladder>,
     ) -> Result<Entry, ApiError> {
         let lifetime = self.points_lifetime();
         let customer = adjustment.customer_id.as_str();
@@ -151,7 +165,7 @@ impl Loyalty {
                 ledger::open(txn, customer, now).await?;
                 ledger::settle(txn, Some(customer), now, lifetime).await?;
             }
-            ledger::credit(txn, customer, entry, now, lifetime)
+            ledger::credit_under(txn, customer, entry, now, lifetime, ladder)
                 .await?
                 .ok_or_else(|| {
                     ApiError::internal(sea_orm::DbErr::Custom("adjustment booked twice".into()))
@@ -176,7 +190,14 @@ impl Loyalty {
             &adjustment,
             async |txn| {
                 let now = self.clock.now();
-                let entry = self.adjust_in(txn, &adjustment, now, false).await?;
+                // Only a credit reviews the tier.
+                let ladder = match adjustment.points > 0 {
+                    true => rules::ladder(txn).await?,
+                    false => None,
+                };
+                let entry = self
+                    .adjust_in(txn, &adjustment, now, false, ladder.as_ref())
+                    .await?;
                 let account = ledger::require_view(txn, &adjustment.customer_id, now).await?;
                 Ok(Booked { entry, account })
             },
@@ -193,6 +214,8 @@ impl Loyalty {
     ) -> Result<Vec<AdjustOutcome>, ApiError> {
         let txn = self.begin_write().await?;
         let now = self.clock.now();
+        // Read once: the batch holds the write lock, so no one changes it meanwhile.
+        let ladder = rules::ladder(&txn).await?;
         let mut outcomes = Vec::with_capacity(adjustments.len());
         // Customers whose account a committed savepoint of this batch opened
         // (or found open) and settled; every entry of the batch books at `now`.
@@ -213,7 +236,9 @@ impl Loyalty {
                     &subject,
                     now,
                     async |sp| -> Result<Booked, ApiError> {
-                        let entry = self.adjust_in(sp, &adjustment, now, known).await?;
+                        let entry = self
+                            .adjust_in(sp, &adjustment, now, known, ladder.as_ref())
+                            .await?;
                         let account =
                             ledger::require_view(sp, &adjustment.customer_id, now).await?;
                         Ok(Booked { entry, account })

@@ -99,7 +99,7 @@ pub async fn purchase_rule(
         }))
 }
 
-const LADDER: &str = "tiers";
+pub(crate) const LADDER: &str = "tiers";
 
 /// The tier ladder, if defined.
 pub async fn ladder(db: &impl ConnectionTrait) -> Result<Option<Ladder>, DbErr> {
@@ -109,8 +109,13 @@ pub async fn ladder(db: &impl ConnectionTrait) -> Result<Option<Ladder>, DbErr> 
         vec![LADDER.into()],
     )
     .await?
-    .map(|row| serde_json::from_str(&row.body).map_err(|_| corrupt("tier ladder")))
+    .map(|row| parse_ladder(&row.body))
     .transpose()
+}
+
+/// The stored ladder `body`.
+pub(crate) fn parse_ladder(body: &str) -> Result<Ladder, DbErr> {
+    serde_json::from_str(body).map_err(|_| corrupt("tier ladder"))
 }
 
 /// Replaces the tier ladder.

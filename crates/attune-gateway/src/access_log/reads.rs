@@ -143,6 +143,11 @@ pub const READS: &[Read] = &[
         &[Loyalty, Purchases],
     ),
     read(
+        "attune.loyalty.v1.LoyaltyService/ListUpcomingExpiries",
+        LOYALTY,
+        &[Loyalty],
+    ),
+    read(
         "attune.loyalty.v1.LoyaltyService/Simulate",
         LOYALTY,
         &[Loyalty],

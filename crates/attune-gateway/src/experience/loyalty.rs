@@ -140,6 +140,8 @@ fn account_view(account: loyalty_pb::Account, ladder: &[loyalty_pb::Tier]) -> pb
         tier_review_time: _,
         upcoming_expiries,
         open_time: _,
+        // The page shows the first few expiries; the rest stay in loyalty's list.
+        upcoming_expiries_next_page_token: _,
     } = account;
     let tier = (!tier_id.is_empty()).then(|| {
         let benefits = tier_benefits.unwrap_or_default();

@@ -363,6 +363,10 @@ pub static RULES: &[Rule] = &[
         &[LOYALTY_READ],
     ),
     own(
+        "attune.loyalty.v1.LoyaltyService/ListUpcomingExpiries",
+        &[LOYALTY_READ],
+    ),
+    own(
         "attune.loyalty.v1.LoyaltyService/RedeemPoints",
         &[LOYALTY_REDEEM],
     ),
