@@ -649,10 +649,10 @@ backend_tests! {
 
         // Data that changed without a feed entry, and rows deleted behind the
         // counts: only a sweep notices.
+        // (No check of the stale counts here: the first replica's start-up
+        // sweep may land between these two edits, and has done so in CI.)
         set_favourites_quietly(&db, "cust-quiet", &["hats"]).await;
         delete_behind_the_counts(&db, "cust-gone").await;
-        assert_eq!(get_segment(&app, "hat_lovers").await.unwrap().member_count, 1);
-        assert!(members(&app, "hat_lovers", 0).await.is_empty());
 
         // A second replica sweeps as it starts. The first replica's own start-up
         // sweep may still land after the quiet edit was made but before it was
@@ -661,6 +661,7 @@ backend_tests! {
         eventually("the sweep", async || {
             let segment = get_segment(&app, "hat_lovers").await.unwrap();
             segment.evaluate_time != created.evaluate_time
+                && segment.member_count == 1
                 && members(&app, "hat_lovers", 0).await == ["cust-quiet"]
         })
         .await;
