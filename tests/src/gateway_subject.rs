@@ -4,6 +4,32 @@
 
 use attune_kit::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
+use crate::TestApp;
+use crate::gateway_experience::stopped_backend;
+
+/// A gateway in front of every service's own pod (each service's internal
+/// data-subject API is on its pod, never on the public port), with `stopped`'s
+/// pod down. Returns the gateway, then the pods it needs running.
+pub async fn gateway_with_stopped(app: &TestApp, stopped: &str) -> (TestApp, Vec<TestApp>) {
+    let mut pods = Vec::new();
+    let mut elsewhere = vec![(stopped, stopped_backend().await)];
+    for service in [
+        "consent",
+        "profile",
+        "recommendation",
+        "loyalty",
+        "delivery",
+    ] {
+        if service == stopped {
+            continue;
+        }
+        let pod = app.pod(service).await;
+        elsewhere.push((service, format!("http://{}", pod.address)));
+        pods.push(pod);
+    }
+    (app.gateway_in_front(&elsewhere).await, pods)
+}
+
 /// Every (table, column, rows) of any table whose text or bytes contain one of
 /// `needles` (ids, identity hashes, e-mail addresses; plain ASCII).
 pub async fn rows_containing_anywhere(

@@ -15,8 +15,7 @@ use attune_proto::delivery::v1 as delivery_pb;
 use attune_proto::gateway::v1 as pb;
 use attune_proto::profile::v1 as profile_pb;
 use attune_tests::delivery::geo;
-use attune_tests::gateway_experience::stopped_backend;
-use attune_tests::gateway_subject::rows_containing_anywhere;
+use attune_tests::gateway_subject::{gateway_with_stopped, rows_containing_anywhere};
 use attune_tests::profile_events::{eur, item, purchase, view};
 use attune_tests::profile_people::{
     create_anonymous, create_known, identity, merge, set_zero_party,
@@ -217,17 +216,7 @@ backend_tests! {
     async fn an_erasure_a_stopped_service_failed_completes_when_run_again(app) {
         let needles = seed_everywhere(&app).await;
         export_when_followed(&app).await;
-        // Each service's internal data-subject API is on its own pod, never on
-        // the public port: the gateway here reaches every service's pod, and
-        // loyalty's is down.
-        let mut pods = Vec::new();
-        let mut elsewhere = vec![("loyalty", stopped_backend().await)];
-        for service in ["consent", "profile", "recommendation", "delivery"] {
-            let pod = app.pod(service).await;
-            elsewhere.push((service, format!("http://{}", pod.address)));
-            pods.push(pod);
-        }
-        let partial = app.gateway_in_front(&elsewhere).await;
+        let (partial, pods) = gateway_with_stopped(&app, "loyalty").await;
         let first = partial.erase_customer(CUSTOMER, "dsr-erase-retry").await;
         assert!(!first.complete, "{first:?}");
         let status = |answer: &pb::EraseCustomerResponse, service: &str| {

@@ -17,8 +17,7 @@ use attune_proto::delivery::v1 as delivery_pb;
 use attune_proto::gateway::v1 as pb;
 use attune_proto::profile::v1 as profile_pb;
 use attune_tests::delivery::geo;
-use attune_tests::gateway_experience::stopped_backend;
-use attune_tests::gateway_subject::rows_containing_anywhere;
+use attune_tests::gateway_subject::{gateway_with_stopped, rows_containing_anywhere};
 use attune_tests::profile_events::view;
 use attune_tests::profile_people::{create_anonymous, create_known, identity, merge};
 use attune_tests::{TestApp, backend_tests, eventually};
@@ -89,19 +88,6 @@ async fn seed(app: &TestApp, views: usize) {
         })
         .await
         .unwrap();
-}
-
-/// A gateway in front of every service's own pod, loyalty's stopped. Returns
-/// the gateway, then the pods it needs running.
-async fn gateway_with_loyalty_stopped(app: &TestApp) -> (TestApp, Vec<TestApp>) {
-    let mut pods = Vec::new();
-    let mut elsewhere = vec![("loyalty", stopped_backend().await)];
-    for service in ["consent", "profile", "recommendation", "delivery"] {
-        let pod = app.pod(service).await;
-        elsewhere.push((service, format!("http://{}", pod.address)));
-        pods.push(pod);
-    }
-    (app.gateway_in_front(&elsewhere).await, pods)
 }
 
 fn part<'a>(request: &'a pb::DataSubjectRequest, service: &str) -> &'a pb::ServicePart {
@@ -196,7 +182,7 @@ async fn settled_export(app: &TestApp, request_id: &str) -> Vec<pb::ExportCustom
 backend_tests! {
     async fn a_partial_erasure_shows_in_its_status_and_a_re_run_completes_only_what_was_missing(app) {
         seed(&app, 3).await;
-        let (partial, pods) = gateway_with_loyalty_stopped(&app).await;
+        let (partial, pods) = gateway_with_stopped(&app, "loyalty").await;
         let first = partial.erase_customer(CUSTOMER, "status-erase-1").await;
         assert!(!first.complete, "{first:?}");
         drop(partial);
@@ -346,7 +332,7 @@ backend_tests! {
     async fn an_export_a_service_failed_resumes_with_that_service_only(app) {
         seed(&app, 3).await;
         app.grant_points(CUSTOMER, 40).await;
-        let (partial, pods) = gateway_with_loyalty_stopped(&app).await;
+        let (partial, pods) = gateway_with_stopped(&app, "loyalty").await;
         let first = partial.export_customer(CUSTOMER, "status-export-failed").await;
         drop(partial);
         drop(pods);
