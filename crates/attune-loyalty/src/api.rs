@@ -5,7 +5,7 @@ use attune_kit::ApiError;
 use attune_kit::db::micros::to_micros;
 use attune_kit::error::{Violations, checked};
 use attune_kit::pagination::{decode_cursor, next_page, page_size};
-use attune_kit::types::{Money, time};
+use attune_kit::types::{CustomerId, Money, RequestId, time};
 use attune_proto::loyalty::v1 as pb;
 use attune_proto::loyalty::v1::loyalty_service_server::LoyaltyService;
 use chrono::Duration;
@@ -672,19 +672,14 @@ impl LoyaltyService for LoyaltyApi {
             order_id,
             request_id,
         } = request.into_inner();
-        let mut v = Violations::default();
-        let customer = convert::customer(&mut v, "customer_id", &customer_id);
-        convert::required_text(&mut v, "voucher_code", &voucher_code, 32);
-        convert::required_text(&mut v, "order_id", &order_id, 128);
-        let id = convert::request_id(&mut v, "request_id", &request_id);
-        v.finish()?;
+        let order = VoucherOrder::parse(&customer_id, voucher_code, order_id, &request_id)?;
         let voucher = self
             .loyalty
             .use_voucher(
-                checked(customer).as_ref(),
-                &voucher_code,
-                &order_id,
-                checked(id).as_ref(),
+                order.customer.as_ref(),
+                &order.voucher_code,
+                &order.order_id,
+                order.request_id.as_ref(),
             )
             .await?;
         ok(pb::UseVoucherResponse {
@@ -702,23 +697,49 @@ impl LoyaltyService for LoyaltyApi {
             order_id,
             request_id,
         } = request.into_inner();
-        let mut v = Violations::default();
-        let customer = convert::customer(&mut v, "customer_id", &customer_id);
-        convert::required_text(&mut v, "voucher_code", &voucher_code, 32);
-        convert::required_text(&mut v, "order_id", &order_id, 128);
-        let id = convert::request_id(&mut v, "request_id", &request_id);
-        v.finish()?;
+        let order = VoucherOrder::parse(&customer_id, voucher_code, order_id, &request_id)?;
         let voucher = self
             .loyalty
             .release_voucher(
-                checked(customer).as_ref(),
-                &voucher_code,
-                &order_id,
-                checked(id).as_ref(),
+                order.customer.as_ref(),
+                &order.voucher_code,
+                &order.order_id,
+                order.request_id.as_ref(),
             )
             .await?;
         ok(pb::ReleaseVoucherResponse {
             voucher: Some(voucher_to_proto(voucher)),
+        })
+    }
+}
+
+/// A voucher applied to or given back from an order: UseVoucher's and
+/// ReleaseVoucher's request, validated alike.
+struct VoucherOrder {
+    customer: CustomerId,
+    voucher_code: String,
+    order_id: String,
+    request_id: RequestId,
+}
+
+impl VoucherOrder {
+    fn parse(
+        customer_id: &str,
+        voucher_code: String,
+        order_id: String,
+        request_id: &str,
+    ) -> Result<Self, Status> {
+        let mut v = Violations::default();
+        let customer = convert::customer(&mut v, "customer_id", customer_id);
+        convert::required_text(&mut v, "voucher_code", &voucher_code, 32);
+        convert::required_text(&mut v, "order_id", &order_id, 128);
+        let request_id = convert::request_id(&mut v, "request_id", request_id);
+        v.finish()?;
+        Ok(Self {
+            customer: checked(customer),
+            voucher_code,
+            order_id,
+            request_id: checked(request_id),
         })
     }
 }
