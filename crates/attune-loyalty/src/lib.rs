@@ -6,7 +6,7 @@
 //! `app` is the state every part shares; `ledger` the accounts and entries
 //! (every write under loyalty's write lock); `points` the operations on them;
 //! `earn` the follower of profile's feed; `offers_schedule` the background
-//! offer pass; `rewards` the catalogue and vouchers;
+//! offer pass; `messages` the next-best message; `rewards` the catalogue and vouchers;
 //! `rules` the stored definitions; `domain` the pure rules; `api` and `subject`
 //! the gRPC services.
 
@@ -18,6 +18,7 @@ mod earn;
 mod ledger;
 #[cfg(test)]
 mod ledger_model;
+mod messages;
 mod offers;
 mod offers_api;
 mod offers_schedule;

@@ -10,14 +10,10 @@
 //! or push also the channel's marketing purpose. Caps: offers per customer per
 //! week, each rule's campaign budget, one live offer per rule and customer.
 //!
-//! The next-best message for a channel is the newest live offer for that
-//! channel not sent in `repeat_after`, unless the customer has not consented to
-//! the channel's marketing, reached the channel's weekly cap, or is in quiet
-//! hours in their time zone.
+//! The next-best message that carries them is `messages.rs`.
 
 use attune_kit::ApiError;
 use attune_kit::db::micros::to_micros;
-use attune_kit::peer::within;
 use attune_kit::telemetry::TraceContextInterceptor;
 use attune_kit::types::DataCategory;
 use attune_proto::profile::v1 as profile_pb;
@@ -31,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::app::Loyalty;
-use crate::domain::offers::{BuyAgain, due_items, in_quiet_hours};
+use crate::domain::offers::{BuyAgain, due_items};
 use crate::store::{all, exec, number, one};
 
 /// What an offer rule looks for.
@@ -152,44 +148,9 @@ pub struct Generated {
     pub skipped: Vec<(String, Skip, String)>,
 }
 
-/// At most this many recommended items in a message.
-const MESSAGE_ITEMS: i32 = 3;
-
-/// How long a message waits for recommendation's items before it goes without.
-const RECOMMENDATION_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// An item recommendation suggests for the customer, carried by a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SuggestedItem {
-    pub item_id: String,
-    pub title: String,
-    /// Why, for the customer, the primary reason first.
-    pub reasons: Vec<String>,
-    /// `attune.common.v1.DataCategory` values.
-    pub data_categories: Vec<i32>,
-}
-
-/// The message worth sending now.
-#[derive(Debug, Clone)]
-pub struct NextBest {
-    /// What the sending tool reports back (the offer's id when there is one).
-    pub message_id: String,
-    pub offer: Option<Offer>,
-    pub items: Vec<SuggestedItem>,
-}
-
-/// Why no message is due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoMessage {
-    NoConsent,
-    FrequencyCap,
-    QuietHours,
-    NothingRelevant,
-}
-
 #[derive(Debug, FromQueryResult)]
-struct Body {
-    body: String,
+pub(crate) struct Body {
+    pub body: String,
 }
 
 fn corrupt(what: &str) -> DbErr {
@@ -224,7 +185,7 @@ async fn offer_rules(db: &impl ConnectionTrait) -> Result<Vec<OfferRule>, DbErr>
         .collect()
 }
 
-fn offer_of(body: &str, now: DateTime<Utc>) -> Result<Offer, DbErr> {
+pub(crate) fn offer_of(body: &str, now: DateTime<Utc>) -> Result<Offer, DbErr> {
     let mut offer: Offer = serde_json::from_str(body).map_err(|_| corrupt("offer"))?;
     if matches!(offer.state, OfferState::Issued | OfferState::Seen) && offer.end <= now {
         offer.state = OfferState::Expired;
@@ -559,204 +520,6 @@ impl Loyalty {
                 Ok(offer)
             },
         )
-        .await
-    }
-
-    /// The next-best message for `customer` on `channel` now: the newest live
-    /// offer for the channel not sent recently, with recommendation's items for
-    /// the customer alongside, or those items alone when no offer is due.
-    pub async fn next_best_message(
-        &self,
-        customer: &str,
-        channel: Channel,
-    ) -> Result<Result<NextBest, NoMessage>, ApiError> {
-        let now = self.clock.now();
-        let Some(purpose) = channel.purpose() else {
-            return Ok(Err(NoMessage::NothingRelevant));
-        };
-        if !self.checker.is_granted(customer, purpose).await {
-            return Ok(Err(NoMessage::NoConsent));
-        }
-        let sent = number(
-            &self.db,
-            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM loyalty_messages WHERE customer_id = ? AND channel = ? AND send_time > ?",
-            vec![customer.into(), channel.as_str().into(), to_micros(now - Duration::days(7)).into()],
-        )
-        .await?;
-        if sent >= i64::from(self.settings.messages_per_week) {
-            return Ok(Err(NoMessage::FrequencyCap));
-        }
-        let repeat = Duration::from_std(self.settings.repeat_after).unwrap_or(Duration::days(30));
-        let rows: Vec<Body> = all(
-            &self.db,
-            "SELECT o.body FROM loyalty_offers o WHERE o.customer_id = ? AND o.channel = ? \
-             AND o.state IN ('issued', 'seen') AND o.end_time > ? AND NOT EXISTS (SELECT 1 FROM loyalty_messages m \
-             WHERE m.customer_id = o.customer_id AND m.offer_id = o.offer_id AND m.send_time > ?) \
-             ORDER BY o.issue_time DESC, o.offer_id DESC LIMIT 1",
-            vec![customer.into(), channel.as_str().into(), to_micros(now).into(), to_micros(now - repeat).into()],
-        )
-        .await?;
-        let offer = rows
-            .into_iter()
-            .next()
-            .map(|row| offer_of(&row.body, now))
-            .transpose()?;
-        let mut items = self.suggested_items(customer).await;
-        let message = match offer {
-            Some(offer) => {
-                items.retain(|item| !offer.item_ids.contains(&item.item_id));
-                NextBest {
-                    message_id: offer.offer_id.clone(),
-                    offer: Some(offer),
-                    items,
-                }
-            }
-            None if items.is_empty() => return Ok(Err(NoMessage::NothingRelevant)),
-            None => {
-                let message_id = self.items_message_id(&items);
-                let recently = number(
-                    &self.db,
-                    "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM loyalty_messages WHERE customer_id = ? AND channel = ? \
-                     AND offer_id = ? AND send_time > ?",
-                    vec![customer.into(), channel.as_str().into(), message_id.clone().into(), to_micros(now - repeat).into()],
-                )
-                .await?;
-                if recently > 0 {
-                    return Ok(Err(NoMessage::NothingRelevant));
-                }
-                NextBest {
-                    message_id,
-                    offer: None,
-                    items,
-                }
-            }
-        };
-        if self.quiet_now(customer, now).await {
-            return Ok(Err(NoMessage::QuietHours));
-        }
-        Ok(Ok(message))
-    }
-
-    /// Recommendation's items for `customer` in a message, within
-    /// [`RECOMMENDATION_BUDGET`]; none when recommendation is not reachable
-    /// from here, fails or is slow (the message then carries its offer alone).
-    async fn suggested_items(&self, customer: &str) -> Vec<SuggestedItem> {
-        let Some(peer) = &self.recommendation else {
-            return Vec::new();
-        };
-        let mut client =
-            RecommendationServiceClient::with_interceptor(peer.clone(), TraceContextInterceptor);
-        let mut request = tonic::Request::new(rec_pb::GetRecommendationsRequest {
-            customer_id: customer.to_owned(),
-            placement: rec_pb::Placement::Email.into(),
-            context: None,
-            filter: Some(rec_pb::RecommendationFilter {
-                in_stock_only: true,
-                ..Default::default()
-            }),
-            max_results: MESSAGE_ITEMS,
-            page_token: String::new(),
-        });
-        request.set_timeout(RECOMMENDATION_BUDGET);
-        let answer = within(RECOMMENDATION_BUDGET, client.get_recommendations(request)).await;
-        let Some(answer) = answer.answered() else {
-            return Vec::new();
-        };
-        answer
-            .items
-            .into_iter()
-            .map(|item| SuggestedItem {
-                title: item.item.map(|i| i.title).unwrap_or_default(),
-                reasons: item
-                    .reason
-                    .into_iter()
-                    .chain(item.further_reasons)
-                    .map(|r| r.text)
-                    .filter(|text| !text.is_empty())
-                    .collect(),
-                data_categories: item.data_categories,
-                item_id: item.item_id,
-            })
-            .collect()
-    }
-
-    /// The id of a message of `items` alone: the same items, the same id.
-    fn items_message_id(&self, items: &[SuggestedItem]) -> String {
-        let mut ids: Vec<&str> = items.iter().map(|i| i.item_id.as_str()).collect();
-        ids.sort_unstable();
-        let digest = self.key.digest("loyalty-message-items", &ids.join("\n"));
-        format!("items-{}", &digest[..32])
-    }
-
-    /// Whether it is quiet hours for `customer` (their zero-party time zone; UTC
-    /// when they gave none or profile cannot say).
-    async fn quiet_now(&self, customer: &str, now: DateTime<Utc>) -> bool {
-        let mut offset = 0;
-        if let Some(peer) = &self.profile {
-            let mut client =
-                ProfileServiceClient::with_interceptor(peer.clone(), TraceContextInterceptor);
-            if let Ok(answer) = client
-                .get_zero_party_data(profile_pb::GetZeroPartyDataRequest {
-                    customer_id: customer.to_owned(),
-                })
-                .await
-            {
-                let zone = answer
-                    .into_inner()
-                    .data
-                    .map(|d| d.time_zone)
-                    .unwrap_or_default();
-                offset = crate::zone::offset(&zone, now).unwrap_or(0);
-            }
-        }
-        in_quiet_hours(
-            now,
-            offset,
-            self.settings.quiet_hours_start,
-            self.settings.quiet_hours_end,
-        )
-    }
-
-    /// Customers after `after` with a live offer on `channel`, at most `limit`.
-    pub async fn candidates(
-        &self,
-        channel: Channel,
-        after: &str,
-        limit: u32,
-    ) -> Result<Vec<String>, ApiError> {
-        #[derive(Debug, FromQueryResult)]
-        struct Row {
-            customer_id: String,
-        }
-        let rows: Vec<Row> = all(
-            &self.db,
-            "SELECT DISTINCT customer_id FROM loyalty_offers WHERE channel = ? AND state IN ('issued', 'seen') \
-             AND end_time > ? AND customer_id > ? ORDER BY customer_id LIMIT ?",
-            vec![channel.as_str().into(), to_micros(self.clock.now()).into(), after.into(), i64::from(limit).into()],
-        )
-        .await?;
-        Ok(rows.into_iter().map(|r| r.customer_id).collect())
-    }
-
-    /// Records sent messages.
-    pub async fn report_sent(
-        &self,
-        channel: Channel,
-        sent: Vec<(String, String, DateTime<Utc>)>,
-        request_id: &str,
-    ) -> Result<i32, ApiError> {
-        let content = json!({ "channel": channel, "sent": sent });
-        self.idempotent("report_sent_messages", request_id, &content, async |txn| {
-            for (customer, offer, at) in &sent {
-                exec(
-                    txn,
-                    "INSERT INTO loyalty_messages (customer_id, channel, offer_id, send_time) VALUES (?, ?, ?, ?)",
-                    vec![customer.clone().into(), channel.as_str().into(), offer.clone().into(), to_micros(*at).into()],
-                )
-                .await?;
-            }
-            Ok(i32::try_from(sent.len()).unwrap_or(i32::MAX))
-        })
         .await
     }
 }

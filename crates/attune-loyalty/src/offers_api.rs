@@ -10,7 +10,8 @@ use tonic::{Request, Response, Status};
 
 use crate::app::Loyalty;
 use crate::convert;
-use crate::offers::{Channel, NextBest, NoMessage, Offer, OfferKind, OfferRule, OfferState, Skip};
+use crate::messages::{NextBest, NoMessage};
+use crate::offers::{Channel, Offer, OfferKind, OfferRule, OfferState, Skip};
 
 /// The offers API over the service's state.
 #[derive(Debug, Clone)]
@@ -260,6 +261,7 @@ fn message(customer: &str, channel: Channel, message: NextBest) -> pb::Message {
         message_id,
         offer,
         items,
+        items_skipped,
     } = message;
     let reason = match (&offer, items.first()) {
         (Some(offer), _) => format!("{}; not sent to you recently", offer.reason),
@@ -284,6 +286,12 @@ fn message(customer: &str, channel: Channel, message: NextBest) -> pb::Message {
             })
             .collect(),
         message_id,
+        items_status: if items_skipped {
+            pb::ItemsStatus::Skipped
+        } else {
+            pb::ItemsStatus::Answered
+        }
+        .into(),
     }
 }
 
@@ -452,6 +460,7 @@ impl OfferService for OfferApi {
                     NoMessage::FrequencyCap => pb::NoMessageReason::FrequencyCap,
                     NoMessage::QuietHours => pb::NoMessageReason::QuietHours,
                     NoMessage::NothingRelevant => pb::NoMessageReason::NothingRelevant,
+                    NoMessage::ItemsUnavailable => pb::NoMessageReason::ItemsUnavailable,
                 }
                 .into(),
             },
@@ -463,6 +472,7 @@ impl OfferService for OfferApi {
         &self,
         request: Request<pb::ListDueMessagesRequest>,
     ) -> Answer<pb::ListDueMessagesResponse> {
+        let deadline = attune_kit::peer::caller_deadline(request.metadata());
         let pb::ListDueMessagesRequest {
             channel,
             page_size: size,
@@ -474,26 +484,21 @@ impl OfferService for OfferApi {
         let after = decode_cursor(&mut v, "page_token", &page_token, |c| Some(c.to_owned()));
         v.finish()?;
         let (channel, size) = (checked(channel), checked(size));
-        let customers = self
+        let page = self
             .loyalty
-            .candidates(channel, &after.unwrap_or_default(), size + 1)
+            .due_messages(channel, &after.unwrap_or_default(), size, deadline)
             .await?;
-        let more = customers.len() > size as usize;
-        let mut messages = Vec::new();
-        let mut last = String::new();
-        for customer in customers.into_iter().take(size as usize) {
-            if let Ok(next) = self.loyalty.next_best_message(&customer, channel).await? {
-                messages.push(message(&customer, channel, next));
-            }
-            last = customer;
-        }
         Ok(Response::new(pb::ListDueMessagesResponse {
-            messages,
-            next_page_token: if more {
-                encode_page_token(&last)
-            } else {
-                String::new()
-            },
+            messages: page
+                .messages
+                .into_iter()
+                .map(|(customer, next)| message(&customer, channel, next))
+                .collect(),
+            next_page_token: page
+                .next_after
+                .map(|after| encode_page_token(&after))
+                .unwrap_or_default(),
+            items_skipped_count: i32::try_from(page.items_skipped).unwrap_or(i32::MAX),
         }))
     }
 
