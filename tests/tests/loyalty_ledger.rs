@@ -111,17 +111,30 @@ backend_tests! {
             description: String::new(),
             request_id: "no-account".into(),
         });
+        // A credit reusing an earlier request's id for other content: refused
+        // before it writes anything.
+        let earlier = pb::AdjustPointsRequest {
+            customer_id: "bulk-50".into(),
+            points: 5,
+            reason_code: pb::ReasonCode::Migration.into(),
+            description: String::new(),
+            request_id: "earlier".into(),
+        };
+        app.loyalty().adjust_points(earlier.clone()).await.expect("booked");
+        adjustments.push(pb::AdjustPointsRequest { points: 6, ..earlier });
         let request = pb::BulkAdjustPointsRequest { adjustments };
         let results = app.loyalty().bulk_adjust_points(request.clone()).await.expect("the batch runs").into_inner().results;
-        assert_eq!(results.len(), 2002);
+        assert_eq!(results.len(), 2003);
         assert!(results[..2000].iter().all(|r| r.code == 0 && r.entry.is_some()));
         assert_eq!(results[2000].code, Code::FailedPrecondition as i32);
         assert_eq!(results[2001].code, Code::NotFound as i32);
+        assert_eq!(results[2002].code, Code::AlreadyExists as i32);
         assert_eq!(app.assert_ledger_consistent("bulk-7").await.available_points, 200);
         let again = app.loyalty().bulk_adjust_points(request).await.expect("the replay runs").into_inner().results;
         assert_eq!(again[..2000], results[..2000], "each entry replays its original result");
         assert_eq!(app.assert_ledger_consistent("bulk-7").await.available_points, 200);
         assert_eq!(app.statement("bulk-0").await.len(), 20);
+        assert_eq!(app.assert_ledger_consistent("bulk-50").await.available_points, 205);
     }
 
     async fn the_statement_pages_newest_first(app) {

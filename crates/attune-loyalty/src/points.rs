@@ -205,9 +205,13 @@ impl Loyalty {
         .await
     }
 
-    /// Books many corrections in one transaction, each in a savepoint of its own
-    /// so that one refusal undoes only itself; each is the same request as an
-    /// AdjustPoints with its request id.
+    /// Books many corrections in one transaction; each is the same request as
+    /// an AdjustPoints with its request id. A debit, which may be refused after
+    /// it claimed its request id, runs in a savepoint of its own so that its
+    /// refusal undoes only itself. A credit is never refused once its work
+    /// begins (any failure there fails the whole batch), so it needs no
+    /// savepoint: two statements fewer per entry, which on SQLite are two
+    /// thread handoffs and on PostgreSQL two round trips.
     pub async fn bulk_adjust(
         &self,
         adjustments: Vec<Adjustment>,
@@ -217,17 +221,24 @@ impl Loyalty {
         // Read once: the batch holds the write lock, so no one changes it meanwhile.
         let ladder = rules::ladder(&txn).await?;
         let mut outcomes = Vec::with_capacity(adjustments.len());
-        // Customers whose account a committed savepoint of this batch opened
-        // (or found open) and settled; every entry of the batch books at `now`.
+        // Customers whose account a committed entry of this batch opened (or
+        // found open) and settled; every entry of the batch books at `now`.
         let mut settled = std::collections::HashSet::new();
         for adjustment in adjustments {
             let known = settled.contains(&adjustment.customer_id);
             let fingerprint = self.key.fingerprint(&adjustment);
             let subject = self.subject(&adjustment.customer_id);
-            let savepoint = txn.begin().await?;
+            let savepoint = match adjustment.points < 0 {
+                true => Some(txn.begin().await?),
+                false => None,
+            };
+            let conn = savepoint.as_ref().unwrap_or(&txn);
+            // Whether the work ran (the request id was new): a credit's error
+            // after that may have left writes behind.
+            let worked = std::sync::atomic::AtomicBool::new(false);
             let result = REQUESTS
                 .idempotent_about(
-                    &savepoint,
+                    conn,
                     Request {
                         operation: "adjust_points",
                         request_id: &adjustment.request_id,
@@ -236,6 +247,7 @@ impl Loyalty {
                     &subject,
                     now,
                     async |sp| -> Result<Booked, ApiError> {
+                        worked.store(true, std::sync::atomic::Ordering::Relaxed);
                         let entry = self
                             .adjust_in(sp, &adjustment, now, known, ladder.as_ref())
                             .await?;
@@ -247,17 +259,24 @@ impl Loyalty {
                 .await;
             match result {
                 Ok(outcome) => {
-                    savepoint.commit().await?;
+                    if let Some(savepoint) = savepoint {
+                        savepoint.commit().await?;
+                    }
                     if outcome.is_fresh() {
                         settled.insert(adjustment.customer_id.clone());
                     }
                     outcomes.push(AdjustOutcome::Booked(outcome.into_inner().entry));
                 }
                 Err(error) => {
-                    // Dropping the savepoint rolls it back; a database failure
-                    // fails the whole batch (nothing of it commits).
+                    // A database failure, or a credit that failed part way,
+                    // fails the whole batch (nothing of it commits). Otherwise
+                    // dropping the savepoint rolls the refused debit back; a
+                    // request refused before its work wrote nothing.
+                    let partial =
+                        savepoint.is_none() && worked.load(std::sync::atomic::Ordering::Relaxed);
                     drop(savepoint);
-                    if matches!(error, ApiError::Internal(_) | ApiError::Unavailable(_)) {
+                    if partial || matches!(error, ApiError::Internal(_) | ApiError::Unavailable(_))
+                    {
                         return Err(error);
                     }
                     outcomes.push(AdjustOutcome::Refused(error));
