@@ -10,16 +10,19 @@ use attune_tests::consent_requests::{request_id, timestamp};
 use attune_tests::loyalty::{days, loyalty_pb as pb};
 use attune_tests::profile_events::{eur, item, purchase};
 use attune_tests::recommendation::catalog_item;
-use attune_tests::{Backend, TestApp, every_page};
+use attune_tests::{Backend, TestApp, eventually, every_page};
 use chrono::{TimeDelta, Utc};
 
 const CATALOGUE: [&str; 3] = ["sku-1", "sku-2", "sku-3"];
 
-/// The app with quiet hours off, so nothing depends on when the test runs.
+/// The app with quiet hours off, so nothing depends on when the test runs,
+/// and time enough for recommendation's items on a loaded machine (a stopped
+/// recommendation is refused at once).
 async fn app(backend: Backend) -> Option<TestApp> {
     TestApp::spawn_configured(backend, |config| {
         config.loyalty.quiet_hours_start = 0;
         config.loyalty.quiet_hours_end = 0;
+        config.loyalty.message_items_budget = std::time::Duration::from_secs(10);
     })
     .await
 }
@@ -93,6 +96,15 @@ async fn seed(app: &TestApp) -> pb::Offer {
         .into_inner();
     assert_eq!(generated.issued.len(), 1, "{generated:?}");
     generated.issued[0].clone()
+}
+
+/// Waits until `pod`'s consent checker answers: a new pod's first check can
+/// time out on a loaded machine, and consent fails closed.
+async fn consent_reaches(pod: &TestApp) {
+    eventually("the pod reads cust-m's consent", async || {
+        next_best(pod, "cust-m").await.no_message_reason != pb::NoMessageReason::NoConsent as i32
+    })
+    .await;
 }
 
 fn assert_items_from_recommendation(message: &pb::Message) {
@@ -185,6 +197,7 @@ async fn messages_carry_recommended_items(backend: Backend) {
     let pod = app
         .pod_with_peer_at("loyalty", "recommendation", "http://127.0.0.1:1")
         .await;
+    consent_reaches(&pod).await;
     let alone = next_best(&pod, "cust-m")
         .await
         .message
@@ -331,6 +344,7 @@ async fn due_messages_list_items_alone(backend: Backend) {
     let pod = app
         .pod_with_peer_at("loyalty", "recommendation", "http://127.0.0.1:1")
         .await;
+    consent_reaches(&pod).await;
     let mut skipped = 0;
     let down = every_due(&pod, 2, &mut skipped).await;
     assert_eq!(down.len(), 1, "{down:?}");

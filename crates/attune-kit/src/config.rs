@@ -405,6 +405,12 @@ settings! {
         /// Quiet hours end at this local hour (0 to 23).
         quiet_hours_end: u32 = 8,
             flag "loyalty-quiet-hours-end", value "HOUR";
+        /// How long a message waits for recommendation's items before it goes
+        /// without them, marked as skipped (each customer of a ListDueMessages
+        /// page too).
+        #[serde(with = "humantime_serde")]
+        message_items_budget: Duration = Duration::from_millis(500),
+            flag "loyalty-message-items-budget", value "DURATION";
         /// Every customer with an account is considered for offers once per this
         /// period by a background pass (as GenerateOffers would; caps and budgets
         /// hold); 0s turns the pass off.

@@ -40,9 +40,6 @@ use crate::store::{all, exec, number};
 /// At most this many recommended items in a message.
 const MESSAGE_ITEMS: i32 = 3;
 
-/// How long a message waits for recommendation's items before it goes without.
-const RECOMMENDATION_BUDGET: StdDuration = StdDuration::from_millis(500);
-
 /// How long a message waits for the customer's time zone before it takes UTC.
 const PROFILE_BUDGET: StdDuration = StdDuration::from_millis(500);
 
@@ -50,12 +47,12 @@ const PROFILE_BUDGET: StdDuration = StdDuration::from_millis(500);
 pub const PAGE_LOOKUPS: u32 = 100;
 
 /// A page starts no further customers after this long (nor past the caller's
-/// deadline less [`PAGE_MARGIN`]); what it started finishes within the budgets
-/// above.
+/// deadline less [`PAGE_MARGIN`]); what it started finishes within
+/// `loyalty.message_items_budget` and [`PROFILE_BUDGET`].
 pub const PAGE_BUDGET: StdDuration = StdDuration::from_secs(2);
 
 /// What a page keeps of the caller's deadline to finish the customers it
-/// started and answer.
+/// started and answer (with the default 500 ms items budget).
 const PAGE_MARGIN: StdDuration = StdDuration::from_millis(1200);
 
 /// Customers of a page evaluated at once.
@@ -148,8 +145,9 @@ impl ItemLookups {
             max_results: MESSAGE_ITEMS,
             page_token: String::new(),
         });
-        request.set_timeout(RECOMMENDATION_BUDGET);
-        match within(RECOMMENDATION_BUDGET, client.get_recommendations(request)).await {
+        let budget = loyalty.settings.message_items_budget;
+        request.set_timeout(budget);
+        match within(budget, client.get_recommendations(request)).await {
             Within::Answered(answer) => Items::Answered(suggested(answer)),
             // Recommendation's own refusal is an answer: nothing to suggest.
             Within::Refused(_) => Items::Answered(Vec::new()),
