@@ -13,7 +13,7 @@ use attune_kit::types::{DeliveryMethod, Money, time};
 use attune_proto::delivery::v1 as pb;
 use chrono::{DateTime, Utc};
 use prost::Message;
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query, UnionType};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 use serde::Serialize;
 
@@ -462,11 +462,14 @@ pub async fn chosen_windows(
 ) -> Result<Vec<(i32, i32, i32)>, ApiError> {
     #[derive(FromQueryResult)]
     struct ChosenRow {
+        /// 0: a confirmed reservation, 1: the choice recorded at checkout.
+        source: i32,
         order_id: String,
         body: Vec<u8>,
     }
-    let chosen = |table: &str, state: Option<&str>| {
+    let chosen = |table: &str, source: &'static str, state: Option<&str>| {
         let mut query = Query::select()
+            .expr_as(Expr::cust(source), "source")
             .column(("c", "order_id"))
             .column(("delivery_slots", "body"))
             .from_as(sea_orm::sea_query::Alias::new(table), "c")
@@ -482,13 +485,15 @@ pub async fn chosen_windows(
         }
         query
     };
+    // Both sources in one statement (learned preferences are read on every
+    // page with delivery); the choice wins over the reservation of its order.
+    let query = chosen("delivery_reservations", "0", Some("confirmed"))
+        .union(UnionType::All, chosen("delivery_order_choices", "1", None))
+        .to_owned();
+    let mut rows = store::all::<ChosenRow>(db, &query).await?;
+    rows.sort_by_key(|row| row.source);
     let mut by_order = std::collections::BTreeMap::new();
-    for row in
-        store::all::<ChosenRow>(db, &chosen("delivery_reservations", Some("confirmed"))).await?
-    {
-        by_order.insert(row.order_id, row.body);
-    }
-    for row in store::all::<ChosenRow>(db, &chosen("delivery_order_choices", None)).await? {
+    for row in rows {
         by_order.insert(row.order_id, row.body);
     }
     let mut windows = Vec::new();
