@@ -13,7 +13,7 @@ use attune_kit::types::{DeliveryMethod, Money, time};
 use attune_proto::delivery::v1 as pb;
 use chrono::{DateTime, Utc};
 use prost::Message;
-use sea_orm::sea_query::{Expr, ExprTrait, Query, UnionType};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 use serde::Serialize;
 
@@ -453,51 +453,13 @@ pub async fn get(
     })
 }
 
-/// The local windows (day 1-7, start minute, end minute) of the home slots a
-/// customer chose, for learned preferences: each order once, from the choice
-/// recorded at checkout, else from the reservation confirmed for it.
-pub async fn chosen_windows(
-    db: &impl ConnectionTrait,
-    customer_id: &str,
+/// The local windows (day 1-7, start minute, end minute) of the home slots
+/// among the encoded slots a customer chose, for learned preferences.
+pub fn home_windows(
+    chosen: impl IntoIterator<Item = Vec<u8>>,
 ) -> Result<Vec<(i32, i32, i32)>, ApiError> {
-    #[derive(FromQueryResult)]
-    struct ChosenRow {
-        /// 0: a confirmed reservation, 1: the choice recorded at checkout.
-        source: i32,
-        order_id: String,
-        body: Vec<u8>,
-    }
-    let chosen = |table: &str, source: &'static str, state: Option<&str>| {
-        let mut query = Query::select()
-            .expr_as(Expr::cust(source), "source")
-            .column(("c", "order_id"))
-            .column(("delivery_slots", "body"))
-            .from_as(sea_orm::sea_query::Alias::new(table), "c")
-            .inner_join(
-                sea_orm::sea_query::Alias::new("delivery_slots"),
-                Expr::col(("delivery_slots", "slot_id")).equals(("c", "slot_id")),
-            )
-            .and_where(Expr::col(("c", "customer_id")).eq(customer_id))
-            .and_where(Expr::col(("c", "order_id")).is_not_null())
-            .to_owned();
-        if let Some(state) = state {
-            query.and_where(Expr::col(("c", "state")).eq(state));
-        }
-        query
-    };
-    // Both sources in one statement (learned preferences are read on every
-    // page with delivery); the choice wins over the reservation of its order.
-    let query = chosen("delivery_reservations", "0", Some("confirmed"))
-        .union(UnionType::All, chosen("delivery_order_choices", "1", None))
-        .to_owned();
-    let mut rows = store::all::<ChosenRow>(db, &query).await?;
-    rows.sort_by_key(|row| row.source);
-    let mut by_order = std::collections::BTreeMap::new();
-    for row in rows {
-        by_order.insert(row.order_id, row.body);
-    }
     let mut windows = Vec::new();
-    for body in by_order.into_values() {
+    for body in chosen {
         let slot = pb::DeliverySlot::decode(body.as_slice()).map_err(ApiError::internal)?;
         if DeliveryMethod::from_proto(slot.method).is_ok_and(DeliveryMethod::is_pickup) {
             continue;
