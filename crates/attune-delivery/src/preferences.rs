@@ -16,7 +16,7 @@ use attune_proto::delivery::v1 as pb;
 use attune_proto::profile::v1 as profile_pb;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use prost::Message;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, JoinType, OnConflict, Query, UnionType};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, FromQueryResult};
 use serde::Serialize;
 
@@ -290,6 +290,88 @@ async fn choices(db: &impl ConnectionTrait, customer_id: &str) -> Result<Vec<Cho
     store::all::<ChoiceRow>(db, &query).await
 }
 
+/// One row of [`history`]: a recorded choice (source 1, with the body of the
+/// slot it chose, if any) or a confirmed reservation's slot (source 0).
+#[derive(FromQueryResult)]
+struct HistoryRow {
+    source: i32,
+    order_id: String,
+    delivery_method: Option<String>,
+    payment_method: Option<String>,
+    pickup_point_id: Option<String>,
+    order_time: Option<i64>,
+    body: Option<Vec<u8>>,
+}
+
+/// The customer's recorded choices (oldest first) and the local windows of the
+/// home slots they chose (each order once, from the choice recorded at
+/// checkout, else from the reservation confirmed for it), in one statement:
+/// learned preferences are read on every page with delivery.
+async fn history(
+    db: &impl ConnectionTrait,
+    customer_id: &str,
+) -> Result<(Vec<ChoiceRow>, Vec<(i32, i32, i32)>), ApiError> {
+    let mut choices = Query::select()
+        .expr_as(Expr::cust("1"), "source")
+        .column(("c", "order_id"))
+        .column(("c", "delivery_method"))
+        .column(("c", "payment_method"))
+        .column(("c", "pickup_point_id"))
+        .column(("c", "order_time"))
+        .column(("s", "body"))
+        .from_as("delivery_order_choices", "c")
+        .join_as(
+            JoinType::LeftJoin,
+            "delivery_slots",
+            "s",
+            Expr::col(("s", "slot_id")).equals(("c", "slot_id")),
+        )
+        .and_where(Expr::col(("c", "customer_id")).eq(customer_id))
+        .to_owned();
+    let reservations = Query::select()
+        .expr_as(Expr::cust("0"), "source")
+        .column(("r", "order_id"))
+        .expr_as(Expr::cust("NULL"), "delivery_method")
+        .expr_as(Expr::cust("NULL"), "payment_method")
+        .expr_as(Expr::cust("NULL"), "pickup_point_id")
+        .expr_as(Expr::cust("NULL"), "order_time")
+        .column(("s", "body"))
+        .from_as("delivery_reservations", "r")
+        .join_as(
+            JoinType::InnerJoin,
+            "delivery_slots",
+            "s",
+            Expr::col(("s", "slot_id")).equals(("r", "slot_id")),
+        )
+        .and_where(Expr::col(("r", "customer_id")).eq(customer_id))
+        .and_where(Expr::col(("r", "order_id")).is_not_null())
+        .and_where(Expr::col(("r", "state")).eq("confirmed"))
+        .to_owned();
+    let query = choices.union(UnionType::All, reservations).to_owned();
+    let mut rows = store::all::<HistoryRow>(db, &query).await?;
+    // Reservations first, so that an order's recorded choice replaces them.
+    rows.sort_by_key(|row| row.source);
+    let mut slots = std::collections::BTreeMap::new();
+    let mut choices = Vec::new();
+    for row in rows {
+        if let Some(body) = row.body {
+            slots.insert(row.order_id.clone(), body);
+        }
+        if let (1, Some(order_time)) = (row.source, row.order_time) {
+            choices.push(ChoiceRow {
+                order_id: row.order_id,
+                delivery_method: row.delivery_method,
+                payment_method: row.payment_method,
+                pickup_point_id: row.pickup_point_id,
+                order_time,
+            });
+        }
+    }
+    choices.sort_by_key(|choice| choice.order_time);
+    let windows = crate::reservations::home_windows(slots.into_values())?;
+    Ok((choices, windows))
+}
+
 #[derive(Default)]
 struct Tally {
     count: i32,
@@ -320,7 +402,7 @@ pub async fn learned(
     customer_id: &str,
     now: DateTime<Utc>,
 ) -> Result<pb::LearnedPreferences, ApiError> {
-    let rows = choices(db, customer_id).await?;
+    let (rows, windows) = history(db, customer_id).await?;
     let half_life = delivery.settings.learned_half_life.as_secs_f64().max(1.0);
     let mut methods: HashMap<DeliveryMethod, Tally> = HashMap::new();
     let mut payments: HashMap<PaymentMethod, Tally> = HashMap::new();
@@ -356,10 +438,11 @@ pub async fn learned(
         }
     }
     let when = |micros: i64| from_micros(micros).ok().map(time::to_proto);
-    let mut windows: HashMap<(i32, i32, i32), i32> = HashMap::new();
-    for window in crate::reservations::chosen_windows(db, customer_id).await? {
-        *windows.entry(window).or_default() += 1;
+    let mut window_counts: HashMap<(i32, i32, i32), i32> = HashMap::new();
+    for window in windows {
+        *window_counts.entry(window).or_default() += 1;
     }
+    let windows = window_counts;
     let mut windows: Vec<((i32, i32, i32), i32)> = windows.into_iter().collect();
     windows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     Ok(pb::LearnedPreferences {

@@ -453,46 +453,13 @@ pub async fn get(
     })
 }
 
-/// The local windows (day 1-7, start minute, end minute) of the home slots a
-/// customer chose, for learned preferences: each order once, from the choice
-/// recorded at checkout, else from the reservation confirmed for it.
-pub async fn chosen_windows(
-    db: &impl ConnectionTrait,
-    customer_id: &str,
+/// The local windows (day 1-7, start minute, end minute) of the home slots
+/// among the encoded slots a customer chose, for learned preferences.
+pub fn home_windows(
+    chosen: impl IntoIterator<Item = Vec<u8>>,
 ) -> Result<Vec<(i32, i32, i32)>, ApiError> {
-    #[derive(FromQueryResult)]
-    struct ChosenRow {
-        order_id: String,
-        body: Vec<u8>,
-    }
-    let chosen = |table: &str, state: Option<&str>| {
-        let mut query = Query::select()
-            .column(("c", "order_id"))
-            .column(("delivery_slots", "body"))
-            .from_as(sea_orm::sea_query::Alias::new(table), "c")
-            .inner_join(
-                sea_orm::sea_query::Alias::new("delivery_slots"),
-                Expr::col(("delivery_slots", "slot_id")).equals(("c", "slot_id")),
-            )
-            .and_where(Expr::col(("c", "customer_id")).eq(customer_id))
-            .and_where(Expr::col(("c", "order_id")).is_not_null())
-            .to_owned();
-        if let Some(state) = state {
-            query.and_where(Expr::col(("c", "state")).eq(state));
-        }
-        query
-    };
-    let mut by_order = std::collections::BTreeMap::new();
-    for row in
-        store::all::<ChosenRow>(db, &chosen("delivery_reservations", Some("confirmed"))).await?
-    {
-        by_order.insert(row.order_id, row.body);
-    }
-    for row in store::all::<ChosenRow>(db, &chosen("delivery_order_choices", None)).await? {
-        by_order.insert(row.order_id, row.body);
-    }
     let mut windows = Vec::new();
-    for body in by_order.into_values() {
+    for body in chosen {
         let slot = pb::DeliverySlot::decode(body.as_slice()).map_err(ApiError::internal)?;
         if DeliveryMethod::from_proto(slot.method).is_ok_and(DeliveryMethod::is_pickup) {
             continue;

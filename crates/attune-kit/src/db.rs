@@ -88,6 +88,12 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
         .sqlx_logging(false);
 
     if backend == Backend::Sqlite {
+        // A pooled SQLite connection is a thread of this process over a local
+        // file: it cannot go stale the way a network connection does, so the
+        // pool's ping before each checkout (a round trip to that thread, on
+        // every statement) buys nothing. Measured on the page experience:
+        // scripts/bench-page-experience, ARCHITECTURE.md "attune-kit".
+        options.test_before_acquire(false);
         let busy_timeout = config.busy_timeout;
         let explicit_mode = url.contains("mode=");
         options.map_sqlx_sqlite_opts(move |o| {

@@ -425,7 +425,8 @@ impl People {
         &self,
         customer_id: &CustomerId,
     ) -> Result<pb::ZeroPartyData, ApiError> {
-        let row = self.resolve(customer_id).await?;
-        Ok(zero_party_store::load(&self.profile.db, &row.customer_id).await?)
+        zero_party_store::load_resolved(&self.profile.db, customer_id.as_ref())
+            .await?
+            .ok_or_else(not_found)
     }
 }

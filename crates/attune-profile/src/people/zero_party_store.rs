@@ -5,7 +5,7 @@ use attune_kit::db::micros;
 use attune_proto::profile::v1 as pb;
 use chrono::{DateTime, Utc};
 use prost::Message;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, JoinType, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, StatementBuilder};
 
 /// The zero-party table.
@@ -52,6 +52,61 @@ pub(crate) async fn load(
 ) -> Result<pb::ZeroPartyData, DbErr> {
     let mut found = load_all(db, &[customer_id.to_owned()]).await?;
     Ok(found.pop().map(|(_, data)| data).unwrap_or_default())
+}
+
+#[derive(Debug, FromQueryResult)]
+struct ResolvedRow {
+    data: Option<Vec<u8>>,
+}
+
+/// The record of the profile `customer_id` names (itself, or the survivor it
+/// was merged into), empty when they shared nothing; `None` when no profile has
+/// the id. One statement, as GetZeroPartyData runs on every page: the id's row,
+/// its survivor's row (a redirect names the final survivor, so one hop) and the
+/// record, where the same reads in turn cost three round trips.
+pub(crate) async fn load_resolved(
+    db: &impl ConnectionTrait,
+    customer_id: &str,
+) -> Result<Option<pb::ZeroPartyData>, DbErr> {
+    let (asked, profile, record) = (Alias::new("a"), Alias::new("p"), Alias::new("z"));
+    let query = Query::select()
+        .expr_as(
+            Expr::col((record.clone(), Alias::new("data"))),
+            Alias::new("data"),
+        )
+        .from_as(Alias::new(super::profiles::TABLE), asked.clone())
+        .join_as(
+            JoinType::InnerJoin,
+            Alias::new(super::profiles::TABLE),
+            profile.clone(),
+            Expr::col((profile.clone(), Alias::new("customer_id"))).eq(Func::coalesce([
+                Expr::col((asked.clone(), Alias::new("merged_into"))),
+                Expr::col((asked.clone(), Alias::new("customer_id"))),
+            ])),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            Alias::new(TABLE),
+            record.clone(),
+            Expr::col((record, Alias::new("customer_id")))
+                .equals((profile, Alias::new("customer_id"))),
+        )
+        .and_where(Expr::col((asked, Alias::new("customer_id"))).eq(customer_id))
+        .to_owned();
+    let Some(row) =
+        ResolvedRow::find_by_statement(StatementBuilder::build(&query, &db.get_database_backend()))
+            .one(db)
+            .await?
+    else {
+        return Ok(None);
+    };
+    row.data
+        .map(|data| {
+            pb::ZeroPartyData::decode(data.as_slice())
+                .map_err(|error| DbErr::Custom(format!("unreadable zero-party data: {error}")))
+        })
+        .transpose()
+        .map(|data| Some(data.unwrap_or_default()))
 }
 
 /// Stores the record of `customer_id`, replacing the one before.

@@ -258,10 +258,10 @@ impl Segments {
     ) -> Result<Vec<pb::SegmentMembership>, ApiError> {
         let db = &self.profile.db;
         // The id is personal data: the error does not repeat it.
-        let customer = crate::people::resolve_customer_id(db, customer_id.as_ref())
-            .await?
-            .ok_or_else(|| ApiError::NotFound("no profile has this customer id".into()))?;
-        let rows = store::customer_memberships(db, &customer, page.after.as_deref(), limit).await?;
+        let rows =
+            store::customer_memberships(db, customer_id.as_ref(), page.after.as_deref(), limit)
+                .await?
+                .ok_or_else(|| ApiError::NotFound("no profile has this customer id".into()))?;
         Ok(rows
             .into_iter()
             .map(|row| {

@@ -10,7 +10,9 @@ use attune_kit::types::time;
 use attune_proto::profile::v1 as pb;
 use chrono::{DateTime, Utc};
 use prost::Message;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, SelectStatement};
+use sea_orm::sea_query::{
+    Alias, Condition, Expr, ExprTrait, Func, JoinType, OnConflict, Query, SelectStatement,
+};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, StatementBuilder};
 
 const SEGMENTS: &str = "profile_segments";
@@ -329,43 +331,91 @@ pub struct CustomerMembershipRow {
     pub join_time: i64,
 }
 
-/// Up to `limit` of a customer's memberships after segment `after`, by segment id.
+/// The segment columns of a [`CustomerMembershipRow`], absent on the one row
+/// that says a customer is in no segment.
+#[derive(Debug, FromQueryResult)]
+struct ResolvedMembershipRow {
+    segment_id: Option<String>,
+    display_name: Option<String>,
+    customer_id: Option<String>,
+    join_time: Option<i64>,
+}
+
+/// Up to `limit` of the memberships of the profile `customer_id` names (itself,
+/// or the survivor it was merged into) after segment `after`, by segment id;
+/// `None` when no profile has the id. One statement, as ListCustomerSegments
+/// runs on every page: the id's row, left-joined to the survivor's memberships
+/// of segments that exist, so a customer in no segment is one row of nulls.
 pub async fn customer_memberships(
     db: &impl ConnectionTrait,
     customer_id: &str,
     after: Option<&str>,
     limit: u64,
-) -> Result<Vec<CustomerMembershipRow>, DbErr> {
-    let mut query = Query::select()
+) -> Result<Option<Vec<CustomerMembershipRow>>, DbErr> {
+    let (asked, member, segment) = (col("a"), col("m"), col("s"));
+    let mut joined = Condition::all()
+        .add(
+            Expr::col((member.clone(), col("customer_id"))).eq(Func::coalesce([
+                Expr::col((asked.clone(), col("merged_into"))),
+                Expr::col((asked.clone(), col("customer_id"))),
+            ])),
+        )
+        .add(
+            Expr::col((member.clone(), col("segment_id"))).in_subquery(
+                Query::select()
+                    .column(col("segment_id"))
+                    .from(col(SEGMENTS))
+                    .to_owned(),
+            ),
+        );
+    if let Some(after) = after {
+        joined = joined.add(Expr::col((member.clone(), col("segment_id"))).gt(after));
+    }
+    let query = Query::select()
         .expr_as(
-            Expr::col((col(MEMBERS), col("segment_id"))),
+            Expr::col((member.clone(), col("segment_id"))),
             col("segment_id"),
         )
         .expr_as(
-            Expr::col((col(SEGMENTS), col("display_name"))),
+            Expr::col((segment.clone(), col("display_name"))),
             col("display_name"),
         )
         .expr_as(
-            Expr::col((col(MEMBERS), col("customer_id"))),
+            Expr::col((member.clone(), col("customer_id"))),
             col("customer_id"),
         )
         .expr_as(
-            Expr::col((col(MEMBERS), col("join_time"))),
+            Expr::col((member.clone(), col("join_time"))),
             col("join_time"),
         )
-        .from(col(MEMBERS))
-        .inner_join(
+        .from_as(col(PROFILES), asked.clone())
+        .join_as(JoinType::LeftJoin, col(MEMBERS), member.clone(), joined)
+        .join_as(
+            JoinType::LeftJoin,
             col(SEGMENTS),
-            Expr::col((col(SEGMENTS), col("segment_id"))).equals((col(MEMBERS), col("segment_id"))),
+            segment.clone(),
+            Expr::col((segment, col("segment_id"))).equals((member.clone(), col("segment_id"))),
         )
-        .and_where(Expr::col((col(MEMBERS), col("customer_id"))).eq(customer_id))
-        .order_by((col(MEMBERS), col("segment_id")), sea_orm::Order::Asc)
+        .and_where(Expr::col((asked, col("customer_id"))).eq(customer_id))
+        .order_by((member, col("segment_id")), sea_orm::Order::Asc)
         .limit(limit)
         .to_owned();
-    if let Some(after) = after {
-        query.and_where(Expr::col((col(MEMBERS), col("segment_id"))).gt(after));
+    let rows: Vec<ResolvedMembershipRow> = select(db, &query).await?;
+    if rows.is_empty() {
+        return Ok(None);
     }
-    select(db, &query).await
+    Ok(Some(
+        rows.into_iter()
+            .filter_map(|row| {
+                Some(CustomerMembershipRow {
+                    segment_id: row.segment_id?,
+                    display_name: row.display_name?,
+                    customer_id: row.customer_id?,
+                    join_time: row.join_time?,
+                })
+            })
+            .collect(),
+    ))
 }
 
 /// Adds memberships joined at `now`.
