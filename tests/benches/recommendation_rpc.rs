@@ -11,8 +11,8 @@
 //!   size), grants consent to `REC_BENCH_CONSENTED` customers, then measures
 //!   GetRecommendations (home, personalized) p50/p99 and calls/s from
 //!   `REC_BENCH_CONCURRENCY` concurrent callers (closed loop: throughput),
-//!   then at a fixed `REC_BENCH_RATE` calls/s (open loop: latency at that
-//!   rate), RerankItems of 100 candidates p50/p99, and the feed lag (profile
+//!   then at each fixed rate of `REC_BENCH_RATE` (calls/s, comma-separated;
+//!   open loop: latency at that rate), RerankItems of 100 candidates p50/p99, and the feed lag (profile
 //!   commit to recommendation's cursor) while events are ingested. With
 //!   `REC_BENCH_SERVER_PID` each load also reports the server's CPU time per
 //!   call, which a shared machine's noise moves far less than calls/s.
@@ -283,7 +283,7 @@ async fn load(
     address: &str,
     url: &str,
     consented: u64,
-    (concurrency, rate): (u64, u64),
+    (concurrency, rates): (u64, &[u64]),
     seconds: u64,
 ) {
     let channel = Channel::from_shared(address.to_owned())
@@ -390,7 +390,9 @@ async fn load(
         load_average(),
     );
 
-    open_loop(&channel, ask, rate, seconds).await;
+    for &rate in rates {
+        open_loop(&channel, ask, rate, seconds).await;
+    }
 
     let mut rng = Rng(7);
     let mut rerank = Vec::new();
@@ -477,6 +479,19 @@ async fn load(
     );
 }
 
+/// `REC_BENCH_RATE`: the open loop's rates, e.g. `2500,5000`.
+fn rates() -> Vec<u64> {
+    std::env::var("REC_BENCH_RATE")
+        .unwrap_or_else(|_| "2500,5000".into())
+        .split(',')
+        .map(|rate| {
+            rate.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("REC_BENCH_RATE holds calls/s, not {rate:?}"))
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() {
     let url =
@@ -498,10 +513,7 @@ async fn main() {
                 &address,
                 &url,
                 env_number("REC_BENCH_CONSENTED", 1000),
-                (
-                    env_number("REC_BENCH_CONCURRENCY", 16),
-                    env_number("REC_BENCH_RATE", 5000),
-                ),
+                (env_number("REC_BENCH_CONCURRENCY", 16), &rates()),
                 env_number("REC_BENCH_SECONDS", 10),
             )
             .await;

@@ -12,6 +12,10 @@ use super::{Interaction, ItemIx, Signal, UserIx};
 #[derive(Debug, Default)]
 pub(crate) struct Histories {
     offsets: Vec<u32>,
+    /// Per customer, its rows' positions strongest first (weight descending,
+    /// then the lower item): a ranking reads only the head of this order
+    /// instead of selecting from the whole history on every call.
+    strength: Vec<u32>,
     items: Vec<ItemIx>,
     weights: Vec<f32>,
     purchases: Vec<u16>,
@@ -53,8 +57,17 @@ impl Histories {
         }
     }
 
-    /// Appends the next customer's rows (customers come in index order).
+    /// Appends the next customer's rows (customers come in index order,
+    /// each customer's rows sorted by item).
     pub(crate) fn push_user(&mut self, rows: &[Row]) {
+        let mut strongest_first: Vec<u32> = (0..rows.len())
+            .map(|r| u32::try_from(r).unwrap_or(u32::MAX))
+            .collect();
+        strongest_first.sort_unstable_by(|&a, &b| {
+            let (a, b) = (&rows[a as usize], &rows[b as usize]);
+            b.weight.total_cmp(&a.weight).then(a.item.cmp(&b.item))
+        });
+        self.strength.extend(strongest_first);
         for row in rows {
             self.items.push(row.item);
             self.weights.push(row.weight);
@@ -79,6 +92,30 @@ impl Histories {
     pub(crate) fn rows(&self, user: UserIx) -> impl ExactSizeIterator<Item = Row> + '_ {
         let range = self.range(user);
         range.map(move |r| self.row(r))
+    }
+
+    /// The customer's rows, strongest first: weight descending, then the lower item.
+    pub(crate) fn strongest_first(&self, user: UserIx) -> impl ExactSizeIterator<Item = Row> + '_ {
+        let range = self.range(user);
+        let start = range.start;
+        self.strength[range]
+            .iter()
+            .map(move |&r| self.row(start + r as usize))
+    }
+
+    /// How many rows the customer has.
+    pub(crate) fn len(&self, user: UserIx) -> usize {
+        self.range(user).len()
+    }
+
+    /// The customer's items, sorted: position `at` is [`Histories::row_at`]`(user, at)`.
+    pub(crate) fn items(&self, user: UserIx) -> &[ItemIx] {
+        &self.items[self.range(user)]
+    }
+
+    /// The customer's row at position `at` of [`Histories::items`].
+    pub(crate) fn row_at(&self, user: UserIx, at: usize) -> Row {
+        self.row(self.range(user).start + at)
     }
 
     /// The customer's row of `item`, if any (rows are sorted by item).
@@ -111,6 +148,7 @@ impl Histories {
 
     pub(crate) fn memory_bytes(&self) -> usize {
         self.offsets.capacity() * 4
+            + self.strength.capacity() * 4
             + self.items.capacity() * 4
             + self.weights.capacity() * 4
             + self.purchases.capacity() * 2
@@ -120,6 +158,7 @@ impl Histories {
 
     pub(crate) fn shrink_to_fit(&mut self) {
         self.offsets.shrink_to_fit();
+        self.strength.shrink_to_fit();
         self.items.shrink_to_fit();
         self.weights.shrink_to_fit();
         self.purchases.shrink_to_fit();
@@ -397,11 +436,30 @@ mod tests {
             first_day: 10,
             last_day: 14,
         };
+        let weaker = Row {
+            item: 3,
+            weight: 0.5,
+            ..row
+        };
+        let tied = Row { item: 9, ..row };
         histories.push_user(&[]);
-        histories.push_user(&[row]);
+        histories.push_user(&[weaker, row, tied]);
         assert_eq!(histories.users(), 2);
         assert_eq!(histories.rows(0).len(), 0);
-        assert_eq!(histories.rows(1).collect::<Vec<_>>(), vec![row]);
+        assert_eq!(
+            histories.rows(1).collect::<Vec<_>>(),
+            vec![weaker, row, tied]
+        );
+        assert_eq!(
+            histories.strongest_first(1).collect::<Vec<_>>(),
+            vec![row, tied, weaker],
+            "by weight, then the lower item"
+        );
+        assert_eq!(histories.items(1), &[3, 7, 9]);
+        assert_eq!(histories.row_at(1, 2), tied);
+        assert_eq!(histories.len(1), 3);
+        assert_eq!(histories.find(1, 9), Some(tied));
         assert_eq!(histories.rows(5).len(), 0);
+        assert_eq!(histories.strongest_first(5).len(), 0);
     }
 }

@@ -221,9 +221,11 @@ impl Models {
 
     /// The customer's `n` strongest items (time-decayed interest), best first.
     pub fn strongest(&self, user: UserIx, n: usize) -> Vec<ItemIx> {
-        let mut rows: Vec<_> = self.histories.rows(user).collect();
-        top_n(&mut rows, n, |row| (row.weight, row.item));
-        rows.into_iter().map(|row| row.item).collect()
+        self.histories
+            .strongest_first(user)
+            .take(n)
+            .map(|row| row.item)
+            .collect()
     }
 
     /// Items bought in the same baskets as `items`, normalized (cosine) so
