@@ -1,19 +1,23 @@
 //! The gateway's policy on the public port, over real gRPC with every service
-//! running: the authorization matrix generated from the policy table, tokens
+//! running: the authorization matrix generated from the policy table (two
+//! customers and a store device against every method naming customers), tokens
 //! that prove nothing, scopes, unknown methods, API keys, merged anonymous ids,
-//! and development mode's refusal to bind a non-loopback address.
+//! a store device limited to the customer at its till, and development mode's
+//! refusal to bind a non-loopback address.
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
 use attune_gateway::policy::request_naming;
 use attune_gateway::policy::table::{Access, RULES};
+use attune_proto::gateway::v1 as gateway_pb;
+use attune_tests::gateway_experience::store_page;
 use attune_tests::gateway_policy::{
     CHECKOUT_KEY, Credential, OPS_KEY, call_raw, customer_claims, customer_token, es256, hs256,
     hs256_with_rs256_public_key, now, rs256, rs256_unknown_key, secured_app, signed_with_kid,
     streaming, tampered, unsigned, with_credential,
 };
-use attune_tests::profile_people::{create_anonymous, create_known, merge};
-use attune_tests::{Backend, TestApp, consent_pb, profile_pb};
+use attune_tests::profile_people::{create_anonymous, create_known, identity, merge};
+use attune_tests::{Backend, TestApp, consent_pb, eventually, profile_pb};
 use serde_json::json;
 use tonic::{Code, Status};
 
@@ -43,6 +47,26 @@ macro_rules! secured_tests {
 
 fn bearer(token: String) -> Credential {
     Credential::Bearer(token)
+}
+
+/// A store associate's device at the till of `store_id`, granted `scopes`.
+fn staff_token(store_id: &str, scopes: &[&str]) -> Credential {
+    bearer(rs256(&json!({
+        "sub": "till-7", "iss": attune_tests::gateway_policy::ISSUER,
+        "aud": attune_tests::gateway_policy::AUDIENCE, "exp": now() + 600,
+        "store_id": store_id, "scope": scopes.join(" "),
+    })))
+}
+
+async fn page(
+    app: &TestApp,
+    request: gateway_pb::GetPageExperienceRequest,
+    credential: &Credential,
+) -> Result<gateway_pb::GetPageExperienceResponse, Status> {
+    app.gateway()
+        .get_page_experience(with_credential(request, credential))
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 async fn check_consent(
@@ -128,6 +152,109 @@ secured_tests! {
             checked += 1;
         }
         assert!(checked > 50, "every method naming customers is covered: {checked}");
+
+        // A store device holding only its own scope names no customer by id,
+        // on any method.
+        let staff = staff_token("store-12", &["store.clienteling"]);
+        for rule in RULES {
+            let Some(naming) = request_naming(rule.method, customers[0]) else { continue };
+            assert_code(
+                call_raw(&app, rule.method, naming, &staff).await,
+                Code::PermissionDenied,
+                &format!("{} by a store device", rule.method),
+            );
+        }
+    }
+
+    async fn a_store_device_sees_only_the_customer_at_its_till(app) {
+        let ops = Credential::ApiKey(OPS_KEY);
+        app.profiles()
+            .create_profile(with_credential(
+                create_known(
+                    "till-alice",
+                    vec![identity(profile_pb::IdentityType::LoyaltyCard, "card-till-1")],
+                ),
+                &ops,
+            ))
+            .await
+            .unwrap();
+        let staff = staff_token("store-12", &["store.clienteling"]);
+        // The customer who showed her card at this store's till.
+        let view = page(&app, store_page("store-12", "card-till-1"), &staff).await.unwrap();
+        assert_eq!(view.customer_id, "till-alice");
+        // Not another store's till, not by id, not another page, not the
+        // profile behind the card.
+        let mut by_id = store_page("store-12", "card-till-1");
+        by_id.customer_id = "till-alice".into();
+        by_id.store.as_mut().unwrap().identification = None;
+        let mut home = store_page("store-12", "card-till-1");
+        home.page_type = gateway_pb::PageType::Home.into();
+        for (what, request) in [
+            ("another store", store_page("store-13", "card-till-1")),
+            ("by customer id", by_id),
+            ("another page", home),
+        ] {
+            let refused = page(&app, request, &staff).await.unwrap_err();
+            assert_eq!(refused.code(), Code::PermissionDenied, "{what}: {refused:?}");
+            assert!(refused.message().contains("store device"), "{what}: {refused:?}");
+        }
+        assert_code(
+            app.profiles()
+                .lookup_profile(with_credential(
+                    profile_pb::LookupProfileRequest {
+                        identity: Some(identity(profile_pb::IdentityType::LoyaltyCard, "card-till-1")),
+                    },
+                    &staff,
+                ))
+                .await
+                .map(drop),
+            Code::PermissionDenied,
+            "LookupProfile at the till",
+        );
+        // A customer may not identify someone else by a card.
+        let bob = bearer(customer_token("till-bob"));
+        assert_code(
+            page(&app, store_page("store-12", "card-till-1"), &bob).await.map(drop),
+            Code::PermissionDenied,
+            "a customer showing another's card",
+        );
+        // A device granted more may do more, as its scopes say.
+        let reader = staff_token("store-12", &["store.clienteling", "profile.read"]);
+        assert_passes_policy(
+            app.profiles()
+                .get_profile(with_credential(
+                    profile_pb::GetProfileRequest { customer_id: "till-alice".into() },
+                    &reader,
+                ))
+                .await
+                .map(drop),
+            "GetProfile with profile.read",
+        );
+        // The view at the till is in the customer's data-access log, as the
+        // store's device.
+        eventually("the till's view is in the data-access log", async || {
+            app.data_access()
+                .list_data_access(with_credential(
+                    gateway_pb::ListDataAccessRequest {
+                        customer_id: "till-alice".into(),
+                        page_size: 100,
+                        page_token: String::new(),
+                    },
+                    &ops,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .accesses
+                .iter()
+                .any(|access| {
+                    access.caller_kind == gateway_pb::CallerKind::StoreStaff as i32
+                        && access.caller_name == "till-7"
+                        && access.store_id == "store-12"
+                        && access.rpc.ends_with("/GetPageExperience")
+                })
+        })
+        .await;
     }
 
     async fn a_customer_reaches_the_anonymous_ids_merged_into_it(app) {
@@ -330,22 +457,8 @@ async fn scopes_decide_and_a_method_without_a_rule_is_refused() {
     )
     .await
     .unwrap();
-    // A staff device at the till looks a customer up, and nothing more.
-    let staff = bearer(rs256(&json!({
-        "sub": "till-7", "iss": attune_tests::gateway_policy::ISSUER,
-        "aud": attune_tests::gateway_policy::AUDIENCE, "exp": now() + 600,
-        "store_id": "store-12", "scope": "store.clienteling",
-    })));
-    assert_passes_policy(
-        call_raw(
-            &app,
-            "attune.profile.v1.ProfileService/LookupProfile",
-            Vec::new(),
-            &staff,
-        )
-        .await,
-        "LookupProfile at the till",
-    );
+    // A staff device at the till reads consent only through the STORE page.
+    let staff = staff_token("store-12", &["store.clienteling"]);
     assert_code(
         check_consent(&app, "scope-alice", &staff).await,
         Code::PermissionDenied,

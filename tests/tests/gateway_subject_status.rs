@@ -4,9 +4,10 @@
 //! asks only the services not done and completes it, a completed one answers
 //! its stored receipts, and nothing of the customer is left in any table; each
 //! outcome is in consent's audit chain under the keyed pseudonym, and the chain
-//! still verifies; an export resumed from a message's token yields exactly the
-//! records not received, whether the caller stopped reading or a service
-//! failed.
+//! still verifies, an entry consent missed (consent down) being written by the
+//! gateway's background retry once consent is back; an export resumed from a
+//! message's token yields exactly the records not received, whether the caller
+//! stopped reading or a service failed.
 
 #![allow(clippy::unwrap_used)] // panics fail tests
 
@@ -17,6 +18,7 @@ use attune_proto::delivery::v1 as delivery_pb;
 use attune_proto::gateway::v1 as pb;
 use attune_proto::profile::v1 as profile_pb;
 use attune_tests::delivery::geo;
+use attune_tests::gateway_experience::stopped_backend;
 use attune_tests::gateway_subject::{gateway_with_stopped, rows_containing_anywhere};
 use attune_tests::profile_events::view;
 use attune_tests::profile_people::{create_anonymous, create_known, identity, merge};
@@ -125,6 +127,23 @@ async fn audited_requests(db: &DatabaseConnection) -> Vec<(String, String)> {
         )
     })
     .collect()
+}
+
+/// Listens at `address` (`http://host:port`, where nothing listened) and
+/// passes every connection on to `upstream`: a stopped backend come back.
+async fn forward(address: &str, upstream: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    })
 }
 
 /// A record as it identifies itself: (service, customer id, kind, id).
@@ -363,6 +382,68 @@ backend_tests! {
         assert!(audited[0].contains("\"export\"") && audited[0].contains("\"partially_failed\""));
         assert!(audited[1].contains("\"completed\""));
         assert!(app.verify_audit_log().await.intact);
+        db.close().await.unwrap();
+    }
+
+    async fn an_audit_entry_consent_missed_is_written_once_consent_is_back(app) {
+        seed(&app, 1).await;
+        // A gateway whose consent is down; every other service has its pod.
+        let consent_address = stopped_backend().await;
+        let mut elsewhere = vec![("consent", consent_address.clone())];
+        let mut pods = Vec::new();
+        for service in ["profile", "recommendation", "loyalty", "delivery"] {
+            let pod = app.pod(service).await;
+            elsewhere.push((service, format!("http://{}", pod.address)));
+            pods.push(pod);
+        }
+        let gateway = app.gateway_in_front(&elsewhere).await;
+        let first = gateway.erase_customer(CUSTOMER, "status-audit-1").await;
+        assert!(!first.complete, "{first:?}");
+        assert_eq!(receipt(&first, CONSENT).status, pb::ReceiptStatus::Failed as i32);
+        let status = gateway.data_subject_request("status-audit-1", CUSTOMER).await.unwrap();
+        assert!(status.summary.contains("audit log is not written yet"), "{}", status.summary);
+        let db = attune_kit::db::connect(&app.config.database).await.unwrap();
+        let about = |audited: Vec<(String, String)>| -> Vec<(String, String)> {
+            audited
+                .into_iter()
+                .filter(|(_, detail)| detail.contains("\"status-audit-1\""))
+                .collect()
+        };
+        assert!(about(audited_requests(&db).await).is_empty());
+
+        // Consent is back at the address the gateway knows: the entry is
+        // written by the gateway's background retry, once.
+        let consent = app.pod("consent").await;
+        let _forward = forward(&consent_address, consent.address).await;
+        eventually("the pending entry is in consent's audit log", async || {
+            !about(audited_requests(&db).await).is_empty()
+        })
+        .await;
+        eventually("the status no longer says the entry is pending", async || {
+            let status = gateway.data_subject_request("status-audit-1", CUSTOMER).await.unwrap();
+            !status.summary.contains("not written yet")
+        })
+        .await;
+        let audited = about(audited_requests(&db).await);
+        assert_eq!(audited.len(), 1, "{audited:?}");
+        assert!(
+            audited[0].1.contains("\"partially_failed\"") && audited[0].1.contains(CONSENT),
+            "{audited:?}"
+        );
+
+        // The re-run completes the erasure; its outcome is audited at once, and
+        // nothing of the customer is left, the pending entry included.
+        let second = gateway.erase_customer(CUSTOMER, "status-audit-1").await;
+        assert!(second.complete, "{second:?}");
+        let audited = about(audited_requests(&db).await);
+        assert_eq!(audited.len(), 2, "{audited:?}");
+        assert!(audited[1].1.contains("\"completed\""), "{audited:?}");
+        drop(gateway);
+        drop(pods);
+        let found = rows_containing_anywhere(&db, &[CUSTOMER, VISITOR, EMAIL]).await;
+        assert!(found.is_empty(), "rows still carry the customer: {found:?}");
+        let verification = app.verify_audit_log().await;
+        assert!(verification.intact, "{verification:?}");
         db.close().await.unwrap();
     }
 }

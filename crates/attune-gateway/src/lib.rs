@@ -76,10 +76,13 @@ pub async fn mount(
     // The log's own data is covered like a backend's, but it routes nothing.
     let mut holding = backends.clone();
     holding.push(access_log.backend(limits).await?);
+    let requests = DataSubjectRequests::new(&holding).recording_in(access_log.clone());
+    let audits = requests.clone();
+    server.spawn_background("gateway-pending-audits", move |cancel| {
+        audits.send_pending_audits(cancel)
+    });
     server.add_service(attune_kit::with_limits!(
-        DataSubjectRequestServiceServer::new(
-            DataSubjectRequests::new(&holding).recording_in(access_log.clone())
-        ),
+        DataSubjectRequestServiceServer::new(requests),
         limits
     ));
     access_log.mount_api(server, limits);

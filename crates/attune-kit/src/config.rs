@@ -599,9 +599,20 @@ settings! {
         customer_rate: u32 = 50, flag "customer-rate", value "N";
         /// Calls about one customer at once above their rate.
         customer_burst: u32 = 100, flag "customer-burst", value "N";
-        /// Calls in progress on the public port at once; beyond it calls are shed
-        /// at once (RESOURCE_EXHAUSTED) rather than queued.
+        /// Calls per second from one network address by callers without
+        /// credentials: development mode, health and reflection, and refused
+        /// credentials. Higher than a caller's: one address may front many.
+        address_rate: u32 = 10000, flag "address-rate", value "N";
+        /// Calls from one address at once above its rate.
+        address_burst: u32 = 20000, flag "address-burst", value "N";
+        /// Calls in progress on the public port at once, each counted until its
+        /// answer (a stream's last message included) is sent; beyond it calls are
+        /// shed at once (RESOURCE_EXHAUSTED) rather than queued.
         max_concurrent_calls: u32 = 2048, flag "max-concurrent-calls", value "N";
+        /// Long-lived streams open at once (watches and feeds that follow changes
+        /// for as long as the caller listens), counted apart from other calls so
+        /// that open watches never starve unary calls.
+        max_long_lived_streams: u32 = 1024, flag "max-long-lived-streams", value "N";
     }
 }
 

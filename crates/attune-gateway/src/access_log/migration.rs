@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(SECRETS.create_table("m0001_create_secrets")),
             Box::new(CreateDataAccess),
             Box::new(crate::data_subject::CreateDataSubjectRequests),
+            Box::new(crate::data_subject::CreatePendingAudits),
         ]
     }
 

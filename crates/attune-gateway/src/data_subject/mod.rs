@@ -9,12 +9,14 @@
 //! again with the same request id asks only the services not done, a completed
 //! one answers its stored receipts, and an export resumes from the token of the
 //! last message received ([`resume`]). Each run's outcome goes to consent's
-//! audit log ([`audit`]).
+//! audit log ([`audit`]); one consent did not take is kept and sent again in
+//! the background until it does ([`pending_audits`]).
 
 mod audit;
 mod erase;
 mod export;
 mod fanout;
+mod pending_audits;
 mod resume;
 mod status;
 
@@ -30,6 +32,7 @@ use attune_proto::gateway::v1::data_subject_request_service_server::DataSubjectR
 use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
@@ -37,9 +40,12 @@ use tracing::Instrument as _;
 use crate::access_log::{Access, AccessLog, Caller};
 use crate::backend::Backend;
 use crate::policy::Principal;
+use audit::Audit;
 use fanout::{Page, Subject, client, export_page, subjects};
+use pending_audits::PendingAudits;
 use status::{Kind, State};
 
+pub use pending_audits::CreatePendingAudits;
 pub use status::CreateDataSubjectRequests;
 
 /// Fans data-subject requests out to the data-holding backends.
@@ -60,6 +66,8 @@ pub(crate) struct Tracking {
     db: DatabaseConnection,
     clock: Clock,
     access_log: AccessLog,
+    /// Audit entries consent has not taken yet.
+    pending_audits: PendingAudits,
 }
 
 impl Tracking {
@@ -112,11 +120,28 @@ impl DataSubjectRequests {
         let (db, clock, key) = access_log.parts();
         self.key = key;
         self.tracking = Some(Tracking {
+            pending_audits: PendingAudits::new(db.clone(), clock.clone()),
             db,
             clock,
             access_log,
         });
         self
+    }
+
+    /// Sends the audit entries consent did not take again, every
+    /// [`pending_audits::RETRY_EVERY`], until `cancel`: a background task.
+    pub async fn send_pending_audits(self, cancel: CancellationToken) {
+        let (Some(tracking), Some(consent)) = (&self.tracking, self.consent_backend()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(pending_audits::RETRY_EVERY) => {
+                    tracking.pending_audits.send_again(consent).await;
+                }
+            }
+        }
     }
 
     fn packages(&self) -> Vec<&'static str> {
@@ -274,14 +299,17 @@ impl DataSubjectRequestService for DataSubjectRequests {
                 let Some(failed) = run.run(positions).await else {
                     return;
                 };
-                if run.tracking.is_some() {
+                if let Some(tracking) = &run.tracking {
                     audit::record(
                         consent.as_ref(),
-                        Kind::Export,
-                        &run.customer_id,
-                        &run.request_id,
-                        &caller,
-                        failed,
+                        &tracking.pending_audits,
+                        Audit::new(
+                            Kind::Export,
+                            &run.customer_id,
+                            &run.request_id,
+                            &caller,
+                            failed,
+                        ),
                         &run.metadata,
                     )
                     .await;
@@ -344,7 +372,7 @@ impl DataSubjectRequestService for DataSubjectRequests {
                 )
             }
         };
-        if self.tracking.is_some() {
+        if let Some(tracking) = &self.tracking {
             let failed = answer
                 .receipts
                 .iter()
@@ -353,11 +381,14 @@ impl DataSubjectRequestService for DataSubjectRequests {
                 .collect();
             audit::record(
                 self.consent_backend(),
-                Kind::Erasure,
-                &request.customer_id,
-                &request.request_id,
-                &caller,
-                failed,
+                &tracking.pending_audits,
+                Audit::new(
+                    Kind::Erasure,
+                    &request.customer_id,
+                    &request.request_id,
+                    &caller,
+                    failed,
+                ),
                 &metadata,
             )
             .await;
@@ -390,8 +421,20 @@ impl DataSubjectRequestService for DataSubjectRequests {
                 "no data-subject request {request_id} for this customer"
             ))
         })?;
+        let mut request = stored.to_proto();
+        if tracking
+            .pending_audits
+            .waiting(&request_id)
+            .await
+            .map_err(ApiError::from)?
+        {
+            request.summary.push_str(
+                " Its entry in consent's audit log is not written yet (consent did not answer); \
+                 the gateway sends it again until consent records it.",
+            );
+        }
         Ok(Response::new(pb::GetDataSubjectRequestResponse {
-            request: Some(stored.to_proto()),
+            request: Some(request),
         }))
     }
 }

@@ -28,14 +28,14 @@ pub(super) enum Kind {
 }
 
 impl Kind {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Self::Export => "export",
             Self::Erasure => "erasure",
         }
     }
 
-    fn from_stored(name: &str) -> Self {
+    pub(super) fn from_stored(name: &str) -> Self {
         if name == "export" {
             Self::Export
         } else {

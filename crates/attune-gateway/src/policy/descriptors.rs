@@ -10,7 +10,7 @@ use prost::Message as _;
 use prost_types::field_descriptor_proto::Type;
 use prost_types::{DescriptorProto, FileDescriptorSet, MethodDescriptorProto};
 
-use super::table::{Access, RULES, Rule};
+use super::table::{Access, LONG_LIVED, RULES, Rule};
 use super::wire::FieldPath;
 
 /// Every message and method of the contracts, by full name.
@@ -59,6 +59,14 @@ impl Contracts {
     /// The message named `type_name` (`.package.Message`).
     pub(crate) fn message(&self, type_name: &str) -> Option<&DescriptorProto> {
         self.messages.get(type_name)
+    }
+
+    /// Whether `method` answers with a stream.
+    #[cfg(test)]
+    pub(crate) fn server_streaming(&self, method: &str) -> bool {
+        self.methods
+            .get(method)
+            .is_some_and(MethodDescriptorProto::server_streaming)
     }
 
     /// Whether `method` takes a stream of requests.
@@ -119,6 +127,8 @@ pub(crate) struct CompiledRule {
     pub(crate) not_for_customers: Vec<FieldPath>,
     /// The method takes a stream of requests: only the first is read.
     pub(crate) client_streaming: bool,
+    /// The method's answer is a long-lived stream ([`LONG_LIVED`]).
+    pub(crate) long_lived: bool,
 }
 
 /// Every rule by its call path (`/package.Service/Method`).
@@ -143,6 +153,7 @@ pub(crate) fn compile_rules(
                 ids: Vec::new(),
                 not_for_customers: Vec::new(),
                 client_streaming: false,
+                long_lived: LONG_LIVED.contains(&rule.method),
             },
             access => {
                 if contracts.input_of(rule.method).is_none() {
@@ -174,6 +185,7 @@ pub(crate) fn compile_rules(
                     ids,
                     not_for_customers,
                     client_streaming: contracts.client_streaming(rule.method),
+                    long_lived: LONG_LIVED.contains(&rule.method),
                 }
             }
         };
@@ -298,6 +310,26 @@ mod tests {
                 rule.method
             );
         }
+    }
+
+    #[test]
+    fn every_stream_is_long_lived_or_bounded_and_every_listed_one_is_ruled() {
+        use super::super::table::BOUNDED_STREAMS;
+        let contracts = Contracts::load();
+        let ruled: BTreeSet<&str> = RULES.iter().map(|rule| rule.method).collect();
+        for method in LONG_LIVED.iter().chain(BOUNDED_STREAMS) {
+            assert!(ruled.contains(method), "{method} has no rule");
+        }
+        let unclassified: Vec<&str> = contracts
+            .methods()
+            .filter(|method| !method.starts_with(INTERNAL))
+            .filter(|method| contracts.server_streaming(method))
+            .filter(|method| !LONG_LIVED.contains(method) && !BOUNDED_STREAMS.contains(method))
+            .collect();
+        assert!(
+            unclassified.is_empty(),
+            "streams neither long-lived nor bounded: {unclassified:#?}"
+        );
     }
 
     #[test]

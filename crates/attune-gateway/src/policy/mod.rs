@@ -5,22 +5,30 @@
 //! 1. the method's rule from [`table::RULES`]; none: PERMISSION_DENIED;
 //! 2. authentication ([`authenticate`]): a JWT bearer token or an API key;
 //!    any failure is UNAUTHENTICATED with one generic message;
-//! 3. the caller's rate limit, then its scopes (PERMISSION_DENIED);
+//! 3. the caller's rate limit (under its network address when it has no
+//!    credentials: development mode, health and reflection, refused
+//!    credentials), then its scopes (PERMISSION_DENIED);
 //! 4. for a method about customers, the ids read from the first request
 //!    message ([`first_message`], [`wire`]): a customer principal may name only
-//!    itself and the anonymous ids merged into it ([`linked`]); each customer's
-//!    own rate limit;
+//!    itself and the anonymous ids merged into it ([`linked`]), a store device
+//!    only the customer identified at its till ([`clienteling`]); each
+//!    customer's own rate limit;
 //! 5. `sec-gpc: 1` records the customer's opt-out of sale and sharing ([`gpc`])
 //!    once the service has accepted the request (not on INVALID_ARGUMENT);
-//! 6. a place among the calls in progress (shed beyond it), a default deadline
-//!    when the caller sent none, and the call goes on with its original bytes,
-//!    the principal in its extensions and the credentials removed.
+//! 6. a default deadline when the caller sent none, and the call goes on with
+//!    its original bytes, the principal in its extensions and the credentials
+//!    removed.
+//!
+//! Before all of these the call takes a place among the calls in progress (or
+//! among the long-lived streams), shed beyond it, and holds it until its answer
+//! has been sent, a stream's last message included.
 //!
 //! With no authentication configured the gateway is in development mode:
 //! every call is allowed, and only a loopback address may be served.
 
 mod api_keys;
 mod authenticate;
+mod clienteling;
 mod descriptors;
 mod first_message;
 mod gpc;
@@ -33,7 +41,7 @@ mod wire;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -45,6 +53,7 @@ use attune_kit::server::{GrpcServer, HttpService};
 use attune_kit::types::CustomerId;
 use tonic::Status;
 use tonic::body::Body;
+use tonic::transport::server::TcpConnectInfo;
 
 use crate::access_log::{Access as LoggedAccess, AccessLog, Read, read_of};
 use crate::backend::Backend;
@@ -53,7 +62,7 @@ use descriptors::{CompiledRule, CompiledTable};
 use first_message::FirstMessage;
 use gpc::GpcRecorder;
 use linked::LinkedIds;
-use protection::Protection;
+use protection::{Permitted, Protection};
 use table::Access;
 
 pub use jwt::KeyError;
@@ -249,7 +258,11 @@ impl tower::Service<http::Request<Body>> for PolicyService {
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let (state, inner) = (Arc::clone(&self.state), self.inner.clone());
         Box::pin(async move {
-            let _permit = match state.protection.admit() {
+            let rule = state.table.get(request.uri().path());
+            let permit = match state
+                .protection
+                .admit(rule.is_some_and(|rule| rule.long_lived))
+            {
                 Ok(permit) => permit,
                 Err(status) => return Ok(status.into_http()),
             };
@@ -257,7 +270,7 @@ impl tower::Service<http::Request<Body>> for PolicyService {
                 request,
                 signalled,
                 reads,
-            } = match admit(&state, request).await {
+            } = match admit(&state, rule, request).await {
                 Ok(admitted) => admitted,
                 Err(status) => return Ok(status.into_http()),
             };
@@ -275,9 +288,19 @@ impl tower::Service<http::Request<Body>> for PolicyService {
                     state.access_log.record(access).await;
                 }
             }
-            Ok(response)
+            Ok(Permitted::hold(response, permit))
         })
     }
+}
+
+/// The caller's network address; unknown (never on a TCP port) counts as one
+/// address.
+fn peer_address(request: &http::Request<Body>) -> IpAddr {
+    request
+        .extensions()
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |address| address.ip())
 }
 
 /// Whether the answer is INVALID_ARGUMENT (a refusal comes as a trailers-only
@@ -310,10 +333,13 @@ struct Admitted {
 }
 
 /// Everything the policy checks.
-async fn admit(state: &State, mut request: http::Request<Body>) -> Result<Admitted, Status> {
+async fn admit(
+    state: &State,
+    rule: Option<&CompiledRule>,
+    mut request: http::Request<Body>,
+) -> Result<Admitted, Status> {
     let mut signalled = Vec::new();
     let mut reads = Vec::new();
-    let rule = state.table.get(request.uri().path());
     if matches!(
         rule,
         Some(CompiledRule {
@@ -321,6 +347,7 @@ async fn admit(state: &State, mut request: http::Request<Body>) -> Result<Admitt
             ..
         })
     ) {
+        state.protection.check_address(peer_address(&request))?;
         return Ok(Admitted {
             request,
             signalled,
@@ -328,12 +355,21 @@ async fn admit(state: &State, mut request: http::Request<Body>) -> Result<Admitt
         });
     }
     let principal = match &state.authenticator {
-        None => Principal::Development,
+        None => {
+            state.protection.check_address(peer_address(&request))?;
+            Principal::Development
+        }
         Some(authenticator) => {
+            // Until the caller is known, it counts under its address: probing
+            // for methods or credentials is limited like any other calling.
+            let by_address = || state.protection.check_address(peer_address(&request));
             let Some(rule) = rule else {
+                by_address()?;
                 return Err(Status::permission_denied("this method is not allowed"));
             };
-            let principal = authenticator.authenticate(request.headers())?;
+            let principal = authenticator
+                .authenticate(request.headers())
+                .map_err(|refused| by_address().err().unwrap_or(refused))?;
             if let Some(caller) = principal.rate_key() {
                 state.protection.check_caller(&caller)?;
             }
@@ -346,11 +382,18 @@ async fn admit(state: &State, mut request: http::Request<Body>) -> Result<Admitt
         let names_customers = !rule.ids.is_empty() || !rule.not_for_customers.is_empty();
         let per_customer =
             matches!(rule.access, Access::Customer { .. }) && principal != Principal::Development;
+        let store_device = clienteling::only_as_store_device(&principal, rule);
         let read = read_of(request.uri().path().trim_start_matches('/'));
-        if names_customers && (gpc || per_customer || read.is_some()) {
+        if store_device && !names_customers {
+            clienteling::check(&principal, request.uri().path(), &FirstMessage::Missing)?;
+        }
+        if names_customers && (gpc || per_customer || store_device || read.is_some()) {
             let (parts, body) = request.into_parts();
             let (message, body) = first_message::read(body, state.max_message_bytes).await?;
             request = http::Request::from_parts(parts, body);
+            if store_device {
+                clienteling::check(&principal, request.uri().path(), &message)?;
+            }
             let ids = authorize_customers(state, &principal, rule, &message).await?;
             if gpc {
                 signalled = match &principal {

@@ -1,32 +1,48 @@
 //! Protection of the public port: a rate limit per caller and per customer
 //! (GCRA buckets from `governor`, answered RESOURCE_EXHAUSTED with
 //! `google.rpc.RetryInfo` saying when to come back), and a bound on calls in
-//! progress beyond which calls are shed at once rather than queued. Rate
-//! limits count authenticated callers; development mode has none.
+//! progress beyond which calls are shed at once rather than queued.
+//!
+//! Every call counts against a caller's bucket: an authenticated caller's
+//! under its identity, any other (development mode, health and reflection,
+//! credentials refused) under its network address, so that no caller is
+//! unlimited for want of credentials.
+//!
+//! A call holds its place among the calls in progress until its answer has
+//! been sent, a stream's last message included (see [`Permitted`]).
+//! Long-lived streams (watches, feeds) hold a place of their own kind: they may
+//! stay open for hours, and a pool of them full must not refuse a unary call.
 //!
 //! The buckets run on monotonic time (not the business clock): they measure
 //! load, not a rule about dates.
 
+use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use attune_kit::config::ProtectionConfig;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http_body::Body as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::body::Body;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
 use super::jwt::KeyError;
 
-type Limiter = DefaultKeyedRateLimiter<String>;
+type Limiter<K = String> = DefaultKeyedRateLimiter<K>;
 
 /// Rate limits and load shedding.
 pub(crate) struct Protection {
     callers: Limiter,
+    addresses: Limiter<IpAddr>,
     customers: Limiter,
     in_flight: Arc<Semaphore>,
+    long_lived: Arc<Semaphore>,
     clock: DefaultClock,
 }
 
@@ -47,18 +63,33 @@ impl Protection {
             let burst = NonZeroU32::new(burst).ok_or_else(invalid)?;
             Ok::<_, KeyError>(Quota::per_second(rate).allow_burst(burst))
         };
-        let max_calls = usize::try_from(config.max_concurrent_calls)
-            .ok()
-            .filter(|max| *max > 0)
-            .ok_or(KeyError::Invalid {
-                setting: "security.protection.max_concurrent_calls",
-                reason: "must be at least 1".into(),
-            })?;
+        let at_least_one = |max: u32, setting: &'static str| {
+            usize::try_from(max)
+                .ok()
+                .filter(|max| *max > 0)
+                .ok_or(KeyError::Invalid {
+                    setting,
+                    reason: "must be at least 1".into(),
+                })
+        };
+        let max_calls = at_least_one(
+            config.max_concurrent_calls,
+            "security.protection.max_concurrent_calls",
+        )?;
+        let max_long_lived = at_least_one(
+            config.max_long_lived_streams,
+            "security.protection.max_long_lived_streams",
+        )?;
         Ok(Self {
             callers: RateLimiter::keyed(quota(
                 config.caller_rate,
                 config.caller_burst,
                 "security.protection.caller_rate",
+            )?),
+            addresses: RateLimiter::keyed(quota(
+                config.address_rate,
+                config.address_burst,
+                "security.protection.address_rate",
             )?),
             customers: RateLimiter::keyed(quota(
                 config.customer_rate,
@@ -66,13 +97,25 @@ impl Protection {
                 "security.protection.customer_rate",
             )?),
             in_flight: Arc::new(Semaphore::new(max_calls)),
+            long_lived: Arc::new(Semaphore::new(max_long_lived)),
             clock: DefaultClock::default(),
         })
     }
 
-    /// A place among the calls in progress, held until the call has answered;
-    /// none left: RESOURCE_EXHAUSTED at once.
-    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
+    /// A place among the calls in progress (among the long-lived streams for
+    /// one), to be held until the call has answered ([`Permitted`]); none
+    /// left: RESOURCE_EXHAUSTED at once.
+    pub(crate) fn admit(&self, long_lived: bool) -> Result<OwnedSemaphorePermit, Status> {
+        if long_lived {
+            return Arc::clone(&self.long_lived)
+                .try_acquire_owned()
+                .map_err(|_| {
+                    exhausted(
+                        "too many streams are open; retry later",
+                        Duration::from_secs(1),
+                    )
+                });
+        }
         Arc::clone(&self.in_flight)
             .try_acquire_owned()
             .map_err(|_| exhausted("the server is busy; retry", Duration::from_millis(100)))
@@ -96,6 +139,16 @@ impl Protection {
         )
     }
 
+    /// Counts a call by a caller without credentials, from `address`.
+    pub(crate) fn check_address(&self, address: IpAddr) -> Result<(), Status> {
+        self.addresses.check_key(&address).map_err(|not_until| {
+            exhausted(
+                "too many calls from this address; retry later",
+                not_until.wait_time_from(self.clock.now()),
+            )
+        })
+    }
+
     fn check(&self, limiter: &Limiter, key: &str, message: &str) -> Result<(), Status> {
         // `check_key` takes the key by reference but stores an owned one.
         limiter
@@ -103,12 +156,64 @@ impl Protection {
             .map_err(|not_until| exhausted(message, not_until.wait_time_from(self.clock.now())))
     }
 
-    /// Drops the buckets of callers and customers not seen lately.
+    /// Drops the buckets of callers, addresses and customers not seen lately.
     pub(crate) fn forget_idle(&self) {
         self.callers.retain_recent();
+        self.addresses.retain_recent();
         self.customers.retain_recent();
         self.callers.shrink_to_fit();
+        self.addresses.shrink_to_fit();
         self.customers.shrink_to_fit();
+    }
+}
+
+/// An answer's body holding the call's place among the calls in progress
+/// until its last frame is sent, or until the body is dropped (the caller went
+/// away): a streaming answer counts for as long as it streams, not only until
+/// its headers.
+pub(crate) struct Permitted {
+    body: Body,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Permitted {
+    /// `response` with its body holding `permit`.
+    pub(crate) fn hold(
+        response: http::Response<Body>,
+        permit: OwnedSemaphorePermit,
+    ) -> http::Response<Body> {
+        response.map(|body| {
+            Body::new(Self {
+                permit: (!body.is_end_stream()).then_some(permit),
+                body,
+            })
+        })
+    }
+}
+
+impl http_body::Body for Permitted {
+    type Data = tonic::codegen::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) || self.body.is_end_stream() {
+            // The answer is complete: the place is free before hyper gets
+            // round to dropping the body.
+            self.permit = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -131,7 +236,10 @@ mod tests {
             caller_burst: 1,
             customer_rate: 1,
             customer_burst: 2,
+            address_rate: 1,
+            address_burst: 1,
             max_concurrent_calls,
+            max_long_lived_streams: 1,
         })
         .unwrap()
     }
@@ -139,13 +247,34 @@ mod tests {
     #[test]
     fn calls_beyond_the_bound_are_shed_until_one_ends() {
         let protection = protection(2);
-        let first = protection.admit().unwrap();
-        let _second = protection.admit().unwrap();
-        let shed = protection.admit().unwrap_err();
+        let first = protection.admit(false).unwrap();
+        let _second = protection.admit(false).unwrap();
+        let shed = protection.admit(false).unwrap_err();
         assert_eq!(shed.code(), Code::ResourceExhausted);
         assert!(shed.get_details_retry_info().is_some());
         drop(first);
-        let _third = protection.admit().unwrap();
+        let _third = protection.admit(false).unwrap();
+    }
+
+    #[test]
+    fn long_lived_streams_have_places_of_their_own() {
+        let protection = protection(1);
+        let _watch = protection.admit(true).unwrap();
+        assert_eq!(
+            protection.admit(true).unwrap_err().code(),
+            Code::ResourceExhausted
+        );
+        let _unary = protection.admit(false).unwrap();
+    }
+
+    #[test]
+    fn callers_without_credentials_are_limited_by_address() {
+        let protection = protection(1);
+        let here: IpAddr = [127, 0, 0, 1].into();
+        protection.check_address(here).unwrap();
+        let refused = protection.check_address(here).unwrap_err();
+        assert!(refused.get_details_retry_info().is_some());
+        protection.check_address([127, 0, 0, 2].into()).unwrap();
     }
 
     #[test]

@@ -192,6 +192,24 @@ const EVENT_ACCESS: Access = Access::Customer {
     not_for_customers: &["events.identity"],
 };
 
+/// Streams that follow changes for as long as the caller listens (watches and
+/// feeds). Each holds a place among the long-lived streams, not among the
+/// calls in progress, so open watches never starve unary calls. Every other
+/// stream ends on its own (an export, an ingestion stream) and counts as a
+/// call in progress until its last message; a unit test fails for a
+/// server-streaming method in neither list.
+pub static LONG_LIVED: &[&str] = &[
+    "grpc.health.v1.Health/Watch",
+    "attune.consent.v1.ConsentService/WatchConsentChanges",
+    "attune.profile.v1.EventService/StreamEvents",
+];
+
+/// Server-streaming methods whose answer ends on its own.
+pub static BOUNDED_STREAMS: &[&str] = &[
+    "attune.gateway.v1.DataSubjectRequestService/ExportCustomer",
+    "attune.profile.v1.EventService/IngestEventStream",
+];
+
 /// Every RPC reachable on the public port. Grouped by service, in the order of
 /// the `.proto` files.
 pub static RULES: &[Rule] = &[
@@ -257,11 +275,13 @@ pub static RULES: &[Rule] = &[
         "attune.profile.v1.ProfileService/ListMergedCustomerIds",
         &[PROFILE_READ],
     ),
-    // Finds a customer by an identity: the till (clienteling) and services.
+    // Finds a customer by an identity: services. A store device identifies
+    // the customer at its till through the STORE page, which sees only what
+    // the customer allowed staff to see; the profile itself is not for it.
     Rule {
         method: "attune.profile.v1.ProfileService/LookupProfile",
         access: Access::Operator {
-            scopes: &[PROFILE_READ, STORE_CLIENTELING],
+            scopes: &[PROFILE_READ],
             ids: &[],
         },
     },
@@ -518,11 +538,19 @@ pub static RULES: &[Rule] = &[
         "attune.gateway.v1.DataAccessService/ListDataAccess",
         &[PRIVACY_EXPORT],
     ),
-    own_or_visitor(
-        "attune.gateway.v1.GatewayService/GetPageExperience",
-        &[EXPERIENCE_READ, STORE_CLIENTELING],
-        &["customer_id"],
-    ),
+    // A store device (holding only `store.clienteling`) reaches only the
+    // STORE page of its store for the customer identified there by card or
+    // app code (`policy/clienteling.rs`). A customer may not identify someone
+    // else by a card or app code.
+    Rule {
+        method: "attune.gateway.v1.GatewayService/GetPageExperience",
+        access: Access::Customer {
+            scopes: &[EXPERIENCE_READ, STORE_CLIENTELING],
+            ids: &["customer_id"],
+            visitors: true,
+            not_for_customers: &["store.loyalty_card_number", "store.app_token"],
+        },
+    },
     own_or_visitor(
         "attune.gateway.v1.GatewayService/ExplainDataUse",
         &[CONSENT_READ],
