@@ -185,7 +185,7 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
             origins.declared = tastes.declared;
         }
         for (id, weight) in session.recent_items() {
-            add(scope.ix(&id), weight);
+            add(scope.ix(id), weight);
         }
         for (id, _) in &session.viewed {
             origins.viewed.insert(id.clone());
@@ -284,7 +284,7 @@ fn affinities(scope: &Scope, decision: &Decision) -> (Affinities, Affinities) {
     let mut categories: IxMap<u32, f32> = IxMap::default();
     let mut brands: IxMap<u32, f32> = IxMap::default();
     for (id, weight) in personal.session.recent_items() {
-        let Some(item) = scope.catalogue.get(&id) else {
+        let Some(item) = scope.catalogue.get(id) else {
             continue;
         };
         for category in &item.category_path {
