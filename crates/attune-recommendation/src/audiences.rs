@@ -377,7 +377,7 @@ fn picks(
     let recent: Vec<(u32, f32)> = session
         .recent_items()
         .into_iter()
-        .filter_map(|(id, w)| snapshot.item(&id).map(|ix| (ix, w)))
+        .filter_map(|(id, w)| snapshot.item(id).map(|ix| (ix, w)))
         .collect();
     let exclude = |ix: u32| {
         !snapshot

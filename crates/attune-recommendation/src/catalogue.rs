@@ -2,7 +2,7 @@
 //! merged field by field (AIP-134, see the proto), stored, and held in memory as
 //! an immutable snapshot that upserts replace whole (readers never lock).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -29,7 +29,7 @@ pub struct Catalogue {
     items: BTreeMap<String, Arc<pb::CatalogItem>>,
     /// The same items: a lookup here is one hash and one comparison, where
     /// the ordered map walks a dozen nodes spread over memory.
-    by_id: HashMap<String, Arc<pb::CatalogItem>>,
+    by_id: crate::idmap::IdMap<String, Arc<pb::CatalogItem>>,
 }
 
 impl Catalogue {

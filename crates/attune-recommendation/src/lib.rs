@@ -16,6 +16,7 @@ mod convert;
 pub mod domain;
 mod experiments;
 mod follow;
+pub mod idmap;
 mod impressions;
 pub mod model;
 mod served;

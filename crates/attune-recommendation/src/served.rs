@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
+use crate::idmap::IdMap;
 use crate::model::{self, BrandIx, CategoryIx, ItemIx, UserIx};
 
 /// The dense indexes one training assigned.
@@ -21,14 +22,14 @@ use crate::model::{self, BrandIx, CategoryIx, ItemIx, UserIx};
 pub struct Indexes {
     /// Item ids by index.
     pub items: Vec<String>,
-    pub item_ix: HashMap<String, ItemIx>,
-    pub user_ix: HashMap<String, UserIx>,
+    pub item_ix: IdMap<String, ItemIx>,
+    pub user_ix: IdMap<String, UserIx>,
     /// Category ids by index.
     pub categories: Vec<String>,
-    pub category_ix: HashMap<String, CategoryIx>,
+    pub category_ix: IdMap<String, CategoryIx>,
     /// Brands by index.
     pub brands: Vec<String>,
-    pub brand_ix: HashMap<String, BrandIx>,
+    pub brand_ix: IdMap<String, BrandIx>,
 }
 
 /// One trained snapshot.

@@ -232,7 +232,7 @@ async fn gather(
 }
 
 /// The dense index of `id`, assigned at its first sight.
-fn dense(ix: &mut HashMap<String, u32>, ids: &mut Vec<String>, id: &str) -> u32 {
+fn dense(ix: &mut crate::idmap::IdMap<String, u32>, ids: &mut Vec<String>, id: &str) -> u32 {
     if let Some(&existing) = ix.get(id) {
         return existing;
     }

@@ -2,7 +2,7 @@
 //! exclusions), how rules move their scores (boost / bury), and how many of one
 //! category or brand an answer holds (diversity).
 
-use std::collections::{HashMap, HashSet};
+use crate::idmap::{IdMap as HashMap, IdSet as HashSet};
 use std::sync::Arc;
 
 use attune_kit::types::Money;

@@ -9,7 +9,10 @@ pub mod paging;
 pub mod personal;
 pub mod reasons;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
+
+use crate::idmap::{IdMap, IdSet};
+use crate::model::{IxMap, IxSet};
 use std::sync::Arc;
 
 use attune_kit::ApiError;
@@ -124,7 +127,7 @@ struct Seeds {
     user: Option<crate::model::UserIx>,
     origins: Origins,
     known: Known,
-    favourite_categories: HashSet<String>,
+    favourite_categories: IdSet<String>,
     /// Category and brand affinities from the session's items, for the
     /// content fallback of a customer the models do not know yet.
     categories: Vec<(crate::model::CategoryIx, f32)>,
@@ -134,7 +137,7 @@ struct Seeds {
 fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Seeds {
     let mut origins = Origins::default();
     let mut known = Known::default();
-    let mut recent: HashMap<ItemIx, f32> = HashMap::new();
+    let mut recent: IxMap<ItemIx, f32> = IxMap::default();
     let mut add = |ix: Option<ItemIx>, weight: f32| {
         if let Some(ix) = ix {
             *recent.entry(ix).or_default() += weight;
@@ -168,7 +171,7 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
         }
     }
     let mut user = None;
-    let mut favourite_categories = HashSet::new();
+    let mut favourite_categories = IdSet::default();
     if let Some(Personal {
         session,
         user: ix,
@@ -182,7 +185,7 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
             origins.declared = tastes.declared;
         }
         for (id, weight) in session.recent_items() {
-            add(scope.ix(&id), weight);
+            add(scope.ix(id), weight);
         }
         for (id, _) in &session.viewed {
             origins.viewed.insert(id.clone());
@@ -216,7 +219,7 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
             .collect();
         // The leaf categories the customer engages with most are "favourite":
         // counted over the session and the strongest items of their history.
-        let mut counts: HashMap<&str, usize> = HashMap::new();
+        let mut counts: IdMap<&str, usize> = IdMap::default();
         for id in origins
             .viewed
             .iter()
@@ -278,10 +281,10 @@ fn affinities(scope: &Scope, decision: &Decision) -> (Affinities, Affinities) {
     let (Some(personal), Some(snapshot)) = (&decision.personal, &scope.snapshot) else {
         return (Vec::new(), Vec::new());
     };
-    let mut categories: HashMap<u32, f32> = HashMap::new();
-    let mut brands: HashMap<u32, f32> = HashMap::new();
+    let mut categories: IxMap<u32, f32> = IxMap::default();
+    let mut brands: IxMap<u32, f32> = IxMap::default();
     for (id, weight) in personal.session.recent_items() {
-        let Some(item) = scope.catalogue.get(&id) else {
+        let Some(item) = scope.catalogue.get(id) else {
             continue;
         };
         for category in &item.category_path {
@@ -313,7 +316,7 @@ fn affinities(scope: &Scope, decision: &Decision) -> (Affinities, Affinities) {
 }
 
 /// Normalizes scores to 0..1 by the list's best.
-fn normalized(list: &[Scored]) -> HashMap<ItemIx, f32> {
+fn normalized(list: &[Scored]) -> IxMap<ItemIx, f32> {
     let best = list.iter().map(|s| s.score).fold(0.0f32, f32::max);
     list.iter()
         .map(|s| (s.item, if best > 0.0 { s.score / best } else { 0.0 }))
@@ -350,7 +353,7 @@ fn blend_personal(scope: &Scope, seeds: &Seeds, primary: Vec<Scored>) -> Vec<Sco
 
 /// Appends `more` to `list`, skipping items already in it.
 fn extend_unique(list: &mut Vec<Scored>, more: Vec<Scored>) {
-    let mut seen: HashSet<ItemIx> = list.iter().map(|s| s.item).collect();
+    let mut seen: IxSet<ItemIx> = list.iter().map(|s| s.item).collect();
     let floor = list.iter().map(|s| s.score).fold(f32::INFINITY, f32::min);
     let floor = if floor.is_finite() { floor } else { 1.0 };
     let best = more.iter().map(|s| s.score).fold(0.0f32, f32::max);
@@ -724,12 +727,17 @@ fn finish(
     shown: &[paging::Mark],
     variant_rules: &[filter::ScoreRule],
 ) -> Finished {
-    let mut seen = HashSet::new();
+    // The first candidate of each item stays. The catalogue holds one `Arc`
+    // per id, so its address stands for the id without copying the string.
+    let mut seen: IdSet<*const pb::CatalogItem> = IdSet::default();
     let mut ranked: Vec<(Candidate, Arc<pb::CatalogItem>)> = candidates
         .into_iter()
-        .filter(|c| seen.insert(c.item_id.clone()))
         .filter_map(|mut c| {
-            let item = scope.catalogue.get(&c.item_id)?.clone();
+            let item = scope.catalogue.get(&c.item_id)?;
+            if !seen.insert(Arc::as_ptr(item)) {
+                return None;
+            }
+            let item = Arc::clone(item);
             c.score *= request.filter.factor(&item, variant_rules);
             Some((c, item))
         })
@@ -948,7 +956,7 @@ pub async fn rerank(
         context,
         &Ask::Placement(Placement::SearchResults),
     );
-    let mut scores: HashMap<String, (f64, Because)> = HashMap::new();
+    let mut scores: IdMap<String, (f64, Because)> = IdMap::default();
     if let (Some(snapshot), Some(_)) = (&scope.snapshot, &decision.personal) {
         let ixs: Vec<ItemIx> = candidates
             .iter()

@@ -3,7 +3,7 @@
 //! context and which from the customer's history, and the data categories each
 //! reason used.
 
-use std::collections::HashSet;
+use crate::idmap::IdSet as HashSet;
 
 use attune_proto::common::v1::DataCategory;
 use attune_proto::recommendation::v1 as pb;

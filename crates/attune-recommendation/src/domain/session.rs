@@ -132,24 +132,29 @@ impl Session {
     }
 
     /// The session's items with the weight each steers the next answer by,
-    /// newer counting more.
-    pub fn recent_items(&self) -> Vec<(String, f32)> {
-        let mut items: Vec<(String, f32)> = Vec::new();
-        let mut add = |item: &str, weight: f32| match items.iter_mut().find(|(i, _)| i == item) {
-            Some((_, w)) => *w += weight,
-            None => items.push((item.to_owned(), weight)),
-        };
+    /// newer counting more. The ids are borrowed: answers read this on every
+    /// call and only look the ids up.
+    pub fn recent_items(&self) -> Vec<(&str, f32)> {
+        let mut items: Vec<(&str, f32)> = Vec::new();
+        fn add<'a>(items: &mut Vec<(&'a str, f32)>, item: &'a str, weight: f32) {
+            match items.iter_mut().find(|(i, _)| *i == item) {
+                Some((_, w)) => *w += weight,
+                None => items.push((item, weight)),
+            }
+        }
         for (rank, (item, _)) in self.viewed.iter().enumerate() {
             add(
+                &mut items,
                 item,
                 Signal::View.session_weight() / (1.0 + rank as f32 * 0.2),
             );
         }
         for (item, _) in &self.cart {
-            add(item, Signal::CartAdd.session_weight());
+            add(&mut items, item, Signal::CartAdd.session_weight());
         }
         for (rank, (item, _)) in self.bought.iter().enumerate() {
             add(
+                &mut items,
                 item,
                 Signal::Purchase.session_weight() / (1.0 + rank as f32 * 0.2),
             );
