@@ -585,10 +585,9 @@ fn plan(
                 format!("Your usual pickup point, {}", found.0.display_name),
             ));
             found
-        } else if let Some(found) = candidates.first() {
-            found
         } else {
-            return None;
+            // No point of the right kind nearby: no such option.
+            candidates.first()?
         };
         pickup_point_id = chosen.0.pickup_point_id.clone();
         distance = chosen.1;
