@@ -396,6 +396,59 @@ backend_tests! {
         assert_eq!(stolen.code(), Code::FailedPrecondition);
     }
 
+    async fn each_option_gets_its_own_methods_next_free_slot(app) {
+        // All methods' slots are read in one statement: each option must still
+        // get the earliest slot of its own method, at its own pickup point.
+        app.upsert_pickup_points(vec![
+            pickup("locker-near", pb::PickupPointKind::Locker, 52.5005, 13.4),
+            pickup("locker-far", pb::PickupPointKind::Locker, 52.6, 13.4),
+        ])
+        .await;
+        app.upsert_rates(vec![
+            rate("std", M::HomeStandard, 499),
+            rate("nd", M::HomeNextDay, 899),
+            rate("sched", M::HomeScheduled, 700),
+            rate("pp", M::PickupPoint, 299),
+        ])
+        .await;
+        let day = |n: i64| Utc::now() + Duration::days(n);
+        let mut far = slot("pp-far", M::PickupPoint, day(1), 3);
+        far.pickup_point_id = "locker-far".into();
+        let mut near = slot("pp-near", M::PickupPoint, day(3), 3);
+        near.pickup_point_id = "locker-near".into();
+        app.upsert_slots(vec![
+            slot("sched-late", M::HomeScheduled, day(4), 3),
+            slot("sched-early", M::HomeScheduled, day(2), 3),
+            slot("nd-1", M::HomeNextDay, day(5), 3),
+            far,
+            near,
+        ])
+        .await;
+        let options = app.delivery_options("c-slots", at(52.5, 13.4), cart(2000, 1)).await;
+        let next_slot_of = |method: M| {
+            let option = options
+                .delivery_options
+                .iter()
+                .find(|o| o.method == method as i32)
+                .unwrap_or_else(|| panic!("{method:?} is offered: {options:?}"));
+            option.next_slot.as_ref().map(|s| s.slot_id.clone())
+        };
+        assert_eq!(next_slot_of(M::HomeScheduled).as_deref(), Some("sched-early"));
+        assert_eq!(next_slot_of(M::HomeNextDay).as_deref(), Some("nd-1"));
+        assert_eq!(next_slot_of(M::PickupPoint).as_deref(), Some("pp-near"));
+        assert_eq!(next_slot_of(M::HomeStandard), None);
+        let scheduled = options
+            .delivery_options
+            .iter()
+            .find(|o| o.method == M::HomeScheduled as i32)
+            .unwrap();
+        assert_eq!(
+            scheduled.earliest_arrival_time.as_ref().map(|t| t.seconds),
+            scheduled.next_slot.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.seconds),
+            "a scheduled option arrives in its slot"
+        );
+    }
+
     async fn addresses_are_encrypted_at_rest_and_unreadable_after_erasure(app) {
         let customer = "c-addr";
         let address = app

@@ -423,17 +423,34 @@ pub async fn options(
             best.insert(rate.method, (rate.clone(), price, free));
         }
     }
-    // Each method's next free slot is one query: run them side by side.
-    let candidates_of = best
+    let plans: Vec<Plan> = best
         .into_iter()
         .filter_map(|(raw_method, (rate, price, free))| {
             let method = DeliveryMethod::from_proto(raw_method).ok()?;
-            Some(candidate(
-                delivery, &explicit, &learned, &tier, &nearby, method, rate, price, free, now,
-            ))
-        });
-    for candidate in futures::future::try_join_all(candidates_of).await? {
-        candidates.extend(candidate);
+            plan(&explicit, &learned, &nearby, method, rate, price, free, now)
+        })
+        .collect();
+    // Every method's next free slot in one statement.
+    let wanted: Vec<(DeliveryMethod, Option<&str>)> = plans
+        .iter()
+        .filter(|plan| !matches!(plan.method, DeliveryMethod::HomeStandard))
+        .map(|plan| {
+            let at = plan
+                .method
+                .is_pickup()
+                .then_some(plan.pickup_point_id.as_str());
+            (plan.method, at)
+        })
+        .collect();
+    let slots = crate::slots::next_free_slots(&delivery.db, &wanted, now).await?;
+    let mut slot_of: std::collections::HashMap<DeliveryMethod, pb::DeliverySlot> = wanted
+        .iter()
+        .zip(slots)
+        .filter_map(|((method, _), slot)| Some((*method, slot?)))
+        .collect();
+    for plan in plans {
+        let next_slot = slot_of.remove(&plan.method);
+        candidates.extend(candidate(&explicit, &learned, &tier, plan, next_slot));
     }
     rank(&mut candidates);
     let validity = chrono::Duration::from_std(delivery.settings.quote_validity)
@@ -500,19 +517,32 @@ pub async fn options(
     })
 }
 
+/// A method's option before its next free slot is known: the cut-off applied
+/// and the pickup point chosen, so that all methods' slots can be read at once.
+struct Plan {
+    method: DeliveryMethod,
+    rate: pb::ShippingRate,
+    price: Money,
+    free: bool,
+    earliest: DateTime<Utc>,
+    latest: DateTime<Utc>,
+    pickup_point_id: String,
+    distance: i32,
+    score: f64,
+    reasons: Vec<(pb::OptionReasonKind, String)>,
+}
+
 #[allow(clippy::too_many_arguments)]
-async fn candidate(
-    delivery: &Delivery,
+fn plan(
     explicit: &pb::DeliveryPreferences,
     learned: &pb::LearnedPreferences,
-    tier: &TierBenefits,
     nearby: &[(pb::PickupPoint, i32)],
     method: DeliveryMethod,
     rate: pb::ShippingRate,
     price: Money,
     free: bool,
     now: DateTime<Utc>,
-) -> Result<Option<Candidate>, ApiError> {
+) -> Option<Plan> {
     use pb::OptionReasonKind as Kind;
     let mut reasons = Vec::new();
     let mut score = 0.0;
@@ -521,11 +551,11 @@ async fn candidate(
     let minute = (local.hour() * 60 + local.minute()) as i32;
     let past_cutoff = rate.cutoff_minute.is_some_and(|cutoff| minute >= cutoff);
     if past_cutoff && method == DeliveryMethod::HomeSameDay {
-        return Ok(None);
+        return None;
     }
     let shift = i64::from(past_cutoff);
-    let mut earliest = now + chrono::Duration::days(i64::from(rate.min_lead_days) + shift);
-    let mut latest = now + chrono::Duration::days(i64::from(rate.max_lead_days) + shift);
+    let earliest = now + chrono::Duration::days(i64::from(rate.min_lead_days) + shift);
+    let latest = now + chrono::Duration::days(i64::from(rate.max_lead_days) + shift);
     // Pickup: the preferred point when it is near and of the right kind, else
     // the learned favourite near, else the nearest.
     let (mut pickup_point_id, mut distance) = (String::new(), 0);
@@ -555,10 +585,9 @@ async fn candidate(
                 format!("Your usual pickup point, {}", found.0.display_name),
             ));
             found
-        } else if let Some(found) = candidates.first() {
-            found
         } else {
-            return Ok(None);
+            // No point of the right kind nearby: no such option.
+            candidates.first()?
         };
         pickup_point_id = chosen.0.pickup_point_id.clone();
         distance = chosen.1;
@@ -566,15 +595,42 @@ async fn candidate(
             reasons.push((Kind::Nearby, format!("Pickup point {distance} m away")));
         }
     }
-    let wants_slot = !matches!(method, DeliveryMethod::HomeStandard);
-    let next_slot = if wants_slot {
-        let at = method.is_pickup().then_some(pickup_point_id.as_str());
-        crate::slots::next_free_slot(&delivery.db, method, at, now).await?
-    } else {
-        None
-    };
+    Some(Plan {
+        method,
+        rate,
+        price,
+        free,
+        earliest,
+        latest,
+        pickup_point_id,
+        distance,
+        score,
+        reasons,
+    })
+}
+
+fn candidate(
+    explicit: &pb::DeliveryPreferences,
+    learned: &pb::LearnedPreferences,
+    tier: &TierBenefits,
+    plan: Plan,
+    next_slot: Option<pb::DeliverySlot>,
+) -> Option<Candidate> {
+    use pb::OptionReasonKind as Kind;
+    let Plan {
+        method,
+        rate,
+        price,
+        free,
+        mut earliest,
+        mut latest,
+        pickup_point_id,
+        distance,
+        mut score,
+        mut reasons,
+    } = plan;
     if method == DeliveryMethod::HomeScheduled && next_slot.is_none() {
-        return Ok(None);
+        return None;
     }
     if let Some(slot) = &next_slot {
         if method == DeliveryMethod::HomeScheduled {
@@ -634,7 +690,7 @@ async fn candidate(
     // Pickup options exist only with a nearby point, hence with a position;
     // home options keep 0.
     let distance_meters = distance;
-    Ok(Some(Candidate {
+    Some(Candidate {
         method,
         price: final_price.amount_minor(),
         earliest,
@@ -655,7 +711,7 @@ async fn candidate(
             quote_token: String::new(),
             quote_expire_time: None,
         },
-    }))
+    })
 }
 
 fn rank(candidates: &mut [Candidate]) {

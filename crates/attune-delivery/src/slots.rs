@@ -26,7 +26,7 @@ use attune_kit::types::{DeliveryMethod, time};
 use attune_proto::delivery::v1 as pb;
 use chrono::{DateTime, Utc};
 use prost::Message;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Order, Query, SimpleExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Order, Query, SimpleExpr, UnionType};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 
 use crate::app::Delivery;
@@ -311,13 +311,12 @@ pub async fn slot(
 }
 
 /// The first active slot of `method` (at `pickup_point_id` when given) that can
-/// still be reserved at `now`: one indexed query.
-pub async fn next_free_slot(
-    db: &impl ConnectionTrait,
+/// still be reserved at `now`: an indexed query ending in LIMIT 1.
+fn next_free_query(
     method: DeliveryMethod,
     pickup_point_id: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<Option<pb::DeliverySlot>, ApiError> {
+) -> sea_orm::sea_query::SelectStatement {
     let mut query = select_slots(now)
         .and_where(Expr::col("method").eq(method.as_str()))
         .and_where(Expr::col("active").eq(true))
@@ -330,10 +329,46 @@ pub async fn next_free_slot(
     if let Some(point) = pickup_point_id {
         query.and_where(Expr::col("pickup_point_id").eq(point));
     }
-    store::one::<SlotRow>(db, &query)
+    query
+}
+
+/// The next free slot of each wanted method (at its pickup point when given),
+/// in the order asked, read in ONE statement: each method's LIMIT 1 query is a
+/// subquery of a UNION ALL, so a page pays one database round trip for all of
+/// them. Each method may be asked for once: rows are told apart by method.
+pub async fn next_free_slots(
+    db: &impl ConnectionTrait,
+    wanted: &[(DeliveryMethod, Option<&str>)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Option<pb::DeliverySlot>>, ApiError> {
+    let mut branches = wanted.iter().enumerate().map(|(i, (method, point))| {
+        // Wrapped, because neither SQLite nor UNION allows a bare ORDER BY …
+        // LIMIT in a compound member.
+        Query::select()
+            .column(sea_orm::sea_query::Asterisk)
+            .from_subquery(next_free_query(*method, *point, now), format!("next_{i}"))
+            .to_owned()
+    });
+    let Some(mut query) = branches.next() else {
+        return Ok(Vec::new());
+    };
+    for branch in branches {
+        query.union(UnionType::All, branch);
+    }
+    let mut found = store::all::<SlotRow>(db, &query)
         .await?
+        .into_iter()
         .map(SlotRow::into_slot)
-        .transpose()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(wanted
+        .iter()
+        .map(|(method, _)| {
+            let at = found
+                .iter()
+                .position(|slot| slot.method == i32::from(*method))?;
+            Some(found.swap_remove(at))
+        })
+        .collect())
 }
 
 /// Takes one unit of an open slot: false when it is full (or closed).
