@@ -4,46 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-fn attune() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_attune"));
-    command
-        .env_remove("RUST_LOG")
-        .env("ATTUNE_TELEMETRY__LOG_FORMAT", "json")
-        .stdin(Stdio::null());
-    command
-}
-
-/// Reads the server's JSON log lines until it says where it serves.
-fn serving_address(child: &mut Child) -> String {
-    let stderr = child.stderr.take().unwrap();
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        if line.contains("attune is serving") {
-            let start = line.find("\"address\":\"").unwrap() + "\"address\":\"".len();
-            let end = start + line[start..].find('"').unwrap();
-            return line[start..end].to_owned();
-        }
-    }
-    panic!("attune exited before serving");
-}
-
-fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "attune did not exit within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use support::{Process, attune};
 
 /// A temporary SQLite database that `attune migrate` has set up, and its URL.
 fn migrated_sqlite() -> (tempfile::TempDir, String) {
@@ -65,13 +28,12 @@ fn migrate_then_serve_one_service_and_stop_on_sigterm() {
     let (_dir, url) = migrated_sqlite();
 
     // The database from the environment, the service and the port from flags.
-    let mut child = attune()
-        .args(["serve", "--service", "consent", "--listen", "127.0.0.1:0"])
-        .env("ATTUNE_DATABASE__URL", &url)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let address = serving_address(&mut child);
+    let consent = Process::start(
+        attune()
+            .args(["serve", "--service", "consent", "--listen", "127.0.0.1:0"])
+            .env("ATTUNE_DATABASE__URL", &url),
+    );
+    let address = consent.address().to_owned();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let purposes = runtime.block_on(async {
@@ -93,13 +55,7 @@ fn migrate_then_serve_one_service_and_stop_on_sigterm() {
     });
     assert_eq!(purposes.len(), 7, "migrate seeded the catalogue once");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = wait_for_exit(&mut child, Duration::from_secs(15));
-    assert!(status.success(), "attune exits 0 after SIGTERM: {status:?}");
+    consent.terminate();
 }
 
 #[test]
@@ -308,17 +264,6 @@ fn help_lists_every_setting_with_its_default_and_variable() {
     }
 }
 
-/// Stops `child` with SIGTERM and expects a clean exit.
-fn terminate(child: &mut Child) {
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = wait_for_exit(child, Duration::from_secs(15));
-    assert!(status.success(), "attune exits 0 after SIGTERM: {status:?}");
-}
-
 /// Every service and the gateway as processes of the real binary, as pods run
 /// them: each service on its own port over `database_url`, calling the services
 /// registered before it at `peers.<name>`, and the gateway in front of them from
@@ -328,32 +273,30 @@ fn every_service_as_its_own_process(database_url: &str) {
     use attune_proto::consent::v1 as consent_pb;
     use attune_proto::gateway::v1 as gateway_pb;
 
-    let mut pods: Vec<Child> = Vec::new();
+    let mut pods: Vec<Process> = Vec::new();
     let mut peers: Vec<(String, String)> = Vec::new();
     for service in attune::SERVICES {
         let name = service.name();
-        let mut pod = attune()
-            .args(["serve", "--service", name, "--listen", "127.0.0.1:0"])
-            .args(["--database-url", database_url])
-            .envs(peers.iter().map(|(variable, address)| (variable, address)))
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let address = format!("http://{}", serving_address(&mut pod));
+        let pod = Process::start(
+            attune()
+                .args(["serve", "--service", name, "--listen", "127.0.0.1:0"])
+                .args(["--database-url", database_url])
+                .envs(peers.iter().map(|(variable, address)| (variable, address))),
+        );
+        let address = pod.url();
         pods.push(pod);
         peers.push((format!("ATTUNE_PEERS__{}", name.to_uppercase()), address));
     }
     let backends = peers
         .iter()
         .map(|(variable, address)| (variable.replace("PEERS", "GATEWAY__BACKENDS"), address));
-    let mut gateway = attune()
-        .args(["serve", "--service", "gateway", "--listen", "127.0.0.1:0"])
-        .args(["--database-url", database_url])
-        .envs(backends)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let gateway_address = format!("http://{}", serving_address(&mut gateway));
+    let gateway = Process::start(
+        attune()
+            .args(["serve", "--service", "gateway", "--listen", "127.0.0.1:0"])
+            .args(["--database-url", database_url])
+            .envs(backends),
+    );
+    let gateway_address = gateway.url();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -441,9 +384,9 @@ fn every_service_as_its_own_process(database_url: &str) {
         assert!(erased.receipts[0].record_count > 0, "{erased:?}");
     });
 
-    terminate(&mut gateway);
-    for pod in pods.iter_mut().rev() {
-        terminate(pod);
+    gateway.terminate();
+    for pod in pods.into_iter().rev() {
+        pod.terminate();
     }
 }
 
