@@ -40,6 +40,7 @@ pub mod pagination;
 pub mod peer;
 pub mod privacy;
 pub mod profile_feed;
+pub mod replicas;
 pub mod secrets;
 pub mod server;
 pub mod service;
