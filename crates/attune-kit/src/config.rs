@@ -373,6 +373,11 @@ settings! {
         /// kept in memory; the others are read from the database when needed.
         session_cache_customers: u64 = 100_000,
             flag "recommendation-session-cache-customers", value "N";
+        /// How often a replica reads what the others changed (sessions, the
+        /// catalogue, experiments, erasures) and drops its copies of it.
+        #[serde(with = "humantime_serde")]
+        replica_refresh: Duration = Duration::from_millis(250),
+            flag "recommendation-replica-refresh", value "DURATION";
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use attune_kit::clock::Clock;
 use attune_kit::consent::ConsentChecker;
+use attune_kit::replicas::ChangeLog;
 use attune_kit::secrets::PseudonymKey;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 
@@ -34,6 +35,8 @@ pub struct Recommendation {
     pub impressions: Arc<ImpressionLog>,
     pub trainer: Arc<Trainer>,
     pub model_config: ModelConfig,
+    /// What this replica tells the others to drop from memory.
+    pub changes: ChangeLog,
 }
 
 impl Recommendation {

@@ -96,6 +96,9 @@ impl Catalogue {
 #[derive(Debug, Default)]
 pub struct CatalogueCell {
     current: ArcSwap<Catalogue>,
+    /// Counts applied changes, so a full reload that read the table before a
+    /// change was applied does not overwrite it.
+    applied: std::sync::atomic::AtomicU64,
 }
 
 impl CatalogueCell {
@@ -104,16 +107,41 @@ impl CatalogueCell {
         self.current.load_full()
     }
 
-    /// Replaces the snapshot with one built afresh.
+    /// Replaces the snapshot with one built afresh (at start).
     pub fn replace(&self, catalogue: Catalogue) {
         self.current.store(Arc::new(catalogue));
     }
 
-    /// Applies a committed change. Writers hold the write lock, so two never
-    /// race here; readers keep the snapshot they loaded.
+    /// How many changes were applied so far: take it before reading the whole
+    /// table for [`replace_unless_changed`](Self::replace_unless_changed).
+    pub fn applied(&self) -> u64 {
+        self.applied.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Replaces the snapshot unless a change was applied since `applied` was
+    /// taken (the reload may predate it: read again).
+    pub fn replace_unless_changed(&self, applied: u64, catalogue: Catalogue) -> bool {
+        let fresh = Arc::new(catalogue);
+        let mut replaced = false;
+        self.current.rcu(|current| {
+            replaced = self.applied() == applied;
+            if replaced {
+                Arc::clone(&fresh)
+            } else {
+                Arc::clone(current)
+            }
+        });
+        replaced
+    }
+
+    /// Applies a committed change: this replica's own writes after their
+    /// commit, other replicas' as their change log arrives. Two may apply at
+    /// once; each is applied over the other; readers keep the snapshot they
+    /// loaded.
     pub fn apply(&self, changed: &[pb::CatalogItem], deleted: &[String]) {
-        let next = self.current.load().with(changed, deleted);
-        self.current.store(Arc::new(next));
+        self.applied
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.current.rcu(|current| current.with(changed, deleted));
     }
 }
 

@@ -11,6 +11,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
 
 use crate::app::Recommendation;
 use crate::domain::{Interaction, Session, SessionChange, Signal};
+use crate::replicas;
 use crate::store;
 
 /// The follower's name in `feed_cursors`.
@@ -198,6 +199,11 @@ impl Apply<pb::FeedEntry> for Learn {
         for (customer_id, session) in &touched.sessions {
             store::sessions::put(txn, customer_id, session, now).await?;
         }
+        let changed = touched.sessions.keys().chain(&forgotten);
+        self.app
+            .changes
+            .record(txn, replicas::SESSION, changed, self.app.clock.now())
+            .await?;
         // Memory runs ahead of the commit by an instant; a failed commit
         // re-applies the batch from the stored sessions and corrects it.
         for customer_id in forgotten {

@@ -19,6 +19,7 @@ mod follow;
 pub mod idmap;
 mod impressions;
 pub mod model;
+mod replicas;
 mod served;
 mod sessions;
 pub mod store;
@@ -33,6 +34,7 @@ use attune_kit::consent::ConsentChecker;
 use attune_kit::db::DbError;
 use attune_kit::follower::Follower;
 use attune_kit::profile_feed::ProfileFeedSource;
+use attune_kit::replicas::ChangeLog;
 use attune_kit::server::GrpcServer;
 use attune_kit::service::{MountError, ServiceContext};
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectServiceServer;
@@ -151,6 +153,10 @@ async fn open(
         checker.clone().follow(cancel)
     });
     let (impressions, queued) = impressions::ImpressionLog::new();
+    let changes = ChangeLog::new("recommendation", config.recommendation.replica_refresh);
+    // Read before the catalogue and the experiment: a change another replica
+    // makes meanwhile is handed over again.
+    let watch = changes.watch_from_now(&db).await?;
     let catalogue = Arc::new(catalogue::CatalogueCell::default());
     catalogue.replace(catalogue::Catalogue::new(store::items::all(&db).await?));
     let app = Recommendation {
@@ -170,8 +176,13 @@ async fn open(
         impressions: Arc::new(impressions),
         trainer: Arc::new(training::Trainer::default()),
         model_config: model::ModelConfig::default(),
+        changes,
     };
     writes::load_experiments(&app).await?;
+    let handler = replicas::Replicas(app.clone());
+    server.spawn_background("recommendation-replica-changes", move |cancel| {
+        watch.run(handler, cancel)
+    });
     let writer = app.clone();
     server.spawn_background("recommendation-impressions", move |cancel| {
         impressions::write(writer, queued, cancel)

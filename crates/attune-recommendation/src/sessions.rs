@@ -1,8 +1,10 @@
 //! Session state in memory over its table: a bounded cache of customers'
 //! sessions (a miss reads the table once), replaced whole when the follower
-//! folds an event in, so the next answer reflects the last event. Entries
-//! expire after a minute, so a replica whose follower is not the one holding
-//! the feed's lease still sees other replicas' sessions that soon.
+//! folds an event in, so the next answer reflects the last event. The
+//! follower runs on one replica at a time (it holds the feed's lease); the
+//! others drop a session from their cache when its change reaches them through
+//! the change log (`crate::replicas`, within `recommendation.replica_refresh`),
+//! and read it again. Entries also expire after a minute without use.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,5 +61,10 @@ impl Sessions {
     /// Forgets the customer's session (an erasure or a merge's source).
     pub fn forget(&self, customer_id: &str) {
         self.cache.invalidate(customer_id);
+    }
+
+    /// Forgets every session (they are read again as needed).
+    pub fn forget_all(&self) {
+        self.cache.invalidate_all();
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
 use crate::app::Recommendation;
+use crate::replicas;
 use crate::store::{self, REQUESTS};
 
 /// The name an export or receipt gives this service.
@@ -149,6 +150,9 @@ impl DataSubjectService for RecommendationPrivacyApi {
                 async |txn| {
                     let count = store::interactions::delete_customer(txn, customer_id).await?
                         + store::sessions::delete(txn, customer_id).await?;
+                    app.changes
+                        .record(txn, replicas::ERASED, [customer_id], now)
+                        .await?;
                     Ok::<_, ApiError>(Erased {
                         erased_record_count: i64::try_from(count).unwrap_or(i64::MAX),
                         erase_time: now,

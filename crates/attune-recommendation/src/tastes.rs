@@ -111,6 +111,11 @@ impl ProfileTastes {
         self.cache.invalidate(customer_id);
     }
 
+    /// Forgets every customer's tastes (they are asked again as needed).
+    pub fn forget_all(&self) {
+        self.cache.invalidate_all();
+    }
+
     fn backing_off(&self) -> bool {
         let until = self
             .unavailable_until

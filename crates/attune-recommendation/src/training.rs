@@ -97,12 +97,8 @@ pub async fn train_once(app: &Recommendation) {
 
 async fn train(app: &Recommendation, started: DateTime<Utc>) -> Result<(), String> {
     let generation = app.served.erased().generation();
-    // The catalogue is re-read from the database too, so a replica that did not
-    // take an upsert itself catches up at every training.
-    let stored = store::items::all(&app.db)
-        .await
-        .map_err(|e| format!("reading the catalogue failed: {e}"))?;
-    app.catalogue.replace(Catalogue::new(stored));
+    // The catalogue in memory is current: this replica's upserts apply after
+    // their commit, other replicas' arrive through the change log.
     let catalogue = app.catalogue.load();
     let (data, indexes, count) = gather(app, &catalogue, started.timestamp_micros()).await?;
     let config = app.model_config.clone();

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::app::Recommendation;
 use crate::catalogue::{self, Field};
 use crate::convert;
+use crate::replicas;
 use crate::store::{self, REQUESTS};
 
 /// Items per UpsertItems or DeleteItems call at most.
@@ -153,6 +154,8 @@ pub async fn upsert_items(
                 }
                 v.finish()?;
                 store::items::put(txn, &changed, now.timestamp_micros()).await?;
+                let ids = changed.iter().map(|item| &item.item_id);
+                app.changes.record(txn, replicas::ITEMS, ids, now).await?;
                 Ok::<_, ApiError>(outcome)
             },
         )
@@ -209,6 +212,7 @@ pub async fn delete_items(
             now,
             async |txn| {
                 gone = store::items::delete(txn, &item_ids).await?;
+                app.changes.record(txn, replicas::ITEMS, &gone, now).await?;
                 let existed: HashSet<&String> = gone.iter().collect();
                 Ok::<_, ApiError>(Deleted {
                     deleted_count: i32::try_from(gone.len()).unwrap_or(i32::MAX),
@@ -314,6 +318,9 @@ pub async fn put_experiment(
             now,
             async |txn| {
                 store::experiments::put(txn, &stored, now.timestamp_micros()).await?;
+                app.changes
+                    .record(txn, replicas::EXPERIMENT, [""], now)
+                    .await?;
                 Ok::<_, ApiError>(hex::encode(stored.encode_to_vec()))
             },
         )
@@ -364,7 +371,11 @@ pub async fn train_model(
                 fingerprint: &fingerprint,
             },
             now,
-            async |_| Ok::<_, ApiError>(true),
+            async |txn| {
+                // Every replica trains: whichever answers next serves the new model.
+                app.changes.record(txn, replicas::TRAIN, [""], now).await?;
+                Ok::<_, ApiError>(true)
+            },
         )
         .await?;
     txn.commit().await?;

@@ -20,6 +20,8 @@ impl MigratorTrait for Migrator {
             // The follower's cursor on profile's feed.
             Box::new(attune_kit::follower::CreateFeedCursors),
             Box::new(m0002_tables::Migration),
+            // What one replica tells the others to drop from memory.
+            Box::new(attune_kit::replicas::CreateReplicaChanges),
         ]
     }
 
