@@ -8,7 +8,9 @@ use crate::config::DatabaseConfig;
 
 pub mod health;
 pub mod micros;
+mod select;
 mod write;
+pub use select::{select_all, select_one};
 pub use write::{WriteLock, begin_guarded_write, begin_snapshot, begin_write};
 
 /// Why a database could not be reached or migrated. Messages name the URL only

@@ -6,8 +6,8 @@ pub mod migration;
 use attune_kit::db::WriteLock;
 use attune_kit::idempotency::RequestLog;
 use attune_kit::secrets::SecretStore;
-use sea_orm::sea_query::{DeleteStatement, InsertStatement, SelectStatement, UpdateStatement};
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, StatementBuilder};
+use sea_orm::sea_query::{DeleteStatement, InsertStatement, UpdateStatement};
+use sea_orm::{ConnectionTrait, DbErr};
 
 /// Remembered outcomes of delivery's retryable writes.
 pub(crate) const REQUESTS: RequestLog = RequestLog::new("delivery_requests");
@@ -22,27 +22,8 @@ pub(crate) const SECRETS: SecretStore = SecretStore::new("delivery_secrets");
 /// safe under any concurrency on SQLite and PostgreSQL alike.
 pub(crate) const WRITE_LOCK: WriteLock = WriteLock::for_service(5);
 
-/// Every row `query` selects, read as `T`.
-pub(crate) async fn all<T: FromQueryResult>(
-    db: &impl ConnectionTrait,
-    query: &SelectStatement,
-) -> Result<Vec<T>, DbErr> {
-    let backend = db.get_database_backend();
-    T::find_by_statement(StatementBuilder::build(query, &backend))
-        .all(db)
-        .await
-}
-
-/// The first row `query` selects, read as `T`.
-pub(crate) async fn one<T: FromQueryResult>(
-    db: &impl ConnectionTrait,
-    query: &SelectStatement,
-) -> Result<Option<T>, DbErr> {
-    let backend = db.get_database_backend();
-    T::find_by_statement(StatementBuilder::build(query, &backend))
-        .one(db)
-        .await
-}
+// Every row, or the first row, `query` selects.
+pub(crate) use attune_kit::db::{select_all as all, select_one as one};
 
 /// A statement that writes, returning the rows it affected.
 pub(crate) trait Write {

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Order, Query};
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, StatementBuilder};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
+
+use crate::db::{select_all, select_one};
 
 use super::migration::ReplicaChanges as T;
 
@@ -30,11 +32,9 @@ pub(super) async fn newest(db: &impl ConnectionTrait, scope: &str) -> Result<i64
         .from(T::Table)
         .and_where(Expr::col(T::Scope).eq(scope))
         .to_owned();
-    let newest =
-        Newest::find_by_statement(StatementBuilder::build(&query, &db.get_database_backend()))
-            .one(db)
-            .await?
-            .and_then(|row| row.newest);
+    let newest = select_one::<Newest>(db, &query)
+        .await?
+        .and_then(|row| row.newest);
     Ok(newest.unwrap_or(0))
 }
 
@@ -87,9 +87,7 @@ pub(super) async fn after(
         .order_by(T::Position, Order::Asc)
         .limit(limit)
         .to_owned();
-    Row::find_by_statement(StatementBuilder::build(&query, &db.get_database_backend()))
-        .all(db)
-        .await
+    select_all(db, &query).await
 }
 
 /// Deletes the rows of `scope` written before `cutoff`, except the newest,

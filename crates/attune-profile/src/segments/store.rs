@@ -10,10 +10,8 @@ use attune_kit::types::time;
 use attune_proto::profile::v1 as pb;
 use chrono::{DateTime, Utc};
 use prost::Message;
-use sea_orm::sea_query::{
-    Alias, Condition, Expr, ExprTrait, Func, JoinType, OnConflict, Query, SelectStatement,
-};
-use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, StatementBuilder};
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, JoinType, OnConflict, Query};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
 
 const SEGMENTS: &str = "profile_segments";
 const MEMBERS: &str = "profile_segment_members";
@@ -23,14 +21,7 @@ fn col(name: &str) -> Alias {
     Alias::new(name)
 }
 
-async fn select<T: FromQueryResult>(
-    db: &impl ConnectionTrait,
-    query: &SelectStatement,
-) -> Result<Vec<T>, DbErr> {
-    T::find_by_statement(StatementBuilder::build(query, &db.get_database_backend()))
-        .all(db)
-        .await
-}
+use attune_kit::db::select_all as select;
 
 /// A stored definition.
 #[derive(Debug, Clone, FromQueryResult)]
