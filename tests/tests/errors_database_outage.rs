@@ -234,6 +234,19 @@ async fn a_database_outage_fails_fast_reports_not_serving_and_recovers() {
     let noticed =
         wait_for_health(&channel, ServingStatus::NotServing, Duration::from_secs(3)).await;
     eprintln!("NOT_SERVING {noticed:?} after the first failure");
+    let liveness = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: attune_kit::server::LIVENESS.into(),
+        })
+        .await
+        .expect("liveness is answered")
+        .into_inner()
+        .status;
+    assert_eq!(
+        liveness,
+        ServingStatus::Serving as i32,
+        "a process that waits for its database is alive: no restart"
+    );
     for _ in 0..5 {
         let (code, took) = read_history(&mut consent, customer).await;
         assert_eq!(code, Code::Unavailable);

@@ -1,6 +1,8 @@
 //! The one gRPC server bootstrap every Attune process uses.
 //!
-//! Always on: `grpc.health.v1` (overall `""` and each mounted service), server
+//! Always on: `grpc.health.v1` (overall `""` and each mounted service, plus
+//! [`LIVENESS`], which answers SERVING for as long as the process serves at
+//! all), server
 //! reflection v1 and v1alpha (so every grpcurl works), limits from [`Limits`], the
 //! [`TraceContextLayer`]. Shutdown is an argument: when it resolves, health goes
 //! NOT_SERVING first, the listener closes, in-flight calls drain for at most
@@ -69,6 +71,14 @@ pub enum ServerError {
 }
 
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// The health name a liveness probe asks (`grpc.service: liveness` in
+/// Kubernetes): SERVING from start to exit, whatever the database or the
+/// shutdown's drain. The overall `""` goes NOT_SERVING while the database is
+/// unreachable and from the start of a shutdown, which is right for readiness
+/// (send no traffic here) but would make a liveness probe restart pods that
+/// only wait for their database, and then cannot start until it is back.
+pub const LIVENESS: &str = "liveness";
 const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
 const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
 
@@ -332,7 +342,10 @@ impl GrpcServer {
             (REFLECTION_V1, HttpService::new(reflection_v1)),
             (REFLECTION_V1ALPHA, HttpService::new(reflection_v1alpha)),
         ]);
-        for name in std::iter::once("").chain(service_names.iter().copied()) {
+        for name in ["", LIVENESS]
+            .into_iter()
+            .chain(service_names.iter().copied())
+        {
             health
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
