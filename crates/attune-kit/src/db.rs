@@ -8,6 +8,7 @@ use crate::config::DatabaseConfig;
 
 pub mod health;
 pub mod micros;
+mod spans;
 mod write;
 pub use write::{WriteLock, begin_guarded_write, begin_snapshot, begin_write};
 
@@ -119,7 +120,7 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
         }
     }
 
-    let db = match Database::connect(options).await {
+    let mut db = match Database::connect(options).await {
         Ok(db) => db,
         Err(source) => {
             let source = match source {
@@ -140,6 +141,9 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
             });
         }
     };
+    if crate::telemetry::exports_traces() {
+        spans::trace_statements(&mut db);
+    }
     tracing::debug!(backend = backend.name(), "database connected");
     Ok(db)
 }
