@@ -846,6 +846,53 @@ mod tests {
         assert!(outgoing_headers().get("traceparent").is_none());
     }
 
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_json_line_written_in_a_callers_trace_names_it_first() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            fmt::layer()
+                .json()
+                .map_event_format(WithTraceIds)
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside any call");
+            // What `traced_call` makes current while a call is served without
+            // an exporter.
+            let _call = extract_context(traced_request().headers()).attach();
+            tracing::info!(count = 2, "while serving");
+        });
+        let output = String::from_utf8(captured.0.lock().expect("not poisoned").clone())
+            .expect("JSON is UTF-8");
+        let lines: Vec<_> = output.lines().collect();
+        assert_eq!(lines.len(), 2, "{output}");
+        assert!(!lines[0].contains("trace_id"), "{}", lines[0]);
+        let prefix = format!("{{\"trace_id\":\"{TRACE_ID}\",\"span_id\":\"00f067aa0ba902b7\",");
+        assert!(lines[1].starts_with(&prefix), "{}", lines[1]);
+        let line: serde_json::Value =
+            serde_json::from_str(lines[1]).expect("still one JSON object");
+        assert_eq!(line["fields"]["count"], 2);
+    }
+
     #[test]
     fn no_trace_no_header() {
         // Outside any span there is nothing to propagate.

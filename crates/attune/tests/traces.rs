@@ -46,6 +46,11 @@ const PAGE_CALLER_SPAN: &str = "eee19b7ec3c1b174";
 const GRANT_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const GRANT_CALLER_SPAN: &str = "b7ad6b7169203331";
 
+/// The traces of the data-subject requests fanned out to every service.
+const EXPORT_TRACE: &str = "2c7a3b61f5e94a0c8d1e6f4b3a290d17";
+const ERASE_TRACE: &str = "9e4d2f1a7b3c4e5d8f6a0b1c2d3e4f5a";
+const SUBJECT_CALLER_SPAN: &str = "a1b2c3d4e5f60718";
+
 const CUSTOMER: &str = "cust-traced";
 
 /// An OTLP/gRPC trace receiver that hands every export to the test.
@@ -157,6 +162,28 @@ impl Trace {
 
     fn spans(&self) -> impl Iterator<Item = &Exported> {
         self.0.values()
+    }
+
+    /// The server span `process` opened for `rpc` (`package.Service/Method`).
+    fn server_span(&self, process: &str, rpc: &str) -> &Exported {
+        self.spans()
+            .find(|span| {
+                span.service == process && span.name == rpc && span.kind == SpanKind::Server as i32
+            })
+            .unwrap_or_else(|| panic!("no {process} span for {rpc} in {:?}", self.summary()))
+    }
+
+    /// How many server spans `process` opened for calls whose name starts
+    /// with `prefix`, below `ancestor`.
+    fn served_below(&self, process: &str, prefix: &str, ancestor: &str) -> usize {
+        self.spans()
+            .filter(|span| {
+                span.service == process
+                    && span.kind == SpanKind::Server as i32
+                    && span.name.starts_with(prefix)
+                    && self.descends_from(span, ancestor)
+            })
+            .count()
     }
 
     /// Names `service: span` of every span, for failure messages.
@@ -345,11 +372,43 @@ fn one_trace_across_every_process(database_url: &str, db_system: &str) {
             .unwrap()
             .into_inner();
         assert_eq!(ingested.results.len(), 3, "{ingested:?}");
-        gateway_pb::gateway_service_client::GatewayServiceClient::new(channel)
+        let page = gateway_pb::gateway_service_client::GatewayServiceClient::new(channel.clone())
             .get_page_experience(traced(cart_page(), PAGE_TRACE, PAGE_CALLER_SPAN))
             .await
             .unwrap()
-            .into_inner()
+            .into_inner();
+        let mut requests =
+            gateway_pb::data_subject_request_service_client::DataSubjectRequestServiceClient::new(
+                channel,
+            );
+        let mut export = requests
+            .export_customer(traced(
+                gateway_pb::ExportCustomerRequest {
+                    customer_id: CUSTOMER.into(),
+                    request_id: "traced-export".into(),
+                    ..Default::default()
+                },
+                EXPORT_TRACE,
+                SUBJECT_CALLER_SPAN,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        while export.message().await.unwrap().is_some() {}
+        let erased = requests
+            .erase_customer(traced(
+                gateway_pb::EraseCustomerRequest {
+                    customer_id: CUSTOMER.into(),
+                    request_id: "traced-erase".into(),
+                },
+                ERASE_TRACE,
+                SUBJECT_CALLER_SPAN,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(erased.complete, "{erased:?}");
+        page
     });
     assert_eq!(page.customer_id, CUSTOMER);
 
@@ -386,7 +445,6 @@ fn one_trace_across_every_process(database_url: &str, db_system: &str) {
                 && span.name == "attune.gateway.v1.GatewayService/GetPageExperience"
         })
         .unwrap_or_else(|| panic!("no gateway page span in {:?}", trace.summary()));
-    eprintln!("the page's trace: {:#?}", trace.summary());
     assert_eq!(page_span.kind, SpanKind::Server as i32);
     assert_eq!(
         page_span.parent_span_id, PAGE_CALLER_SPAN,
@@ -461,6 +519,41 @@ fn one_trace_across_every_process(database_url: &str, db_system: &str) {
         );
     }
 
+    // A routed call: the gateway's span under the caller's, the service's
+    // under the gateway's.
+    let grant = Trace::of(&spans, GRANT_TRACE);
+    let rpc = "attune.consent.v1.ConsentService/RecordConsent";
+    let routed = grant.server_span("attune-gateway", rpc);
+    assert_eq!(routed.parent_span_id, GRANT_CALLER_SPAN);
+    assert_eq!(
+        grant.server_span("attune-consent", rpc).parent_span_id,
+        routed.span_id
+    );
+
+    // Data-subject requests: every service's part below the gateway's span.
+    for (trace_id, rpc) in [
+        (EXPORT_TRACE, "ExportCustomer"),
+        (ERASE_TRACE, "EraseCustomer"),
+    ] {
+        let subject = Trace::of(&spans, trace_id);
+        let request = subject.server_span(
+            "attune-gateway",
+            &format!("attune.gateway.v1.DataSubjectRequestService/{rpc}"),
+        );
+        assert_eq!(request.parent_span_id, SUBJECT_CALLER_SPAN);
+        for service in PAGE_SERVICES {
+            assert!(
+                subject.served_below(
+                    &format!("attune-{service}"),
+                    &format!("attune.privacy.v1.DataSubjectService/{rpc}"),
+                    &request.span_id,
+                ) > 0,
+                "{service}'s part of {rpc} is in its trace: {:?}",
+                subject.summary()
+            );
+        }
+    }
+
     // Background work (the feed poller every 100 ms) is no trace's child and
     // sends no statement spans of its own.
     assert!(
@@ -498,6 +591,78 @@ fn one_page_is_one_trace_across_every_process_on_postgres() {
         .expect("the test runs only when a PostgreSQL server is configured");
     one_trace_across_every_process(&database.config.url, "postgresql");
     drop(database);
+}
+
+/// In one process the backends run inside the gateway's span: a page is one
+/// server span, with every statement any service ran for it below it.
+#[test]
+fn in_one_process_a_page_is_one_span_with_its_statements_below() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("attune.db").display()
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (endpoint, mut exports) = runtime.block_on(receiver());
+    let server = Process::start(
+        attune()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--database-url", &url])
+            .env("ATTUNE_TELEMETRY__OTLP_ENDPOINT", &endpoint),
+    );
+    let address = server.url();
+    runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(address)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        consent_pb::consent_service_client::ConsentServiceClient::new(channel.clone())
+            .record_consent(grant())
+            .await
+            .unwrap();
+        gateway_pb::gateway_service_client::GatewayServiceClient::new(channel)
+            .get_page_experience(traced(cart_page(), PAGE_TRACE, PAGE_CALLER_SPAN))
+            .await
+            .unwrap();
+    });
+    server.terminate();
+    let mut received = Vec::new();
+    while let Ok(export) = exports.try_recv() {
+        received.push(export);
+    }
+    let trace = Trace::of(&flatten(&received), PAGE_TRACE);
+    let page = trace.server_span(
+        "attune",
+        "attune.gateway.v1.GatewayService/GetPageExperience",
+    );
+    assert_eq!(page.parent_span_id, PAGE_CALLER_SPAN);
+    let servers: Vec<_> = trace
+        .spans()
+        .filter(|span| span.kind == SpanKind::Server as i32)
+        .collect();
+    assert_eq!(
+        servers.len(),
+        1,
+        "backends add no span: {:?}",
+        trace.summary()
+    );
+    let statements: Vec<_> = trace
+        .spans()
+        .filter(|span| span.name == "db.query")
+        .collect();
+    assert!(!statements.is_empty(), "{:?}", trace.summary());
+    assert!(
+        statements
+            .iter()
+            .all(|statement| statement.parent_span_id == page.span_id
+                && statement
+                    .attributes
+                    .get("db.system.name")
+                    .map(String::as_str)
+                    == Some("sqlite")),
+        "{statements:?}"
+    );
 }
 
 /// Without a collector no span is recorded, yet a log line written while
