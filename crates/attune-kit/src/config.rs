@@ -314,7 +314,8 @@ settings! {
         /// OTLP/gRPC collector endpoint (e.g. `http://otel-collector:4317`); no
         /// export if unset.
         otlp_endpoint: Option<String> = None, flag "otlp-endpoint", value "URL";
-        /// `service.name` resource attribute of exported spans and metrics.
+        /// `service.name` resource attribute of exported spans and metrics;
+        /// left at `attune`, `attune serve --service NAME` uses `attune-NAME`.
         service_name: String = "attune".to_owned(),
             flag "telemetry-service-name", value "NAME";
     }

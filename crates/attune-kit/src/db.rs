@@ -9,6 +9,7 @@ use crate::config::DatabaseConfig;
 pub mod health;
 pub mod micros;
 mod select;
+mod spans;
 mod write;
 pub use select::{select_all, select_one};
 pub use write::{WriteLock, begin_guarded_write, begin_snapshot, begin_write};
@@ -121,7 +122,7 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
         }
     }
 
-    let db = match Database::connect(options).await {
+    let mut db = match Database::connect(options).await {
         Ok(db) => db,
         Err(source) => {
             let source = match source {
@@ -142,6 +143,9 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
             });
         }
     };
+    if crate::telemetry::exports_traces() {
+        spans::trace_statements(&mut db);
+    }
     tracing::debug!(backend = backend.name(), "database connected");
     Ok(db)
 }

@@ -20,6 +20,15 @@
 //! (`SdkMeterProvider::builder().with_reader(..)`, next to the periodic one): both
 //! see the same instruments, and the instruments' code does not change.
 //!
+//! Database: with an endpoint set, [`crate::db::connect`] gives every statement a
+//! request runs a `db.query` client span under the request's span (see
+//! `db/spans.rs`); without one, statements are not timed at all.
+//!
+//! JSON log lines carry `trace_id` and `span_id` when they are written inside
+//! a trace ([`WithTraceIds`]): the current span's ids when spans are exported,
+//! else the ids the caller sent in `traceparent` (this process records no span
+//! of its own then, so the caller's span is the one the line belongs to).
+//!
 //! Across gRPC: [`TraceContextLayer`] (server, installed by
 //! [`GrpcServer`](crate::server::GrpcServer)) opens a `grpc.request` span whose
 //! parent is the caller's `traceparent` (target [`REQUEST_SPAN_TARGET`], at
@@ -29,6 +38,7 @@
 use std::future::Future;
 use std::io::IsTerminal as _;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -49,6 +59,8 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
@@ -149,6 +161,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             .json()
             .with_current_span(true)
             .with_span_list(false)
+            .map_event_format(WithTraceIds)
             .with_writer(std::io::stderr)
             .with_filter(log_filter)
             .boxed(),
@@ -176,6 +189,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     }
     if let Some(provider) = &provider {
         global::set_tracer_provider(provider.clone());
+        TRACES_EXPORTED.store(true, Ordering::Release);
     }
     if let Some(meter_provider) = &meter_provider {
         global::set_meter_provider(meter_provider.clone());
@@ -188,6 +202,56 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         meter_provider,
         runtime,
     })
+}
+
+/// Set once [`init`] has installed an exporting tracer provider.
+static TRACES_EXPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports spans (an OTLP endpoint is configured and
+/// [`init`] installed it): what is only worth its cost when someone reads the
+/// spans (a span per database statement) checks this first.
+pub fn exports_traces() -> bool {
+    TRACES_EXPORTED.load(Ordering::Acquire)
+}
+
+/// A JSON log line's format with `"trace_id"` and `"span_id"` first when the
+/// line is written inside a trace (see [`current_context`]): the inner format
+/// writes the line, and the ids go in after its opening brace. Outside a trace
+/// the line is the inner format's, unchanged and uncopied.
+#[derive(Debug, Clone)]
+pub struct WithTraceIds<F>(pub F);
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+    FormattedFields<N>: 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let cx = current_context();
+        let span = cx.span();
+        let ids = span.span_context();
+        if !ids.is_valid() {
+            return self.0.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(
+                writer,
+                "{{\"trace_id\":\"{}\",\"span_id\":\"{}\",{rest}",
+                ids.trace_id(),
+                ids.span_id()
+            ),
+            None => writer.write_str(&line),
+        }
+    }
 }
 
 /// A quiet subscriber for tests: `warn` (or `RUST_LOG`), through the test writer so
@@ -407,6 +471,23 @@ pub fn inject_current_span(headers: &mut http::HeaderMap) {
     TraceContextPropagator::new().inject_context(&current_context(), &mut HeaderInjector(headers));
 }
 
+/// The trace context a database statement run now belongs to: the current
+/// request's span (`grpc.request`, or in one process the gateway's span a
+/// backend runs in) when it is recorded and sampled; `None` outside requests
+/// (background tasks) and in traces not sampled.
+pub(crate) fn request_context() -> Option<Context> {
+    let span = tracing::Span::current();
+    let in_request = span.metadata().is_some_and(|metadata| {
+        metadata.name() == REQUEST_SPAN_NAME && metadata.target() == REQUEST_SPAN_TARGET
+    });
+    if !in_request {
+        return None;
+    }
+    let cx = span.context();
+    let sampled = cx.span().span_context().is_sampled();
+    sampled.then_some(cx)
+}
+
 /// The trace context to send on: the current span's or, where no span is
 /// recorded, the one the request being served passed through with.
 fn current_context() -> Context {
@@ -463,6 +544,9 @@ impl Injector for MetadataInjector<'_> {
 /// (`RUST_LOG=info,attune::grpc=debug`).
 pub const REQUEST_SPAN_TARGET: &str = "attune::grpc";
 
+/// The name of the per-request span.
+pub const REQUEST_SPAN_NAME: &str = "grpc.request";
+
 /// Opens a `grpc.request` span per request, child of the caller's trace `parent`.
 fn request_span<B>(request: &http::Request<B>, parent: &Context) -> tracing::Span {
     let path = request.uri().path();
@@ -475,7 +559,7 @@ fn request_span<B>(request: &http::Request<B>, parent: &Context) -> tracing::Spa
     let span = tracing::span!(
         target: REQUEST_SPAN_TARGET,
         tracing::Level::DEBUG,
-        "grpc.request",
+        REQUEST_SPAN_NAME,
         otel.name = %path.trim_start_matches('/'),
         otel.kind = "server",
         rpc.system = "grpc",
@@ -760,6 +844,53 @@ mod tests {
         }
         // Once the call is over, its trace is no longer current.
         assert!(outgoing_headers().get("traceparent").is_none());
+    }
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_json_line_written_in_a_callers_trace_names_it_first() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            fmt::layer()
+                .json()
+                .map_event_format(WithTraceIds)
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside any call");
+            // What `traced_call` makes current while a call is served without
+            // an exporter.
+            let _call = extract_context(traced_request().headers()).attach();
+            tracing::info!(count = 2, "while serving");
+        });
+        let output = String::from_utf8(captured.0.lock().expect("not poisoned").clone())
+            .expect("JSON is UTF-8");
+        let lines: Vec<_> = output.lines().collect();
+        assert_eq!(lines.len(), 2, "{output}");
+        assert!(!lines[0].contains("trace_id"), "{}", lines[0]);
+        let prefix = format!("{{\"trace_id\":\"{TRACE_ID}\",\"span_id\":\"00f067aa0ba902b7\",");
+        assert!(lines[1].starts_with(&prefix), "{}", lines[1]);
+        let line: serde_json::Value =
+            serde_json::from_str(lines[1]).expect("still one JSON object");
+        assert_eq!(line["fields"]["count"], 2);
     }
 
     #[test]

@@ -69,6 +69,18 @@ impl Role {
         }
     }
 
+    /// The `service.name` its spans and metrics are exported under unless
+    /// `telemetry.service_name` says otherwise: `attune` for every service in
+    /// one process, `attune-<service>` (`attune-gateway`) for one role, so a
+    /// trace across pods names each hop's service.
+    pub fn telemetry_name(self) -> String {
+        match self {
+            Self::All => "attune".to_owned(),
+            Self::Gateway => format!("attune-{GATEWAY}"),
+            Self::Service(service) => format!("attune-{}", service.name()),
+        }
+    }
+
     /// Whether this role serves the public port (and keeps the gateway's data).
     pub fn runs_gateway(self) -> bool {
         matches!(self, Self::All | Self::Gateway)
@@ -354,5 +366,13 @@ mod tests {
         assert!(matches!(Role::named(None), Ok(Role::All)));
         assert!(matches!(Role::named(Some(GATEWAY)), Ok(Role::Gateway)));
         assert!(Role::named(Some("nosuch")).is_err());
+    }
+
+    #[test]
+    fn each_role_is_traced_under_its_own_name() {
+        assert_eq!(Role::All.telemetry_name(), "attune");
+        assert_eq!(Role::Gateway.telemetry_name(), "attune-gateway");
+        let consent = Role::named(Some("consent")).expect("consent is a role");
+        assert_eq!(consent.telemetry_name(), "attune-consent");
     }
 }

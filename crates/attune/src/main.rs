@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use attune::Role;
-use attune_kit::config::{Config, ConfigArgs, document_settings};
+use attune_kit::config::{Config, ConfigArgs, TelemetryConfig, document_settings};
 use attune_kit::error::ErrorChain;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -96,14 +96,15 @@ fn report(error: &anyhow::Error) {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { service, config } => {
-            let config = Config::load(&config)?;
+            let role = Role::named(service.as_deref())?;
+            let config = load_for(role, &config)?;
             let _telemetry = attune_kit::telemetry::init(&config.telemetry)?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             attune::serve(
                 config,
-                Role::named(service.as_deref())?,
+                role,
                 listener,
                 attune_kit::server::shutdown_signal(),
             )
@@ -111,9 +112,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { service, config } => {
-            let config = Config::load(&config)?;
+            let role = Role::named(service.as_deref())?;
+            let config = load_for(role, &config)?;
             let _telemetry = attune_kit::telemetry::init(&config.telemetry)?;
-            let db = attune::migrate(&config, Role::named(service.as_deref())?).await?;
+            let db = attune::migrate(&config, role).await?;
             db.close().await.context("cannot close the database")?;
             tracing::info!("migrations applied");
             Ok(ExitCode::SUCCESS)
@@ -132,6 +134,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await?
         }
     }
+}
+
+/// The configuration `role` runs with: telemetry's `service.name` is the
+/// role's own ([`Role::telemetry_name`]) unless set to something other than
+/// the default.
+fn load_for(role: Role, args: &ConfigArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(args)?;
+    if config.telemetry.service_name == TelemetryConfig::default().service_name {
+        config.telemetry.service_name = role.telemetry_name();
+    }
+    Ok(config)
 }
 
 /// `attune audit verify`: 0 intact, 1 broken, 2 when it could not be checked (a
