@@ -31,6 +31,7 @@ impl ChangeHandler for Replicas {
         let app = &self.0;
         let mut items = Vec::new();
         let mut experiment = false;
+        let mut train = false;
         for change in changes {
             match change.kind {
                 SESSION => app.sessions.forget(&change.key),
@@ -41,9 +42,7 @@ impl ChangeHandler for Replicas {
                 }
                 ITEMS => items.push(change.key.clone()),
                 EXPERIMENT => experiment = true,
-                TRAIN => {
-                    app.trainer.request();
-                }
+                TRAIN => train = true,
                 unknown => tracing::warn!(kind = unknown, "unknown replica change ignored"),
             }
         }
@@ -57,6 +56,10 @@ impl ChangeHandler for Replicas {
         }
         if experiment {
             writes::load_experiments(app).await?;
+        }
+        // Last: a training asked after other changes starts once they are in.
+        if train {
+            app.trainer.request();
         }
         Ok(())
     }

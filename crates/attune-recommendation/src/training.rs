@@ -1,6 +1,6 @@
 //! Training in the background: on a schedule (`recommendation.train_interval`),
 //! at start, and on demand (`TrainModel`). The data is read from the database
-//! (interactions a page at a time, the catalogue from memory), mapped to dense
+//! (interactions a page at a time, the catalogue as stored), mapped to dense
 //! indexes, and trained on a blocking thread, so serving never waits; a success
 //! swaps the snapshot in, a failure keeps the one served and is reported by
 //! `GetModelStatus`. One training runs at a time.
@@ -97,9 +97,14 @@ pub async fn train_once(app: &Recommendation) {
 
 async fn train(app: &Recommendation, started: DateTime<Utc>) -> Result<(), String> {
     let generation = app.served.erased().generation();
-    // The catalogue in memory is current: this replica's upserts apply after
-    // their commit, other replicas' arrive through the change log.
-    let catalogue = app.catalogue.load();
+    // The items as stored now, not as this replica holds them: another
+    // replica's upsert may still be on its way through the change log. Read,
+    // not swapped in: the served catalogue follows every change as it lands,
+    // and a swap here could undo one applied while this read ran.
+    let stored = store::items::all(&app.db)
+        .await
+        .map_err(|e| format!("reading the catalogue failed: {e}"))?;
+    let catalogue = Catalogue::new(stored);
     let (data, indexes, count) = gather(app, &catalogue, started.timestamp_micros()).await?;
     let config = app.model_config.clone();
     let clock = Instant::now();
