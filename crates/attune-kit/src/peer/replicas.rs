@@ -404,6 +404,70 @@ mod tests {
         let _ = shared.pick();
     }
 
+    /// A gRPC health server on a loopback port reporting `status` for "probe",
+    /// and the trigger that stops it.
+    async fn health_server(
+        status: tonic_health::ServingStatus,
+    ) -> (String, tokio::sync::oneshot::Sender<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let address = format!("http://{}", listener.local_addr().expect("bound"));
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter.set_service_status("probe", status).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                ),
+        );
+        (address, stop)
+    }
+
+    async fn probe(replicas: &Replicas) -> Result<i32, tonic::Status> {
+        tonic_health::pb::health_client::HealthClient::new(replicas.clone())
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "probe".into(),
+            })
+            .await
+            .map(|answer| answer.into_inner().status)
+    }
+
+    #[tokio::test]
+    async fn calls_reach_every_replica_and_a_stopped_one_leaves_rotation() {
+        use tonic_health::ServingStatus;
+        let (serving, stop_serving) = health_server(ServingStatus::Serving).await;
+        let (not_serving, _keep) = health_server(ServingStatus::NotServing).await;
+        let replicas =
+            Replicas::new(&format!("{serving},{not_serving}"), &settings()).expect("valid");
+        let mut answers = Vec::new();
+        for _ in 0..4 {
+            answers.push(probe(&replicas).await.expect("both replicas answer"));
+        }
+        answers.sort_unstable();
+        // SERVING is 1 and NOT_SERVING 2 on the wire: each replica took two.
+        assert_eq!(answers, [1, 1, 2, 2]);
+
+        stop_serving.send(()).expect("the server runs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut failures = 0;
+        for _ in 0..10 {
+            match probe(&replicas).await {
+                Ok(status) => assert_eq!(status, 2, "only the replica still up answers"),
+                Err(_) => failures += 1,
+            }
+        }
+        assert!(
+            failures <= 1,
+            "a stopped replica fails one call at most: {failures}"
+        );
+    }
+
     #[tokio::test]
     async fn a_host_name_is_resolved_to_its_addresses_keeping_the_authority() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
