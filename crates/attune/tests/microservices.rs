@@ -245,10 +245,12 @@ fn two_replicas_of_every_service_answer_as_the_monolith_and_keep_every_invariant
         let split_deployment = Deployment {
             front: front(&split.gateway).await,
             recommenders: split.clients_of("recommendation").await.into(),
+            deliverers: split.clients_of("delivery").await.into(),
         };
         let monolith_front = front(&monolith).await;
         let monolith_deployment = Deployment {
             recommenders: vec![TestApp::attach(address(&monolith), Config::default()).await],
+            deliverers: vec![TestApp::attach(address(&monolith), Config::default()).await],
             front: monolith_front,
         };
 

@@ -43,6 +43,10 @@ pub struct Deployment {
     /// its own models (TrainModel trains the replica it reaches), so each is
     /// trained before recommendations are compared.
     pub recommenders: Vec<TestApp>,
+    /// Each replica of delivery, reached directly: a replica serves the delivery
+    /// network from memory and picks up a change made through another within
+    /// `delivery.network_refresh` (1 s), so each is waited for.
+    pub deliverers: Vec<TestApp>,
 }
 
 /// Every answer of the journey, normalized.
@@ -167,6 +171,9 @@ pub async fn run(deployment: &Deployment, now: DateTime<Utc>) -> Answers {
         .expect("recommendations are answered")
         .into_inner();
 
+    for replica in &deployment.deliverers {
+        whole_network_options(replica).await;
+    }
     let delivery = whole_network_options(app).await;
     let home_page = settled_page(app, home_page(CUSTOMER), |page| {
         granted(page, "personalization") && granted(page, "store_visits")
@@ -243,9 +250,8 @@ async fn set_up_the_shop(app: &TestApp) {
     .await;
 }
 
-/// Delivery options once they show the whole network the shop set up: a
-/// delivery replica serves the network from memory and picks up a change made
-/// through another replica within `delivery.network_refresh` (1 s).
+/// Delivery options once they show the whole network the shop set up (see
+/// [`Deployment::deliverers`]).
 async fn whole_network_options(
     app: &TestApp,
 ) -> attune_proto::delivery::v1::GetDeliveryOptionsResponse {
