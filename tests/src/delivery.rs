@@ -1,5 +1,7 @@
-//! Delivery's helpers: a typed client and builders of the network's records.
+//! Delivery's helpers: a typed client, builders of the network's records, and
+//! the slot counters' invariant.
 
+use attune_kit::sea_orm::{ConnectionTrait, Statement};
 use attune_kit::types::time;
 use attune_proto::common::v1 as common_pb;
 use attune_proto::delivery::v1 as pb;
@@ -166,5 +168,44 @@ impl TestApp {
             })
             .await
             .map(tonic::Response::into_inner)
+    }
+}
+
+/// Each slot's counter beside the reservations that hold a unit of it, read
+/// from the database of `app` (its `config.database`): they must always agree
+/// (the counter's invariant).
+pub async fn counters(app: &TestApp) -> Vec<(String, i64, i64)> {
+    let db = attune_kit::db::connect(&app.config.database)
+        .await
+        .expect("delivery's database is reachable");
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT s.slot_id, CAST(s.reserved AS BIGINT) AS reserved, \
+             (SELECT COUNT(*) FROM delivery_reservations r WHERE r.slot_id = s.slot_id \
+              AND r.state IN ('held', 'confirmed')) AS holding \
+             FROM delivery_slots s ORDER BY s.slot_id",
+        ))
+        .await
+        .expect("the counters are readable");
+    rows.iter()
+        .map(|row| {
+            (
+                row.try_get("", "slot_id").expect("a slot id"),
+                row.try_get("", "reserved").expect("a counter"),
+                row.try_get("", "holding").expect("a count"),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that every slot's counter equals the reservations holding it.
+pub async fn assert_counters_agree(app: &TestApp) {
+    for (slot_id, reserved, holding) in counters(app).await {
+        assert_eq!(
+            reserved, holding,
+            "slot {slot_id}: counter and rows disagree"
+        );
     }
 }

@@ -207,6 +207,27 @@ impl TestApp {
         Some((gateway, consent))
     }
 
+    /// A client of a server this test did not start (a process of the real
+    /// binary) at `address`, so that every helper works against it; `config`
+    /// names what a helper may read directly (its database). Dropping it stops
+    /// nothing.
+    pub async fn attach(address: SocketAddr, config: Config) -> Self {
+        let channel = Channel::from_shared(format!("http://{address}"))
+            .expect("a socket address is a valid URI")
+            .connect()
+            .await
+            .expect("the server accepts connections");
+        Self {
+            channel,
+            config,
+            address,
+            shutdown: None,
+            server: None,
+            _pods: Vec::new(),
+            _database: None,
+        }
+    }
+
     /// Serves `role` with `config` on `clock` on an ephemeral port and waits
     /// until it and every service it serves report SERVING.
     async fn start(config: Config, role: Role, clock: Clock) -> Self {

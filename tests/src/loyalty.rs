@@ -6,6 +6,7 @@ use std::time::Duration;
 use attune_proto::loyalty::v1 as pb;
 use attune_proto::loyalty::v1::loyalty_service_client::LoyaltyServiceClient;
 use attune_proto::loyalty::v1::offer_service_client::OfferServiceClient;
+use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::TestApp;
@@ -42,7 +43,48 @@ pub fn eur_rule(rule_id: &str, points_per_unit: i64, return_window_days: i64) ->
     }
 }
 
+/// A redemption of `points` by `customer` under `request_id`.
+pub fn redemption(customer: &str, points: i64, request_id: &str) -> pb::RedeemPointsRequest {
+    pb::RedeemPointsRequest {
+        customer_id: customer.into(),
+        points,
+        order_id: String::new(),
+        description: "a coffee".into(),
+        request_id: request_id.into(),
+    }
+}
+
 impl TestApp {
+    /// Redeems, retrying with the same request id while the server sheds load
+    /// (UNAVAILABLE: its connection pool is busy) or the call was cut before an
+    /// answer (a transport error), as a client should: the id makes the retry safe,
+    /// so the outcome counted is the request's one real outcome.
+    pub async fn redeem_retrying(
+        &self,
+        request: pb::RedeemPointsRequest,
+    ) -> Result<tonic::Response<pb::RedeemPointsResponse>, tonic::Status> {
+        loop {
+            match self.loyalty().redeem_points(request.clone()).await {
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        // Transport trouble under a thousand concurrent streams (a pool
+                        // timeout, a GOAWAY the client sees as RESOURCE_EXHAUSTED): the
+                        // same request id makes the retry safe.
+                        Code::Unavailable
+                            | Code::Unknown
+                            | Code::Cancelled
+                            | Code::DeadlineExceeded
+                            | Code::ResourceExhausted
+                    ) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
     /// The loyalty API through the public port.
     pub fn loyalty(&self) -> LoyaltyServiceClient<Channel> {
         LoyaltyServiceClient::new(self.channel.clone())

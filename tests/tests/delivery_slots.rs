@@ -4,49 +4,13 @@
 
 #![allow(clippy::unwrap_used)] // panics fail tests
 
-use attune_kit::sea_orm::{ConnectionTrait, Statement};
 use attune_kit::types::time;
 use attune_proto::common::v1::{DeliveryMethod as M, NonPersonalizedReason, PaymentMethod as P};
 use attune_proto::delivery::v1 as pb;
-use attune_tests::delivery::{at, cart, pickup, rate, slot};
+use attune_tests::delivery::{assert_counters_agree, at, cart, pickup, rate, slot};
 use attune_tests::{TestApp, backend_tests, every_page};
 use chrono::{Duration, Utc};
 use tonic::Code;
-
-/// Each slot's counter beside the reservations that hold a unit of it: they
-/// must always agree (the counter's invariant).
-async fn counters(app: &TestApp) -> Vec<(String, i64, i64)> {
-    let db = attune_kit::db::connect(&app.config.database).await.unwrap();
-    let backend = db.get_database_backend();
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            backend,
-            "SELECT s.slot_id, CAST(s.reserved AS BIGINT) AS reserved, \
-             (SELECT COUNT(*) FROM delivery_reservations r WHERE r.slot_id = s.slot_id \
-              AND r.state IN ('held', 'confirmed')) AS holding \
-             FROM delivery_slots s ORDER BY s.slot_id",
-        ))
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|row| {
-            (
-                row.try_get("", "slot_id").unwrap(),
-                row.try_get("", "reserved").unwrap(),
-                row.try_get("", "holding").unwrap(),
-            )
-        })
-        .collect()
-}
-
-async fn assert_counters_agree(app: &TestApp) {
-    for (slot_id, reserved, holding) in counters(app).await {
-        assert_eq!(
-            reserved, holding,
-            "slot {slot_id}: counter and rows disagree"
-        );
-    }
-}
 
 async fn release(app: &TestApp, customer: &str, reservation_id: &str, request_id: &str) {
     app.delivery()

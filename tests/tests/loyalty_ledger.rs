@@ -9,17 +9,8 @@ use std::sync::Arc;
 use attune_tests::backend_tests;
 use attune_tests::consent_requests::request_id;
 use attune_tests::loyalty::loyalty_pb as pb;
+use attune_tests::loyalty::redemption as redeem;
 use tonic::Code;
-
-fn redeem(customer: &str, points: i64, request_id: &str) -> pb::RedeemPointsRequest {
-    pb::RedeemPointsRequest {
-        customer_id: customer.into(),
-        points,
-        order_id: String::new(),
-        description: "a coffee".into(),
-        request_id: request_id.into(),
-    }
-}
 
 backend_tests! {
     async fn redeem_never_overspends_under_concurrency(app) {
@@ -27,7 +18,7 @@ backend_tests! {
         app.grant_points("cust-1", 500).await;
         let calls = (0..1000).map(|i| {
             let app = Arc::clone(&app);
-            tokio::spawn(async move { redeem_retrying(&app, redeem("cust-1", 1, &format!("r-{i}"))).await })
+            tokio::spawn(async move { app.redeem_retrying(redeem("cust-1", 1, &format!("r-{i}"))).await })
         });
         let results = futures_join(calls).await;
         let succeeded = results.iter().filter(|r| r.is_ok()).count();
@@ -51,7 +42,7 @@ backend_tests! {
         app.grant_points("cust-1", 100).await;
         let concurrent = (0..50).map(|_| {
             let app = Arc::clone(&app);
-            tokio::spawn(async move { redeem_retrying(&app, redeem("cust-1", 7, "same-key")).await })
+            tokio::spawn(async move { app.redeem_retrying(redeem("cust-1", 7, "same-key")).await })
         });
         let mut answers: Vec<_> = futures_join(concurrent)
             .await
@@ -233,36 +224,6 @@ backend_tests! {
         let second = open(request_id()).await;
         assert_eq!(first, second, "opening an open account answers it unchanged");
         assert_eq!(first.available_points, 0);
-    }
-}
-
-/// Redeems, retrying with the same request id while the server sheds load
-/// (UNAVAILABLE: its connection pool is busy) or the call was cut before an
-/// answer (a transport error), as a client should: the id makes the retry safe,
-/// so the outcome counted is the request's one real outcome.
-async fn redeem_retrying(
-    app: &attune_tests::TestApp,
-    request: pb::RedeemPointsRequest,
-) -> Result<tonic::Response<pb::RedeemPointsResponse>, tonic::Status> {
-    loop {
-        match app.loyalty().redeem_points(request.clone()).await {
-            Err(status)
-                if matches!(
-                    status.code(),
-                    // Transport trouble under a thousand concurrent streams (a pool
-                    // timeout, a GOAWAY the client sees as RESOURCE_EXHAUSTED): the
-                    // same request id makes the retry safe.
-                    Code::Unavailable
-                        | Code::Unknown
-                        | Code::Cancelled
-                        | Code::DeadlineExceeded
-                        | Code::ResourceExhausted
-                ) =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            answer => return answer,
-        }
     }
 }
 

@@ -35,6 +35,28 @@ impl Xorshift {
 }
 
 backend_tests! {
+    async fn an_erasure_hands_no_sequence_out_again_so_followers_miss_nothing(app) {
+        app.put_earn_rule(attune_tests::loyalty::eur_rule("eur", 1, 0)).await;
+        for customer in ["cust-newest", "cust-next"] {
+            app.grant(customer, &["personalization"]).await;
+        }
+        let now = Utc::now();
+        let bought = |event: &str, customer: &str, minor| {
+            purchase(event, customer, now, vec![item("sku", 1, Some(eur(minor)), &["shoes"], "acme")], eur(minor))
+        };
+        let first = app.ingest(vec![bought("p-newest", "cust-newest", 1000)]).await;
+        app.wait_for_account("cust-newest", |account| account.available_points == 10).await;
+        // The erased customer's rows are the newest of the feed.
+        assert!(app.erase_customer("cust-newest", "erase-newest").await.complete);
+        let next = app.ingest(vec![bought("p-next", "cust-next", 2000)]).await;
+        assert!(
+            next.results[0].sequence > first.results[0].sequence + 1,
+            "the erasure entry took the sequence after the newest; none is handed out twice"
+        );
+        // Loyalty's follower passed the erased rows: it must still see this one.
+        app.wait_for_account("cust-next", |account| account.available_points == 20).await;
+    }
+
     async fn without_consent_nothing_is_stored_and_the_response_says_why(app) {
         let events = vec![
             view("nc-1", "cust-nc", minutes_ago(3), "sku-1"),

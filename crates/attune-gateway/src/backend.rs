@@ -1,15 +1,16 @@
 //! How the gateway reaches one service: a tower service taking the caller's
 //! HTTP/2 request as it is. In one process that is the service's
-//! [`LocalServer`] itself (no socket, no re-encoding); across processes a tonic
-//! [`Channel`] to the service's pod.
+//! [`LocalServer`] itself (no socket, no re-encoding); across processes the
+//! service's [`Replicas`]: its pods, taking calls in turn.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use attune_kit::config::ReplicasConfig;
+use attune_kit::peer::Replicas;
 use attune_kit::server::{HttpService, LocalServer};
 use attune_kit::service::{Service, route_prefix};
 use tonic::body::Body;
-use tonic::transport::Channel;
 
 /// Why a backend address cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -83,21 +84,25 @@ impl Backend {
         }
     }
 
-    /// `service` running in another process at `address` (`http://consent:50051`).
-    /// Connects lazily and reconnects by itself: a backend that is down makes its
-    /// calls UNAVAILABLE and its health NOT_SERVING, never the gateway fail.
-    pub fn remote(service: &dyn Service, address: &str) -> Result<Self, BackendAddressError> {
-        let channel =
-            attune_kit::peer::lazy_channel(address).map_err(|error| BackendAddressError {
-                service: service.name(),
-                address: error.address,
-                reason: error.reason,
-            })?;
+    /// `service` running in other processes at `addresses` (`http://consent:50051`,
+    /// or several replicas: see [`Replicas`]). Connects lazily and reconnects by
+    /// itself: a backend that is down makes its calls UNAVAILABLE and its health
+    /// NOT_SERVING, never the gateway fail.
+    pub fn remote(
+        service: &dyn Service,
+        addresses: &str,
+        settings: &ReplicasConfig,
+    ) -> Result<Self, BackendAddressError> {
+        let replicas = Replicas::new(addresses, settings).map_err(|error| BackendAddressError {
+            service: service.name(),
+            address: error.address,
+            reason: error.reason,
+        })?;
         Ok(Self::new(
             service.api_package(),
             service.api_services(),
             service.holds_personal_data(),
-            remote_transport(service.api_package(), channel),
+            remote_transport(service.api_package(), replicas),
         ))
     }
 
@@ -136,11 +141,11 @@ impl Backend {
 
 /// A backend in another process. A transport error (connection refused, reset)
 /// becomes an UNAVAILABLE answer, as a client talking to the pod would see.
-fn remote_transport(package: &'static str, channel: Channel) -> HttpService {
+fn remote_transport(package: &'static str, replicas: Replicas) -> HttpService {
     HttpService::new(tower::service_fn(move |request: http::Request<Body>| {
-        let channel = channel.clone();
+        let replicas = replicas.clone();
         async move {
-            match tower::ServiceExt::oneshot(channel, request).await {
+            match tower::ServiceExt::oneshot(replicas, request).await {
                 Ok(response) => Ok::<_, Infallible>(response),
                 Err(error) => {
                     tracing::warn!(backend = package, %error, "backend unreachable");

@@ -168,6 +168,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Where a service running as its own pod finds the services it calls.
     pub peers: PeersConfig,
+    /// How calls are spread over several replicas of one service.
+    pub replicas: ReplicasConfig,
     /// The profile service.
     pub profile: ProfileConfig,
     /// The recommendation service.
@@ -195,6 +197,7 @@ impl Default for Config {
             secrets: crate::secrets::SecretsConfig::default(),
             gateway: GatewayConfig::default(),
             peers: PeersConfig::default(),
+            replicas: ReplicasConfig::default(),
             profile: ProfileConfig::default(),
             recommendation: RecommendationConfig::default(),
             loyalty: LoyaltyConfig::default(),
@@ -235,6 +238,9 @@ pub struct ConfigArgs {
 
     #[command(flatten)]
     pub consent_checker: ConsentCheckerArgs,
+
+    #[command(flatten)]
+    pub replicas: ReplicasArgs,
 
     #[command(flatten)]
     pub profile: ProfileArgs,
@@ -338,6 +344,18 @@ settings! {
         #[serde(with = "humantime_serde")]
         shutdown_grace: Duration = Duration::from_secs(10),
             flag "shutdown-grace", value "DURATION";
+    }
+}
+
+settings! {
+    /// How a process spreads its calls over the replicas of another service
+    /// (`peers.NAME`, `gateway.backends.NAME`; see [`crate::peer::Replicas`]).
+    pub struct ReplicasConfig / ReplicasArgs in "replicas" {
+        /// How often a host name among those addresses is resolved again, so that
+        /// new and gone pods behind it (a headless Kubernetes Service) are picked up.
+        #[serde(with = "humantime_serde")]
+        resolve_interval: Duration = Duration::from_secs(30),
+            flag "replicas-resolve-interval", value "DURATION";
     }
 }
 
@@ -522,18 +540,22 @@ pub const SETTINGS_WITHOUT_FLAG: &[&str] = &["secrets.pseudonym_key"];
 
 /// The gateway's backends when it runs as its own process (one process running
 /// every service needs none). A map has no flag: set it in the file or with one
-/// variable per service.
+/// variable per service. An address may list several replicas separated by
+/// commas, and a host name is resolved to every address it has (see [`ReplicasConfig`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct GatewayConfig {
     /// Each service's address by service name, e.g. `consent = "http://consent:50051"`
-    /// (`ATTUNE_GATEWAY__BACKENDS__CONSENT`).
+    /// (`ATTUNE_GATEWAY__BACKENDS__CONSENT`), or its replicas,
+    /// `"http://10.0.0.7:50051,http://10.0.0.8:50051"`.
     pub backends: std::collections::BTreeMap<String, String>,
 }
 
 /// Where `attune serve --service NAME` reaches the other services it calls (profile
 /// calls consent, for example). One process running every service needs none. A
-/// map has no flag: set it in the file or with one variable per service.
+/// map has no flag: set it in the file or with one variable per service. An
+/// address may list several replicas separated by commas, and a host name is
+/// resolved to every address it has (see [`ReplicasConfig`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct PeersConfig {
@@ -766,7 +788,7 @@ impl Config {
     }
 
     fn validated(self) -> Result<Self, ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 20] = [
+        let checks: [(bool, &'static str, &'static str); 21] = [
             (
                 self.database.url.trim().is_empty(),
                 "database.url",
@@ -870,6 +892,11 @@ impl Config {
                 self.consent_checker.max_customers == 0,
                 "consent_checker.max_customers",
                 "must be at least 1",
+            ),
+            (
+                self.replicas.resolve_interval.is_zero(),
+                "replicas.resolve_interval",
+                "must be longer than 0s",
             ),
         ];
         match checks.into_iter().find(|(bad, _, _)| *bad) {

@@ -218,7 +218,34 @@ fn is_sqlite_memory(url: &str) -> bool {
 /// `Migrator` must override `migration_table_name()` (e.g. `consent_migrations`):
 /// with the default `seaql_migrations` table, one service would take another's
 /// applied migrations for unknown ones and fail.
+///
+/// On PostgreSQL the migrations run in one transaction holding an advisory lock,
+/// so replicas of a service starting together on a fresh database take turns:
+/// the first applies them, the others then find nothing pending (each alone
+/// would fail creating a table the other just created). SQLite has one writer.
 pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), DbError> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return migrate_on::<M, _>(db).await;
+    }
+    let txn = db.begin().await.map_err(DbError::Migrate)?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await
+        .map_err(DbError::Migrate)?;
+    migrate_on::<M, _>(&txn).await?;
+    txn.commit().await.map_err(DbError::Migrate)
+}
+
+/// The advisory lock key migrations hold on PostgreSQL: "attune" in ASCII and
+/// all ones in the low 16 bits, beside the services' write locks ([`WriteLock`]).
+const MIGRATION_LOCK: i64 = 0x6174_7475_6e65_ffff;
+
+async fn migrate_on<'c, M, C>(db: &'c C) -> Result<(), DbError>
+where
+    M: MigratorTrait,
+    C: sea_orm::ConnectionTrait,
+    &'c C: sea_orm_migration::IntoSchemaManagerConnection<'c>,
+{
     let pending = M::get_pending_migrations(db)
         .await
         .map_err(DbError::Migrate)?;

@@ -3,9 +3,10 @@
 //!
 //! In `attune serve` every service runs in one process, and a peer is the other
 //! service's backend server called directly as a tower service (no socket, no
-//! HTTP/2 framing). In Kubernetes a peer is a lazily connected [`Channel`] to the
-//! other pod's address (`peers.NAME` in the configuration). A generated client
-//! takes either, so a service's code is the same in both modes.
+//! HTTP/2 framing). In Kubernetes a peer is the other service's [`Replicas`]:
+//! lazily connected channels to its pods' addresses (`peers.NAME` in the
+//! configuration, a list or a name resolved to several), taking calls in turn. A
+//! generated client takes either, so a service's code is the same in both modes.
 //!
 //! A call whose answer is optional runs [`within`] a time budget: answered,
 //! refused, unavailable or timed out, never holding its caller up.
@@ -22,9 +23,13 @@ use tower::util::BoxCloneSyncService;
 
 use crate::server::HttpService;
 
+mod replicas;
 mod within;
 
+pub use replicas::Replicas;
 pub use within::{Within, budget, caller_deadline, within};
+
+use crate::config::ReplicasConfig;
 
 /// Why a call through a peer failed before the other service answered.
 pub type PeerError = Box<dyn std::error::Error + Send + Sync>;
@@ -62,8 +67,16 @@ impl Peer {
 
     /// A peer at `address` (`http://consent:50051`), connected on first use and
     /// reconnected by itself: while it is away, calls fail fast with UNAVAILABLE.
+    /// Several addresses or a host name are [`Replicas`] with the default settings.
     pub fn remote(address: &str) -> Result<Self, PeerAddressError> {
-        Ok(Self::channel(lazy_channel(address)?))
+        Self::replicas(address, &ReplicasConfig::default())
+    }
+
+    /// A peer at `addresses`: one or several replicas (see [`Replicas`]).
+    pub fn replicas(addresses: &str, settings: &ReplicasConfig) -> Result<Self, PeerAddressError> {
+        Ok(Self {
+            transport: BoxCloneSyncService::new(Replicas::new(addresses, settings)?),
+        })
     }
 }
 
@@ -81,12 +94,17 @@ pub fn lazy_channel(address: &str) -> Result<Channel, PeerAddressError> {
     if endpoint.uri().host().is_none() {
         return Err(invalid("it names no host".into()));
     }
-    Ok(endpoint
+    Ok(configured(endpoint).connect_lazy())
+}
+
+/// `endpoint` set to fail fast while its pod is away and to notice a dead
+/// connection that never closed.
+fn configured(endpoint: Endpoint) -> Endpoint {
+    endpoint
         .connect_timeout(Duration::from_secs(1))
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
-        .connect_lazy())
 }
 
 impl From<Channel> for Peer {
@@ -143,11 +161,15 @@ impl Peers {
         self.peers.insert(name.into(), peer);
     }
 
-    /// Every peer named in `addresses` (`peers` in the configuration), connected lazily.
-    pub fn remote(addresses: &BTreeMap<String, String>) -> Result<Self, PeerAddressError> {
+    /// Every peer named in `addresses` (`peers` in the configuration), connected
+    /// lazily, each to one or several replicas (see [`Replicas`]).
+    pub fn remote(
+        addresses: &BTreeMap<String, String>,
+        settings: &ReplicasConfig,
+    ) -> Result<Self, PeerAddressError> {
         let mut peers = Self::default();
         for (name, address) in addresses {
-            peers.insert(name.clone(), Peer::remote(address)?);
+            peers.insert(name.clone(), Peer::replicas(address, settings)?);
         }
         Ok(peers)
     }

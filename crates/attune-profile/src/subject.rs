@@ -228,22 +228,13 @@ async fn erase_in(
             .map(|identity| crate::tombstone::identity_digest(&profile.key, identity)),
     );
     tombstone(txn, &digests, now).await?;
-    // The stored answers of the customer's writes name it (ids, identities,
-    // zero-party data): they are forgotten, and retries of them refused.
-    let mut forgotten = 0;
-    for id in &ids {
-        forgotten += REQUESTS
-            .forget_subject(txn, &DataSubject::of(&profile.key, id))
-            .await?;
-    }
-    // Each part deletes its own rows (segments keep their member counts right);
-    // a test scans every profile table afterwards for anything left behind.
-    let erased = crate::segments::subject::erase(txn, &ids).await?
-        + crate::events::subject::erase(txn, &ids).await?
-        + crate::people::subject::erase(txn, &ids).await?
-        + forgotten;
     // An erasure entry on the feed, under the pseudonym: followers learn that
-    // this customer's entries are gone, without the feed keeping the id.
+    // this customer's entries are gone, without the feed keeping the id. It is
+    // appended before those entries are deleted, so that it takes the sequence
+    // after the newest one ever handed out and stays the newest row: were the
+    // customer's rows the newest, appending after the delete would hand their
+    // sequences out again, below every follower's cursor, and followers would
+    // skip the erasure and every event until the feed passed its old head.
     let pseudonym = profile.key.subject(customer_id);
     let newest = feed::newest_sequence(txn).await?;
     feed::append(
@@ -261,6 +252,20 @@ async fn erase_in(
         now,
     )
     .await?;
+    // The stored answers of the customer's writes name it (ids, identities,
+    // zero-party data): they are forgotten, and retries of them refused.
+    let mut forgotten = 0;
+    for id in &ids {
+        forgotten += REQUESTS
+            .forget_subject(txn, &DataSubject::of(&profile.key, id))
+            .await?;
+    }
+    // Each part deletes its own rows (segments keep their member counts right);
+    // a test scans every profile table afterwards for anything left behind.
+    let erased = crate::segments::subject::erase(txn, &ids).await?
+        + crate::events::subject::erase(txn, &ids).await?
+        + crate::people::subject::erase(txn, &ids).await?
+        + forgotten;
     Ok(Erased {
         erased_record_count: i64::try_from(erased).unwrap_or(i64::MAX),
         erase_time: now,

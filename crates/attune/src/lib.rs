@@ -163,7 +163,7 @@ pub async fn serve_with_clock(
     match role {
         Role::Service(service) => {
             let db = migrate(&config, role).await?;
-            let peers = Peers::remote(&config.peers.addresses)?;
+            let peers = Peers::remote(&config.peers.addresses, &config.replicas)?;
             let mut server = GrpcServer::new(config.limits.clone());
             mount(service, &mut server, &db, &config, &clock, &peers).await?;
             tracing::info!(%address, service = service.name(), "attune is serving");
@@ -299,7 +299,7 @@ async fn mount_gateway(
 }
 
 /// The backends of `attune serve --service gateway`: every registered service at
-/// its configured address.
+/// its configured address (or addresses: its replicas).
 fn remote_backends(config: &Config) -> anyhow::Result<Vec<Backend>> {
     let configured = &config.gateway.backends;
     if let Some(unknown) = configured
@@ -322,7 +322,7 @@ fn remote_backends(config: &Config) -> anyhow::Result<Vec<Backend>> {
                     name.to_ascii_uppercase()
                 )
             })?;
-            Ok(Backend::remote(*service, address)?)
+            Ok(Backend::remote(*service, address, &config.replicas)?)
         })
         .collect()
 }

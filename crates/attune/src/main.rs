@@ -38,7 +38,9 @@ enum Command {
     /// Serve the gRPC APIs until SIGTERM or Ctrl-C.
     Serve {
         /// Run only this service (one per pod), or only the gateway in front of
-        /// services at `gateway.backends.<name>`; all services behind the gateway when absent.
+        /// services at `gateway.backends.<name>` (each address one replica, a
+        /// comma-separated list of them, or a host name resolving to them); all
+        /// services behind the gateway when absent.
         #[arg(long, env = "ATTUNE_SERVICE", value_parser = clap::builder::PossibleValuesParser::new(attune::role_names()))]
         service: Option<String>,
         #[command(flatten)]
