@@ -14,6 +14,7 @@ use crate::catalogue::CatalogueCell;
 use crate::experiments::Experiments;
 use crate::impressions::ImpressionLog;
 use crate::model::ModelConfig;
+use crate::replicas::Pseudonyms;
 use crate::served::Served;
 use crate::sessions::Sessions;
 use crate::store::WRITE_LOCK;
@@ -37,6 +38,8 @@ pub struct Recommendation {
     pub model_config: ModelConfig,
     /// What this replica tells the others to drop from memory.
     pub changes: ChangeLog,
+    /// How the change log and the caches name customers.
+    pub names: Pseudonyms,
 }
 
 impl Recommendation {

@@ -199,7 +199,11 @@ impl Apply<pb::FeedEntry> for Learn {
         for (customer_id, session) in &touched.sessions {
             store::sessions::put(txn, customer_id, session, now).await?;
         }
-        let changed = touched.sessions.keys().chain(&forgotten);
+        let changed = touched
+            .sessions
+            .keys()
+            .chain(&forgotten)
+            .map(|customer_id| self.app.names.of(customer_id));
         self.app
             .changes
             .record(txn, replicas::SESSION, changed, self.app.clock.now())

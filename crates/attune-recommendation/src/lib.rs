@@ -148,6 +148,8 @@ async fn open(
     } = context;
     let consent = peers.get("consent")?;
     let (key, _) = store::SECRETS.pseudonym_key(&db, &config.secrets).await?;
+    let key = Arc::new(key);
+    let names = replicas::Pseudonyms::new(Arc::clone(&key));
     let checker = ConsentChecker::new(consent, &config.consent_checker).with_clock(clock.clone());
     server.spawn_background("recommendation-consent-checker", |cancel| {
         checker.clone().follow(cancel)
@@ -163,20 +165,25 @@ async fn open(
         db,
         clock,
         consent: checker,
-        key: Arc::new(key),
+        key,
         catalogue,
-        served: Arc::new(served::Served::default()),
+        served: Arc::new(served::Served::new(names.clone())),
         sessions: Arc::new(sessions::Sessions::new(
             config.recommendation.session_cache_customers,
+            names.clone(),
         )),
         // Without profile (not configured) the content fallback reads the
         // session alone.
-        tastes: Arc::new(tastes::ProfileTastes::new(peers.get("profile").ok())),
+        tastes: Arc::new(tastes::ProfileTastes::new(
+            peers.get("profile").ok(),
+            names.clone(),
+        )),
         experiments: Arc::new(experiments::Experiments::default()),
         impressions: Arc::new(impressions),
         trainer: Arc::new(training::Trainer::default()),
         model_config: model::ModelConfig::default(),
         changes,
+        names,
     };
     writes::load_experiments(&app).await?;
     let handler = replicas::Replicas(app.clone());

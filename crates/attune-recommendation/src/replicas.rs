@@ -3,7 +3,10 @@
 //! but each holds the catalogue, the running experiment, sessions, tastes and
 //! its trained models in memory.
 
+use std::sync::Arc;
+
 use attune_kit::replicas::{Change, ChangeHandler};
+use attune_kit::secrets::PseudonymKey;
 use sea_orm::DbErr;
 
 use crate::app::Recommendation;
@@ -11,10 +14,32 @@ use crate::catalogue::Catalogue;
 use crate::store;
 use crate::writes;
 
+/// The domain of [`Pseudonyms`]' digests.
+const PSEUDONYM_DOMAIN: &str = "recommendation.in-memory";
+
+/// Customers as the change log and the in-memory caches name them: the
+/// service's keyed digest of the id, so no change row names a customer in
+/// clear (they outlive an erasure by up to ten minutes) and a replica can drop
+/// a customer it only knows by that name. Every replica of the service reads
+/// the same key from the shared database.
+#[derive(Clone)]
+pub struct Pseudonyms(Arc<PseudonymKey>);
+
+impl Pseudonyms {
+    pub fn new(key: Arc<PseudonymKey>) -> Self {
+        Self(key)
+    }
+
+    /// The name of `customer_id`.
+    pub fn of(&self, customer_id: &str) -> String {
+        self.0.digest(PSEUDONYM_DOMAIN, customer_id)
+    }
+}
+
 /// A customer's session was written (an event folded in, a merge moved it).
 pub const SESSION: i16 = 1;
 /// A customer was erased: forget their session and tastes, and stop serving
-/// them from the trained models at once.
+/// them from the trained models at once. Keys of customers are [`Pseudonyms`].
 pub const ERASED: i16 = 2;
 /// Catalogue items were upserted or deleted.
 pub const ITEMS: i16 = 3;
@@ -34,11 +59,11 @@ impl ChangeHandler for Replicas {
         let mut train = false;
         for change in changes {
             match change.kind {
-                SESSION => app.sessions.forget(&change.key),
+                SESSION => app.sessions.forget_named(&change.key),
                 ERASED => {
-                    app.served.erased().add(&change.key);
-                    app.sessions.forget(&change.key);
-                    app.tastes.forget(&change.key);
+                    app.served.erased().add(change.key.clone());
+                    app.sessions.forget_named(&change.key);
+                    app.tastes.forget_named(&change.key);
                 }
                 ITEMS => items.push(change.key.clone()),
                 EXPERIMENT => experiment = true,

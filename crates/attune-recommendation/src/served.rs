@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::idmap::IdMap;
 use crate::model::{self, BrandIx, CategoryIx, ItemIx, UserIx};
+use crate::replicas::Pseudonyms;
 
 /// The dense indexes one training assigned.
 #[derive(Debug, Default)]
@@ -59,13 +60,27 @@ impl Snapshot {
 }
 
 /// The models served now, if a training succeeded yet.
-#[derive(Default)]
 pub struct Served {
     current: ArcSwap<Option<Arc<Snapshot>>>,
     erased: Erased,
+    names: Pseudonyms,
 }
 
 impl Served {
+    /// Nothing served yet.
+    pub fn new(names: Pseudonyms) -> Self {
+        Self {
+            current: ArcSwap::default(),
+            erased: Erased::default(),
+            names,
+        }
+    }
+
+    /// Stops serving `customer_id` from the snapshot at once.
+    pub fn erase(&self, customer_id: &str) {
+        self.erased.add(self.names.of(customer_id));
+    }
+
     /// The snapshot served now.
     pub fn load(&self) -> Option<Arc<Snapshot>> {
         self.current.load().as_ref().clone()
@@ -80,7 +95,7 @@ impl Served {
 
     /// The customer's index in `snapshot`, unless erased since it was trained.
     pub fn user(&self, snapshot: &Snapshot, customer_id: &str) -> Option<UserIx> {
-        if self.erased.contains(customer_id) {
+        if !self.erased.is_empty() && self.erased.contains(&self.names.of(customer_id)) {
             return None;
         }
         snapshot.indexes.user_ix.get(customer_id).copied()
@@ -101,14 +116,19 @@ pub struct Erased {
 }
 
 impl Erased {
-    /// Stops serving `customer_id` from the snapshot at once.
-    pub fn add(&self, customer_id: &str) {
+    /// Stops serving the customer named `name` (a [`Pseudonyms`] name) from
+    /// the snapshot at once.
+    pub fn add(&self, name: String) {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         self.customers.rcu(|current| {
             let mut next = HashMap::clone(current);
-            next.insert(customer_id.to_owned(), generation);
+            next.insert(name.clone(), generation);
             next
         });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.customers.load().is_empty()
     }
 
     /// The generation a training about to read its data records.
@@ -116,8 +136,8 @@ impl Erased {
         self.generation.load(Ordering::SeqCst)
     }
 
-    fn contains(&self, customer_id: &str) -> bool {
-        self.customers.load().contains_key(customer_id)
+    fn contains(&self, name: &str) -> bool {
+        self.customers.load().contains_key(name)
     }
 
     fn forget_before(&self, generation: u64) {

@@ -13,6 +13,7 @@ use moka::sync::Cache;
 use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::domain::Session;
+use crate::replicas::Pseudonyms;
 use crate::store;
 
 /// How long a session stays in memory without being replaced.
@@ -20,17 +21,20 @@ const TIME_TO_LIVE: Duration = Duration::from_secs(60);
 
 /// The sessions held in memory.
 pub struct Sessions {
+    /// By the customer's pseudonym, the name other replicas drop it by.
     cache: Cache<String, Arc<Session>>,
+    names: Pseudonyms,
 }
 
 impl Sessions {
     /// A cache of at most `capacity` customers.
-    pub fn new(capacity: u64) -> Self {
+    pub fn new(capacity: u64, names: Pseudonyms) -> Self {
         Self {
             cache: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(TIME_TO_LIVE)
                 .build(),
+            names,
         }
     }
 
@@ -40,7 +44,8 @@ impl Sessions {
         db: &impl ConnectionTrait,
         customer_id: &str,
     ) -> Result<Arc<Session>, DbErr> {
-        if let Some(session) = self.cache.get(customer_id) {
+        let name = self.names.of(customer_id);
+        if let Some(session) = self.cache.get(&name) {
             return Ok(session);
         }
         let session = Arc::new(
@@ -48,19 +53,25 @@ impl Sessions {
                 .await?
                 .unwrap_or_default(),
         );
-        self.cache
-            .insert(customer_id.to_owned(), Arc::clone(&session));
+        self.cache.insert(name, Arc::clone(&session));
         Ok(session)
     }
 
     /// Holds `session` as the customer's from now on.
     pub fn set(&self, customer_id: &str, session: Session) {
-        self.cache.insert(customer_id.to_owned(), Arc::new(session));
+        self.cache
+            .insert(self.names.of(customer_id), Arc::new(session));
     }
 
     /// Forgets the customer's session (an erasure or a merge's source).
     pub fn forget(&self, customer_id: &str) {
-        self.cache.invalidate(customer_id);
+        self.cache.invalidate(&self.names.of(customer_id));
+    }
+
+    /// Forgets the session of the customer named `name` (a [`Pseudonyms`]
+    /// name, as another replica's change gives it).
+    pub fn forget_named(&self, name: &str) {
+        self.cache.invalidate(name);
     }
 
     /// Forgets every session (they are read again as needed).

@@ -136,7 +136,7 @@ impl DataSubjectService for RecommendationPrivacyApi {
         let fingerprint = app.key.fingerprint(&Subject { customer_id });
         // Stop serving the customer before the rows go, and again after, so a
         // training reading the data meanwhile cannot bring them back.
-        app.served.erased().add(customer_id);
+        app.served.erase(customer_id);
         let txn = app.begin_write().await.map_err(ApiError::from)?;
         let outcome = REQUESTS
             .idempotent(
@@ -150,8 +150,9 @@ impl DataSubjectService for RecommendationPrivacyApi {
                 async |txn| {
                     let count = store::interactions::delete_customer(txn, customer_id).await?
                         + store::sessions::delete(txn, customer_id).await?;
+                    let name = app.names.of(customer_id);
                     app.changes
-                        .record(txn, replicas::ERASED, [customer_id], now)
+                        .record(txn, replicas::ERASED, [name], now)
                         .await?;
                     Ok::<_, ApiError>(Erased {
                         erased_record_count: i64::try_from(count).unwrap_or(i64::MAX),
@@ -163,7 +164,7 @@ impl DataSubjectService for RecommendationPrivacyApi {
         txn.commit().await.map_err(ApiError::from)?;
         app.sessions.forget(customer_id);
         app.tastes.forget(customer_id);
-        app.served.erased().add(customer_id);
+        app.served.erase(customer_id);
         let erased = outcome.into_inner();
         Ok(Response::new(pb::EraseCustomerResponse {
             service: SERVICE.to_owned(),

@@ -21,6 +21,8 @@ use attune_proto::profile::v1::event_service_client::EventServiceClient;
 use attune_proto::profile::v1::profile_service_client::ProfileServiceClient;
 use moka::sync::Cache;
 
+use crate::replicas::Pseudonyms;
+
 /// How long one read of profile may take before the answer goes without it.
 const DEADLINE: Duration = Duration::from_millis(250);
 /// How long a customer's tastes are reused.
@@ -53,15 +55,18 @@ impl Tastes {
 /// Reads and caches tastes from profile.
 pub struct ProfileTastes {
     peer: Option<Peer>,
+    /// By the customer's pseudonym, the name other replicas drop it by.
     cache: Cache<String, Arc<Tastes>>,
+    names: Pseudonyms,
     unavailable_until: Mutex<Option<Instant>>,
 }
 
 impl ProfileTastes {
     /// Tastes read from `peer` (none when profile is not configured).
-    pub fn new(peer: Option<Peer>) -> Self {
+    pub fn new(peer: Option<Peer>, names: Pseudonyms) -> Self {
         Self {
             peer,
+            names,
             cache: Cache::builder()
                 .max_capacity(CAPACITY)
                 .time_to_live(TIME_TO_LIVE)
@@ -74,7 +79,8 @@ impl ProfileTastes {
     /// after the customer's `personalization` consent was checked.
     pub async fn of(&self, customer_id: &str) -> Option<Arc<Tastes>> {
         let peer = self.peer.as_ref()?;
-        if let Some(tastes) = self.cache.get(customer_id) {
+        let name = self.names.of(customer_id);
+        if let Some(tastes) = self.cache.get(&name) {
             return Some(tastes);
         }
         if self.backing_off() {
@@ -83,8 +89,7 @@ impl ProfileTastes {
         match tokio::time::timeout(DEADLINE, read(peer, customer_id)).await {
             Ok(Ok(tastes)) => {
                 let tastes = Arc::new(tastes);
-                self.cache
-                    .insert(customer_id.to_owned(), Arc::clone(&tastes));
+                self.cache.insert(name, Arc::clone(&tastes));
                 Some(tastes)
             }
             Ok(Err(status)) => {
@@ -108,7 +113,12 @@ impl ProfileTastes {
 
     /// Forgets the customer's tastes (an erasure).
     pub fn forget(&self, customer_id: &str) {
-        self.cache.invalidate(customer_id);
+        self.cache.invalidate(&self.names.of(customer_id));
+    }
+
+    /// Forgets the tastes of the customer named `name` (a [`Pseudonyms`] name).
+    pub fn forget_named(&self, name: &str) {
+        self.cache.invalidate(name);
     }
 
     /// Forgets every customer's tastes (they are asked again as needed).

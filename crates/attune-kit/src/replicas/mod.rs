@@ -24,9 +24,10 @@
 //! a gap in the positions and is told with [`ChangeHandler::lost`], so it can
 //! rebuild everything it holds instead of missing a change.
 //!
-//! Keys can be customer ids: such a row names a customer in clear for at most
-//! [`RETENTION`] (an erasure's row must name whom the other replicas must
-//! forget), and is deleted with the rest after that.
+//! A key that stands for a customer must be a keyed pseudonym
+//! ([`crate::secrets::PseudonymKey::digest`]), never the id: the rows outlive an
+//! erasure by up to [`RETENTION`], and the replicas of one service share its
+//! key, so they can drop a customer they know only by that name.
 
 mod migration;
 mod store;
