@@ -317,6 +317,9 @@ settings! {
         /// `service.name` resource attribute of exported spans and metrics.
         service_name: String = "attune".to_owned(),
             flag "telemetry-service-name", value "NAME";
+        /// Address of the Prometheus scrape endpoint (`GET /metrics`, plain
+        /// HTTP), e.g. `0.0.0.0:9464`; none if unset.
+        metrics_listen: Option<SocketAddr> = None, flag "metrics-listen", value "ADDR";
     }
 }
 
