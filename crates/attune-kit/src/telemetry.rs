@@ -133,11 +133,11 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         .as_deref()
         .map(str::trim)
         .filter(|e| !e.is_empty());
+    // The scrape endpoint's reader, next to the OTLP one or alone.
+    let exposition = config.metrics_listen.map(|_| Exposition::new());
     // Without a collector no span is recorded at all: a request's span is then
     // disabled (unless logs ask for it) and its caller's trace context passes
     // through to the services it calls (see `traced_call`).
-    // The scrape endpoint's reader, next to the OTLP one or alone.
-    let exposition = config.metrics_listen.map(|_| Exposition::new());
     let (provider, meter_provider, runtime) = match endpoint {
         Some(endpoint) => {
             let exporting = Exporting::start(endpoint, &config.service_name, exposition.as_ref())?;
