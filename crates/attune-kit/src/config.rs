@@ -324,6 +324,9 @@ settings! {
         /// left at `attune`, `attune serve --service NAME` uses `attune-NAME`.
         service_name: String = "attune".to_owned(),
             flag "telemetry-service-name", value "NAME";
+        /// Address of the Prometheus scrape endpoint (`GET /metrics`, plain
+        /// HTTP), e.g. `0.0.0.0:9464`; none if unset.
+        metrics_listen: Option<SocketAddr> = None, flag "metrics-listen", value "ADDR";
     }
 }
 

@@ -150,6 +150,17 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     Ok(db)
 }
 
+/// [`connect`], with the pool's usage on the metrics as `pool` (the role it
+/// serves; see [`crate::metrics::pool`]) until it is closed.
+pub async fn connect_observed(
+    config: &DatabaseConfig,
+    pool: &'static str,
+) -> Result<DatabaseConnection, DbError> {
+    let db = connect(config).await?;
+    crate::metrics::pool::observe(&db, pool);
+    Ok(db)
+}
+
 /// Why one direct connection to PostgreSQL fails, if it does within `timeout`.
 async fn postgres_reason(url: &str, timeout: std::time::Duration) -> Option<DbErr> {
     use sea_orm::sqlx::Connection as _;

@@ -15,6 +15,7 @@
 //! - [`follower`]: applies a feed to a consumer's database, exactly once, one
 //!   replica at a time.
 //! - [`in_process`]: gRPC channels between services of one process.
+//! - [`metrics`]: the Prometheus endpoint, per-call gRPC metrics, pool usage.
 //! - [`pagination`]: page sizes and opaque page tokens.
 //! - [`consent`]: the consent rule every service applies the same way.
 //! - [`privacy`]: shared pieces of data-subject export and erasure.
@@ -36,6 +37,7 @@ pub mod feed;
 pub mod follower;
 pub mod idempotency;
 pub mod in_process;
+pub mod metrics;
 pub mod pagination;
 pub mod peer;
 pub mod privacy;

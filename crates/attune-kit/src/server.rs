@@ -4,7 +4,8 @@
 //! [`LIVENESS`], which answers SERVING for as long as the process serves at
 //! all), server
 //! reflection v1 and v1alpha (so every grpcurl works), limits from [`Limits`], the
-//! [`TraceContextLayer`]. Shutdown is an argument: when it resolves, health goes
+//! [`TraceContextLayer`], and per-call metrics ([`RpcMetricsLayer`]; a server that
+//! routes elsewhere is the `gateway`, any other a `backend`). Shutdown is an argument: when it resolves, health goes
 //! NOT_SERVING first, the listener closes, in-flight calls drain for at most
 //! `limits.shutdown_grace` (then their connections are cut), and background tasks
 //! are cancelled and joined.
@@ -42,6 +43,7 @@ use tracing::Instrument as _;
 use crate::config::Limits;
 use crate::db::health::{self, Availability, Gated, ProbeSettings};
 use crate::in_process::Incoming;
+use crate::metrics::rpc::{RpcMetricsLayer, ServerRole};
 use crate::telemetry::{InProcessTraceLayer, TraceContextLayer};
 
 /// Sets a generated tonic server's message size limits from [`Limits`]; tonic
@@ -251,8 +253,9 @@ impl GrpcServer {
         S: GrpcService,
     {
         let limits = self.limits.clone();
+        let metrics = RpcMetricsLayer::new(ServerRole::Backend, &self.descriptor_sets);
         self.spawn_background(name, move |cancel| async move {
-            let served = configured_server(&limits)
+            let served = configured_server(&limits, metrics)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
                 .await;
@@ -332,6 +335,21 @@ impl GrpcServer {
         let listed: Vec<&'static str> =
             service_names.iter().chain(&routed_names).copied().collect();
         let (reflection_v1, reflection_v1alpha) = reflection(&listed, &descriptor_sets)?;
+        let metrics = RpcMetricsLayer::new(
+            if fallback.is_some() {
+                ServerRole::Gateway
+            } else {
+                ServerRole::Backend
+            },
+            &[
+                &descriptor_sets[..],
+                &[
+                    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                ],
+            ]
+            .concat(),
+        );
         mounted.extend([
             (
                 HEALTH_SERVICE,
@@ -362,6 +380,7 @@ impl GrpcServer {
         statuses.extend(listed);
         Ok(Assembled {
             limits,
+            metrics,
             dispatch,
             statuses,
             health,
@@ -382,6 +401,7 @@ pub type HttpService =
 /// A server with its routes, health and reflection assembled, before it serves.
 struct Assembled {
     limits: Limits,
+    metrics: RpcMetricsLayer,
     dispatch: HttpService,
     statuses: Vec<&'static str>,
     health: HealthReporter,
@@ -427,7 +447,11 @@ impl LocalServer {
     /// gateway's `grpc.request`, in the same task), or, called outside any span,
     /// in its own `grpc.request` span, child of the `traceparent` the caller sent.
     pub fn service(&self) -> HttpService {
-        HttpService::new(InProcessTraceLayer.layer(self.inner.dispatch.clone()))
+        let recorded = self.inner.metrics.layer(self.inner.dispatch.clone());
+        HttpService::new(tower::ServiceExt::map_response(
+            InProcessTraceLayer.layer(recorded),
+            |response: http::Response<_>| response.map(Body::new),
+        ))
     }
 
     /// Reports NOT_SERVING for every service and ends long-lived streams, as a
@@ -514,13 +538,10 @@ async fn serve_assembled(
         })
     };
     let (stop_accepting, stop_accepting_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = configured_server(limits).serve_with_incoming_shutdown(
-        assembled.dispatch.clone(),
-        incoming,
-        async move {
+    let serving = configured_server(limits, assembled.metrics.clone())
+        .serve_with_incoming_shutdown(assembled.dispatch.clone(), incoming, async move {
             let _ = stop_accepting_rx.await;
-        },
-    );
+        });
     let mut serving = pin!(serving);
 
     tokio::select! {
@@ -556,12 +577,17 @@ async fn serve_assembled(
     Ok(())
 }
 
-/// A tonic server with the limits and trace propagation every Attune server
-/// has, on the public port and in process alike.
-fn configured_server(limits: &Limits) -> Server<Stack<TraceContextLayer, Identity>> {
+/// A tonic server with the limits, metrics and trace propagation every Attune
+/// server has, on the public port and in process alike.
+fn configured_server(
+    limits: &Limits,
+    metrics: RpcMetricsLayer,
+) -> Server<Stack<TraceContextLayer, Stack<RpcMetricsLayer, Identity>>> {
     Server::builder()
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
         .timeout(limits.request_timeout)
+        // Outermost: a call's time includes its span's.
+        .layer(metrics)
         .layer(TraceContextLayer)
 }
 

@@ -9,16 +9,17 @@
 //! trace on to the services it calls: the W3C context a request came with is
 //! current while it is served, and is sent on unchanged.
 //!
-//! Metrics: with `otlp_endpoint` set, [`init`] also installs the global meter
-//! provider, whose periodic reader pushes every instrument on
+//! Metrics: with `otlp_endpoint` or `metrics_listen` set, [`init`] also installs
+//! the global meter provider. Every instrument on
 //! `opentelemetry::global::meter(..)` (the consent checker's
-//! `attune.consent_checker.*`, for one) over OTLP/gRPC every
-//! [`METRIC_EXPORT_INTERVAL`]. Without an endpoint the no-op provider stays and
-//! instruments cost nothing. Instruments bind to the global provider as it is when
-//! they are created, so `init` runs before any service starts. A Prometheus scrape
-//! endpoint, when it comes, is one more reader on the same `SdkMeterProvider`
-//! (`SdkMeterProvider::builder().with_reader(..)`, next to the periodic one): both
-//! see the same instruments, and the instruments' code does not change.
+//! `attune.consent_checker.*`, for one) is then pushed over OTLP/gRPC every
+//! [`METRIC_EXPORT_INTERVAL`] by a periodic reader, and/or read at each scrape by
+//! a pull reader ([`TelemetryGuard::exposition`], served by
+//! [`crate::metrics::endpoint`]): both readers of one provider see the same
+//! instruments, and the instruments' code knows neither. With neither set the
+//! no-op provider stays and instruments cost nothing. Instruments bind to the
+//! global provider as it is when they are created, so `init` runs before any
+//! service starts.
 //!
 //! Database: with an endpoint set, [`crate::db::connect`] gives every statement a
 //! request runs a `db.query` client span under the request's span (see
@@ -66,6 +67,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, fmt};
 
 use crate::config::{LogFormat, TelemetryConfig};
+use crate::metrics::Exposition;
 
 /// Why telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,15 @@ pub struct TelemetryGuard {
     tracer_provider: Option<SdkTracerProvider>,
     meter_provider: Option<SdkMeterProvider>,
     runtime: Option<tokio::runtime::Runtime>,
+    exposition: Option<Exposition>,
+}
+
+impl TelemetryGuard {
+    /// The pull reader for the Prometheus endpoint, when `metrics_listen` is set
+    /// and this `init` installed the meter provider.
+    pub fn exposition(&self) -> Option<Exposition> {
+        self.exposition.clone()
+    }
 }
 
 impl Drop for TelemetryGuard {
@@ -117,7 +128,7 @@ impl Drop for TelemetryGuard {
 }
 
 /// Installs the global subscriber (logs + OpenTelemetry), the W3C propagator and,
-/// with `otlp_endpoint` set, the global meter provider.
+/// with `otlp_endpoint` or `metrics_listen` set, the global meter provider.
 ///
 /// Safe to call more than once: when a subscriber is already installed (another
 /// test got there first), it is left in place, no meter provider is installed, and
@@ -134,19 +145,30 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         .as_deref()
         .map(str::trim)
         .filter(|e| !e.is_empty());
+    // The scrape endpoint's reader, next to the OTLP one or alone.
+    let exposition = config.metrics_listen.map(|_| Exposition::new());
     // Without a collector no span is recorded at all: a request's span is then
     // disabled (unless logs ask for it) and its caller's trace context passes
     // through to the services it calls (see `traced_call`).
     let (provider, meter_provider, runtime) = match endpoint {
         Some(endpoint) => {
-            let exporting = Exporting::start(endpoint, &config.service_name)?;
+            let exporting = Exporting::start(endpoint, &config.service_name, exposition.as_ref())?;
             (
                 Some(exporting.tracer_provider),
                 Some(exporting.meter_provider),
                 Some(exporting.runtime),
             )
         }
-        None => (None, None, None),
+        None => (
+            None,
+            exposition.as_ref().map(|exposition| {
+                SdkMeterProvider::builder()
+                    .with_resource(resource(&config.service_name))
+                    .with_reader(exposition.reader())
+                    .build()
+            }),
+            None,
+        ),
     };
 
     let fmt_layer = match config.log_format {
@@ -185,6 +207,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             tracer_provider: None,
             meter_provider: None,
             runtime,
+            exposition: None,
         });
     }
     if let Some(provider) = &provider {
@@ -201,6 +224,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         tracer_provider: provider,
         meter_provider,
         runtime,
+        exposition,
     })
 }
 
@@ -328,7 +352,11 @@ struct Exporting {
 }
 
 impl Exporting {
-    fn start(endpoint: &str, service_name: &str) -> Result<Self, TelemetryError> {
+    fn start(
+        endpoint: &str,
+        service_name: &str,
+        scrape: Option<&Exposition>,
+    ) -> Result<Self, TelemetryError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("attune-otlp")
@@ -364,10 +392,13 @@ impl Exporting {
         let reader = PeriodicReader::builder(OnRuntime::new(metric_exporter, &runtime))
             .with_interval(METRIC_EXPORT_INTERVAL)
             .build();
-        let meter_provider = SdkMeterProvider::builder()
+        let mut meter_provider = SdkMeterProvider::builder()
             .with_resource(resource(service_name))
-            .with_reader(reader)
-            .build();
+            .with_reader(reader);
+        if let Some(scrape) = scrape {
+            meter_provider = meter_provider.with_reader(scrape.reader());
+        }
+        let meter_provider = meter_provider.build();
         Ok(Self {
             tracer_provider,
             meter_provider,
@@ -929,6 +960,7 @@ mod tests {
             tracer_provider: Some(exporting.tracer_provider),
             meter_provider: Some(exporting.meter_provider),
             runtime: Some(exporting.runtime),
+            exposition: None,
         }
     }
 
@@ -936,7 +968,7 @@ mod tests {
     async fn otlp_guard_drops_cleanly_without_a_collector() {
         // Nothing listens on port 9 on loopback: export fails quietly, drop stays bounded.
         let exporting =
-            Exporting::start("http://127.0.0.1:9", "test").expect("exporters build lazily");
+            Exporting::start("http://127.0.0.1:9", "test", None).expect("exporters build lazily");
         let counter = exporting
             .meter_provider
             .meter("test")
@@ -949,7 +981,7 @@ mod tests {
     #[tokio::test]
     async fn a_malformed_endpoint_is_reported_without_panicking() {
         // Inside a runtime, as in `main`: the export runtime must not be dropped here.
-        let err = Exporting::start("http://[::1", "test").err();
+        let err = Exporting::start("http://[::1", "test", None).err();
         assert!(matches!(err, Some(TelemetryError::Exporter(_))), "{err:?}");
     }
 
@@ -1002,8 +1034,8 @@ mod tests {
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
 
-        let exporting =
-            Exporting::start(&format!("http://{address}"), "test").expect("exporters build lazily");
+        let exporting = Exporting::start(&format!("http://{address}"), "test", None)
+            .expect("exporters build lazily");
         let counter = exporting
             .meter_provider
             .meter("test")

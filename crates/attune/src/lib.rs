@@ -81,6 +81,16 @@ impl Role {
         }
     }
 
+    /// What `--service` calls this role (`all` for every service): the `pool`
+    /// label of its database's metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Gateway => GATEWAY,
+            Self::Service(service) => service.name(),
+        }
+    }
+
     /// Whether this role serves the public port (and keeps the gateway's data).
     pub fn runs_gateway(self) -> bool {
         matches!(self, Self::All | Self::Gateway)
@@ -124,7 +134,7 @@ pub fn data_subject_receipts() -> Vec<&'static str> {
 /// log) when it runs the gateway.
 pub async fn migrate(config: &Config, role: Role) -> anyhow::Result<DatabaseConnection> {
     // The error names the database (without its password) and the cause.
-    let db = db::connect(&config.database).await?;
+    let db = db::connect_observed(&config.database, role.name()).await?;
     for service in role.services() {
         service
             .migrate(&db)

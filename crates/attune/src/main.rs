@@ -14,6 +14,7 @@ use anyhow::Context;
 use attune::Role;
 use attune_kit::config::{Config, ConfigArgs, TelemetryConfig, document_settings};
 use attune_kit::error::ErrorChain;
+use attune_kit::metrics::endpoint::MetricsEndpoint;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Every request allocates its messages, rows and buffers on several threads;
@@ -100,17 +101,30 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve { service, config } => {
             let role = Role::named(service.as_deref())?;
             let config = load_for(role, &config)?;
-            let _telemetry = attune_kit::telemetry::init(&config.telemetry)?;
+            let telemetry = attune_kit::telemetry::init(&config.telemetry)?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
-            attune::serve(
+            let metrics = match (config.telemetry.metrics_listen, telemetry.exposition()) {
+                (Some(address), Some(exposition)) => Some(
+                    MetricsEndpoint::start(address, exposition)
+                        .await
+                        .with_context(|| format!("cannot serve metrics on {address}"))?,
+                ),
+                _ => None,
+            };
+            let served = attune::serve(
                 config,
                 role,
                 listener,
                 attune_kit::server::shutdown_signal(),
             )
-            .await?;
+            .await;
+            // Scraped until the server has drained, then stopped with it.
+            if let Some(metrics) = metrics {
+                metrics.stop().await;
+            }
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { service, config } => {

@@ -106,6 +106,15 @@ impl Process {
         self.child.id()
     }
 
+    /// The string field `key` of the first log line holding `message`, if it
+    /// has logged one yet.
+    pub fn logged_field(&self, message: &str, key: &str) -> Option<String> {
+        self.log()
+            .iter()
+            .filter(|line| line.contains(message))
+            .find_map(|line| json_field(line, key))
+    }
+
     /// Every line it has logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().expect("the log is not poisoned").clone()
