@@ -648,32 +648,48 @@ async fn join_background(tasks: Vec<(&'static str, JoinHandle<()>)>, bound: Dura
     }
 }
 
-/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C (SIGINT).
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: a server polls it only once it serves, and a SIGTERM that
+/// arrived while it was still starting would otherwise meet the default
+/// disposition and kill the process mid-start instead of stopping it cleanly.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        tokio::select! {
+            () = received(terminate, "SIGTERM") => tracing::info!("SIGTERM received"),
+            () = received(interrupt, "Ctrl-C") => tracing::info!("Ctrl-C received"),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %err, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
+        tracing::info!("Ctrl-C received");
+    }
+}
 
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = terminate => tracing::info!("SIGTERM received"),
+/// Waits for one signal; never resolves if its handler could not be installed.
+#[cfg(unix)]
+async fn received(handler: io::Result<tokio::signal::unix::Signal>, name: &str) {
+    match handler {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(err) => {
+            tracing::error!(error = %err, signal = name, "cannot listen for the signal");
+            std::future::pending::<()>().await;
+        }
     }
 }
 
