@@ -6,15 +6,12 @@
 
 mod support;
 
-use support::{Process, attune};
+use support::{EveryServiceApart, Process, attune, postgres_database, sqlite_url};
 
 /// A temporary SQLite database that `attune migrate` has set up, and its URL.
 fn migrated_sqlite() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("attune.db").display()
-    );
+    let url = sqlite_url(&dir);
     let migrated = attune()
         .args(["migrate", "--database-url", &url])
         .status()
@@ -273,30 +270,8 @@ fn every_service_as_its_own_process(database_url: &str) {
     use attune_proto::consent::v1 as consent_pb;
     use attune_proto::gateway::v1 as gateway_pb;
 
-    let mut pods: Vec<Process> = Vec::new();
-    let mut peers: Vec<(String, String)> = Vec::new();
-    for service in attune::SERVICES {
-        let name = service.name();
-        let pod = Process::start(
-            attune()
-                .args(["serve", "--service", name, "--listen", "127.0.0.1:0"])
-                .args(["--database-url", database_url])
-                .envs(peers.iter().map(|(variable, address)| (variable, address))),
-        );
-        let address = pod.url();
-        pods.push(pod);
-        peers.push((format!("ATTUNE_PEERS__{}", name.to_uppercase()), address));
-    }
-    let backends = peers
-        .iter()
-        .map(|(variable, address)| (variable.replace("PEERS", "GATEWAY__BACKENDS"), address));
-    let gateway = Process::start(
-        attune()
-            .args(["serve", "--service", "gateway", "--listen", "127.0.0.1:0"])
-            .args(["--database-url", database_url])
-            .envs(backends),
-    );
-    let gateway_address = gateway.url();
+    let apart = EveryServiceApart::start(database_url, &[]);
+    let gateway_address = apart.gateway.url();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -384,19 +359,13 @@ fn every_service_as_its_own_process(database_url: &str) {
         assert!(erased.receipts[0].record_count > 0, "{erased:?}");
     });
 
-    gateway.terminate();
-    for pod in pods.into_iter().rev() {
-        pod.terminate();
-    }
+    apart.terminate();
 }
 
 #[test]
 fn every_service_and_the_gateway_run_as_separate_processes_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("attune.db").display()
-    );
+    let url = sqlite_url(&dir);
     every_service_as_its_own_process(&url);
 }
 
@@ -406,14 +375,7 @@ fn every_service_and_the_gateway_run_as_separate_processes_on_sqlite() {
     ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
 )]
 fn every_service_and_the_gateway_run_as_separate_processes_on_postgres() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let database = runtime
-        .block_on(attune_kit::db::fresh_test_database_on(
-            attune_kit::db::Backend::Postgres,
-            "two_processes",
-        ))
-        .unwrap()
-        .expect("the test runs only when a PostgreSQL server is configured");
+    let database = postgres_database("two_processes");
     every_service_as_its_own_process(&database.config.url);
     drop(database);
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use attune_proto::consent::v1 as consent_pb;
 use attune_proto::recommendation::v1 as recommendation_pb;
-use support::{Process, attune};
+use support::{Process, attune, postgres_database, sqlite_url};
 
 /// One sample line: its labels and value.
 #[derive(Debug, Clone)]
@@ -377,10 +377,7 @@ fn scraped_after_calls(database_url: &str) {
 #[test]
 fn a_scrape_shows_calls_pool_consent_cache_and_feed_lag_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("attune.db").display()
-    );
+    let url = sqlite_url(&dir);
     scraped_after_calls(&url);
 }
 
@@ -390,14 +387,7 @@ fn a_scrape_shows_calls_pool_consent_cache_and_feed_lag_on_sqlite() {
     ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
 )]
 fn a_scrape_shows_calls_pool_consent_cache_and_feed_lag_on_postgres() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let database = runtime
-        .block_on(attune_kit::db::fresh_test_database_on(
-            attune_kit::db::Backend::Postgres,
-            "metrics_scrape",
-        ))
-        .unwrap()
-        .expect("the test runs only when a PostgreSQL server is configured");
+    let database = postgres_database("metrics_scrape");
     scraped_after_calls(&database.config.url);
     drop(database);
 }
@@ -405,10 +395,7 @@ fn a_scrape_shows_calls_pool_consent_cache_and_feed_lag_on_postgres() {
 #[test]
 fn without_metrics_listen_no_endpoint_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("attune.db").display()
-    );
+    let url = sqlite_url(&dir);
     let attune = Process::start(attune().args([
         "serve",
         "--service",

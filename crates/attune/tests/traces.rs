@@ -26,7 +26,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use support::{Process, attune};
+use support::{EveryServiceApart, Process, attune, postgres_database, sqlite_url};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -327,32 +327,11 @@ fn one_trace_across_every_process(database_url: &str, db_system: &str) {
     let (endpoint, mut exports) = runtime.block_on(receiver());
 
     // Each process's `service.name` is left to its role's default.
-    let mut pods: Vec<(&str, Process)> = Vec::new();
-    let mut peers: Vec<(String, String)> = Vec::new();
-    for service in attune::SERVICES {
-        let name = service.name();
-        let pod = Process::start(
-            attune()
-                .args(["serve", "--service", name, "--listen", "127.0.0.1:0"])
-                .args(["--database-url", database_url])
-                .env("ATTUNE_TELEMETRY__OTLP_ENDPOINT", &endpoint)
-                .envs(peers.iter().map(|(variable, address)| (variable, address))),
-        );
-        peers.push((format!("ATTUNE_PEERS__{}", name.to_uppercase()), pod.url()));
-        pods.push((name, pod));
-    }
-    let backends = peers
-        .iter()
-        .map(|(variable, address)| (variable.replace("PEERS", "GATEWAY__BACKENDS"), address));
-    let gateway = Process::start(
-        attune()
-            .args(["serve", "--service", "gateway", "--listen", "127.0.0.1:0"])
-            .args(["--database-url", database_url])
-            .env("ATTUNE_TELEMETRY__OTLP_ENDPOINT", &endpoint)
-            .envs(backends),
+    let apart = EveryServiceApart::start(
+        database_url,
+        &[("ATTUNE_TELEMETRY__OTLP_ENDPOINT", endpoint.as_str())],
     );
-
-    let gateway_url = gateway.url();
+    let gateway_url = apart.gateway.url();
     let page = runtime.block_on(async {
         let channel = tonic::transport::Endpoint::from_shared(gateway_url)
             .unwrap()
@@ -414,7 +393,7 @@ fn one_trace_across_every_process(database_url: &str, db_system: &str) {
 
     // With an exporter, the consent pod's log line about the grant joins the
     // grant's trace, under a span of its own.
-    let consent_pod = &pods[0].1;
+    let consent_pod = &apart.pods[0].1;
     let recorded = log_line(consent_pod, "consent recorded");
     assert!(
         recorded.contains(&format!("\"trace_id\":\"{GRANT_TRACE}\"")),
@@ -427,10 +406,7 @@ fn one_trace_across_every_process(database_url: &str, db_system: &str) {
     );
 
     // SIGTERM flushes each process's pending spans before it exits.
-    gateway.terminate();
-    for (_, pod) in pods.into_iter().rev() {
-        pod.terminate();
-    }
+    apart.terminate();
     let mut received = Vec::new();
     while let Ok(export) = exports.try_recv() {
         received.push(export);
@@ -568,10 +544,7 @@ fn one_trace_across_every_process(database_url: &str, db_system: &str) {
 #[test]
 fn one_page_is_one_trace_across_every_process_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("attune.db").display()
-    );
+    let url = sqlite_url(&dir);
     one_trace_across_every_process(&url, "sqlite");
 }
 
@@ -581,14 +554,7 @@ fn one_page_is_one_trace_across_every_process_on_sqlite() {
     ignore = "set ATTUNE_TEST_DATABASE_URL to run on PostgreSQL"
 )]
 fn one_page_is_one_trace_across_every_process_on_postgres() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let database = runtime
-        .block_on(attune_kit::db::fresh_test_database_on(
-            attune_kit::db::Backend::Postgres,
-            "traces",
-        ))
-        .unwrap()
-        .expect("the test runs only when a PostgreSQL server is configured");
+    let database = postgres_database("traces");
     one_trace_across_every_process(&database.config.url, "postgresql");
     drop(database);
 }
@@ -598,10 +564,7 @@ fn one_page_is_one_trace_across_every_process_on_postgres() {
 #[test]
 fn in_one_process_a_page_is_one_span_with_its_statements_below() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("attune.db").display()
-    );
+    let url = sqlite_url(&dir);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (endpoint, mut exports) = runtime.block_on(receiver());
     let server = Process::start(
@@ -670,10 +633,7 @@ fn in_one_process_a_page_is_one_span_with_its_statements_below() {
 #[test]
 fn without_an_exporter_log_lines_carry_the_callers_trace() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("attune.db").display()
-    );
+    let url = sqlite_url(&dir);
     let server = Process::start(
         attune()
             .args(["serve", "--listen", "127.0.0.1:0"])

@@ -148,3 +148,73 @@ fn json_field(line: &str, key: &str) -> Option<String> {
     let end = start + line[start..].find('"')?;
     Some(line[start..end].to_owned())
 }
+
+/// The URL of a SQLite file in `dir`, created on first use.
+pub fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("attune.db").display()
+    )
+}
+
+/// A fresh PostgreSQL database on the server `ATTUNE_TEST_DATABASE_URL`
+/// names, dropped with the returned value; for tests compiled only when it is
+/// set (`cfg(attune_test_postgres)`).
+pub fn postgres_database(name_hint: &str) -> attune_kit::db::TestDatabase {
+    tokio::runtime::Runtime::new()
+        .expect("a runtime starts")
+        .block_on(attune_kit::db::fresh_test_database_on(
+            attune_kit::db::Backend::Postgres,
+            name_hint,
+        ))
+        .expect("the server accepts CREATE DATABASE")
+        .expect("the test runs only when a PostgreSQL server is configured")
+}
+
+/// Every service as its own process and the gateway in front of them, as pods
+/// run them: each service over `database_url`, calling those started before it
+/// at `peers.<name>`; the gateway reaching each at `gateway.backends.<name>`.
+/// `env` is set on every process.
+pub struct EveryServiceApart {
+    /// Each service's process by name, in the order of `attune::SERVICES`.
+    pub pods: Vec<(&'static str, Process)>,
+    pub gateway: Process,
+}
+
+impl EveryServiceApart {
+    pub fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let mut pods = Vec::new();
+        let mut peers: Vec<(String, String)> = Vec::new();
+        for service in attune::SERVICES {
+            let name = service.name();
+            let pod = Process::start(
+                attune()
+                    .args(["serve", "--service", name, "--listen", "127.0.0.1:0"])
+                    .args(["--database-url", database_url])
+                    .envs(env.iter().copied())
+                    .envs(peers.iter().map(|(variable, address)| (variable, address))),
+            );
+            peers.push((format!("ATTUNE_PEERS__{}", name.to_uppercase()), pod.url()));
+            pods.push((name, pod));
+        }
+        let backends = peers
+            .iter()
+            .map(|(variable, address)| (variable.replace("PEERS", "GATEWAY__BACKENDS"), address));
+        let gateway = Process::start(
+            attune()
+                .args(["serve", "--service", "gateway", "--listen", "127.0.0.1:0"])
+                .args(["--database-url", database_url])
+                .envs(env.iter().copied())
+                .envs(backends),
+        );
+        Self { pods, gateway }
+    }
+
+    /// Stops the gateway, then the services in reverse order, each cleanly.
+    pub fn terminate(self) {
+        self.gateway.terminate();
+        for (_, pod) in self.pods.into_iter().rev() {
+            pod.terminate();
+        }
+    }
+}
