@@ -20,6 +20,16 @@ impl MigratorTrait for Migrator {
     }
 }
 
+/// Two replicas of one service's log (each a replica of its own).
+fn two_replicas() -> (ChangeLog, ChangeLog) {
+    (
+        ChangeLog::new("svc", INTERVAL),
+        ChangeLog::new("svc", INTERVAL),
+    )
+}
+
+const INTERVAL: Duration = Duration::from_millis(10);
+
 const LOCK: WriteLock = WriteLock::for_service(900);
 
 async fn database(backend: Backend, name: &str) -> Option<(TestDatabase, DatabaseConnection)> {
@@ -77,12 +87,8 @@ async fn changes_reach_other_replicas_only(backend: Backend) {
     let Some((_guard, db)) = database(backend, "replica_changes").await else {
         return;
     };
-    let interval = Duration::from_millis(10);
-    let (a, b) = (
-        ChangeLog::new("svc", interval),
-        ChangeLog::new("svc", interval),
-    );
-    let other_service = ChangeLog::new("other", interval);
+    let (a, b) = two_replicas();
+    let other_service = ChangeLog::new("other", INTERVAL);
     record(&db, &a, 1, &["before"], Utc::now()).await;
     let mut watch = b.watch_from_now(&db).await.unwrap();
     let seen: &'static Seen = Box::leak(Box::default());
@@ -110,11 +116,7 @@ async fn pruning_keeps_the_newest_and_a_late_replica_rebuilds(backend: Backend) 
     let Some((_guard, db)) = database(backend, "replica_prune").await else {
         return;
     };
-    let interval = Duration::from_millis(10);
-    let (a, b) = (
-        ChangeLog::new("svc", interval),
-        ChangeLog::new("svc", interval),
-    );
+    let (a, b) = two_replicas();
     let mut late = b.watch_from_now(&db).await.unwrap();
     let long_ago = Utc::now() - TimeDelta::minutes(30);
     record(&db, &a, 1, &["x", "y", "z"], long_ago).await;
@@ -163,11 +165,7 @@ async fn a_failed_apply_keeps_the_changes(backend: Backend) {
     let Some((_guard, db)) = database(backend, "replica_retry").await else {
         return;
     };
-    let interval = Duration::from_millis(10);
-    let (a, b) = (
-        ChangeLog::new("svc", interval),
-        ChangeLog::new("svc", interval),
-    );
+    let (a, b) = two_replicas();
     let mut watch = b.watch_from_now(&db).await.unwrap();
     record(&db, &a, 1, &["k"], Utc::now()).await;
     let failing: &'static Failing = Box::leak(Box::new(Failing(Mutex::new(0))));
@@ -183,11 +181,7 @@ async fn a_rolled_back_write_leaves_no_hole(backend: Backend) {
     let Some((_guard, db)) = database(backend, "replica_rollback").await else {
         return;
     };
-    let interval = Duration::from_millis(10);
-    let (a, b) = (
-        ChangeLog::new("svc", interval),
-        ChangeLog::new("svc", interval),
-    );
+    let (a, b) = two_replicas();
     let mut watch = b.watch_from_now(&db).await.unwrap();
     let txn = begin_write(&db, LOCK).await.unwrap();
     a.record(&txn, 1, ["gone"], Utc::now()).await.unwrap();
