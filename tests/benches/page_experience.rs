@@ -291,22 +291,15 @@ fn all_ok(page: &pb::GetPageExperienceResponse) -> bool {
 
 /// Pages at a fixed arrival rate; latency from each page's scheduled time.
 async fn open_loop(channel: Channel, customers: u64, rate: u64, seconds: u64) {
-    let total = rate * seconds;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let degraded = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let cpu_before = server_cpu();
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(total as usize);
-    for n in 0..total {
-        let scheduled = started + interval * n as u32;
-        tokio::time::sleep_until(scheduled.into()).await;
+    let counts = (Arc::clone(&degraded), Arc::clone(&failed));
+    let run = attune_tests::pacing::open_loop(rate, seconds, move |n| {
         let mut client = GatewayServiceClient::new(channel.clone());
-        let (degraded, failed) = (Arc::clone(&degraded), Arc::clone(&failed));
-        tasks.push(tokio::spawn(async move {
-            let answer = client.get_page_experience(page_for(n % customers)).await;
-            let latency = scheduled.elapsed();
-            match answer {
+        let (degraded, failed) = (Arc::clone(&counts.0), Arc::clone(&counts.1));
+        async move {
+            match client.get_page_experience(page_for(n % customers)).await {
                 Ok(page) if all_ok(page.get_ref()) => {}
                 Ok(_) => {
                     degraded.fetch_add(1, Ordering::Relaxed);
@@ -315,14 +308,11 @@ async fn open_loop(channel: Channel, customers: u64, rate: u64, seconds: u64) {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            latency
-        }));
-    }
-    let mut samples = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        samples.push(task.await.unwrap());
-    }
-    let wall = started.elapsed();
+        }
+    })
+    .await;
+    let mut samples: Vec<Duration> = run.calls.iter().map(|(latency, ())| *latency).collect();
+    let wall = run.elapsed;
     let cpu = cpu_report(cpu_before, samples.len(), wall);
     samples.sort();
     println!(

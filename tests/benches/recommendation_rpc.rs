@@ -16,6 +16,8 @@
 //!   commit to recommendation's cursor) while events are ingested. With
 //!   `REC_BENCH_SERVER_PID` each load also reports the server's CPU time per
 //!   call, which a shared machine's noise moves far less than calls/s.
+//!   `REC_BENCH_CONSENT_ADDR` and `REC_BENCH_PROFILE_ADDR` name consent and
+//!   profile when recommendation runs as a service of its own.
 
 #![allow(clippy::print_stdout)] // a benchmark's report is its output
 #![allow(clippy::unwrap_used)] // a failed setup is how a benchmark stops
@@ -223,45 +225,36 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 /// of slowing the generator down (coordinated omission).
 async fn open_loop(
     channel: &Channel,
-    ask: impl Fn(u64) -> pb::GetRecommendationsRequest,
+    ask: impl Fn(u64) -> pb::GetRecommendationsRequest + Send + 'static,
     rate: u64,
     seconds: u64,
 ) {
     if rate == 0 {
         return;
     }
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let calls = rate * seconds;
-    let started = tokio::time::Instant::now();
     let cpu_before = server_cpu();
-    let mut pending = tokio::task::JoinSet::new();
-    for n in 0..calls {
-        let due = started + interval.mul_f64(n as f64);
-        tokio::time::sleep_until(due).await;
+    let channel = channel.clone();
+    let run = attune_tests::pacing::open_loop(rate, seconds, move |n| {
         let mut client = RecommendationServiceClient::new(channel.clone());
         let request = ask(n * 7919);
-        pending.spawn(async move {
-            let answered = client.get_recommendations(request).await.is_ok();
-            (due.elapsed(), answered)
-        });
-    }
+        async move { client.get_recommendations(request).await.is_ok() }
+    })
+    .await;
     // A rate beyond the server's capacity builds a queue until h2 or the
     // gateway's protection refuses calls: counted, not a panic.
-    let mut latencies = Vec::with_capacity(calls as usize);
-    let mut failed = 0u64;
-    while let Some(done) = pending.join_next().await {
-        let (latency, answered) = done.unwrap();
-        if answered {
-            latencies.push(latency);
-        } else {
-            failed += 1;
-        }
-    }
+    let failed = run.calls.iter().filter(|(_, answered)| !answered).count();
+    let mut latencies: Vec<Duration> = run
+        .calls
+        .iter()
+        .filter(|(_, answered)| *answered)
+        .map(|(latency, _)| *latency)
+        .collect();
     if latencies.is_empty() {
         println!("GetRecommendations open loop at {rate} calls/s: every call failed");
         return;
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = run.elapsed.as_secs_f64();
     let cpu_per_call = match (cpu_before, server_cpu()) {
         (Some(before), Some(after)) => format!(
             ", server CPU {:.0} µs/call",
@@ -271,10 +264,11 @@ async fn open_loop(
     };
     latencies.sort();
     println!(
-        "GetRecommendations open loop at {rate} calls/s: {:.0} calls/s answered, {failed} failed, p50 {:.2} ms, p99 {:.2} ms{cpu_per_call} (load average {})",
+        "GetRecommendations open loop at {rate} calls/s: {:.0} calls/s answered, {failed} failed, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms{cpu_per_call} (load average {})",
         latencies.len() as f64 / elapsed,
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
+        percentile(&latencies, 0.999),
         load_average(),
     );
 }
@@ -306,17 +300,24 @@ async fn load(
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let train = status.train_duration.unwrap();
-    let per_million = status.memory_bytes as f64 / status.customer_count.max(1) as f64 * 1e6;
+    // Per million customers from the part that grows with customers; the
+    // rest grows with the items and is reported whole.
+    let per_customer = status.customer_memory_bytes as f64 / status.customer_count.max(1) as f64;
+    let mib = |bytes: i64| bytes as f64 / (1 << 20) as f64;
     println!(
-        "training: {:.2} s for {} interactions, {} customers, {} items; snapshot {:.1} MiB ({:.3} GiB per million customers)",
+        "training: {:.2} s for {} interactions, {} customers, {} items; snapshot {:.1} MiB: {:.1} MiB for customers ({:.0} bytes each, {:.3} GiB per million customers) and {:.1} MiB for items",
         train.seconds as f64 + f64::from(train.nanos) / 1e9,
         status.interaction_count,
         status.customer_count,
         status.item_count,
-        status.memory_bytes as f64 / (1 << 20) as f64,
-        per_million / (1u64 << 30) as f64,
+        mib(status.memory_bytes),
+        mib(status.customer_memory_bytes),
+        per_customer,
+        per_customer * 1e6 / (1u64 << 30) as f64,
+        mib(status.memory_bytes - status.customer_memory_bytes),
     );
-    let mut consent = ConsentServiceClient::new(channel.clone());
+    let mut consent =
+        ConsentServiceClient::new(peer_channel("REC_BENCH_CONSENT_ADDR", &channel).await);
     for n in 0..consented {
         consent
             .record_consent(record(
@@ -430,7 +431,8 @@ async fn load(
     })
     .await
     .unwrap();
-    let mut events = EventServiceClient::new(channel.clone());
+    let mut events =
+        EventServiceClient::new(peer_channel("REC_BENCH_PROFILE_ADDR", &channel).await);
     let mut lags = Vec::new();
     for batch in 0..50u64 {
         let now = chrono::Utc::now();
@@ -477,6 +479,19 @@ async fn load(
         percentile(&lags, 0.5),
         percentile(&lags, 0.99)
     );
+}
+
+/// A channel to the service whose address `variable` names (when
+/// recommendation runs apart from it), or else `channel` (one process serves all).
+async fn peer_channel(variable: &str, channel: &Channel) -> Channel {
+    match std::env::var(variable) {
+        Ok(address) => Channel::from_shared(address)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+        Err(_) => channel.clone(),
+    }
 }
 
 /// `REC_BENCH_RATE`: the open loop's rates, e.g. `2500,5000`.

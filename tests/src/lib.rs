@@ -60,6 +60,7 @@ pub mod gateway_experience;
 pub mod gateway_policy;
 pub mod gateway_subject;
 pub mod loyalty;
+pub mod pacing;
 pub mod profile_events;
 pub mod profile_people;
 pub mod recommendation;

@@ -216,4 +216,37 @@ backend_tests! {
         assert!(retrained.last_error.is_empty());
         assert_ne!(retrained.model_version, trained.model_version, "{retrained:?}");
     }
+
+    async fn model_status_tells_the_part_of_the_snapshot_that_grows_with_customers(app, clock) {
+        app.upsert_items(vec![catalog_item("tea", &["food"], "leaf", 500), catalog_item("jam", &["food"], "berry", 300)]).await;
+        let now = clock.clock().now();
+        // Each customer buys one item once: no pair of items, so the per-item
+        // parts (neighbour lists, popularity) stay as they are.
+        let buy = |n: usize| {
+            let c = format!("size-{n:03}");
+            purchase(&format!("size-o{n}"), &c, now - TimeDelta::days(2), vec![item("tea", 1, Some(eur(500)), &["food"], "leaf")], eur(500))
+        };
+        for n in 0..=40 {
+            app.grant(&format!("size-{n:03}"), &["personalization"]).await;
+        }
+        app.ingest(vec![buy(0)]).await;
+        let one = app.train_until(1).await;
+        assert_eq!(one.customer_count, 1);
+        assert!(one.customer_memory_bytes > 0 && one.customer_memory_bytes < one.memory_bytes, "{one:?}");
+
+        app.ingest((1..=40).map(buy).collect()).await;
+        clock.advance(TimeDelta::seconds(5));
+        let many = app.train_until(41).await;
+        assert_eq!(many.customer_count, 41);
+        assert!(many.customer_memory_bytes > one.customer_memory_bytes, "{one:?} {many:?}");
+        assert_eq!(
+            many.memory_bytes - many.customer_memory_bytes,
+            one.memory_bytes - one.customer_memory_bytes,
+            "the per-item parts did not grow: {one:?} {many:?}"
+        );
+        // Each further customer: one history row (16 bytes), an offset and
+        // their id in the index; far under a kilobyte.
+        let each = (many.customer_memory_bytes - one.customer_memory_bytes) as f64 / 40.0;
+        assert!(each < 200.0, "{each} bytes per customer");
+    }
 }

@@ -13,6 +13,7 @@ pub mod app;
 mod audiences;
 pub mod catalogue;
 mod convert;
+mod customer_index;
 pub mod domain;
 mod experiments;
 mod follow;

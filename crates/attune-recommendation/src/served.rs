@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
+use crate::customer_index::CustomerIndex;
 use crate::idmap::IdMap;
 use crate::model::{self, BrandIx, CategoryIx, ItemIx, UserIx};
 use crate::replicas::Pseudonyms;
@@ -24,7 +25,8 @@ pub struct Indexes {
     /// Item ids by index.
     pub items: Vec<String>,
     pub item_ix: IdMap<String, ItemIx>,
-    pub user_ix: IdMap<String, UserIx>,
+    /// Customers the models know, compactly (a row per customer).
+    pub user_ix: CustomerIndex,
     /// Category ids by index.
     pub categories: Vec<String>,
     pub category_ix: IdMap<String, CategoryIx>,
@@ -53,10 +55,30 @@ impl Snapshot {
         self.indexes.items.get(ix as usize).map(String::as_str)
     }
 
+    /// Resident size estimate of the models and their indexes, in bytes.
+    pub fn memory_use(&self) -> model::MemoryUse {
+        let models = self.models.memory_use();
+        let indexes = &self.indexes;
+        model::MemoryUse {
+            customers: models.customers + indexes.user_ix.memory_bytes(),
+            items: models.items
+                + ids_bytes(&indexes.items, &indexes.item_ix)
+                + ids_bytes(&indexes.categories, &indexes.category_ix)
+                + ids_bytes(&indexes.brands, &indexes.brand_ix),
+        }
+    }
+
     /// The id of category `ix`.
     pub fn category_id(&self, ix: CategoryIx) -> Option<&str> {
         self.indexes.categories.get(ix as usize).map(String::as_str)
     }
+}
+
+/// An id list and its map back to indexes: each id held twice (list and
+/// key), each with its `String`, plus the map's slots and control bytes.
+fn ids_bytes<V>(ids: &[String], ix: &IdMap<String, V>) -> usize {
+    let text: usize = ids.iter().map(String::capacity).sum();
+    2 * text + std::mem::size_of_val(ids) + ix.capacity() * (std::mem::size_of::<(String, V)>() + 1)
 }
 
 /// The models served now, if a training succeeded yet.
@@ -98,7 +120,7 @@ impl Served {
         if !self.erased.is_empty() && self.erased.contains(&self.names.of(customer_id)) {
             return None;
         }
-        snapshot.indexes.user_ix.get(customer_id).copied()
+        snapshot.indexes.user_ix.get(customer_id)
     }
 
     /// The erasures.

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Recommendation;
 use crate::catalogue::{self, Catalogue};
+use crate::customer_index::CustomerIndex;
 use crate::domain::Signal;
 use crate::model::{self, ItemFacts, TrainingData};
 use crate::served::{Indexes, Snapshot};
@@ -164,6 +165,7 @@ async fn gather(
         });
     }
     let mut users: Vec<String> = Vec::new();
+    let mut user_ix: crate::idmap::IdMap<String, u32> = crate::idmap::IdMap::default();
     let mut interactions = Vec::new();
     // Orders per customer, to number each customer's baskets in time order.
     let mut orders: HashMap<u32, Vec<(i64, String)>> = HashMap::new();
@@ -181,7 +183,7 @@ async fn gather(
             let Some(&item) = indexes.item_ix.get(&row.item_id) else {
                 continue;
             };
-            let user = dense(&mut indexes.user_ix, &mut users, &row.customer_id);
+            let user = dense(&mut user_ix, &mut users, &row.customer_id);
             if let (Signal::Purchase, Some(order)) = (row.signal, &row.order_id) {
                 orders
                     .entry(user)
@@ -223,6 +225,8 @@ async fn gather(
             interaction
         })
         .collect();
+    drop(user_ix);
+    indexes.user_ix = CustomerIndex::new(&users)?;
     let data = TrainingData {
         users: u32::try_from(users.len()).map_err(|_| "too many customers".to_owned())?,
         items,
@@ -263,7 +267,10 @@ pub fn model_status(app: &Recommendation) -> attune_proto::recommendation::v1::M
             i64::try_from(s.interaction_count).unwrap_or(i64::MAX)
         }),
         memory_bytes: served.as_ref().map_or(0, |s| {
-            i64::try_from(s.models.memory_bytes()).unwrap_or(i64::MAX)
+            i64::try_from(s.memory_use().total()).unwrap_or(i64::MAX)
+        }),
+        customer_memory_bytes: served.as_ref().map_or(0, |s| {
+            i64::try_from(s.memory_use().customers).unwrap_or(i64::MAX)
         }),
         train_duration: served
             .as_ref()

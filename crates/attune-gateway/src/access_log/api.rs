@@ -11,16 +11,18 @@ use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
 use super::store::{self, Entry};
+use super::writer::Flush;
 
 /// Serves `attune.gateway.v1.DataAccessService`.
 #[derive(Clone, Debug)]
 pub(super) struct DataAccessApi {
     db: DatabaseConnection,
+    flush: Flush,
 }
 
 impl DataAccessApi {
-    pub(super) fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub(super) fn new(db: DatabaseConnection, flush: Flush) -> Self {
+        Self { db, flush }
     }
 }
 
@@ -41,6 +43,11 @@ impl DataAccessService for DataAccessApi {
         let before = decode_cursor(&mut v, "page_token", &page_token, |c| c.parse::<i64>().ok());
         v.finish()?;
         let (customer, limit) = (checked(customer), checked(limit));
+        // A first page shows every read recorded before it: the writer may
+        // still be gathering them.
+        if before.is_none() {
+            self.flush.pending_entries().await;
+        }
         let rows = store::newest_first(&self.db, customer.as_ref(), before, u64::from(limit) + 1)
             .await
             .map_err(ApiError::from)?;

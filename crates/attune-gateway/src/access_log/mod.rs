@@ -149,7 +149,10 @@ impl AccessLog {
     /// Serves `ListDataAccess` on `server` (the public port).
     pub(crate) fn mount_api(&self, server: &mut GrpcServer, limits: &Limits) {
         server.add_service(attune_kit::with_limits!(
-            DataAccessServiceServer::new(api::DataAccessApi::new(self.db.clone())),
+            DataAccessServiceServer::new(api::DataAccessApi::new(
+                self.db.clone(),
+                writer::Flush::new(self.pending.clone()),
+            )),
             limits
         ));
     }

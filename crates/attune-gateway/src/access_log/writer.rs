@@ -1,5 +1,15 @@
 //! The log's writer: stores recorded entries in batches, one transaction per
 //! batch, so recording costs a call no database round trip.
+//!
+//! A batch is a group commit: after its first entry the writer gathers for up
+//! to [`GATHER`] (or [`BATCH`] entries, or until somebody waits for a flush)
+//! before it writes. Writing whatever happened to be queued made a busy
+//! gateway commit a few entries at a time, hundreds of times a second, and on
+//! SQLite those commits and their checkpoints took more of the server's CPU
+//! than the calls they recorded. A crash may lose what was gathered, as it
+//! could lose the batch in flight before; a graceful stop loses nothing.
+
+use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
@@ -9,6 +19,9 @@ use super::store::{self, Entry};
 
 /// Entries written in one transaction at most.
 const BATCH: usize = 500;
+
+/// How long a batch gathers entries after its first one.
+const GATHER: Duration = Duration::from_millis(10);
 
 /// What the writer is asked to do, in the order asked.
 #[derive(Debug)]
@@ -58,16 +71,37 @@ pub(super) async fn run(
         };
         let Some(first) = first else { break };
         take(first, &mut batch, &mut flushes);
-        while batch.len() < BATCH {
-            match jobs.try_recv() {
-                Ok(job) => take(job, &mut batch, &mut flushes),
-                Err(_) => break,
-            }
-        }
+        gather(&mut jobs, &mut batch, &mut flushes, &cancel).await;
         write(&db, &mut batch).await;
         for done in flushes.drain(..) {
             let _ = done.send(());
         }
+    }
+}
+
+/// Adds to the batch what arrives within [`GATHER`], stopping early when the
+/// batch is full, a flush is waited for, the queue closes, or the server stops.
+async fn gather(
+    jobs: &mut mpsc::Receiver<Job>,
+    batch: &mut Vec<Entry>,
+    flushes: &mut Vec<oneshot::Sender<()>>,
+    cancel: &CancellationToken,
+) {
+    let until = tokio::time::Instant::now() + GATHER;
+    while batch.len() < BATCH && flushes.is_empty() {
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(mpsc::error::TryRecvError::Disconnected) => return,
+            Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => job,
+                    None => return,
+                },
+                () = tokio::time::sleep_until(until) => return,
+                () = cancel.cancelled() => return,
+            },
+        };
+        take(job, batch, flushes);
     }
 }
 

@@ -14,8 +14,10 @@ pub(crate) struct Histories {
     offsets: Vec<u32>,
     /// Per customer, its rows' positions strongest first (weight descending,
     /// then the lower item): a ranking reads only the head of this order
-    /// instead of selecting from the whole history on every call.
-    strength: Vec<u32>,
+    /// instead of selecting from the whole history on every call. Positions
+    /// within one customer fit 16 bits: a customer keeps at most
+    /// [`MAX_ROWS`] rows.
+    strength: Vec<u16>,
     items: Vec<ItemIx>,
     weights: Vec<f32>,
     purchases: Vec<u16>,
@@ -24,6 +26,10 @@ pub(crate) struct Histories {
     /// Day numbers above count from this day.
     base_day: i64,
 }
+
+/// The most rows one customer keeps (their strongest): a position among a
+/// customer's rows then fits 16 bits. Far beyond any shopper's distinct items.
+pub(crate) const MAX_ROWS: usize = 1 << 16;
 
 /// One of a customer's items, as a ranking reads it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,17 +64,25 @@ impl Histories {
     }
 
     /// Appends the next customer's rows (customers come in index order,
-    /// each customer's rows sorted by item).
+    /// each customer's rows sorted by item); past [`MAX_ROWS`], only the
+    /// strongest are kept.
     pub(crate) fn push_user(&mut self, rows: &[Row]) {
-        let mut strongest_first: Vec<u32> = (0..rows.len())
-            .map(|r| u32::try_from(r).unwrap_or(u32::MAX))
-            .collect();
+        let mut strongest_first: Vec<usize> = (0..rows.len()).collect();
         strongest_first.sort_unstable_by(|&a, &b| {
-            let (a, b) = (&rows[a as usize], &rows[b as usize]);
+            let (a, b) = (&rows[a], &rows[b]);
             b.weight.total_cmp(&a.weight).then(a.item.cmp(&b.item))
         });
-        self.strength.extend(strongest_first);
-        for row in rows {
+        strongest_first.truncate(MAX_ROWS);
+        // The kept rows, still sorted by item, and each one's new position.
+        let mut kept = strongest_first.clone();
+        kept.sort_unstable();
+        let mut position = vec![0u16; rows.len()];
+        for (at, &r) in kept.iter().enumerate() {
+            position[r] = u16::try_from(at).unwrap_or(u16::MAX);
+        }
+        self.strength
+            .extend(strongest_first.iter().map(|&r| position[r]));
+        for row in kept.iter().map(|&r| &rows[r]) {
             self.items.push(row.item);
             self.weights.push(row.weight);
             self.purchases
@@ -148,7 +162,7 @@ impl Histories {
 
     pub(crate) fn memory_bytes(&self) -> usize {
         self.offsets.capacity() * 4
-            + self.strength.capacity() * 4
+            + self.strength.capacity() * 2
             + self.items.capacity() * 4
             + self.weights.capacity() * 4
             + self.purchases.capacity() * 2
@@ -366,6 +380,42 @@ mod tests {
             basket: 0,
             quantity: 1,
         }
+    }
+
+    #[test]
+    fn past_the_row_cap_a_customer_keeps_their_strongest_rows_in_item_order() {
+        let n = MAX_ROWS + 10;
+        // Item i weighs (i % 7) + 1: the weakest rows are those of weight 1.
+        let rows: Vec<Row> = (0..n)
+            .map(|i| Row {
+                item: ItemIx::try_from(i).unwrap(),
+                weight: (i % 7) as f32 + 1.0,
+                purchases: 0,
+                first_day: 0,
+                last_day: 0,
+            })
+            .collect();
+        let mut histories = Histories::with_base_day(0);
+        histories.push_user(&rows[..3]);
+        histories.push_user(&rows);
+        assert_eq!(histories.len(0), 3);
+        assert_eq!(histories.len(1), MAX_ROWS);
+        let items = histories.items(1);
+        assert!(items.windows(2).all(|w| w[0] < w[1]), "sorted by item");
+        // Ten of the weight-1 rows went: the highest items among them.
+        let dropped: Vec<ItemIx> = (0..n)
+            .map(|i| ItemIx::try_from(i).unwrap())
+            .filter(|item| items.binary_search(item).is_err())
+            .collect();
+        assert_eq!(dropped.len(), 10);
+        assert!(dropped.iter().all(|&item| item % 7 == 0));
+        let strongest: Vec<Row> = histories.strongest_first(1).take(3).collect();
+        assert!(strongest.iter().all(|row| row.weight == 7.0));
+        assert_eq!(strongest[0].item, 6);
+        let weakest = histories.strongest_first(1).last().unwrap();
+        assert_eq!(weakest.weight, 1.0);
+        assert_eq!(histories.find(1, 6).map(|row| row.weight), Some(7.0));
+        assert_eq!(histories.strongest_first(0).count(), 3);
     }
 
     #[test]

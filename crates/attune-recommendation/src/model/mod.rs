@@ -26,7 +26,7 @@ mod topk;
 
 pub use config::{Collaborative, MAX_EASE_HEAD, ModelConfig, SignalWeights};
 pub(crate) use ixmap::{IxMap, IxSet};
-pub use snapshot::Models;
+pub use snapshot::{MemoryUse, Models};
 
 /// Dense item index, assigned by the caller (serving or eval).
 pub type ItemIx = u32;

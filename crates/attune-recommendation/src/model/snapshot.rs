@@ -19,6 +19,22 @@ use super::{
 /// once in a small shop still links its items.
 const COOCCURRENCE: Normalization = Normalization::Cosine { shrink: 1.0 };
 
+/// A snapshot's resident size in bytes, split by what it grows with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Per-customer data: each customer's history rows (and, in the served
+    /// snapshot, the index of their ids).
+    pub customers: usize,
+    /// Everything else: per-item neighbour lists, popularity, content.
+    pub items: usize,
+}
+
+impl MemoryUse {
+    pub fn total(&self) -> usize {
+        self.customers + self.items
+    }
+}
+
 /// An immutable snapshot of every model, `Send + Sync`, compact: per-customer
 /// data lives in flat arrays ([`Histories`]), per-item data in neighbour lists.
 #[derive(Debug)]
@@ -132,15 +148,22 @@ impl Models {
 
     /// Resident size estimate of the snapshot, in bytes.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Models>()
-            + self.version.capacity()
-            + self.active.capacity()
-            + self.histories.memory_bytes()
-            + self.popularity.memory_bytes()
-            + self.content.memory_bytes()
-            + self.collaborative.memory_bytes()
-            + self.bought_together.memory_bytes()
-            + self.viewed_together.memory_bytes()
+        self.memory_use().total()
+    }
+
+    /// Resident size estimate of the snapshot, split by what it grows with.
+    pub fn memory_use(&self) -> MemoryUse {
+        MemoryUse {
+            customers: self.histories.memory_bytes(),
+            items: std::mem::size_of::<Models>()
+                + self.version.capacity()
+                + self.active.capacity()
+                + self.popularity.memory_bytes()
+                + self.content.memory_bytes()
+                + self.collaborative.memory_bytes()
+                + self.bought_together.memory_bytes()
+                + self.viewed_together.memory_bytes(),
+        }
     }
 
     pub fn users(&self) -> u32 {
