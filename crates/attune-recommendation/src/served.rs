@@ -9,11 +9,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use attune_proto::recommendation::v1 as pb;
 use chrono::{DateTime, Utc};
 
+use crate::catalogue::Catalogue;
 use crate::customer_index::CustomerIndex;
 use crate::idmap::IdMap;
 use crate::model::{self, BrandIx, CategoryIx, ItemIx, UserIx};
@@ -81,11 +83,57 @@ fn ids_bytes<V>(ids: &[String], ix: &IdMap<String, V>) -> usize {
     2 * text + std::mem::size_of_val(ids) + ix.capacity() * (std::mem::size_of::<(String, V)>() + 1)
 }
 
+/// The catalogue's items by one snapshot's item indexes, for that snapshot
+/// and one catalogue: an answer reads the item of every candidate the models
+/// propose, and a lookup here is an index where the catalogue's is a hash of
+/// the id and a comparison.
+pub struct ItemsByIx {
+    snapshot: Arc<Snapshot>,
+    catalogue: Arc<Catalogue>,
+    items: Vec<Option<Arc<pb::CatalogItem>>>,
+}
+
+impl ItemsByIx {
+    /// Looks every item of `snapshot` up in `catalogue` once.
+    pub fn build(snapshot: Arc<Snapshot>, catalogue: Arc<Catalogue>) -> Self {
+        let items = snapshot
+            .indexes
+            .items
+            .iter()
+            .map(|id| catalogue.get(id).cloned())
+            .collect();
+        Self {
+            snapshot,
+            catalogue,
+            items,
+        }
+    }
+
+    /// Whether this table is the one of `snapshot` and `catalogue`.
+    pub fn is_for(&self, snapshot: &Arc<Snapshot>, catalogue: &Arc<Catalogue>) -> bool {
+        Arc::ptr_eq(&self.snapshot, snapshot) && Arc::ptr_eq(&self.catalogue, catalogue)
+    }
+
+    /// The catalogue's item at index `ix` of the snapshot, if it has one.
+    pub fn get(&self, ix: ItemIx) -> Option<&Arc<pb::CatalogItem>> {
+        self.items.get(ix as usize)?.as_ref()
+    }
+}
+
+/// The [`ItemsByIx`] table of the snapshot and catalogue served now, built
+/// off the request path whenever either changed.
+#[derive(Default)]
+struct ItemTable {
+    current: ArcSwapOption<ItemsByIx>,
+    building: AtomicBool,
+}
+
 /// The models served now, if a training succeeded yet.
 pub struct Served {
     current: ArcSwap<Option<Arc<Snapshot>>>,
     erased: Erased,
     names: Pseudonyms,
+    items: Arc<ItemTable>,
 }
 
 impl Served {
@@ -95,7 +143,39 @@ impl Served {
             current: ArcSwap::default(),
             erased: Erased::default(),
             names,
+            items: Arc::default(),
         }
+    }
+
+    /// The item table of `snapshot` and `catalogue` when it is built. When it
+    /// is not (either changed since), one is built on a blocking thread and
+    /// this answer goes without: its caller looks ids up in the catalogue,
+    /// which gives the same items.
+    pub fn items_by_ix(
+        &self,
+        snapshot: &Arc<Snapshot>,
+        catalogue: &Arc<Catalogue>,
+    ) -> Option<Arc<ItemsByIx>> {
+        let table = self.items.current.load_full();
+        if let Some(table) = table.as_ref().filter(|t| t.is_for(snapshot, catalogue)) {
+            return Some(Arc::clone(table));
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return None;
+        };
+        if !self.items.building.swap(true, Ordering::AcqRel) {
+            let (cell, snapshot, catalogue) = (
+                Arc::clone(&self.items),
+                Arc::clone(snapshot),
+                Arc::clone(catalogue),
+            );
+            runtime.spawn_blocking(move || {
+                cell.current
+                    .store(Some(Arc::new(ItemsByIx::build(snapshot, catalogue))));
+                cell.building.store(false, Ordering::Release);
+            });
+        }
+        None
     }
 
     /// Stops serving `customer_id` from the snapshot at once.
@@ -170,5 +250,93 @@ impl Erased {
                 .map(|(id, at)| (id.clone(), *at))
                 .collect::<HashMap<_, _>>()
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ItemFacts, ModelConfig, TrainingData};
+
+    fn snapshot(items: &[&str]) -> Arc<Snapshot> {
+        let data = TrainingData {
+            users: 0,
+            items: items
+                .iter()
+                .map(|_| ItemFacts {
+                    categories: Vec::new(),
+                    brand: None,
+                    launch: None,
+                    active: true,
+                })
+                .collect(),
+            interactions: Vec::new(),
+            now: 0,
+        };
+        let indexes = Indexes {
+            items: items.iter().map(|&id| id.to_owned()).collect(),
+            item_ix: (0u32..)
+                .zip(items)
+                .map(|(ix, &id)| (id.to_owned(), ix))
+                .collect(),
+            ..Indexes::default()
+        };
+        Arc::new(Snapshot {
+            models: model::Models::train(&data, &ModelConfig::default()).unwrap(),
+            indexes,
+            train_time: DateTime::<Utc>::default(),
+            train_duration: std::time::Duration::ZERO,
+            interaction_count: 0,
+        })
+    }
+
+    fn catalogue(ids: &[&str]) -> Arc<Catalogue> {
+        Arc::new(Catalogue::new(ids.iter().map(|&id| pb::CatalogItem {
+            item_id: id.to_owned(),
+            ..Default::default()
+        })))
+    }
+
+    #[test]
+    fn the_item_table_holds_what_the_catalogue_holds_by_the_snapshots_indexes() {
+        let snapshot = snapshot(&["tea", "jam", "gone"]);
+        let shop = catalogue(&["jam", "tea", "new"]);
+        let table = ItemsByIx::build(Arc::clone(&snapshot), Arc::clone(&shop));
+        let id = |ix| table.get(ix).map(|item| item.item_id.as_str());
+        assert_eq!(
+            (id(0), id(1), id(2), id(3)),
+            (Some("tea"), Some("jam"), None, None)
+        );
+        assert!(Arc::ptr_eq(table.get(0).unwrap(), shop.get("tea").unwrap()));
+        assert!(table.is_for(&snapshot, &shop));
+        // The same items in another catalogue (a change, even an empty one)
+        // or another snapshot: the table is not theirs.
+        assert!(!table.is_for(&snapshot, &catalogue(&["jam", "tea", "new"])));
+        assert!(!table.is_for(&self::snapshot(&["tea", "jam", "gone"]), &shop));
+    }
+
+    #[tokio::test]
+    async fn a_table_is_built_off_the_request_path_for_the_pair_served_now() {
+        let served = Served::new(Pseudonyms::new(Arc::new(
+            attune_kit::secrets::PseudonymKey::new([7u8; 32]),
+        )));
+        let (snapshot, shop) = (snapshot(&["tea"]), catalogue(&["tea"]));
+        assert!(
+            served.items_by_ix(&snapshot, &shop).is_none(),
+            "not built yet"
+        );
+        let mut table = None;
+        for _ in 0..500 {
+            table = served.items_by_ix(&snapshot, &shop);
+            if table.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        let table = table.expect("built within a second");
+        assert_eq!(table.get(0).unwrap().item_id, "tea");
+        // A changed catalogue goes without until its own table is built.
+        let changed = catalogue(&["tea", "jam"]);
+        assert!(served.items_by_ix(&snapshot, &changed).is_none());
     }
 }

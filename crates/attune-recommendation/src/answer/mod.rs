@@ -24,7 +24,7 @@ use crate::catalogue::{self, Catalogue};
 use crate::experiments::Assigned;
 use crate::impressions::Impression;
 use crate::model::{Because, ItemIx, Scored, Task};
-use crate::served::Snapshot;
+use crate::served::{ItemsByIx, Snapshot};
 use filter::{Diversity, Filter, Known};
 use paging::Page;
 use personal::{Decision, Personal};
@@ -80,10 +80,10 @@ pub struct Answer {
     pub variant: String,
 }
 
-/// A candidate: item id, score, and why. The reason is put into words only
-/// for the items a page shows (a few of a pool several times larger).
+/// A candidate: the catalogue's item, score, and why. The reason is put into
+/// words only for the items a page shows (a few of a pool several times larger).
 struct Candidate {
-    item_id: String,
+    item: Arc<pb::CatalogItem>,
     score: f64,
     why: Why,
 }
@@ -108,10 +108,38 @@ const CART_WEIGHT: f32 = 2.0;
 struct Scope {
     snapshot: Option<Arc<Snapshot>>,
     catalogue: Arc<Catalogue>,
+    /// The catalogue's items by the snapshot's indexes, when built for both.
+    items: Option<Arc<ItemsByIx>>,
     now: i64,
 }
 
 impl Scope {
+    fn load(app: &Recommendation) -> Self {
+        let snapshot = app.served.load();
+        let catalogue = app.catalogue.load();
+        let items = snapshot
+            .as_ref()
+            .and_then(|snapshot| app.served.items_by_ix(snapshot, &catalogue));
+        Scope {
+            snapshot,
+            catalogue,
+            items,
+            now: app.clock.now().timestamp_micros(),
+        }
+    }
+
+    /// The catalogue's item at the snapshot's index `ix`, if both have it.
+    fn item(&self, ix: ItemIx) -> Option<&Arc<pb::CatalogItem>> {
+        match &self.items {
+            Some(items) => items.get(ix),
+            None => self
+                .snapshot
+                .as_ref()?
+                .item_id(ix)
+                .and_then(|id| self.catalogue.get(id)),
+        }
+    }
+
     fn ix(&self, item_id: &str) -> Option<ItemIx> {
         self.snapshot.as_ref().and_then(|s| s.item(item_id))
     }
@@ -198,7 +226,7 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
             origins.bought.insert(id.clone());
             known.bought.insert(id.clone(), *at);
         }
-        let mut strongest = Vec::new();
+        let mut strongest: Vec<&Arc<pb::CatalogItem>> = Vec::new();
         if let (Some(snapshot), Some(user)) = (&scope.snapshot, user) {
             let history = filter::History {
                 snapshot: Arc::clone(snapshot),
@@ -210,7 +238,7 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
                 .models
                 .strongest(user, FAVOURITE_FROM)
                 .into_iter()
-                .filter_map(|ix| snapshot.item_id(ix))
+                .filter_map(|ix| scope.item(ix))
                 .collect();
         }
         origins.history = read_categories(decision)
@@ -220,19 +248,15 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
         // The leaf categories the customer engages with most are "favourite":
         // counted over the session and the strongest items of their history.
         let mut counts: IdMap<&str, usize> = IdMap::default();
-        for id in origins
+        for item in origins
             .viewed
             .iter()
             .chain(&origins.bought)
             .chain(&origins.cart)
-            .map(String::as_str)
+            .filter_map(|id| scope.catalogue.get(id))
             .chain(strongest)
         {
-            if let Some(leaf) = scope
-                .catalogue
-                .get(id)
-                .and_then(|i| catalogue::leaf_category(i))
-            {
+            if let Some(leaf) = catalogue::leaf_category(item) {
                 *counts.entry(leaf).or_default() += 1;
             }
         }
@@ -552,7 +576,7 @@ fn catalogue_candidates(
                 .is_some_and(|l| catalogue::leaf_category(item) == Some(l));
             let anchor = anchor.as_ref().filter(|_| related);
             Candidate {
-                item_id: item.item_id.clone(),
+                item: Arc::clone(item),
                 // Below every model candidate, in this order.
                 score: 1e-6 / (1.0 + n as f64),
                 why: Why::Catalogue(anchor.cloned()),
@@ -570,11 +594,7 @@ pub async fn recommend(app: &Recommendation, mut request: Request) -> Result<Ans
     {
         request.filter.categories.push(category.clone());
     }
-    let scope = Scope {
-        snapshot: app.served.load(),
-        catalogue: app.catalogue.load(),
-        now: app.clock.now().timestamp_micros(),
-    };
+    let scope = Scope::load(app);
     if let Ask::Similar(item) = &request.ask
         && scope.catalogue.get(item).is_none()
     {
@@ -600,10 +620,7 @@ pub async fn recommend(app: &Recommendation, mut request: Request) -> Result<Ans
     let filter = &request.filter;
     let admits = |ix: ItemIx| {
         scope
-            .snapshot
-            .as_ref()
-            .and_then(|s| s.item_id(ix))
-            .and_then(|id| scope.catalogue.get(id))
+            .item(ix)
             .is_some_and(|item| filter.admits(item, &seeds.known, scope.now))
     };
     let exclude = |ix: ItemIx| !admits(ix);
@@ -611,9 +628,8 @@ pub async fn recommend(app: &Recommendation, mut request: Request) -> Result<Ans
     let mut candidates: Vec<Candidate> = scored
         .into_iter()
         .filter_map(|s| {
-            let snapshot = scope.snapshot.as_deref()?;
             Some(Candidate {
-                item_id: snapshot.item_id(s.item)?.to_owned(),
+                item: Arc::clone(scope.item(s.item)?),
                 score: f64::from(s.score),
                 why: Why::Model(s.because),
             })
@@ -730,33 +746,32 @@ fn finish(
     // The first candidate of each item stays. The catalogue holds one `Arc`
     // per id, so its address stands for the id without copying the string.
     let mut seen: IdSet<*const pb::CatalogItem> = IdSet::default();
-    let mut ranked: Vec<(Candidate, Arc<pb::CatalogItem>)> = candidates
+    let mut ranked: Vec<Candidate> = candidates
         .into_iter()
         .filter_map(|mut c| {
-            let item = scope.catalogue.get(&c.item_id)?;
-            if !seen.insert(Arc::as_ptr(item)) {
+            if !seen.insert(Arc::as_ptr(&c.item)) {
                 return None;
             }
-            let item = Arc::clone(item);
-            c.score *= request.filter.factor(&item, variant_rules);
-            Some((c, item))
+            c.score *= request.filter.factor(&c.item, variant_rules);
+            Some(c)
         })
         .collect();
     ranked.sort_by(|a, b| {
-        b.0.score
-            .total_cmp(&a.0.score)
-            .then(a.0.item_id.cmp(&b.0.item_id))
+        b.score
+            .total_cmp(&a.score)
+            .then(a.item.item_id.cmp(&b.item.item_id))
     });
     let origins = &seeds.origins;
     let shown: HashSet<paging::Mark> = shown.iter().copied().collect();
     let mut diversity = Diversity::default();
     let mut items = Vec::new();
     let mut more = false;
-    for (candidate, item) in ranked {
-        if !diversity.admit(&request.filter, &item) {
+    for candidate in ranked {
+        let item = &candidate.item;
+        if !diversity.admit(&request.filter, item) {
             continue;
         }
-        if shown.contains(&paging::mark(&candidate.item_id)) {
+        if shown.contains(&paging::mark(&item.item_id)) {
             continue;
         }
         if items.len() == request.count {
@@ -766,7 +781,7 @@ fn finish(
         let explained = match candidate.why {
             Why::Model(because) => reasons::explain(
                 because,
-                &candidate.item_id,
+                &item.item_id,
                 scope.snapshot.as_deref(),
                 &scope.catalogue,
                 origins,
@@ -778,7 +793,7 @@ fn finish(
                     .map(|a| (a.item_id.as_str(), a.title.as_str())),
             ),
         };
-        let further = reasons::further(&item, &explained.reason, origins, scope.now);
+        let further = reasons::further(item, &explained.reason, origins, scope.now);
         let mut categories: BTreeSet<i32> = explained
             .categories
             .iter()
@@ -789,8 +804,8 @@ fn finish(
             categories.clear();
         }
         items.push(pb::RecommendedItem {
-            item_id: candidate.item_id,
-            item: Some((*item).clone()),
+            item_id: item.item_id.clone(),
+            item: Some((**item).clone()),
             rank: i32::try_from(shown.len() + items.len() + 1).unwrap_or(i32::MAX),
             score: candidate.score,
             reason: Some(explained.reason),
@@ -937,11 +952,7 @@ pub async fn rerank(
     candidates: &[String],
     context: &Context,
 ) -> Result<Reranked, ApiError> {
-    let scope = Scope {
-        snapshot: app.served.load(),
-        catalogue: app.catalogue.load(),
-        now: app.clock.now().timestamp_micros(),
-    };
+    let scope = Scope::load(app);
     let recommendation_id = uuid::Uuid::new_v4().to_string();
     let assigned = app
         .experiments
