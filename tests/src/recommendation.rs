@@ -35,6 +35,16 @@ pub fn catalog_item(
     }
 }
 
+/// A home-page request for `customer`, 10 items, no filter.
+pub fn home(customer: &str) -> pb::GetRecommendationsRequest {
+    pb::GetRecommendationsRequest {
+        customer_id: customer.into(),
+        placement: pb::Placement::Home.into(),
+        max_results: 10,
+        ..Default::default()
+    }
+}
+
 /// A fresh request id.
 pub fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()

@@ -8,7 +8,7 @@
 
 use attune_proto::recommendation::v1 as pb;
 use attune_tests::profile_events::{cart, eur, item, purchase, view};
-use attune_tests::recommendation::{catalog_item, request_id};
+use attune_tests::recommendation::{catalog_item, home, request_id};
 use attune_tests::{TestApp, backend_tests, common_pb, profile_pb};
 use chrono::{DateTime, TimeDelta, Utc};
 use tonic::Code;
@@ -19,15 +19,6 @@ fn ids(items: &[pb::RecommendedItem]) -> Vec<&str> {
 
 fn kind(item: &pb::RecommendedItem) -> pb::ReasonKind {
     pb::ReasonKind::try_from(item.reason.as_ref().unwrap().kind).unwrap()
-}
-
-fn home(customer: &str) -> pb::GetRecommendationsRequest {
-    pb::GetRecommendationsRequest {
-        customer_id: customer.into(),
-        placement: pb::Placement::Home.into(),
-        max_results: 10,
-        ..Default::default()
-    }
 }
 
 fn with_filter(

@@ -10,19 +10,10 @@ use std::time::Duration;
 
 use attune_proto::recommendation::v1 as pb;
 use attune_tests::profile_events::{eur, item, purchase, view};
-use attune_tests::recommendation::{catalog_item, request_id};
+use attune_tests::recommendation::{catalog_item, home, request_id};
 use attune_tests::{TestApp, backend_tests};
 use chrono::{TimeDelta, Utc};
 use tonic::Code;
-
-fn home(customer: &str) -> pb::GetRecommendationsRequest {
-    pb::GetRecommendationsRequest {
-        customer_id: customer.into(),
-        placement: pb::Placement::Home.into(),
-        max_results: 10,
-        ..Default::default()
-    }
-}
 
 async fn buy_again(replica: &TestApp, customer: &str) -> Vec<String> {
     let answer = replica
