@@ -7,11 +7,18 @@ use super::config::ModelConfig;
 use super::time::{MICROS_PER_DAY, day_of, decay};
 use super::{Interaction, ItemIx, Signal, UserIx};
 
-/// Per-customer item rows; row `r` of customer `u` is at `offsets[u] + r`,
-/// sorted by item for binary search.
+/// Per-customer item rows. Customer `u`'s rows are `offsets[u]..offsets[u + 1]`:
+/// first the rows with purchases, then the rows without, each run sorted by
+/// item. Only the first run has purchase columns: about half of all rows
+/// (views, cart adds) have no purchases, and a purchase count and days would
+/// carry nothing for them.
 #[derive(Debug, Default)]
 pub(crate) struct Histories {
     offsets: Vec<u32>,
+    /// Customer `u`'s purchase columns are
+    /// `purchase_offsets[u]..purchase_offsets[u + 1]`, one per row of its first
+    /// run, in the same order.
+    purchase_offsets: Vec<u32>,
     /// Per customer, its rows' positions strongest first (weight descending,
     /// then the lower item): a ranking reads only the head of this order
     /// instead of selecting from the whole history on every call. Positions
@@ -20,6 +27,7 @@ pub(crate) struct Histories {
     strength: Vec<u16>,
     items: Vec<ItemIx>,
     weights: Vec<f32>,
+    /// Purchase columns: one entry per row with purchases.
     purchases: Vec<u16>,
     first_day: Vec<u16>,
     last_day: Vec<u16>,
@@ -37,7 +45,9 @@ pub(crate) struct Row {
     pub item: ItemIx,
     pub weight: f32,
     pub purchases: u32,
-    /// Days since the epoch.
+    /// Days since the epoch of the first and the last purchase; 0 in a row
+    /// without purchases, which has neither (and [`Histories`] keeps no days
+    /// for it).
     pub first_day: i64,
     pub last_day: i64,
 }
@@ -54,18 +64,38 @@ impl Row {
     }
 }
 
+/// Where one customer's rows and purchase columns are.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    /// The customer's first row.
+    start: usize,
+    /// How many rows the customer has.
+    len: usize,
+    /// How many of them (the first ones) have purchases.
+    purchased: usize,
+    /// The purchase columns of the customer's first row.
+    purchase_start: usize,
+}
+
+impl Span {
+    fn rows(&self) -> std::ops::Range<usize> {
+        self.start..self.start + self.len
+    }
+}
+
 impl Histories {
     pub(crate) fn with_base_day(base_day: i64) -> Self {
         Histories {
             offsets: vec![0],
+            purchase_offsets: vec![0],
             base_day,
             ..Histories::default()
         }
     }
 
-    /// Appends the next customer's rows (customers come in index order,
-    /// each customer's rows sorted by item); past [`MAX_ROWS`], only the
-    /// strongest are kept.
+    /// Appends the next customer's rows (customers come in index order, a
+    /// customer's rows one per item, in any order); past [`MAX_ROWS`], only
+    /// the strongest are kept.
     pub(crate) fn push_user(&mut self, rows: &[Row]) {
         let mut strongest_first: Vec<usize> = (0..rows.len()).collect();
         strongest_first.sort_unstable_by(|&a, &b| {
@@ -73,9 +103,9 @@ impl Histories {
             b.weight.total_cmp(&a.weight).then(a.item.cmp(&b.item))
         });
         strongest_first.truncate(MAX_ROWS);
-        // The kept rows, still sorted by item, and each one's new position.
+        // The kept rows in their stored order, and each one's new position.
         let mut kept = strongest_first.clone();
-        kept.sort_unstable();
+        kept.sort_unstable_by_key(|&r| (rows[r].purchases == 0, rows[r].item));
         let mut position = vec![0u16; rows.len()];
         for (at, &r) in kept.iter().enumerate() {
             position[r] = u16::try_from(at).unwrap_or(u16::MAX);
@@ -85,17 +115,27 @@ impl Histories {
         for row in kept.iter().map(|&r| &rows[r]) {
             self.items.push(row.item);
             self.weights.push(row.weight);
-            self.purchases
-                .push(u16::try_from(row.purchases).unwrap_or(u16::MAX));
-            self.first_day.push(self.compact_day(row.first_day));
-            self.last_day.push(self.compact_day(row.last_day));
+            if row.purchases > 0 {
+                self.push_purchase(row);
+            }
         }
-        let end = u32::try_from(self.items.len()).unwrap_or(u32::MAX);
-        self.offsets.push(end);
+        self.offsets.push(u32_len(self.items.len()));
+        self.purchase_offsets.push(u32_len(self.purchases.len()));
+    }
+
+    fn push_purchase(&mut self, row: &Row) {
+        self.purchases
+            .push(u16::try_from(row.purchases).unwrap_or(u16::MAX));
+        self.first_day.push(self.compact_day(row.first_day));
+        self.last_day.push(self.compact_day(row.last_day));
     }
 
     fn compact_day(&self, day: i64) -> u16 {
         u16::try_from((day - self.base_day).clamp(0, i64::from(u16::MAX))).unwrap_or(u16::MAX)
+    }
+
+    fn day(&self, compact: u16) -> i64 {
+        self.base_day + i64::from(compact)
     }
 
     pub(crate) fn users(&self) -> u32 {
@@ -104,64 +144,88 @@ impl Histories {
 
     /// The customer's rows, sorted by item; none for an unknown customer.
     pub(crate) fn rows(&self, user: UserIx) -> impl ExactSizeIterator<Item = Row> + '_ {
-        let range = self.range(user);
-        range.map(move |r| self.row(r))
+        let span = self.span(user);
+        ByItem {
+            histories: self,
+            span,
+            items: &self.items[span.rows()],
+            purchased: 0..span.purchased,
+            unpurchased: span.purchased..span.len,
+        }
     }
 
     /// The customer's rows, strongest first: weight descending, then the lower item.
     pub(crate) fn strongest_first(&self, user: UserIx) -> impl ExactSizeIterator<Item = Row> + '_ {
-        let range = self.range(user);
-        let start = range.start;
-        self.strength[range]
+        let span = self.span(user);
+        self.strength[span.rows()]
             .iter()
-            .map(move |&r| self.row(start + r as usize))
+            .map(move |&at| self.row(&span, usize::from(at)))
     }
 
     /// How many rows the customer has.
     pub(crate) fn len(&self, user: UserIx) -> usize {
-        self.range(user).len()
+        self.span(user).len
     }
 
-    /// The customer's items, sorted: position `at` is [`Histories::row_at`]`(user, at)`.
+    /// The customer's items in two runs, each sorted: first those they bought,
+    /// then the others. Position `at` is [`Histories::row_at`]`(user, at)`.
     pub(crate) fn items(&self, user: UserIx) -> &[ItemIx] {
-        &self.items[self.range(user)]
+        &self.items[self.span(user).rows()]
     }
 
     /// The customer's row at position `at` of [`Histories::items`].
     pub(crate) fn row_at(&self, user: UserIx, at: usize) -> Row {
-        self.row(self.range(user).start + at)
+        self.row(&self.span(user), at)
     }
 
-    /// The customer's row of `item`, if any (rows are sorted by item).
+    /// The customer's row of `item`, if any.
     pub(crate) fn find(&self, user: UserIx, item: ItemIx) -> Option<Row> {
-        let range = self.range(user);
-        let start = range.start;
-        self.items[range]
-            .binary_search(&item)
-            .ok()
-            .map(|at| self.row(start + at))
+        let span = self.span(user);
+        let (purchased, unpurchased) = self.items[span.rows()].split_at(span.purchased);
+        let at = match purchased.binary_search(&item) {
+            Ok(at) => at,
+            Err(_) => span.purchased + unpurchased.binary_search(&item).ok()?,
+        };
+        Some(self.row(&span, at))
     }
 
-    fn range(&self, user: UserIx) -> std::ops::Range<usize> {
+    fn span(&self, user: UserIx) -> Span {
         let u = user as usize;
         if u + 1 >= self.offsets.len() {
-            return 0..0;
+            return Span::default();
         }
-        self.offsets[u] as usize..self.offsets[u + 1] as usize
+        let start = self.offsets[u] as usize;
+        let purchase_start = self.purchase_offsets[u] as usize;
+        Span {
+            start,
+            len: self.offsets[u + 1] as usize - start,
+            purchased: self.purchase_offsets[u + 1] as usize - purchase_start,
+            purchase_start,
+        }
     }
 
-    fn row(&self, r: usize) -> Row {
-        Row {
+    /// The row at position `at` among the customer's.
+    fn row(&self, span: &Span, at: usize) -> Row {
+        let r = span.start + at;
+        let mut row = Row {
             item: self.items[r],
             weight: self.weights[r],
-            purchases: u32::from(self.purchases[r]),
-            first_day: self.base_day + i64::from(self.first_day[r]),
-            last_day: self.base_day + i64::from(self.last_day[r]),
+            purchases: 0,
+            first_day: 0,
+            last_day: 0,
+        };
+        if at < span.purchased {
+            let p = span.purchase_start + at;
+            row.purchases = u32::from(self.purchases[p]);
+            row.first_day = self.day(self.first_day[p]);
+            row.last_day = self.day(self.last_day[p]);
         }
+        row
     }
 
     pub(crate) fn memory_bytes(&self) -> usize {
         self.offsets.capacity() * 4
+            + self.purchase_offsets.capacity() * 4
             + self.strength.capacity() * 2
             + self.items.capacity() * 4
             + self.weights.capacity() * 4
@@ -172,6 +236,7 @@ impl Histories {
 
     pub(crate) fn shrink_to_fit(&mut self) {
         self.offsets.shrink_to_fit();
+        self.purchase_offsets.shrink_to_fit();
         self.strength.shrink_to_fit();
         self.items.shrink_to_fit();
         self.weights.shrink_to_fit();
@@ -180,6 +245,44 @@ impl Histories {
         self.last_day.shrink_to_fit();
     }
 }
+
+/// A count of column entries as an offset (training keeps them within `u32`).
+fn u32_len(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+/// One customer's rows in item order: its two runs (positions among its rows,
+/// each sorted by item), merged.
+struct ByItem<'a> {
+    histories: &'a Histories,
+    span: Span,
+    items: &'a [ItemIx],
+    purchased: std::ops::Range<usize>,
+    unpurchased: std::ops::Range<usize>,
+}
+
+impl Iterator for ByItem<'_> {
+    type Item = Row;
+
+    fn next(&mut self) -> Option<Row> {
+        let unpurchased_next = self.purchased.is_empty()
+            || (!self.unpurchased.is_empty()
+                && self.items[self.unpurchased.start] < self.items[self.purchased.start]);
+        let at = if unpurchased_next {
+            self.unpurchased.next()
+        } else {
+            self.purchased.next()
+        }?;
+        Some(self.histories.row(&self.span, at))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.purchased.len() + self.unpurchased.len();
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for ByItem<'_> {}
 
 /// What one customer's events add up to: their rows, and the groups of items
 /// that co-occurrence counts (the customer's recent items, each basket, each
@@ -271,18 +374,17 @@ pub(crate) fn summarize(events: &[Interaction], config: &ModelConfig, now: i64) 
         if kept == 0 && weight <= 0.0 {
             continue;
         }
-        let (first, last) = if kept > 0 {
-            (first, last)
+        let (first_day, last_day) = if kept > 0 {
+            (day_of(first), day_of(last))
         } else {
-            let seen = group.last().map_or(now, |e| e.time);
-            (seen, seen)
+            (0, 0)
         };
         rows.push(Row {
             item,
             weight,
             purchases: kept,
-            first_day: day_of(first),
-            last_day: day_of(last),
+            first_day,
+            last_day,
         });
         last_seen.push((group.last().map_or(0, |e| e.time), item));
     }
@@ -474,6 +576,13 @@ mod tests {
         // Item 4: viewed (1.0) then taken out of the cart (-1.5): no interest left.
         let items: Vec<ItemIx> = summary.rows.iter().map(|r| r.item).collect();
         assert_eq!(items, vec![1, 2, 3]);
+        assert!(
+            summary
+                .rows
+                .iter()
+                .all(|r| (r.first_day, r.last_day) == (0, 0)),
+            "no purchase, no purchase days"
+        );
     }
 
     #[test]
@@ -511,5 +620,129 @@ mod tests {
         assert_eq!(histories.find(1, 9), Some(tied));
         assert_eq!(histories.rows(5).len(), 0);
         assert_eq!(histories.strongest_first(5).len(), 0);
+    }
+
+    fn bought(item: ItemIx, weight: f32, purchases: u32, days: (i64, i64)) -> Row {
+        Row {
+            item,
+            weight,
+            purchases,
+            first_day: days.0,
+            last_day: days.1,
+        }
+    }
+
+    fn seen(item: ItemIx, weight: f32) -> Row {
+        Row {
+            item,
+            weight,
+            purchases: 0,
+            first_day: 0,
+            last_day: 0,
+        }
+    }
+
+    /// Checks every way of reading `user` against `rows`, what was pushed for
+    /// them (sorted by item).
+    fn assert_answers(histories: &Histories, user: UserIx, rows: &[Row]) {
+        assert_eq!(histories.len(user), rows.len());
+        assert_eq!(histories.rows(user).len(), rows.len());
+        assert_eq!(histories.rows(user).collect::<Vec<_>>(), rows, "by item");
+        let mut strongest = rows.to_vec();
+        strongest.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(a.item.cmp(&b.item)));
+        assert_eq!(
+            histories.strongest_first(user).collect::<Vec<_>>(),
+            strongest
+        );
+        for row in rows {
+            assert_eq!(histories.find(user, row.item), Some(*row));
+        }
+        let bought_then_seen: Vec<ItemIx> = rows
+            .iter()
+            .filter(|r| r.purchases > 0)
+            .chain(rows.iter().filter(|r| r.purchases == 0))
+            .map(|r| r.item)
+            .collect();
+        assert_eq!(histories.items(user), bought_then_seen);
+        for (at, &item) in histories.items(user).iter().enumerate() {
+            assert_eq!(histories.row_at(user, at).item, item);
+        }
+    }
+
+    #[test]
+    fn bought_and_only_seen_rows_answer_alike() {
+        let mixed = [
+            seen(2, 3.0),
+            bought(4, 1.0, 3, (12, 30)),
+            seen(5, 1.0),
+            bought(7, 3.0, 1, (20, 20)),
+            seen(9, 0.5),
+            bought(11, 2.0, 2, (15, 25)),
+        ];
+        let only_bought = [bought(1, 0.5, 1, (10, 10)), bought(3, 4.0, 5, (11, 70))];
+        let only_seen = [seen(0, 1.0), seen(6, 2.0), seen(8, 1.0)];
+        let mut histories = Histories::with_base_day(10);
+        // Any order in: the rows come out the same.
+        histories.push_user(&mixed.iter().rev().copied().collect::<Vec<_>>());
+        histories.push_user(&[]);
+        histories.push_user(&only_bought);
+        histories.push_user(&only_seen);
+        histories.push_user(&mixed);
+
+        assert_eq!(histories.users(), 5);
+        assert_answers(&histories, 0, &mixed);
+        assert_answers(&histories, 1, &[]);
+        assert_answers(&histories, 2, &only_bought);
+        assert_answers(&histories, 3, &only_seen);
+        assert_answers(&histories, 4, &mixed);
+        assert_answers(&histories, 5, &[]);
+
+        assert_eq!(histories.items(0), &[4, 7, 11, 2, 5, 9]);
+        assert_eq!(
+            histories
+                .strongest_first(0)
+                .map(|r| r.item)
+                .collect::<Vec<_>>(),
+            vec![2, 7, 11, 4, 5, 9],
+            "ties across runs go to the lower item"
+        );
+        let viewed = histories.find(0, 5).expect("item 5 seen");
+        assert_eq!(
+            (viewed.purchases, viewed.first_day, viewed.last_day),
+            (0, 0, 0)
+        );
+        assert_eq!(
+            histories.find(0, 4).and_then(|r| r.interval_days()),
+            Some(9.0)
+        );
+        for missing in [0, 1, 3, 6, 8, 10, 12] {
+            assert_eq!(histories.find(0, missing), None, "item {missing}");
+        }
+        assert_eq!(histories.find(1, 2), None);
+        assert_eq!(histories.find(3, 3), None, "customer 2's item");
+    }
+
+    #[test]
+    fn rows_without_purchases_store_no_purchase_columns() {
+        let mut histories = Histories::with_base_day(0);
+        histories.push_user(&[
+            bought(1, 1.0, 1, (0, 0)),
+            seen(2, 1.0),
+            bought(3, 1.0, 2, (0, 5)),
+            seen(4, 0.5),
+            seen(5, 0.5),
+            seen(6, 0.5),
+        ]);
+        histories.push_user(&[]);
+        histories.push_user(&[seen(1, 1.0), seen(2, 2.0), seen(3, 3.0)]);
+        histories.shrink_to_fit();
+        // Two 4-byte offsets per customer and one more each; 16 bytes per row
+        // with purchases, 10 per row without (was 16 for every row).
+        let (customers, rows_bought, rows_seen) = (3, 2, 7);
+        assert_eq!(
+            histories.memory_bytes(),
+            2 * 4 * (customers + 1) + 16 * rows_bought + 10 * rows_seen
+        );
+        assert_eq!(histories.memory_bytes(), 134);
     }
 }
