@@ -140,6 +140,16 @@ impl Scope {
         }
     }
 
+    /// The leaf category of the catalogue's item at the snapshot's index `ix`.
+    fn leaf_category(&self, ix: ItemIx) -> Option<&str> {
+        match &self.items {
+            Some(items) => items.leaf_category(ix),
+            None => self
+                .item(ix)
+                .and_then(|item| catalogue::leaf_category(item)),
+        }
+    }
+
     fn ix(&self, item_id: &str) -> Option<ItemIx> {
         self.snapshot.as_ref().and_then(|s| s.item(item_id))
     }
@@ -226,7 +236,7 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
             origins.bought.insert(id.clone());
             known.bought.insert(id.clone(), *at);
         }
-        let mut strongest: Vec<&Arc<pb::CatalogItem>> = Vec::new();
+        let mut strongest_leaves: Vec<&str> = Vec::new();
         if let (Some(snapshot), Some(user)) = (&scope.snapshot, user) {
             let history = filter::History {
                 snapshot: Arc::clone(snapshot),
@@ -234,11 +244,11 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
             };
             known.history = Some(history.clone());
             origins.purchases = Some(history);
-            strongest = snapshot
+            strongest_leaves = snapshot
                 .models
                 .strongest(user, FAVOURITE_FROM)
                 .into_iter()
-                .filter_map(|ix| scope.item(ix))
+                .filter_map(|ix| scope.leaf_category(ix))
                 .collect();
         }
         origins.history = read_categories(decision)
@@ -248,17 +258,15 @@ fn seeds(scope: &Scope, decision: &Decision, context: &Context, ask: &Ask) -> Se
         // The leaf categories the customer engages with most are "favourite":
         // counted over the session and the strongest items of their history.
         let mut counts: IdMap<&str, usize> = IdMap::default();
-        for item in origins
+        let session_leaves = origins
             .viewed
             .iter()
             .chain(&origins.bought)
             .chain(&origins.cart)
             .filter_map(|id| scope.catalogue.get(id))
-            .chain(strongest)
-        {
-            if let Some(leaf) = catalogue::leaf_category(item) {
-                *counts.entry(leaf).or_default() += 1;
-            }
+            .filter_map(|item| catalogue::leaf_category(item));
+        for leaf in session_leaves.chain(strongest_leaves) {
+            *counts.entry(leaf).or_default() += 1;
         }
         let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
@@ -756,7 +764,8 @@ fn finish(
             Some(c)
         })
         .collect();
-    ranked.sort_by(|a, b| {
+    // Unstable is enough: ids are unique after the dedup, so no two tie.
+    ranked.sort_unstable_by(|a, b| {
         b.score
             .total_cmp(&a.score)
             .then(a.item.item_id.cmp(&b.item.item_id))
