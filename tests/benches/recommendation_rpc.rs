@@ -263,12 +263,16 @@ async fn open_loop(
         _ => String::new(),
     };
     latencies.sort();
+    let mut started_late = run.started_late;
+    started_late.sort();
     println!(
-        "GetRecommendations open loop at {rate} calls/s: {:.0} calls/s answered, {failed} failed, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms{cpu_per_call} (load average {})",
+        "GetRecommendations open loop at {rate} calls/s: {:.0} calls/s answered, {failed} failed, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms{cpu_per_call}; the generator started calls late by p99 {:.2} ms, p99.9 {:.2} ms (load average {})",
         latencies.len() as f64 / elapsed,
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         percentile(&latencies, 0.999),
+        percentile(&started_late, 0.99),
+        percentile(&started_late, 0.999),
         load_average(),
     );
 }

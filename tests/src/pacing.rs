@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 pub struct OpenLoop<T> {
     /// Each call's latency from its due time, with what the call returned.
     pub calls: Vec<(Duration, T)>,
+    /// How late each call started (its task first ran) after its due time:
+    /// the generator's own share of the latencies above. A stall of the
+    /// generator's core shows here; one of the server's does not.
+    pub started_late: Vec<Duration>,
     /// From the first due time to the last answer.
     pub elapsed: Duration,
 }
@@ -56,17 +60,22 @@ where
         let due = due(started, n);
         let answer = call(n);
         tasks.push(tokio::spawn(async move {
+            let started_late = due.elapsed();
             let output = answer.await;
-            (due.elapsed(), output)
+            (due.elapsed(), output, started_late)
         }));
     }
     pacer.join().expect("the pacer thread does not panic");
     let mut calls = Vec::with_capacity(tasks.len());
+    let mut started_late = Vec::with_capacity(tasks.len());
     for task in tasks {
-        calls.push(task.await.expect("an open-loop call does not panic"));
+        let (latency, output, late) = task.await.expect("an open-loop call does not panic");
+        calls.push((latency, output));
+        started_late.push(late);
     }
     OpenLoop {
         calls,
+        started_late,
         elapsed: started.elapsed(),
     }
 }

@@ -24,7 +24,9 @@ use crate::replicas::Pseudonyms;
 /// The dense indexes one training assigned.
 #[derive(Debug, Default)]
 pub struct Indexes {
-    /// Item ids by index.
+    /// Item ids by index, in id order: a training numbers the catalogue's
+    /// items as it iterates them, by id. Answers rely on it to break score
+    /// ties by index instead of reading ids.
     pub items: Vec<String>,
     pub item_ix: IdMap<String, ItemIx>,
     /// Customers the models know, compactly (a row per customer).

@@ -138,6 +138,7 @@ async fn gather(
 ) -> Result<(TrainingData, Indexes, u64), String> {
     let mut indexes = Indexes::default();
     let mut items = Vec::with_capacity(catalogue.len());
+    // In id order, so indexes compare as ids do (see `Indexes::items`).
     for item in catalogue.iter() {
         let ix = dense(&mut indexes.item_ix, &mut indexes.items, &item.item_id);
         debug_assert_eq!(ix as usize, items.len());

@@ -204,22 +204,25 @@ pub struct Diversity {
 }
 
 impl Diversity {
-    /// Takes `item` if the caps leave room for it.
+    /// Takes `item` if the caps leave room for it. Only a capped dimension is
+    /// counted: most requests set no cap, and counting copies each name.
     pub fn admit(&mut self, filter: &Filter, item: &pb::CatalogItem) -> bool {
         let category = catalogue::leaf_category(item).unwrap_or_default();
+        let capped_brand = filter.max_per_brand > 0 && !item.brand.is_empty();
         if filter.max_per_category > 0
             && self.categories.get(category).copied().unwrap_or(0) >= filter.max_per_category
         {
             return false;
         }
-        if filter.max_per_brand > 0
-            && !item.brand.is_empty()
+        if capped_brand
             && self.brands.get(&item.brand).copied().unwrap_or(0) >= filter.max_per_brand
         {
             return false;
         }
-        *self.categories.entry(category.to_owned()).or_default() += 1;
-        if !item.brand.is_empty() {
+        if filter.max_per_category > 0 {
+            *self.categories.entry(category.to_owned()).or_default() += 1;
+        }
+        if capped_brand {
             *self.brands.entry(item.brand.clone()).or_default() += 1;
         }
         true

@@ -84,8 +84,26 @@ pub struct Answer {
 /// words only for the items a page shows (a few of a pool several times larger).
 struct Candidate {
     item: Arc<pb::CatalogItem>,
+    /// The item's index in the served snapshot, for a model's candidate.
+    ix: Option<ItemIx>,
     score: f64,
     why: Why,
+}
+
+impl Candidate {
+    /// Best first: the higher score, then the lower item id. A training
+    /// numbers the catalogue's items in id order, so two candidates of the
+    /// snapshot compare by index, without reading either id (many candidates
+    /// tie on score, and each id read is a cache miss into the catalogue).
+    fn order(&self, other: &Candidate) -> std::cmp::Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then_with(|| match (self.ix, other.ix) {
+                (Some(a), Some(b)) => a.cmp(&b),
+                _ => self.item.item_id.cmp(&other.item.item_id),
+            })
+    }
 }
 
 /// Why a candidate is proposed, before it is put into words.
@@ -585,6 +603,7 @@ fn catalogue_candidates(
             let anchor = anchor.as_ref().filter(|_| related);
             Candidate {
                 item: Arc::clone(item),
+                ix: None,
                 // Below every model candidate, in this order.
                 score: 1e-6 / (1.0 + n as f64),
                 why: Why::Catalogue(anchor.cloned()),
@@ -638,6 +657,7 @@ pub async fn recommend(app: &Recommendation, mut request: Request) -> Result<Ans
         .filter_map(|s| {
             Some(Candidate {
                 item: Arc::clone(scope.item(s.item)?),
+                ix: Some(s.item),
                 score: f64::from(s.score),
                 why: Why::Model(s.because),
             })
@@ -765,11 +785,7 @@ fn finish(
         })
         .collect();
     // Unstable is enough: ids are unique after the dedup, so no two tie.
-    ranked.sort_unstable_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(a.item.item_id.cmp(&b.item.item_id))
-    });
+    ranked.sort_unstable_by(Candidate::order);
     let origins = &seeds.origins;
     let shown: HashSet<paging::Mark> = shown.iter().copied().collect();
     let mut diversity = Diversity::default();
