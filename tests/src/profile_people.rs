@@ -102,6 +102,27 @@ pub fn set_zero_party(
     }
 }
 
+/// Anna's zero-party data for `customer`, as the web shop sets it: a name to
+/// greet by, her shoe size and a favourite brand (the journey and the page
+/// experience tests greet and personalize by them).
+pub fn annas_preferences(customer: &str) -> pb::SetZeroPartyDataRequest {
+    set_zero_party(
+        customer,
+        pb::ZeroPartyData {
+            preferred_name: "Anna".into(),
+            sizes: vec![pb::SizePreference {
+                size_type: "shoes".into(),
+                value: "39".into(),
+                size_system: "EU".into(),
+            }],
+            favourite_brands: vec!["Trailco".into()],
+            ..Default::default()
+        },
+        &["preferred_name", "sizes", "favourite_brands"],
+        common_pb::Channel::Web,
+    )
+}
+
 impl TestApp {
     /// Creates a profile, which must succeed.
     pub async fn create_profile(&self, request: pb::CreateProfileRequest) -> pb::Profile {

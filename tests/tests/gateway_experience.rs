@@ -17,7 +17,7 @@ use attune_tests::delivery::rate;
 use attune_tests::gateway_experience::{
     cart_page, slow_backend, state, stopped_backend, store_page,
 };
-use attune_tests::profile_people::{create_known, identity, set_zero_party};
+use attune_tests::profile_people::{annas_preferences, create_known, identity};
 use attune_tests::recommendation::catalog_item;
 use attune_tests::{TestApp, backend_tests, eventually};
 use tonic::Code;
@@ -68,21 +68,7 @@ async fn seed(app: &TestApp, customer: &str, purposes: &[&str]) {
     .await;
     app.grant(customer, &["personalization"]).await;
     app.profiles()
-        .set_zero_party_data(set_zero_party(
-            customer,
-            profile_pb::ZeroPartyData {
-                preferred_name: "Anna".into(),
-                sizes: vec![profile_pb::SizePreference {
-                    size_type: "shoes".into(),
-                    value: "39".into(),
-                    size_system: "EU".into(),
-                }],
-                favourite_brands: vec!["Trailco".into()],
-                ..Default::default()
-            },
-            &["preferred_name", "sizes", "favourite_brands"],
-            common_pb::Channel::Web,
-        ))
+        .set_zero_party_data(annas_preferences(customer))
         .await
         .unwrap();
     // The test decides what stays granted.

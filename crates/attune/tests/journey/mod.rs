@@ -22,7 +22,7 @@ use attune_tests::delivery::{at, cart, pickup, rate};
 use attune_tests::gateway_experience::{cart_page, state, store_page};
 use attune_tests::loyalty::{eur_rule, redemption};
 use attune_tests::profile_events::{self, eur, item, purchase, statuses, view};
-use attune_tests::profile_people::{create_known, identity, set_zero_party};
+use attune_tests::profile_people::{annas_preferences, create_known, identity};
 use attune_tests::recommendation::catalog_item;
 use chrono::{DateTime, Utc};
 
@@ -92,21 +92,7 @@ pub async fn run(deployment: &Deployment, now: DateTime<Utc>) -> Answers {
     app.grant(CUSTOMER, &["personalization", "store_visits"])
         .await;
     app.profiles()
-        .set_zero_party_data(set_zero_party(
-            CUSTOMER,
-            profile_pb::ZeroPartyData {
-                preferred_name: "Anna".into(),
-                sizes: vec![profile_pb::SizePreference {
-                    size_type: "shoes".into(),
-                    value: "39".into(),
-                    size_system: "EU".into(),
-                }],
-                favourite_brands: vec!["Trailco".into()],
-                ..Default::default()
-            },
-            &["preferred_name", "sizes", "favourite_brands"],
-            common_pb::Channel::Web,
-        ))
+        .set_zero_party_data(annas_preferences(CUSTOMER))
         .await
         .expect("zero-party data is stored");
 
