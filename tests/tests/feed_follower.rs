@@ -354,7 +354,7 @@ backend_tests! {
         assert_exactly_once(&consumer.applied().await, written);
     }
 
-    async fn of_two_followers_one_applies_and_the_other_takes_over_within_the_lease(app) {
+    async fn of_two_followers_one_applies_and_the_other_takes_over_when_its_lease_lapses(app) {
         let consumer = Consumer::create(&app).await;
         let a = consumer.follow(&app, RecordChanges::default());
         let b = consumer.follow(&app, RecordChanges::default());
