@@ -15,6 +15,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use attune_proto::recommendation::v1 as pb;
 use chrono::{DateTime, Utc};
 
+use crate::answer::filter::Availability;
 use crate::catalogue::Catalogue;
 use crate::customer_index::CustomerIndex;
 use crate::idmap::IdMap;
@@ -99,9 +100,18 @@ pub struct ItemsByIx {
     /// small table where reading the items touches fifty of them.
     leaves: Vec<u32>,
     leaf_names: Vec<String>,
+    /// Each item's availability, for the filter (`Filter::admits_available`).
+    availability: Vec<Availability>,
 }
 
 const NO_LEAF: u32 = u32::MAX;
+
+/// The availability kept for an index the catalogue has no item for (never
+/// read: such an index has no item to judge).
+const UNLISTED: Availability = Availability {
+    active: false,
+    in_stock: false,
+};
 
 impl ItemsByIx {
     /// Looks every item of `snapshot` up in `catalogue` once.
@@ -126,12 +136,17 @@ impl ItemsByIx {
                 })
             })
             .collect();
+        let availability = items
+            .iter()
+            .map(|item| item.as_deref().map_or(UNLISTED, Availability::of))
+            .collect();
         Self {
             snapshot,
             catalogue,
             items,
             leaves,
             leaf_names,
+            availability,
         }
     }
 
@@ -143,6 +158,12 @@ impl ItemsByIx {
     /// The catalogue's item at index `ix` of the snapshot, if it has one.
     pub fn get(&self, ix: ItemIx) -> Option<&Arc<pb::CatalogItem>> {
         self.items.get(ix as usize)?.as_ref()
+    }
+
+    /// The availability of the catalogue's item at index `ix`, if it has one.
+    pub fn availability(&self, ix: ItemIx) -> Option<Availability> {
+        self.get(ix)?;
+        self.availability.get(ix as usize).copied()
     }
 
     /// The leaf category of the catalogue's item at index `ix`, if any.
@@ -384,6 +405,41 @@ mod tests {
             ]
         );
         assert_eq!(table.leaf_names, ["hot", "spreads"], "each name once");
+    }
+
+    #[test]
+    fn the_item_table_tells_each_items_availability() {
+        let snapshot = snapshot(&["tea", "jam", "honey", "gone"]);
+        let stocked = |id: &str, active, in_stock| pb::CatalogItem {
+            item_id: id.to_owned(),
+            active,
+            in_stock,
+            ..Default::default()
+        };
+        let shop = Arc::new(Catalogue::new([
+            stocked("tea", None, None),
+            stocked("jam", Some(true), Some(false)),
+            stocked("honey", Some(false), Some(true)),
+        ]));
+        let table = ItemsByIx::build(snapshot, Arc::clone(&shop));
+        for (ix, id) in [(0, "tea"), (1, "jam"), (2, "honey")] {
+            assert_eq!(
+                table.availability(ix),
+                Some(Availability::of(shop.get(id).unwrap())),
+                "{id}"
+            );
+        }
+        let available = |active, in_stock| Some(Availability { active, in_stock });
+        assert_eq!(
+            (0..3).map(|ix| table.availability(ix)).collect::<Vec<_>>(),
+            [
+                available(true, true),
+                available(true, false),
+                available(false, true)
+            ]
+        );
+        assert_eq!(table.availability(3), None, "not in the catalogue");
+        assert_eq!(table.availability(4), None, "not in the snapshot");
     }
 
     #[tokio::test]

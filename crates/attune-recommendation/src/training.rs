@@ -165,6 +165,7 @@ async fn gather(
             active: catalogue::is_active(item),
         });
     }
+    debug_assert!(indexes.items.is_sorted(), "items are numbered in id order");
     let mut users: Vec<String> = Vec::new();
     let mut user_ix: crate::idmap::IdMap<String, u32> = crate::idmap::IdMap::default();
     let mut interactions = Vec::new();

@@ -25,7 +25,7 @@ use crate::experiments::Assigned;
 use crate::impressions::Impression;
 use crate::model::{Because, ItemIx, Scored, Task};
 use crate::served::{ItemsByIx, Snapshot};
-use filter::{Diversity, Filter, Known};
+use filter::{Availability, Diversity, Filter, Known};
 use paging::Page;
 use personal::{Decision, Personal};
 use reasons::Origins;
@@ -156,6 +156,12 @@ impl Scope {
                 .item_id(ix)
                 .and_then(|id| self.catalogue.get(id)),
         }
+    }
+
+    /// The availability of the catalogue's item at the snapshot's index `ix`,
+    /// when the item table is built.
+    fn availability(&self, ix: ItemIx) -> Option<Availability> {
+        self.items.as_ref()?.availability(ix)
     }
 
     /// The leaf category of the catalogue's item at the snapshot's index `ix`.
@@ -646,9 +652,12 @@ pub async fn recommend(app: &Recommendation, mut request: Request) -> Result<Ans
     let pool = (want * 3 + 30).min(2000);
     let filter = &request.filter;
     let admits = |ix: ItemIx| {
-        scope
-            .item(ix)
-            .is_some_and(|item| filter.admits(item, &seeds.known, scope.now))
+        scope.item(ix).is_some_and(|item| {
+            let availability = scope
+                .availability(ix)
+                .unwrap_or_else(|| Availability::of(item));
+            filter.admits_available(item, availability, &seeds.known, scope.now)
+        })
     };
     let exclude = |ix: ItemIx| !admits(ix);
     let scored = model_candidates(&scope, &request, &seeds, pool, &exclude);
