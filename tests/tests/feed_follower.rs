@@ -191,25 +191,12 @@ impl Consumer {
     /// Starts a follower of the app's change feed whose lease lasts `lease`.
     fn follow_leased(&self, app: &TestApp, apply: RecordChanges, lease: Duration) -> Running {
         let source = ConsentChangeSource::new(channel_to(app));
-        self.start(app, FEED, source, apply, lease)
+        self.follow_source(app, FEED, source, apply, lease)
     }
 
-    /// Starts a follower called `name` of `source` as a task.
+    /// Starts a follower called `name` of `source`, whose lease lasts `lease`,
+    /// as a task.
     fn follow_source<S>(
-        &self,
-        app: &TestApp,
-        name: &'static str,
-        source: S,
-        apply: RecordChanges,
-    ) -> Running
-    where
-        S: BatchSource,
-        S::Item: Positioned,
-    {
-        self.start(app, name, source, apply, LEASE)
-    }
-
-    fn start<S>(
         &self,
         app: &TestApp,
         name: &'static str,
@@ -462,7 +449,8 @@ backend_tests! {
         }
         let consumer = Consumer::create(&app).await;
         let source = || ProfileFeedSource::new(channel_to(&app));
-        let first = consumer.follow_source(&app, PROFILE_FEED, source(), RecordChanges::default());
+        let first =
+            consumer.follow_source(&app, PROFILE_FEED, source(), RecordChanges::default(), LEASE);
         let first_writer = tokio::spawn(ingest_views(app.channel.clone(), "w1", 60));
         eventually("the first follower applied something", async || {
             first.progress.position() > 0
@@ -472,7 +460,8 @@ backend_tests! {
         // beyond the cursor it committed.
         drop(first);
         let second_writer = tokio::spawn(ingest_views(app.channel.clone(), "w2", 60));
-        let second = consumer.follow_source(&app, PROFILE_FEED, source(), RecordChanges::default());
+        let second =
+            consumer.follow_source(&app, PROFILE_FEED, source(), RecordChanges::default(), LEASE);
         let written = first_writer.await.unwrap() + second_writer.await.unwrap();
         assert_eq!(written, 120);
         let head = app.feed_to_head(0).await.last().map_or(0, |entry| entry.sequence);

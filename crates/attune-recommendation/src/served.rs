@@ -93,60 +93,54 @@ fn ids_bytes<V>(ids: &[String], ix: &IdMap<String, V>) -> usize {
 pub struct ItemsByIx {
     snapshot: Arc<Snapshot>,
     catalogue: Arc<Catalogue>,
-    items: Vec<Option<Arc<pb::CatalogItem>>>,
-    /// Each item's leaf category, as a position in `leaf_names` ([`NO_LEAF`]
-    /// for none): favourite categories are counted over a customer's fifty
-    /// strongest items on every answer, and reading them here touches one
-    /// small table where reading the items touches fifty of them.
-    leaves: Vec<u32>,
+    entries: Vec<Option<Entry>>,
     leaf_names: Vec<String>,
-    /// Each item's availability, for the filter (`Filter::admits_available`).
-    availability: Vec<Availability>,
+}
+
+/// What an answer reads of one catalogue item, by the snapshot's index. The
+/// leaf category and availability are copied out of the item: favourite
+/// categories are counted over a customer's fifty strongest items and the
+/// filter judges every candidate, on every answer, and reading the items
+/// themselves was a cache miss each.
+struct Entry {
+    item: Arc<pb::CatalogItem>,
+    /// The leaf category as a position in `leaf_names`; [`NO_LEAF`] for none.
+    leaf: u32,
+    /// For the filter (`Filter::admits_available`).
+    availability: Availability,
 }
 
 const NO_LEAF: u32 = u32::MAX;
 
-/// The availability kept for an index the catalogue has no item for (never
-/// read: such an index has no item to judge).
-const UNLISTED: Availability = Availability {
-    active: false,
-    in_stock: false,
-};
-
 impl ItemsByIx {
     /// Looks every item of `snapshot` up in `catalogue` once.
     pub fn build(snapshot: Arc<Snapshot>, catalogue: Arc<Catalogue>) -> Self {
-        let items: Vec<Option<Arc<pb::CatalogItem>>> = snapshot
+        let mut leaf_names = Vec::new();
+        let mut leaf_ix: IdMap<&str, u32> = IdMap::default();
+        let entries = snapshot
             .indexes
             .items
             .iter()
-            .map(|id| catalogue.get(id).cloned())
-            .collect();
-        let mut leaf_names = Vec::new();
-        let mut leaf_ix: IdMap<&str, u32> = IdMap::default();
-        let leaves = items
-            .iter()
-            .map(|item| {
-                let Some(leaf) = item.as_deref().and_then(crate::catalogue::leaf_category) else {
-                    return NO_LEAF;
-                };
-                *leaf_ix.entry(leaf).or_insert_with(|| {
-                    leaf_names.push(leaf.to_owned());
-                    u32::try_from(leaf_names.len() - 1).unwrap_or(NO_LEAF)
+            .map(|id| {
+                let item = catalogue.get(id)?;
+                let leaf = crate::catalogue::leaf_category(item).map_or(NO_LEAF, |leaf| {
+                    *leaf_ix.entry(leaf).or_insert_with(|| {
+                        leaf_names.push(leaf.to_owned());
+                        u32::try_from(leaf_names.len() - 1).unwrap_or(NO_LEAF)
+                    })
+                });
+                Some(Entry {
+                    item: Arc::clone(item),
+                    leaf,
+                    availability: Availability::of(item),
                 })
             })
-            .collect();
-        let availability = items
-            .iter()
-            .map(|item| item.as_deref().map_or(UNLISTED, Availability::of))
             .collect();
         Self {
             snapshot,
             catalogue,
-            items,
-            leaves,
+            entries,
             leaf_names,
-            availability,
         }
     }
 
@@ -155,20 +149,23 @@ impl ItemsByIx {
         Arc::ptr_eq(&self.snapshot, snapshot) && Arc::ptr_eq(&self.catalogue, catalogue)
     }
 
+    fn entry(&self, ix: ItemIx) -> Option<&Entry> {
+        self.entries.get(ix as usize)?.as_ref()
+    }
+
     /// The catalogue's item at index `ix` of the snapshot, if it has one.
     pub fn get(&self, ix: ItemIx) -> Option<&Arc<pb::CatalogItem>> {
-        self.items.get(ix as usize)?.as_ref()
+        self.entry(ix).map(|entry| &entry.item)
     }
 
     /// The availability of the catalogue's item at index `ix`, if it has one.
     pub fn availability(&self, ix: ItemIx) -> Option<Availability> {
-        self.get(ix)?;
-        self.availability.get(ix as usize).copied()
+        self.entry(ix).map(|entry| entry.availability)
     }
 
     /// The leaf category of the catalogue's item at index `ix`, if any.
     pub fn leaf_category(&self, ix: ItemIx) -> Option<&str> {
-        let leaf = *self.leaves.get(ix as usize)?;
+        let leaf = self.entry(ix)?.leaf;
         self.leaf_names.get(leaf as usize).map(String::as_str)
     }
 }
