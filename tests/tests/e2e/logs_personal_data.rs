@@ -36,7 +36,7 @@ fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
                     .with_filter(EnvFilter::new("debug")),
             )
             .try_init()
-            .expect("this test binary installs the only subscriber");
+            .expect("nextest runs each test in a process of its own: this is its only subscriber");
         logs
     })
 }

@@ -8,11 +8,10 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
-mod support;
-
 use std::collections::{BTreeSet, HashMap};
 use std::time::SystemTime;
 
+use crate::support::{EveryServiceApart, Process, attune, postgres_database, sqlite_url};
 use attune_proto::common::v1 as common_pb;
 use attune_proto::consent::v1 as consent_pb;
 use attune_proto::gateway::v1 as gateway_pb;
@@ -26,7 +25,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use support::{EveryServiceApart, Process, attune, postgres_database, sqlite_url};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::TcpListenerStream;
 

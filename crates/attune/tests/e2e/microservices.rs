@@ -14,15 +14,14 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
-mod journey;
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::journey::{self, Answers, Deployment};
+use crate::support::{Process, attune};
 use attune_kit::config::Config;
 use attune_kit::db::{Backend, TestDatabase, fresh_test_database_on};
 use attune_proto::common::v1::DeliveryMethod;
@@ -33,8 +32,6 @@ use attune_tests::delivery::{assert_counters_agree, slot};
 use attune_tests::loyalty::redemption;
 use attune_tests::profile_events::{eur, item, purchase, statuses};
 use chrono::{SubsecRound, Utc};
-use journey::{Answers, Deployment};
-use support::{Process, attune};
 
 /// One pseudonymisation key for every process, so that the split deployment
 /// and the monolith pseudonymise alike (and no replica races another to

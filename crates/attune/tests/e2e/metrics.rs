@@ -6,15 +6,13 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
 
+use crate::support::{Process, attune, postgres_database, sqlite_url};
 use attune_proto::consent::v1 as consent_pb;
 use attune_proto::recommendation::v1 as recommendation_pb;
-use support::{Process, attune, postgres_database, sqlite_url};
 
 /// One sample line: its labels and value.
 #[derive(Debug, Clone)]

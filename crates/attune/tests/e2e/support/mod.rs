@@ -1,9 +1,5 @@
 //! The real `attune` binary as child processes: start one, learn where it
 //! serves, keep its log lines, stop it with SIGTERM, and never leave one behind.
-//!
-//! Each test file that runs processes declares `mod support;`; not every file
-//! uses every helper.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -99,11 +95,6 @@ impl Process {
     /// `http://host:port`, for a client or another process's settings.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
-    }
-
-    /// The operating system's id of the process.
-    pub fn id(&self) -> u32 {
-        self.child.id()
     }
 
     /// The string field `key` of the first log line holding `message`, if it

@@ -4,9 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test fails
 
-mod support;
-
-use support::{EveryServiceApart, Process, attune, postgres_database, sqlite_url};
+use crate::support::{EveryServiceApart, Process, attune, postgres_database, sqlite_url};
 
 /// A temporary SQLite database that `attune migrate` has set up, and its URL.
 fn migrated_sqlite() -> (tempfile::TempDir, String) {
