@@ -15,9 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::metrics::data::{
-    AggregatedMetrics, Gauge, Histogram, MetricData, ResourceMetrics, Sum,
-};
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Histogram, MetricData, ResourceMetrics};
 
 /// The `Content-Type` of what [`encode`] writes.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -137,36 +135,30 @@ fn write_float(value: f64, out: &mut String) {
 
 fn write_data<T: SampleValue>(out: &mut String, name: &str, data: &MetricData<T>) {
     match data {
-        MetricData::Gauge(gauge) => write_gauge(out, name, gauge),
-        MetricData::Sum(sum) => write_sum(out, name, sum),
+        MetricData::Gauge(gauge) => write_values(
+            out,
+            name,
+            gauge.data_points().map(|p| (p.attributes(), p.value())),
+        ),
+        MetricData::Sum(sum) => write_values(
+            out,
+            name,
+            sum.data_points().map(|p| (p.attributes(), p.value())),
+        ),
         MetricData::Histogram(histogram) => write_histogram(out, name, histogram),
         MetricData::ExponentialHistogram(_) => {}
     }
 }
 
-fn write_gauge<T: SampleValue>(out: &mut String, name: &str, gauge: &Gauge<T>) {
-    for point in gauge.data_points() {
-        write_sample(
-            out,
-            name,
-            "",
-            &labels(point.attributes()),
-            None,
-            point.value(),
-        );
-    }
-}
-
-fn write_sum<T: SampleValue>(out: &mut String, name: &str, sum: &Sum<T>) {
-    for point in sum.data_points() {
-        write_sample(
-            out,
-            name,
-            "",
-            &labels(point.attributes()),
-            None,
-            point.value(),
-        );
+/// One sample per point of a gauge or a sum (their points are different types
+/// with the same two parts: attributes and a value).
+fn write_values<'a, T: SampleValue, A: Iterator<Item = &'a KeyValue>>(
+    out: &mut String,
+    name: &str,
+    points: impl Iterator<Item = (A, T)>,
+) {
+    for (attributes, value) in points {
+        write_sample(out, name, "", &labels(attributes), None, value);
     }
 }
 
