@@ -6,13 +6,12 @@
 
 use attune_kit::ApiError;
 use attune_kit::pagination::encode_page_token;
-use attune_kit::privacy::{ExportRequest, no_linked_ids, parse_erase, struct_from_json};
-use attune_kit::types::time;
+use attune_kit::privacy::{
+    Erased, ExportRequest, Subject, no_linked_ids, parse_erase, struct_from_json,
+};
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
-use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
-use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
 use crate::app::Delivery;
@@ -37,17 +36,6 @@ impl DeliveryPrivacyApi {
     pub fn new(delivery: Delivery) -> Self {
         Self { delivery }
     }
-}
-
-#[derive(Serialize)]
-struct Subject<'a> {
-    customer_id: &'a str,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Erased {
-    erased_record_count: i64,
-    erase_time: DateTime<Utc>,
 }
 
 /// Every record delivery holds about a customer, in a stable order.
@@ -194,20 +182,14 @@ impl DataSubjectService for DeliveryPrivacyApi {
                 },
                 async |txn| {
                     let count = erase_in(txn, customer.as_ref()).await?;
-                    Ok(Erased {
-                        erased_record_count: i64::try_from(count).unwrap_or(i64::MAX),
-                        erase_time: now,
-                    })
+                    Ok(Erased::new(count, now))
                 },
             )
             .await?
             .into_inner();
-        Ok(Response::new(pb::EraseCustomerResponse {
-            service: SERVICE.to_owned(),
-            erased_record_count: erased.erased_record_count,
-            retained: vec![RETAINED.to_owned()],
-            erase_time: Some(time::to_proto(erased.erase_time)),
-        }))
+        Ok(Response::new(
+            erased.response(SERVICE, vec![RETAINED.to_owned()]),
+        ))
     }
 
     async fn list_linked_customer_ids(

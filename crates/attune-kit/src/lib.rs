@@ -18,7 +18,8 @@
 //! - [`metrics`]: the Prometheus endpoint, per-call gRPC metrics, pool usage.
 //! - [`pagination`]: page sizes and opaque page tokens.
 //! - [`consent`]: the consent rule every service applies the same way.
-//! - [`privacy`]: shared pieces of data-subject export and erasure.
+//! - [`privacy`]: shared pieces of data-subject export and erasure: checked
+//!   requests, the two-part export's paging, an erasure's outcome.
 //! - [`server`]: the gRPC bootstrap (health, reflection, limits, graceful shutdown),
 //!   on a port or started in process for the gateway to call directly.
 //! - [`service`]: [`Service`], what a service tells the platform about itself.

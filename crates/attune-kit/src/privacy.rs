@@ -2,13 +2,19 @@
 //! data-subject requests the same way.
 
 use attune_proto::privacy::v1 as pb;
+use chrono::{DateTime, Utc};
 use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value};
+use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataMap;
 
 use crate::error::{ApiError, Violations, checked};
 use crate::pagination::{decode_cursor, encode_page_token, page_size};
-use crate::types::{CustomerId, RequestId};
+use crate::types::{CustomerId, RequestId, time};
+
+mod export;
+
+pub use export::{ExportCursor, export_page};
 
 /// The metadata key a caller forwards a browser's `Sec-GPC` header as.
 pub const GPC_METADATA_KEY: &str = "sec-gpc";
@@ -29,6 +35,49 @@ pub fn gpc_signalled_in_headers(headers: &http::HeaderMap) -> bool {
         .get(GPC_METADATA_KEY)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.trim() == "1")
+}
+
+/// What a data-subject request (an export, an erasure) is about, as its
+/// request log fingerprints it ([`PseudonymKey::fingerprint`]): the same
+/// request id for another customer is another request. The fingerprint is
+/// taken over the JSON `{"customer_id":"…"}`, and those of requests already
+/// logged must still match: the field keeps its name.
+///
+/// [`PseudonymKey::fingerprint`]: crate::secrets::PseudonymKey::fingerprint
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Subject<'a> {
+    /// The customer the request is about.
+    pub customer_id: &'a str,
+}
+
+/// What an erasure did, as its request log stores it (JSON) to answer its
+/// retries: stored outcomes are read back, so the fields keep their names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erased {
+    /// How many records the erasure deleted, pseudonymised or forgot.
+    pub erased_record_count: i64,
+    /// When it ran.
+    pub erase_time: DateTime<Utc>,
+}
+
+impl Erased {
+    /// `count` records erased at `erase_time` (a count past `i64::MAX` stays there).
+    pub fn new(count: u64, erase_time: DateTime<Utc>) -> Self {
+        Self {
+            erased_record_count: i64::try_from(count).unwrap_or(i64::MAX),
+            erase_time,
+        }
+    }
+
+    /// `service`'s receipt for this erasure, naming what it `retained`.
+    pub fn response(self, service: &str, retained: Vec<String>) -> pb::EraseCustomerResponse {
+        pb::EraseCustomerResponse {
+            service: service.to_owned(),
+            erased_record_count: self.erased_record_count,
+            retained,
+            erase_time: Some(time::to_proto(self.erase_time)),
+        }
+    }
 }
 
 /// A checked `ExportCustomerDataRequest`: whose data, under which request id,
@@ -206,6 +255,32 @@ mod tests {
             assert_eq!(gpc_signalled_in_headers(&headers), signalled, "{value:?}");
         }
         assert!(!gpc_signalled_in_headers(&http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn a_subject_is_fingerprinted_as_its_customer_id_alone() {
+        // Fingerprints of logged requests were taken over exactly these bytes.
+        assert_eq!(
+            serde_json::to_string(&Subject { customer_id: "c-1" }).unwrap(),
+            r#"{"customer_id":"c-1"}"#
+        );
+    }
+
+    #[test]
+    fn an_erasure_reads_back_as_stored() {
+        let stored = r#"{"erased_record_count":3,"erase_time":"2024-05-06T07:08:09.123456Z"}"#;
+        let erased: Erased = serde_json::from_str(stored).unwrap();
+        let at = DateTime::parse_from_rfc3339("2024-05-06T07:08:09.123456Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(erased, Erased::new(3, at));
+        assert_eq!(serde_json::to_string(&erased).unwrap(), stored);
+        assert_eq!(Erased::new(u64::MAX, at).erased_record_count, i64::MAX);
+        let receipt = erased.response("attune.test.v1", vec!["nothing".into()]);
+        assert_eq!(receipt.service, "attune.test.v1");
+        assert_eq!(receipt.erased_record_count, 3);
+        assert_eq!(receipt.retained, ["nothing"]);
+        assert_eq!(receipt.erase_time, Some(time::to_proto(at)));
     }
 
     #[test]

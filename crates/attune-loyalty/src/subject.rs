@@ -7,14 +7,14 @@
 
 use attune_kit::ApiError;
 use attune_kit::idempotency::Request as Logged;
-use attune_kit::pagination::encode_page_token;
-use attune_kit::privacy::{ExportRequest, no_linked_ids, parse_erase, struct_from_json};
-use attune_kit::types::time;
+use attune_kit::privacy::{
+    Erased, ExportCursor, ExportRequest, Subject, export_page, no_linked_ids, parse_erase,
+    struct_from_json,
+};
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseTransaction, FromQueryResult};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tonic::{Request, Response, Status};
 
@@ -38,41 +38,6 @@ impl LoyaltyPrivacyApi {
     pub fn new(loyalty: Loyalty) -> Self {
         Self { loyalty }
     }
-}
-
-/// Where an export page starts.
-#[derive(Debug, Clone, Copy)]
-enum Cursor {
-    About(usize),
-    Entries(i64),
-}
-
-impl Cursor {
-    fn parse(text: &str) -> Option<Self> {
-        match text.split_once(':')? {
-            ("a", n) => n.parse().ok().map(Self::About),
-            ("e", n) => n.parse().ok().map(Self::Entries),
-            _ => None,
-        }
-    }
-
-    fn token(self) -> String {
-        encode_page_token(&match self {
-            Self::About(n) => format!("a:{n}"),
-            Self::Entries(n) => format!("e:{n}"),
-        })
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Erased {
-    erased_record_count: i64,
-    erase_time: DateTime<Utc>,
-}
-
-#[derive(Serialize)]
-struct Subject<'a> {
-    customer_id: &'a str,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -145,47 +110,30 @@ impl LoyaltyPrivacyApi {
         Ok(records)
     }
 
-    async fn page(
+    /// Up to `count` of the customer's ledger entries after `after`, by entry id.
+    async fn entries(
         &self,
         customer: &str,
-        from: Cursor,
-        limit: usize,
-    ) -> Result<(Vec<pb::DataRecord>, Option<Cursor>), ApiError> {
-        let mut records = Vec::new();
-        let after = match from {
-            Cursor::Entries(after) => after,
-            Cursor::About(offset) => {
-                let about = self.about(customer).await?;
-                let end = offset.saturating_add(limit).min(about.len());
-                records.extend(about[offset.min(end)..end].iter().cloned());
-                if end < about.len() {
-                    return Ok((records, Some(Cursor::About(end))));
-                }
-                0
-            }
-        };
-        let room = limit - records.len();
+        after: i64,
+        count: usize,
+    ) -> Result<Vec<(i64, pb::DataRecord)>, ApiError> {
         let rows: Vec<EntryRow> = all(
             &self.loyalty.db,
             &format!(
                 "SELECT {ENTRY_COLUMNS} FROM loyalty_entries WHERE customer_id = ? AND entry_id > ? \
                  ORDER BY entry_id LIMIT ?"
             ),
-            vec![customer.into(), after.into(), i64::try_from(room + 1).unwrap_or(i64::MAX).into()],
+            vec![customer.into(), after.into(), i64::try_from(count).unwrap_or(i64::MAX).into()],
         )
         .await?;
-        let more = rows.len() > room;
-        let mut last = after;
-        for row in rows.into_iter().take(room) {
-            let entry = row.into_entry()?;
-            last = entry.entry_id;
-            records.push(record(
-                "ledger_entry",
-                entry.entry_id.to_string(),
-                serde_json::to_value(entry).map_err(ApiError::internal)?,
-            ));
-        }
-        Ok((records, more.then_some(Cursor::Entries(last))))
+        rows.into_iter()
+            .map(|row| {
+                let entry = row.into_entry()?;
+                let id = entry.entry_id;
+                let data = serde_json::to_value(entry).map_err(ApiError::internal)?;
+                Ok((id, record("ledger_entry", id.to_string(), data)))
+            })
+            .collect()
     }
 }
 
@@ -233,11 +181,7 @@ async fn erase_in(
         .await?
         .rows_affected();
     }
-    let count = entries + vouchers + deleted + requests;
-    Ok(Erased {
-        erased_record_count: i64::try_from(count).unwrap_or(i64::MAX),
-        erase_time: now,
-    })
+    Ok(Erased::new(entries + vouchers + deleted + requests, now))
 }
 
 #[tonic::async_trait]
@@ -251,7 +195,7 @@ impl DataSubjectService for LoyaltyPrivacyApi {
             request_id,
             limit,
             after,
-        } = ExportRequest::parse(request.into_inner(), Cursor::parse)?;
+        } = ExportRequest::parse(request.into_inner(), ExportCursor::parse)?;
         if after.is_none() {
             let loyalty = &self.loyalty;
             let txn = loyalty.begin_write().await?;
@@ -272,12 +216,18 @@ impl DataSubjectService for LoyaltyPrivacyApi {
                 .await?;
             txn.commit().await.map_err(ApiError::from)?;
         }
-        let from = after.unwrap_or(Cursor::About(0));
-        let (records, next) = self.page(customer.as_ref(), from, limit as usize).await?;
+        let customer = customer.as_ref();
+        let (records, next) = export_page(
+            after.unwrap_or_default(),
+            limit,
+            async || self.about(customer).await,
+            async |after, count| self.entries(customer, after, count).await,
+        )
+        .await?;
         Ok(Response::new(pb::ExportCustomerDataResponse {
             service: SERVICE.to_owned(),
             records,
-            next_page_token: next.map(Cursor::token).unwrap_or_default(),
+            next_page_token: next.map(ExportCursor::token).unwrap_or_default(),
         }))
     }
 
@@ -306,12 +256,9 @@ impl DataSubjectService for LoyaltyPrivacyApi {
             .await?
             .into_inner();
         txn.commit().await.map_err(ApiError::from)?;
-        Ok(Response::new(pb::EraseCustomerResponse {
-            service: SERVICE.to_owned(),
-            erased_record_count: erased.erased_record_count,
-            retained: vec![RETAINED.to_owned()],
-            erase_time: Some(time::to_proto(erased.erase_time)),
-        }))
+        Ok(Response::new(
+            erased.response(SERVICE, vec![RETAINED.to_owned()]),
+        ))
     }
 
     async fn list_linked_customer_ids(

@@ -6,7 +6,10 @@
 
 use attune_kit::ApiError;
 use attune_kit::idempotency::{DataSubject, Request as Logged};
-use attune_kit::privacy::{ExportRequest, LinkedIdsRequest, parse_erase};
+use attune_kit::privacy::{
+    Erased, ExportCursor, ExportRequest, LinkedIdsRequest, Subject, export_page, parse_erase,
+    struct_from_json,
+};
 use attune_kit::types::time;
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
@@ -14,7 +17,6 @@ use attune_proto::profile::v1 as profile_pb;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
-use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
 use crate::Profile;
@@ -41,45 +43,6 @@ impl ProfilePrivacyApi {
     pub fn new(profile: Profile) -> Self {
         Self { profile }
     }
-}
-
-/// Where a page of an export starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ExportCursor {
-    /// At this offset of the records about the customer.
-    About(usize),
-    /// After this feed sequence among the customer's events.
-    Events(i64),
-}
-
-impl ExportCursor {
-    fn parse(text: &str) -> Option<Self> {
-        match text.split_once(':')? {
-            ("a", offset) => offset.parse().ok().map(Self::About),
-            ("e", sequence) => sequence.parse().ok().map(Self::Events),
-            _ => None,
-        }
-    }
-
-    fn token(self) -> String {
-        attune_kit::pagination::encode_page_token(&match self {
-            Self::About(offset) => format!("a:{offset}"),
-            Self::Events(sequence) => format!("e:{sequence}"),
-        })
-    }
-}
-
-/// What an erasure did, as remembered for its retries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Erased {
-    erased_record_count: i64,
-    erase_time: DateTime<Utc>,
-}
-
-/// The fingerprint of a data-subject request: which customer it is about.
-#[derive(Serialize)]
-struct Subject<'a> {
-    customer_id: &'a str,
 }
 
 /// Where `customer_id` stands: a live profile, an id merged into one, or unknown.
@@ -126,46 +89,30 @@ async fn covered_ids(db: &impl ConnectionTrait, customer_id: &str) -> Result<Vec
 }
 
 impl ProfilePrivacyApi {
-    /// One page of the export of `ids`, from `from`: first the few records about
-    /// the customer (profiles, identities, zero-party data, traits, segment
-    /// memberships), built afresh for each page of that part, then the events,
-    /// read page by page from the feed by sequence. Returns the records and
-    /// where the next page starts.
-    async fn page(
+    /// Up to `count` of the events of `ids` after feed sequence `after`, in
+    /// sequence order.
+    async fn events(
         &self,
         ids: &[String],
-        from: ExportCursor,
-        limit: usize,
-    ) -> Result<(Vec<pb::DataRecord>, Option<ExportCursor>), ApiError> {
-        let db = &self.profile.db;
-        let mut records = Vec::new();
-        let mut after_event = match from {
-            ExportCursor::Events(after) => after,
-            ExportCursor::About(offset) => {
-                let about = self.about(ids).await?;
-                let end = offset.saturating_add(limit).min(about.len());
-                records.extend(about[offset.min(end)..end].iter().cloned());
-                if end < about.len() {
-                    return Ok((records, Some(ExportCursor::About(end))));
-                }
-                0
-            }
-        };
-        let room = limit - records.len();
+        after: i64,
+        count: usize,
+    ) -> Result<Vec<(i64, pb::DataRecord)>, ApiError> {
         let events =
-            crate::events::subject::events_after(db, ids, after_event, room as u64 + 1).await?;
-        let more = events.len() > room;
-        for (sequence, event) in events.into_iter().take(room) {
-            after_event = sequence;
-            let id = event["event_id"].as_str().unwrap_or_default().to_owned();
-            records.push(pb::DataRecord {
-                kind: "event".to_owned(),
-                id,
-                update_time: None,
-                data: Some(attune_kit::privacy::struct_from_json(event)),
-            });
-        }
-        Ok((records, more.then_some(ExportCursor::Events(after_event))))
+            crate::events::subject::events_after(&self.profile.db, ids, after, count as u64)
+                .await?;
+        Ok(events
+            .into_iter()
+            .map(|(sequence, event)| {
+                let id = event["event_id"].as_str().unwrap_or_default().to_owned();
+                let record = pb::DataRecord {
+                    kind: "event".to_owned(),
+                    id,
+                    update_time: None,
+                    data: Some(struct_from_json(event)),
+                };
+                (sequence, record)
+            })
+            .collect())
     }
 
     /// The records about the customer besides events.
@@ -266,10 +213,7 @@ async fn erase_in(
         + crate::events::subject::erase(txn, &ids).await?
         + crate::people::subject::erase(txn, &ids).await?
         + forgotten;
-    Ok(Erased {
-        erased_record_count: i64::try_from(erased).unwrap_or(i64::MAX),
-        erase_time: now,
-    })
+    Ok(Erased::new(erased, now))
 }
 
 /// Records the tombstones (a second erasure keeps the first time).
@@ -330,7 +274,7 @@ fn json_records(mut json: serde_json::Value, sections: &[(&str, &str)]) -> Vec<p
                 kind: (*kind).to_owned(),
                 id,
                 update_time: None,
-                data: Some(attune_kit::privacy::struct_from_json(element)),
+                data: Some(struct_from_json(element)),
             });
         }
     }
@@ -382,8 +326,17 @@ impl DataSubjectService for ProfilePrivacyApi {
                 let ids = covered_ids(db, customer.as_ref())
                     .await
                     .map_err(ApiError::from)?;
-                let from = offset.unwrap_or(ExportCursor::About(0));
-                self.page(&ids, from, limit as usize).await?
+                // First the few records about the customer (profiles,
+                // identities, zero-party data, traits, segment memberships),
+                // built afresh for each page of that part, then the events,
+                // read page by page from the feed by sequence.
+                export_page(
+                    offset.unwrap_or_default(),
+                    limit,
+                    async || self.about(&ids).await,
+                    async |after, count| self.events(&ids, after, count).await,
+                )
+                .await?
             }
             Standing::MergedInto | Standing::Unknown => (Vec::new(), None),
         };
@@ -400,12 +353,9 @@ impl DataSubjectService for ProfilePrivacyApi {
     ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
         let (customer, request_id) = parse_erase(request.into_inner())?;
         let erased = self.erase(customer.as_ref(), request_id.as_ref()).await?;
-        Ok(Response::new(pb::EraseCustomerResponse {
-            service: SERVICE.to_owned(),
-            erased_record_count: erased.erased_record_count,
-            retained: vec![RETAINED.to_owned()],
-            erase_time: Some(time::to_proto(erased.erase_time)),
-        }))
+        Ok(Response::new(
+            erased.response(SERVICE, vec![RETAINED.to_owned()]),
+        ))
     }
 
     async fn list_linked_customer_ids(

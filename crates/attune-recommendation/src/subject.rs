@@ -6,13 +6,13 @@
 
 use attune_kit::ApiError;
 use attune_kit::idempotency::Request as Logged;
-use attune_kit::pagination::encode_page_token;
-use attune_kit::privacy::{ExportRequest, no_linked_ids, parse_erase, struct_from_json};
+use attune_kit::privacy::{
+    Erased, ExportCursor, ExportRequest, Subject, export_page, no_linked_ids, parse_erase,
+    struct_from_json,
+};
 use attune_kit::types::time;
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
 use crate::app::Recommendation;
@@ -34,38 +34,56 @@ impl RecommendationPrivacyApi {
     }
 }
 
-/// Where a page of an export starts: the session first (cursor 0), then
-/// interactions after this id.
-#[derive(Debug, Clone, Copy)]
-enum ExportCursor {
-    Interactions(i64),
-}
-
-impl ExportCursor {
-    fn parse(text: &str) -> Option<Self> {
+/// Reads a page token: the shared export cursor, or one this service handed
+/// out before it used that (`i:N`, after interaction N, the session sent).
+fn parse_cursor(text: &str) -> Option<ExportCursor> {
+    ExportCursor::parse(text).or_else(|| {
         text.strip_prefix("i:")?
             .parse()
             .ok()
-            .map(Self::Interactions)
-    }
-
-    fn token(self) -> String {
-        match self {
-            Self::Interactions(after) => encode_page_token(&format!("i:{after}")),
-        }
-    }
+            .map(ExportCursor::After)
+    })
 }
 
-/// What an erasure did, as remembered for its retries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Erased {
-    erased_record_count: i64,
-    erase_time: DateTime<Utc>,
-}
+impl RecommendationPrivacyApi {
+    /// The records about the customer besides interactions: their session, if any.
+    async fn about(&self, customer: &str) -> Result<Vec<pb::DataRecord>, ApiError> {
+        let Some(session) = store::sessions::get(&self.app.db, customer).await? else {
+            return Ok(Vec::new());
+        };
+        let data = serde_json::to_value(&session).map_err(ApiError::internal)?;
+        Ok(vec![pb::DataRecord {
+            kind: "session".to_owned(),
+            id: "session".to_owned(),
+            update_time: None,
+            data: Some(struct_from_json(serde_json::json!({ "session": data }))),
+        }])
+    }
 
-#[derive(Serialize)]
-struct Subject<'a> {
-    customer_id: &'a str,
+    /// Up to `count` of the customer's interactions after id `after`, in id order.
+    async fn interactions(
+        &self,
+        customer: &str,
+        after: i64,
+        count: usize,
+    ) -> Result<Vec<(i64, pb::DataRecord)>, ApiError> {
+        let rows =
+            store::interactions::of_customer(&self.app.db, customer, after, count as u64).await?;
+        rows.into_iter()
+            .map(|(id, interaction)| {
+                let data =
+                    serde_json::to_value(interaction.exported()).map_err(ApiError::internal)?;
+                let record = pb::DataRecord {
+                    kind: "interaction".to_owned(),
+                    id: id.to_string(),
+                    update_time: chrono::DateTime::from_timestamp_micros(interaction.occur_time)
+                        .map(time::to_proto),
+                    data: Some(struct_from_json(data)),
+                };
+                Ok((id, record))
+            })
+            .collect()
+    }
 }
 
 #[tonic::async_trait]
@@ -74,54 +92,41 @@ impl DataSubjectService for RecommendationPrivacyApi {
         &self,
         request: Request<pb::ExportCustomerDataRequest>,
     ) -> Result<Response<pb::ExportCustomerDataResponse>, Status> {
-        let export = ExportRequest::parse(request.into_inner(), ExportCursor::parse)?;
+        let export = ExportRequest::parse(request.into_inner(), parse_cursor)?;
         let customer = export.customer.as_ref();
-        let limit = export.limit as usize;
-        let db = &self.app.db;
-        let mut records = Vec::new();
-        let after = match export.after {
-            Some(ExportCursor::Interactions(after)) => after,
-            None => {
-                if let Some(session) = store::sessions::get(db, customer)
-                    .await
-                    .map_err(ApiError::from)?
-                {
-                    let data = serde_json::to_value(&session).map_err(ApiError::internal)?;
-                    records.push(pb::DataRecord {
-                        kind: "session".to_owned(),
-                        id: "session".to_owned(),
-                        update_time: None,
-                        data: Some(struct_from_json(serde_json::json!({ "session": data }))),
-                    });
-                }
-                0
-            }
-        };
-        let room = limit.saturating_sub(records.len()).max(1);
-        let rows = store::interactions::of_customer(db, customer, after, room as u64 + 1)
-            .await
-            .map_err(ApiError::from)?;
-        let more = rows.len() > room;
-        let mut last = after;
-        for (id, interaction) in rows.into_iter().take(room) {
-            last = id;
-            let data = serde_json::to_value(interaction.exported()).map_err(ApiError::internal)?;
-            records.push(pb::DataRecord {
-                kind: "interaction".to_owned(),
-                id: id.to_string(),
-                update_time: chrono::DateTime::from_timestamp_micros(interaction.occur_time)
-                    .map(time::to_proto),
-                data: Some(struct_from_json(data)),
+        if export.after.is_none() {
+            // One export is one request id: its first page claims the id for
+            // this customer, so the same id for another is ALREADY_EXISTS.
+            let app = &self.app;
+            let fingerprint = app.key.fingerprint(&Subject {
+                customer_id: customer,
             });
+            let txn = app.begin_write().await.map_err(ApiError::from)?;
+            REQUESTS
+                .idempotent(
+                    &txn,
+                    Logged {
+                        operation: "ExportCustomerData",
+                        request_id: export.request_id.as_ref(),
+                        fingerprint: &fingerprint,
+                    },
+                    app.clock.now(),
+                    async |_| Ok::<(), ApiError>(()),
+                )
+                .await?;
+            txn.commit().await.map_err(ApiError::from)?;
         }
+        let (records, next) = export_page(
+            export.after.unwrap_or_default(),
+            export.limit,
+            async || self.about(customer).await,
+            async |after, count| self.interactions(customer, after, count).await,
+        )
+        .await?;
         Ok(Response::new(pb::ExportCustomerDataResponse {
             service: SERVICE.to_owned(),
             records,
-            next_page_token: if more {
-                ExportCursor::Interactions(last).token()
-            } else {
-                String::new()
-            },
+            next_page_token: next.map(ExportCursor::token).unwrap_or_default(),
         }))
     }
 
@@ -154,10 +159,7 @@ impl DataSubjectService for RecommendationPrivacyApi {
                     app.changes
                         .record(txn, replicas::ERASED, [name], now)
                         .await?;
-                    Ok::<_, ApiError>(Erased {
-                        erased_record_count: i64::try_from(count).unwrap_or(i64::MAX),
-                        erase_time: now,
-                    })
+                    Ok::<_, ApiError>(Erased::new(count, now))
                 },
             )
             .await?;
@@ -165,17 +167,14 @@ impl DataSubjectService for RecommendationPrivacyApi {
         app.sessions.forget(customer_id);
         app.tastes.forget(customer_id);
         app.served.erase(customer_id);
-        let erased = outcome.into_inner();
-        Ok(Response::new(pb::EraseCustomerResponse {
-            service: SERVICE.to_owned(),
-            erased_record_count: erased.erased_record_count,
-            retained: vec![
+        Ok(Response::new(outcome.into_inner().response(
+            SERVICE,
+            vec![
                 "answers served under an experiment (recommendation id and variant, no customer id), \
                  for the experiment's statistics"
                     .to_owned(),
             ],
-            erase_time: Some(time::to_proto(erased.erase_time)),
-        }))
+        )))
     }
 
     async fn list_linked_customer_ids(

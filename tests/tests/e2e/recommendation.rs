@@ -9,7 +9,7 @@
 use attune_proto::recommendation::v1 as pb;
 use attune_tests::profile_events::{cart, eur, item, purchase, view};
 use attune_tests::recommendation::{catalog_item, home, request_id};
-use attune_tests::{TestApp, backend_tests, common_pb, profile_pb};
+use attune_tests::{TestApp, backend_tests, common_pb, every_page, privacy_pb, profile_pb};
 use chrono::{DateTime, TimeDelta, Utc};
 use tonic::Code;
 
@@ -454,6 +454,28 @@ backend_tests! {
         let mine: Vec<_> = exported.iter().filter(|m| m.service == "attune.recommendation.v1").flat_map(|m| m.records.clone()).collect();
         assert_eq!(mine.iter().filter(|r| r.kind == "interaction").count(), 2, "{mine:?}");
         assert_eq!(mine.iter().filter(|r| r.kind == "session").count(), 1);
+        // Recommendation's own export a record at a time: never more than the
+        // page size (the session shares no page), every record exactly once.
+        let pod = app.pod("recommendation").await;
+        let mut subject = pod.internal_data_subject();
+        let export_id = request_id();
+        let paged = every_page(async |page_token| {
+            let page = subject
+                .export_customer_data(privacy_pb::ExportCustomerDataRequest { customer_id: c.into(), request_id: export_id.clone(), page_token, page_size: 1 })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(page.records.len() <= 1, "{page:?}");
+            (page.records, page.next_page_token)
+        })
+        .await;
+        assert_eq!(paged, mine, "paging neither skips nor repeats");
+        // The same export id for another customer is another request.
+        let reused = subject
+            .export_customer_data(privacy_pb::ExportCustomerDataRequest { customer_id: "someone-else".into(), request_id: export_id, page_token: String::new(), page_size: 0 })
+            .await
+            .unwrap_err();
+        assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
         let erased = app.erase_customer(c, &request_id()).await;
         let receipt = erased.receipts.iter().find(|r| r.service == "attune.recommendation.v1").unwrap();
         assert_eq!(receipt.record_count, 3, "two interactions and the session");

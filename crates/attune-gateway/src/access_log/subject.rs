@@ -6,14 +6,14 @@ use attune_kit::ApiError;
 use attune_kit::clock::Clock;
 use attune_kit::db::{begin_write, micros};
 use attune_kit::idempotency::Request as Logged;
-use attune_kit::privacy::{ExportRequest, no_linked_ids, parse_erase, struct_from_json};
+use attune_kit::privacy::{
+    Erased, ExportRequest, Subject, no_linked_ids, parse_erase, struct_from_json,
+};
 use attune_kit::secrets::PseudonymKey;
 use attune_kit::types::time;
 use attune_proto::privacy::v1 as pb;
 use attune_proto::privacy::v1::data_subject_service_server::DataSubjectService;
-use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
-use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
 use super::PACKAGE;
@@ -43,18 +43,6 @@ impl AccessLogSubject {
             flush,
         }
     }
-}
-
-/// What an erasure did, as remembered for its retries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Erased {
-    erased_record_count: i64,
-    erase_time: DateTime<Utc>,
-}
-
-#[derive(Serialize)]
-struct Subject<'a> {
-    customer_id: &'a str,
 }
 
 #[tonic::async_trait]
@@ -139,21 +127,14 @@ impl DataSubjectService for AccessLogSubject {
                 now,
                 async |txn| {
                     let count = store::delete_customer(txn, customer_id).await?;
-                    Ok::<_, ApiError>(Erased {
-                        erased_record_count: i64::try_from(count).unwrap_or(i64::MAX),
-                        erase_time: now,
-                    })
+                    Ok::<_, ApiError>(Erased::new(count, now))
                 },
             )
             .await?;
         txn.commit().await.map_err(ApiError::from)?;
-        let erased = outcome.into_inner();
-        Ok(Response::new(pb::EraseCustomerResponse {
-            service: PACKAGE.to_owned(),
-            erased_record_count: erased.erased_record_count,
-            retained: Vec::new(),
-            erase_time: Some(time::to_proto(erased.erase_time)),
-        }))
+        Ok(Response::new(
+            outcome.into_inner().response(PACKAGE, Vec::new()),
+        ))
     }
 
     async fn list_linked_customer_ids(
