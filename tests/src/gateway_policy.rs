@@ -95,6 +95,35 @@ pub async fn secured_app(backend: Backend, configure: impl FnOnce(&mut Config)) 
     .await
 }
 
+/// Runs `$name(app)` against a [`secured_app`] (the monolith with the test
+/// policy) on SQLite, and on PostgreSQL when it is configured; the gateway
+/// policy's counterpart of [`backend_tests!`](crate::backend_tests).
+#[macro_export]
+macro_rules! secured_tests {
+    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($app: $crate::TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::gateway_policy::secured_app($crate::Backend::Sqlite, |_| {}).await;
+                run(app.expect("SQLite is always available")).await;
+            }
+
+            $crate::postgres_test! {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let app = $crate::gateway_policy::secured_app($crate::Backend::Postgres, |_| {}).await;
+                    run(app.expect("ATTUNE_TEST_DATABASE_URL is set at run time as it was at build time")).await;
+                }
+            }
+        }
+    )*};
+}
+
 /// Seconds since the epoch now.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()

@@ -21,30 +21,6 @@ use attune_tests::{Backend, TestApp, consent_pb, eventually, profile_pb};
 use serde_json::json;
 use tonic::{Code, Status};
 
-/// Runs `$name(app)` against a secured monolith on SQLite, and on PostgreSQL
-/// when it is configured.
-macro_rules! secured_tests {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
-        mod $name {
-            use super::*;
-
-            async fn run($app: TestApp) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                run(secured_app(Backend::Sqlite, |_| {}).await.unwrap()).await;
-            }
-
-            attune_tests::postgres_test! {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    run(secured_app(Backend::Postgres, |_| {}).await.unwrap()).await;
-                }
-            }
-        }
-    )*};
-}
-
 fn bearer(token: String) -> Credential {
     Credential::Bearer(token)
 }
@@ -107,7 +83,7 @@ fn assert_passes_policy(result: Result<(), Status>, what: &str) {
     }
 }
 
-secured_tests! {
+attune_tests::secured_tests! {
     async fn authorization_matrix_lets_each_customer_reach_only_its_own_data(app) {
         let customers = ["matrix-alice", "matrix-bob"];
         let mut checked = 0;

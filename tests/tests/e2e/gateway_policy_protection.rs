@@ -25,30 +25,6 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_types::StatusExt as _;
 
-/// Runs `$name(app)` against a secured monolith on SQLite, and on PostgreSQL
-/// when it is configured.
-macro_rules! secured_tests {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {$(
-        mod $name {
-            use super::*;
-
-            async fn run($app: TestApp) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                run(secured_app(Backend::Sqlite, |_| {}).await.unwrap()).await;
-            }
-
-            attune_tests::postgres_test! {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    run(secured_app(Backend::Postgres, |_| {}).await.unwrap()).await;
-                }
-            }
-        }
-    )*};
-}
-
 /// `message` from `credential`, carrying the browser's `Sec-GPC: 1`.
 fn signalled<T>(message: T, credential: &Credential) -> Request<T> {
     let mut request = with_credential(message, credential);
@@ -75,7 +51,7 @@ async fn check_consent(
         .map(drop)
 }
 
-secured_tests! {
+attune_tests::secured_tests! {
     async fn global_privacy_control_is_recorded_once_whichever_rpc_carries_it(app) {
         let customer = "gpc-alice";
         let alice = Credential::Bearer(customer_token(customer));
