@@ -5,11 +5,14 @@ use attune_proto::privacy::v1 as pb;
 use chrono::{DateTime, Utc};
 use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value};
+use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataMap;
 
 use crate::error::{ApiError, Violations, checked};
+use crate::idempotency::{Request as Logged, RequestLog};
 use crate::pagination::{decode_cursor, encode_page_token, page_size};
+use crate::secrets::PseudonymKey;
 use crate::types::{CustomerId, RequestId, time};
 
 mod export;
@@ -119,6 +122,36 @@ impl<C> ExportRequest<C> {
             limit: checked(limit),
             after,
         })
+    }
+
+    /// Whether this is the export's first page (no page token).
+    pub fn is_first_page(&self) -> bool {
+        self.after.is_none()
+    }
+
+    /// Claims the export's request id for its customer in `requests`, inside
+    /// `txn`: one export is one request id, so the same id for another customer
+    /// is ALREADY_EXISTS, and a retry of the first page is answered again.
+    /// Called on the first page only; the caller commits `txn`.
+    pub async fn claim(
+        &self,
+        requests: RequestLog,
+        txn: &DatabaseTransaction,
+        key: &PseudonymKey,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        let fingerprint = key.fingerprint(&Subject {
+            customer_id: self.customer.as_ref(),
+        });
+        let request = Logged {
+            operation: "ExportCustomerData",
+            request_id: self.request_id.as_ref(),
+            fingerprint: &fingerprint,
+        };
+        requests
+            .idempotent(txn, request, now, async |_| Ok::<(), ApiError>(()))
+            .await?;
+        Ok(())
     }
 }
 

@@ -190,36 +190,19 @@ impl DataSubjectService for LoyaltyPrivacyApi {
         &self,
         request: Request<pb::ExportCustomerDataRequest>,
     ) -> Result<Response<pb::ExportCustomerDataResponse>, Status> {
-        let ExportRequest {
-            customer,
-            request_id,
-            limit,
-            after,
-        } = ExportRequest::parse(request.into_inner(), ExportCursor::parse)?;
-        if after.is_none() {
+        let export = ExportRequest::parse(request.into_inner(), ExportCursor::parse)?;
+        if export.is_first_page() {
             let loyalty = &self.loyalty;
             let txn = loyalty.begin_write().await?;
-            let fingerprint = loyalty.key.fingerprint(&Subject {
-                customer_id: customer.as_ref(),
-            });
-            REQUESTS
-                .idempotent(
-                    &txn,
-                    Logged {
-                        operation: "ExportCustomerData",
-                        request_id: request_id.as_ref(),
-                        fingerprint: &fingerprint,
-                    },
-                    loyalty.clock.now(),
-                    async |_| Ok::<(), ApiError>(()),
-                )
+            export
+                .claim(REQUESTS, &txn, &loyalty.key, loyalty.clock.now())
                 .await?;
             txn.commit().await.map_err(ApiError::from)?;
         }
-        let customer = customer.as_ref();
+        let customer = export.customer.as_ref();
         let (records, next) = export_page(
-            after.unwrap_or_default(),
-            limit,
+            export.after.unwrap_or_default(),
+            export.limit,
             async || self.about(customer).await,
             async |after, count| self.entries(customer, after, count).await,
         )

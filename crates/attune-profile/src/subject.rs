@@ -287,35 +287,16 @@ impl DataSubjectService for ProfilePrivacyApi {
         &self,
         request: Request<pb::ExportCustomerDataRequest>,
     ) -> Result<Response<pb::ExportCustomerDataResponse>, Status> {
-        let ExportRequest {
-            customer,
-            request_id,
-            limit,
-            after: offset,
-        } = ExportRequest::parse(request.into_inner(), ExportCursor::parse)?;
-        // One export is one request id, remembered on its first page: the same
-        // id for another customer is ALREADY_EXISTS.
-        if offset.is_none() {
+        let export = ExportRequest::parse(request.into_inner(), ExportCursor::parse)?;
+        if export.is_first_page() {
             let profile = &self.profile;
-            let now = profile.clock.now();
             let txn = profile.begin_write().await.map_err(Status::from)?;
-            let fingerprint = profile.key.fingerprint(&Subject {
-                customer_id: customer.as_ref(),
-            });
-            REQUESTS
-                .idempotent(
-                    &txn,
-                    Logged {
-                        operation: "ExportCustomerData",
-                        request_id: request_id.as_ref(),
-                        fingerprint: &fingerprint,
-                    },
-                    now,
-                    async |_| Ok::<(), ApiError>(()),
-                )
+            export
+                .claim(REQUESTS, &txn, &profile.key, profile.clock.now())
                 .await?;
             txn.commit().await.map_err(ApiError::from)?;
         }
+        let customer = &export.customer;
         // A merged id's data is exported with its survivor's, not again.
         let db = &self.profile.db;
         let (records, next) = match standing(db, customer.as_ref())
@@ -331,8 +312,8 @@ impl DataSubjectService for ProfilePrivacyApi {
                 // built afresh for each page of that part, then the events,
                 // read page by page from the feed by sequence.
                 export_page(
-                    offset.unwrap_or_default(),
-                    limit,
+                    export.after.unwrap_or_default(),
+                    export.limit,
                     async || self.about(&ids).await,
                     async |after, count| self.events(&ids, after, count).await,
                 )

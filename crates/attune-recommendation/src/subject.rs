@@ -94,25 +94,11 @@ impl DataSubjectService for RecommendationPrivacyApi {
     ) -> Result<Response<pb::ExportCustomerDataResponse>, Status> {
         let export = ExportRequest::parse(request.into_inner(), parse_cursor)?;
         let customer = export.customer.as_ref();
-        if export.after.is_none() {
-            // One export is one request id: its first page claims the id for
-            // this customer, so the same id for another is ALREADY_EXISTS.
+        if export.is_first_page() {
             let app = &self.app;
-            let fingerprint = app.key.fingerprint(&Subject {
-                customer_id: customer,
-            });
             let txn = app.begin_write().await.map_err(ApiError::from)?;
-            REQUESTS
-                .idempotent(
-                    &txn,
-                    Logged {
-                        operation: "ExportCustomerData",
-                        request_id: export.request_id.as_ref(),
-                        fingerprint: &fingerprint,
-                    },
-                    app.clock.now(),
-                    async |_| Ok::<(), ApiError>(()),
-                )
+            export
+                .claim(REQUESTS, &txn, &app.key, app.clock.now())
                 .await?;
             txn.commit().await.map_err(ApiError::from)?;
         }
