@@ -36,7 +36,7 @@ fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
                     .with_filter(EnvFilter::new("debug")),
             )
             .try_init()
-            .expect("nextest runs each test in a process of its own: this is its only subscriber");
+            .expect("the capture is the process's only subscriber: run with cargo nextest (a process per test), as the README says");
         logs
     })
 }
