@@ -124,6 +124,25 @@ macro_rules! secured_tests {
     )*};
 }
 
+/// `CheckConsent` for `personalization` through the public port as `credential`:
+/// whether the gateway's policy let the call through.
+pub async fn check_consent(
+    app: &TestApp,
+    customer: &str,
+    credential: &Credential,
+) -> Result<(), Status> {
+    app.consent()
+        .check_consent(with_credential(
+            crate::consent_pb::CheckConsentRequest {
+                customer_id: customer.into(),
+                purpose_codes: vec!["personalization".into()],
+            },
+            credential,
+        ))
+        .await
+        .map(drop)
+}
+
 /// Seconds since the epoch now.
 pub fn now() -> i64 {
     chrono::Utc::now().timestamp()

@@ -12,12 +12,12 @@ use attune_gateway::policy::table::{Access, RULES};
 use attune_proto::gateway::v1 as gateway_pb;
 use attune_tests::gateway_experience::store_page;
 use attune_tests::gateway_policy::{
-    CHECKOUT_KEY, Credential, OPS_KEY, call_raw, customer_claims, customer_token, es256, hs256,
-    hs256_with_rs256_public_key, now, rs256, rs256_unknown_key, secured_app, signed_with_kid,
-    streaming, tampered, unsigned, with_credential,
+    CHECKOUT_KEY, Credential, OPS_KEY, call_raw, check_consent, customer_claims, customer_token,
+    es256, hs256, hs256_with_rs256_public_key, now, rs256, rs256_unknown_key, secured_app,
+    signed_with_kid, streaming, tampered, unsigned, with_credential,
 };
 use attune_tests::profile_people::{create_anonymous, create_known, identity, merge};
-use attune_tests::{Backend, TestApp, consent_pb, eventually, profile_pb};
+use attune_tests::{Backend, TestApp, eventually, profile_pb};
 use serde_json::json;
 use tonic::{Code, Status};
 
@@ -43,23 +43,6 @@ async fn page(
         .get_page_experience(with_credential(request, credential))
         .await
         .map(tonic::Response::into_inner)
-}
-
-async fn check_consent(
-    app: &TestApp,
-    customer: &str,
-    credential: &Credential,
-) -> Result<(), Status> {
-    app.consent()
-        .check_consent(with_credential(
-            consent_pb::CheckConsentRequest {
-                customer_id: customer.into(),
-                purpose_codes: vec!["personalization".into()],
-            },
-            credential,
-        ))
-        .await
-        .map(drop)
 }
 
 fn assert_code(result: Result<(), Status>, code: Code, what: &str) {

@@ -12,7 +12,7 @@ use attune_kit::config::Config;
 use attune_proto::consent::v1::consent_service_client::ConsentServiceClient;
 use attune_proto::loyalty::v1 as loyalty_pb;
 use attune_tests::gateway_policy::{
-    CHECKOUT_KEY, Credential, OPS_KEY, customer_token, secured_app, with_credential,
+    CHECKOUT_KEY, Credential, OPS_KEY, check_consent, customer_token, secured_app, with_credential,
 };
 use attune_tests::profile_events::event;
 use attune_tests::{Backend, TestApp, consent_pb, profile_pb};
@@ -32,23 +32,6 @@ fn signalled<T>(message: T, credential: &Credential) -> Request<T> {
         .metadata_mut()
         .insert("sec-gpc", MetadataValue::from_static("1"));
     request
-}
-
-async fn check_consent(
-    app: &TestApp,
-    customer: &str,
-    credential: &Credential,
-) -> Result<(), Status> {
-    app.consent()
-        .check_consent(with_credential(
-            consent_pb::CheckConsentRequest {
-                customer_id: customer.into(),
-                purpose_codes: vec!["personalization".into()],
-            },
-            credential,
-        ))
-        .await
-        .map(drop)
 }
 
 attune_tests::secured_tests! {
